@@ -1,0 +1,368 @@
+//! Command line: clap arguments → a validated [`Options`](crate::Options) and the command to
+//! run. `main` maps [`run`]'s outcome to the exit code.
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::Stage;
+use crate::error::Error;
+use crate::model::Analysis;
+use crate::render;
+use crate::Options;
+
+/// Explains connection races (Happy Eyeballs also-rans, duplicate WebSocket upgrades,
+/// load-balancer backend switches, stale connection reuse) in pcap/pcapng captures.
+#[derive(Debug, Parser)]
+#[command(name = "racetrace", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Analyse captures and write the report (JSON on stdout with `--json -`).
+    Analyze(AnalyzeArgs),
+    /// List every TCP connection attempt.
+    Connections(ConnectionsArgs),
+    /// List the Happy Eyeballs races.
+    Races(CommonArgs),
+}
+
+/// Inputs and detector settings shared by every command.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Capture files (pcap, pcapng, gzip/zstd-compressed), directories, or `-` for stdin.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// Analyse all inputs as one capture in time order (rotated capture files).
+    #[arg(long)]
+    pub merge: bool,
+    /// Name a service: `--service www.example=198.51.100.7,2001:db8::7` (repeatable).
+    #[arg(long = "service", value_name = "NAME=ADDR[,ADDR…]")]
+    pub services: Vec<String>,
+    /// Longest gap between successive attempts of one race, in ms.
+    #[arg(long, default_value_t = 2000)]
+    pub race_window_ms: u64,
+    /// Flush a connection after this long without packets, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub idle_timeout_s: u64,
+    /// An also-ran cancelled beyond this stage is a late cancel.
+    #[arg(long, value_enum, default_value_t = CancelBy::Tls)]
+    pub cancel_by: CancelBy,
+}
+
+/// `--cancel-by`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CancelBy {
+    /// RFC 8305 §6: cancel once a TCP handshake completes.
+    Tcp,
+    /// Happy Eyeballs v3 draft: waiting for TLS is allowed.
+    Tls,
+}
+
+/// `analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Inputs and settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Write the JSON report to this file (`-`: standard output, one document per line).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<String>,
+    /// Write one folder of reports per capture under this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `connections`.
+#[derive(Debug, Args)]
+pub struct ConnectionsArgs {
+    /// Inputs and settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output format (default: table on a terminal, CSV otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+/// Output formats of listing commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// Comma-separated values.
+    Csv,
+    /// The JSON report.
+    Json,
+}
+
+impl CommonArgs {
+    /// Validated options.
+    pub fn options(&self) -> Result<Options, Error> {
+        let mut opts = Options::default();
+        opts.detect.race_window =
+            i64::try_from(self.race_window_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
+        opts.track.idle_timeout =
+            i64::try_from(self.idle_timeout_s).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000;
+        opts.detect.cancel_by = match self.cancel_by {
+            CancelBy::Tcp => Stage::Tcp,
+            CancelBy::Tls => Stage::Tls,
+        };
+        for s in &self.services {
+            let (name, addrs) = s.split_once('=').ok_or_else(|| {
+                Error::Usage(format!("--service {s}: expected NAME=ADDR[,ADDR…]"))
+            })?;
+            let addrs = addrs
+                .split(',')
+                .map(|a| a.trim().parse::<IpAddr>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Usage(format!("--service {s}: {e}")))?;
+            opts.detect.services.push((name.to_string(), addrs));
+        }
+        Ok(opts)
+    }
+
+    /// The captures to analyse: each input (directories walked recursively, in name order)
+    /// as its own capture, or all of them as one with `--merge`. Each capture carries the
+    /// path relative to the directory it was found under, for output folders.
+    pub fn captures(&self) -> Result<Vec<(Vec<String>, PathBuf)>, Error> {
+        let mut files: Vec<(String, PathBuf)> = Vec::new();
+        for input in &self.inputs {
+            let p = Path::new(input);
+            if input != "-" && p.is_dir() {
+                let mut found = Vec::new();
+                walk(p, &mut found).map_err(|source| Error::Io {
+                    file: input.clone(),
+                    source,
+                })?;
+                found.sort();
+                for f in found {
+                    let rel = f.strip_prefix(p).unwrap_or(&f).to_path_buf();
+                    files.push((f.to_string_lossy().into_owned(), rel));
+                }
+            } else {
+                let rel = PathBuf::from(
+                    p.file_name()
+                        .map(|n| n.to_os_string())
+                        .unwrap_or_else(|| "stdin".into()),
+                );
+                files.push((input.clone(), rel));
+            }
+        }
+        if self.merge {
+            let rel = files.first().map(|f| f.1.clone()).unwrap_or_default();
+            return Ok(vec![(files.into_iter().map(|f| f.0).collect(), rel)]);
+        }
+        Ok(files.into_iter().map(|(f, rel)| (vec![f], rel)).collect())
+    }
+}
+
+/// Capture file name endings recognised when walking directories.
+const CAPTURE_EXTENSIONS: [&str; 8] = [
+    ".pcap",
+    ".pcapng",
+    ".cap",
+    ".dmp",
+    ".gz",
+    ".zst",
+    ".pcap.gz",
+    ".pcapng.zst",
+];
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            if CAPTURE_EXTENSIONS.iter().any(|e| name.ends_with(e)) {
+                out.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The folder name for a capture: its relative path with every capture extension dropped
+/// (`a/x.pcap.gz` → `a/x`).
+pub fn stem(rel: &Path) -> PathBuf {
+    let mut name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    loop {
+        let lower = name.to_lowercase();
+        match [".gz", ".zst", ".pcapng", ".pcap", ".cap", ".dmp"]
+            .iter()
+            .find(|e| lower.ends_with(*e))
+        {
+            Some(e) if name.len() > e.len() => name.truncate(name.len() - e.len()),
+            _ => break,
+        }
+    }
+    rel.with_file_name(name)
+}
+
+/// How a run ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Some input could not be read, or the command line was wrong.
+    pub error: bool,
+    /// `check` found a rule violated.
+    pub violation: bool,
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Outcome {
+    let mut outcome = Outcome::default();
+    let stdout = io::stdout();
+    let result = match &cli.command {
+        Command::Analyze(args) => analyze(args, &mut outcome),
+        Command::Connections(args) => each(&args.common, &mut outcome, |a| {
+            let tty = stdout.is_terminal();
+            let mut w = BufWriter::new(stdout.lock());
+            match args
+                .format
+                .unwrap_or(if tty { Format::Table } else { Format::Csv })
+            {
+                Format::Table => render::table::connections_table(a, &mut w)?,
+                Format::Csv => render::table::connections_csv(a, &mut w)?,
+                Format::Json => {
+                    render::json::write(a, &mut w).map_err(io::Error::other)?;
+                    writeln!(w)?;
+                }
+            }
+            w.flush()
+        }),
+        Command::Races(common) => each(common, &mut outcome, |a| {
+            let mut w = BufWriter::new(stdout.lock());
+            render::table::races_table(a, &mut w)?;
+            w.flush()
+        }),
+    };
+    if let Err(e) = result {
+        eprintln!("racetrace: {e}");
+        outcome.error = true;
+    }
+    outcome
+}
+
+/// Analyse each capture and hand it to `show`; an unreadable input is reported and the
+/// others still run.
+fn each(
+    common: &CommonArgs,
+    outcome: &mut Outcome,
+    mut show: impl FnMut(&Analysis) -> io::Result<()>,
+) -> Result<(), Error> {
+    let opts = common.options()?;
+    for (inputs, _) in common.captures()? {
+        match crate::analyze(&inputs, &opts) {
+            Ok(a) => {
+                for w in &a.warnings {
+                    eprintln!("racetrace: warning: {}", w.message);
+                }
+                if let Err(e) = show(&a) {
+                    if e.kind() == io::ErrorKind::BrokenPipe {
+                        return Ok(());
+                    }
+                    return Err(Error::Write {
+                        path: "<stdout>".into(),
+                        source: e,
+                    });
+                }
+            }
+            Err(e) => {
+                eprintln!("racetrace: {e}");
+                outcome.error = true;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
+    let opts = args.common.options()?;
+    if args.json.is_none() && args.out.is_none() {
+        return Err(Error::Usage(
+            "analyze: give --json FILE|- or --out DIR".into(),
+        ));
+    }
+    let mut json_out: Option<Box<dyn Write>> = match args.json.as_deref() {
+        Some("-") => Some(Box::new(BufWriter::new(io::stdout().lock()))),
+        Some(path) => Some(Box::new(BufWriter::new(
+            std::fs::File::create(path).map_err(|source| Error::Write {
+                path: path.into(),
+                source,
+            })?,
+        ))),
+        None => None,
+    };
+    for (inputs, rel) in args.common.captures()? {
+        let a = match crate::analyze(&inputs, &opts) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("racetrace: {e}");
+                outcome.error = true;
+                continue;
+            }
+        };
+        for w in &a.warnings {
+            eprintln!("racetrace: warning: {}", w.message);
+        }
+        if let Some(w) = json_out.as_mut() {
+            let res = render::json::write(&a, &mut *w)
+                .map_err(io::Error::other)
+                .and_then(|_| writeln!(w));
+            res.map_err(|source| Error::Write {
+                path: args.json.clone().unwrap_or_default().into(),
+                source,
+            })?;
+        }
+        if let Some(dir) = &args.out {
+            let folder = dir.join(stem(&rel));
+            std::fs::create_dir_all(&folder).map_err(|source| Error::Write {
+                path: folder.clone(),
+                source,
+            })?;
+            let path = folder.join("analysis.json");
+            let file = std::fs::File::create(&path).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+            let mut w = BufWriter::new(file);
+            render::json::write(&a, &mut w)
+                .map_err(io::Error::other)
+                .and_then(|_| w.flush())
+                .map_err(|source| Error::Write { path, source })?;
+        }
+    }
+    if let Some(mut w) = json_out {
+        w.flush().map_err(|source| Error::Write {
+            path: "<json>".into(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_drop_every_capture_extension() {
+        assert_eq!(stem(Path::new("a/x.pcap.gz")), PathBuf::from("a/x"));
+        assert_eq!(stem(Path::new("y.pcapng")), PathBuf::from("y"));
+        assert_eq!(stem(Path::new("z.PCAP.zst")), PathBuf::from("z"));
+    }
+}

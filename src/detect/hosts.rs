@@ -1,0 +1,175 @@
+//! Client hosts: one host often appears with an IPv4 and an IPv6 address. Addresses are tied
+//! by the Ethernet source MAC (only when that MAC sends SYNs from at most one address per
+//! family: a router's MAC in a server-side capture stands for many hosts), and by pairing: an
+//! IPv4 and an IPv6 client address whose SYNs to one server port (or whose DNS answer and
+//! SYN) fall within the race window of each other, when each is the other's only partner.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use super::dns::DnsTable;
+use crate::domain::{Family, Nanos};
+use crate::model::{Connection, Host};
+
+/// Union-find over addresses.
+struct Union {
+    parent: Vec<usize>,
+}
+
+impl Union {
+    fn find(&mut self, mut x: usize) -> usize {
+        while let Some(&p) = self.parent.get(x) {
+            if p == x {
+                break;
+            }
+            let gp = self.parent.get(p).copied().unwrap_or(p);
+            if let Some(slot) = self.parent.get_mut(x) {
+                *slot = gp;
+            }
+            x = p;
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            if let Some(slot) = self.parent.get_mut(ra.max(rb)) {
+                *slot = ra.min(rb);
+            }
+        }
+    }
+}
+
+/// Assign every connection its client host; returns the hosts.
+pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Host> {
+    // Every client address, in a stable order.
+    let addrs: Vec<IpAddr> = conns
+        .iter()
+        .map(|c| c.rec.client.ip)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let index: HashMap<IpAddr, usize> = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    let mut uf = Union {
+        parent: (0..addrs.len()).collect(),
+    };
+    let mut ties: BTreeMap<usize, BTreeSet<&'static str>> = BTreeMap::new();
+
+    // 1. MAC: a MAC that sends SYNs from one address per family is one host.
+    let mut by_mac: BTreeMap<[u8; 6], [BTreeSet<IpAddr>; 2]> = BTreeMap::new();
+    for c in conns.iter().filter(|c| c.rec.handshake_seen) {
+        if let Some(mac) = c.rec.client_mac {
+            let fam = usize::from(c.rec.family() == Family::Ipv6);
+            if let Some(set) = by_mac.entry(mac).or_default().get_mut(fam) {
+                set.insert(c.rec.client.ip);
+            }
+        }
+    }
+    for [v4, v6] in by_mac.values() {
+        if let ([a], [b]) = (
+            v4.iter().collect::<Vec<_>>().as_slice(),
+            v6.iter().collect::<Vec<_>>().as_slice(),
+        ) {
+            if let (Some(&ia), Some(&ib)) = (index.get(*a), index.get(*b)) {
+                uf.union(ia, ib);
+                ties.entry(ia).or_default().insert("mac");
+                ties.entry(ib).or_default().insert("mac");
+            }
+        }
+    }
+
+    // 2. Pairing by timing, for addresses the MAC did not tie to the other family.
+    let tied: BTreeSet<usize> = ties.keys().copied().collect();
+    let mut partners: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+    let mut how: BTreeMap<(usize, usize), &'static str> = BTreeMap::new();
+    let mut syns: Vec<(Nanos, u16, IpAddr, usize)> = conns
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.rec.syn_time.get()?,
+                c.rec.server.port,
+                c.rec.server.ip,
+                *index.get(&c.rec.client.ip)?,
+            ))
+        })
+        .collect();
+    syns.sort();
+    let mut note = |a: usize, b: usize, why: &'static str| {
+        if a != b && !tied.contains(&a) && !tied.contains(&b) {
+            let (fa, fb) = (addrs.get(a).map(Family::of), addrs.get(b).map(Family::of));
+            if fa != fb {
+                partners.entry(a).or_default().insert(b);
+                partners.entry(b).or_default().insert(a);
+                how.entry((a.min(b), a.max(b))).or_insert(why);
+            }
+        }
+    };
+    // Look at most this many SYNs ahead: with more clients than that in one window, pairing
+    // is ambiguous anyway (and the scan stays linear on large captures).
+    const LOOKAHEAD: usize = 64;
+    for (i, &(t, port, _, a)) in syns.iter().enumerate() {
+        for &(t2, port2, _, b) in syns.iter().skip(i + 1).take(LOOKAHEAD) {
+            if t2 - t > window {
+                break;
+            }
+            if port2 == port {
+                note(a, b, "race");
+            }
+        }
+    }
+    for ex in dns.clients() {
+        let (Some(at), Some(&a)) = (ex.answer_time, index.get(&ex.client)) else {
+            continue;
+        };
+        let from = syns.partition_point(|s| s.0 < at);
+        for &(t, _, server, b) in syns.iter().skip(from).take(LOOKAHEAD) {
+            if t - at > window {
+                break;
+            }
+            if ex.addrs.contains(&server) {
+                note(a, b, "dns");
+            }
+        }
+    }
+    for (&a, ps) in &partners {
+        if let Some(&b) = ps.iter().next() {
+            let mutual = ps.len() == 1 && partners.get(&b).is_some_and(|q| q.len() == 1);
+            if mutual && a < b {
+                uf.union(a, b);
+                let why = how.get(&(a, b)).copied().unwrap_or("race");
+                ties.entry(a).or_default().insert(why);
+                ties.entry(b).or_default().insert(why);
+            }
+        }
+    }
+
+    // Hosts in order of their smallest address; each connection points at its host.
+    let mut host_of_root: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut hosts: Vec<Host> = Vec::new();
+    let mut host_of_addr = vec![0usize; addrs.len()];
+    for (i, addr) in addrs.iter().enumerate() {
+        let root = uf.find(i);
+        let h = *host_of_root.entry(root).or_insert_with(|| {
+            hosts.push(Host::default());
+            hosts.len() - 1
+        });
+        if let Some(host) = hosts.get_mut(h) {
+            host.addrs.push(*addr);
+            for t in ties.get(&i).into_iter().flatten() {
+                if !host.ties.contains(t) {
+                    host.ties.push(t);
+                }
+            }
+        }
+        if let Some(slot) = host_of_addr.get_mut(i) {
+            *slot = h;
+        }
+    }
+    for c in conns.iter_mut() {
+        c.host = index
+            .get(&c.rec.client.ip)
+            .and_then(|&i| host_of_addr.get(i).copied())
+            .unwrap_or(0);
+    }
+    hosts
+}

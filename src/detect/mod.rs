@@ -1,0 +1,116 @@
+//! Detect stage: the finished connection table (plus what the packet observers saw, such as
+//! DNS) → hosts, service names, races, and later backends, sequences and stale reuses.
+//!
+//! Each detector implements [`Detector`] and reads and annotates the shared [`Analysis`];
+//! none calls another. They run in the order of [`registry`], so that each one finds what it
+//! builds on (races need hosts and names; sequences need races and backends).
+
+pub mod dns;
+pub mod hosts;
+pub mod names;
+pub mod race;
+pub mod summary;
+
+use std::net::IpAddr;
+
+pub use dns::DnsTable;
+
+use crate::domain::{Nanos, Stage};
+use crate::model::Analysis;
+
+/// Detector settings.
+#[derive(Clone, Debug)]
+pub struct DetectConfig {
+    /// Longest gap between successive attempts of one race (default 2 s: RFC 8305's maximum
+    /// Connection Attempt Delay).
+    pub race_window: Nanos,
+    /// `--service NAME=ADDR,…`: names for addresses the capture cannot name.
+    pub services: Vec<(String, Vec<IpAddr>)>,
+    /// `--cancel-by`: an also-ran cancelled beyond this stage is a `late-cancel` finding.
+    pub cancel_by: Stage,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            race_window: 2_000_000_000,
+            services: Vec::new(),
+            cancel_by: Stage::Tls,
+        }
+    }
+}
+
+/// What detectors read besides the analysis.
+pub struct Context<'a> {
+    /// DNS seen in the capture.
+    pub dns: &'a DnsTable,
+    /// Settings.
+    pub cfg: &'a DetectConfig,
+}
+
+/// One detector: reads the analysis, adds its findings.
+pub trait Detector {
+    /// Short name (for diagnostics).
+    fn name(&self) -> &'static str;
+    /// Run over the analysis.
+    fn run(&self, a: &mut Analysis, ctx: &Context<'_>);
+}
+
+struct Hosts;
+impl Detector for Hosts {
+    fn name(&self) -> &'static str {
+        "hosts"
+    }
+    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
+        a.hosts = hosts::assign(&mut a.connections, ctx.dns, ctx.cfg.race_window);
+    }
+}
+
+struct Names;
+impl Detector for Names {
+    fn name(&self) -> &'static str {
+        "names"
+    }
+    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
+        names::assign(&mut a.connections, &a.hosts, ctx.dns, &ctx.cfg.services);
+    }
+}
+
+struct Races;
+impl Detector for Races {
+    fn name(&self) -> &'static str {
+        "races"
+    }
+    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
+        race::detect(a, ctx.dns, ctx.cfg);
+    }
+}
+
+struct Summary;
+impl Detector for Summary {
+    fn name(&self) -> &'static str {
+        "summary"
+    }
+    fn run(&self, a: &mut Analysis, _ctx: &Context<'_>) {
+        summary::services(a);
+        summary::summarize(a);
+    }
+}
+
+/// The detectors, in the order they run.
+pub fn registry() -> Vec<Box<dyn Detector>> {
+    vec![
+        Box::new(Hosts),
+        Box::new(Names),
+        Box::new(Races),
+        Box::new(Summary),
+    ]
+}
+
+/// Run every detector.
+pub fn run(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
+    let ctx = Context { dns, cfg };
+    for d in registry() {
+        d.run(a, &ctx);
+    }
+}

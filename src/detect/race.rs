@@ -1,0 +1,307 @@
+//! Happy Eyeballs races (RFC 8305): attempts by one client host to one server port that reach
+//! two or more server addresses, each started within the race window of the previous one and
+//! before the client kept an earlier attempt.
+//!
+//! Per race: attempts in SYN order, the winner (the attempt still open when the client has
+//! closed the others; tie: the longest-lived), the Connection Attempt Delays (gaps between
+//! first SYNs to each *new* address, so parallel connect jobs to one address do not read as
+//! 3 ms delays), each also-ran's cancel stage and fate, and the RFC 8305 rules it broke.
+
+use std::collections::BTreeMap;
+
+use super::dns::DnsTable;
+use super::DetectConfig;
+use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
+use crate::model::{Analysis, Cancel, Connection, Fate, NameSource, Race, RaceDns, Role};
+
+/// An attempt group being built.
+struct Group {
+    members: Vec<usize>,
+    last_syn: Nanos,
+    /// The earliest time one member was established: later SYNs are not part of this race.
+    kept_at: Option<Nanos>,
+    name: Option<String>,
+}
+
+/// Find the races and set `race`, `role` and `service` on their attempts.
+pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
+    let conns = &a.connections;
+    // Attempts whose SYN is in the capture, by (host, server port), in SYN order.
+    let mut by_key: BTreeMap<(usize, u16), Vec<(Nanos, usize)>> = BTreeMap::new();
+    for c in conns.iter() {
+        if let Some(t) = c.rec.syn_time.get() {
+            by_key
+                .entry((c.host, c.rec.server.port))
+                .or_default()
+                .push((t, c.id));
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for list in by_key.values_mut() {
+        list.sort();
+        let mut open: Vec<Group> = Vec::new();
+        for &(t, id) in list.iter() {
+            let Some(c) = conns.get(id) else { continue };
+            let name = (c.service_source != NameSource::Address).then(|| c.service.clone());
+            let fits = |g: &Group| {
+                t - g.last_syn <= cfg.race_window
+                    && g.kept_at.is_none_or(|k| t < k)
+                    && (name.is_none() || g.name.is_none() || name == g.name)
+            };
+            let est = c.rec.established_time.get();
+            match open.iter_mut().rev().find(|g| fits(g)) {
+                Some(g) => {
+                    g.members.push(id);
+                    g.last_syn = t;
+                    g.kept_at = match (g.kept_at, est) {
+                        (Some(k), Some(e)) => Some(k.min(e)),
+                        (k, e) => k.or(e),
+                    };
+                    if g.name.is_none() {
+                        g.name = name;
+                    }
+                }
+                None => open.push(Group {
+                    members: vec![id],
+                    last_syn: t,
+                    kept_at: est,
+                    name,
+                }),
+            }
+        }
+        groups.extend(open.into_iter().map(|g| g.members));
+    }
+    // A race reaches two or more addresses; a pool of connections to one address is not one.
+    groups.retain(|m| {
+        let mut ips: Vec<_> = m
+            .iter()
+            .filter_map(|&i| conns.get(i))
+            .map(|c| c.rec.server.ip)
+            .collect();
+        ips.sort();
+        ips.dedup();
+        ips.len() >= 2
+    });
+    groups.sort_by_key(|m| {
+        m.first()
+            .and_then(|&i| conns.get(i))
+            .and_then(|c| c.rec.syn_time.get())
+    });
+
+    for (race_id, members) in groups.into_iter().enumerate() {
+        let race = build(race_id, &members, a, dns);
+        for &id in &race.attempts {
+            if let Some(c) = a.connections.get_mut(id) {
+                c.race = Some(race_id);
+                c.role = if Some(id) == race.winner {
+                    Role::Winner
+                } else {
+                    Role::AlsoRan
+                };
+                c.service = race.service.clone();
+            }
+        }
+        a.races.push(race);
+    }
+}
+
+fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable) -> Race {
+    let get = |i: usize| a.connections.get(i);
+    let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
+    let start_time = attempts
+        .first()
+        .and_then(|c| c.rec.syn_time.get())
+        .unwrap_or(0);
+
+    // The best name any attempt has.
+    let best = attempts
+        .iter()
+        .max_by_key(|c| (c.service_source, std::cmp::Reverse(c.id)));
+    let service = best.map(|c| c.service.clone()).unwrap_or_default();
+    let client = a
+        .hosts
+        .get(attempts.first().map_or(0, |c| c.host))
+        .map(|h| h.label())
+        .unwrap_or_default();
+
+    // Winner: among attempts that connected, the one the client closed last (never = last);
+    // tie: the longest-lived.
+    let winner = attempts
+        .iter()
+        .filter(|c| c.rec.established_time.is_some())
+        .max_by_key(|c| {
+            let close = c.rec.client_close().unwrap_or(Nanos::MAX);
+            let life = c.rec.last_time - c.rec.syn_time.get().unwrap_or(c.rec.first_time);
+            (close, life, std::cmp::Reverse(c.id))
+        })
+        .map(|c| c.id);
+    let winner_est = winner
+        .and_then(get)
+        .and_then(|w| w.rec.established_time.get());
+
+    // Attempt delays: between first SYNs to each new server address.
+    let mut firsts: Vec<(std::net::IpAddr, Nanos)> = Vec::new();
+    for c in &attempts {
+        if let Some(t) = c.rec.syn_time.get() {
+            if !firsts.iter().any(|(ip, _)| *ip == c.rec.server.ip) {
+                firsts.push((c.rec.server.ip, t));
+            }
+        }
+    }
+    let attempt_delays_ms: Vec<f64> = firsts
+        .windows(2)
+        .map(|w| match w {
+            [(_, t0), (_, t1)] => ms_between(*t0, *t1),
+            _ => 0.0,
+        })
+        .collect();
+
+    let also_rans: Vec<usize> = attempts
+        .iter()
+        .map(|c| c.id)
+        .filter(|&i| Some(i) != winner)
+        .collect();
+    let also_ran_cancel: Vec<Cancel> = also_rans
+        .iter()
+        .filter_map(|&i| get(i))
+        .map(|c| {
+            let close = c.rec.client_close();
+            Cancel {
+                id: c.id,
+                stage: close.map_or_else(|| c.rec.stage(), |t| c.rec.stage_at(t)),
+                after_winner_ms: close.zip(winner_est).map(|(t, e)| ms_between(e, t)),
+                fate: fate(c),
+            }
+        })
+        .collect();
+
+    let families: Vec<Family> = attempts.iter().map(|c| c.rec.family()).collect();
+    let findings = rfc8305_findings(
+        &attempt_delays_ms,
+        &also_ran_cancel,
+        &families,
+        &attempts,
+        dns,
+    );
+    let dns_timing = race_dns(&attempts, &service, a, dns, start_time);
+
+    Race {
+        id,
+        service,
+        client,
+        start_time,
+        attempts: attempts.iter().map(|c| c.id).collect(),
+        families,
+        winner,
+        also_rans,
+        attempt_delays_ms,
+        also_ran_cancel,
+        duplicate_upgrade: false,
+        findings,
+        dns: dns_timing,
+    }
+}
+
+/// How an also-ran lost, as the wire shows it.
+fn fate(c: &Connection) -> Fate {
+    let r = &c.rec;
+    let close = r.client_close();
+    if r.milestones.refused.is_some() {
+        return Fate::Refused;
+    }
+    match (r.synack_time.get(), r.established_time.get()) {
+        (None, _) if close.is_some() => Fate::AbortedBeforeConnect,
+        (None, _) => Fate::NeverAnswered,
+        (Some(sa), None) => match close {
+            Some(t) if t < sa => Fate::AbortedBeforeConnect,
+            _ => Fate::LateSynackReset,
+        },
+        (Some(_), Some(_)) => match close {
+            None => Fate::LeftOpen,
+            Some(_) if r.bytes == [0, 0] => Fate::UnusedParallel,
+            Some(_) => Fate::ClosedAfterConnect,
+        },
+    }
+}
+
+/// RFC 8305 rules, as short codes (extra field `rfc8305`).
+fn rfc8305_findings(
+    delays: &[f64],
+    cancels: &[Cancel],
+    families: &[Family],
+    attempts: &[&Connection],
+    dns: &DnsTable,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in delays {
+        // §5: a Connection Attempt Delay MUST NOT be below 10 ms; the recommended minimum is
+        // 100 ms and the recommended maximum 2 s.
+        let code = if *d < 10.0 {
+            "attempt_delay_below_10ms_must"
+        } else if *d < 100.0 {
+            "attempt_delay_below_100ms"
+        } else if *d > 2000.0 {
+            "attempt_delay_above_2s"
+        } else {
+            continue;
+        };
+        if !out.iter().any(|o| o == code) {
+            out.push(code.to_string());
+        }
+    }
+    // §6: once one attempt's TCP handshake completes, the others SHOULD be cancelled. A late
+    // SYN-ACK reset by the kernel is not the client keeping an attempt alive.
+    for c in cancels {
+        if c.after_winner_ms.is_some_and(|ms| ms > 0.0)
+            && !matches!(c.fate, Fate::LateSynackReset | Fate::NeverAnswered)
+        {
+            out.push(format!(
+                "also_ran_kept_past_winner_handshake:{}",
+                c.stage.as_str()
+            ));
+        }
+    }
+    // §4: prefer IPv6 first when both families are available.
+    let both = families.contains(&Family::Ipv6) && families.contains(&Family::Ipv4);
+    let first = families.first().copied();
+    if both && first == Some(Family::Ipv4) {
+        out.push("first_family_not_ipv6".to_string());
+    }
+    if attempts.iter().any(|c| dns.is_nat64(&c.rec.server.ip)) {
+        out.push("nat64_synthesised_ipv6".to_string());
+    }
+    out
+}
+
+fn race_dns(
+    attempts: &[&Connection],
+    service: &str,
+    a: &Analysis,
+    dns: &DnsTable,
+    start: Nanos,
+) -> Option<RaceDns> {
+    let host = a.hosts.get(attempts.first()?.host)?;
+    let aaaa = dns.exchange(service, DnsTable::AAAA, &host.addrs, start);
+    let a4 = dns.exchange(service, DnsTable::A, &host.addrs, start);
+    if aaaa.is_none() && a4.is_none() {
+        return None;
+    }
+    let first_answer = [aaaa, a4]
+        .iter()
+        .flatten()
+        .filter_map(|e| e.answer_time)
+        .min();
+    Some(RaceDns {
+        name: service.to_string(),
+        aaaa_query_time: aaaa.and_then(|e| e.query_time).map(epoch_seconds),
+        aaaa_answer_time: aaaa.and_then(|e| e.answer_time).map(epoch_seconds),
+        a_query_time: a4.and_then(|e| e.query_time).map(epoch_seconds),
+        a_answer_time: a4.and_then(|e| e.answer_time).map(epoch_seconds),
+        answer_to_first_syn_ms: first_answer.map(|t| ms_between(t, start)),
+    })
+}
+
+/// Stage an also-ran reached at cancel, for the `--cancel-by` rule.
+pub fn beyond(stage: Stage, limit: Stage) -> bool {
+    stage > limit
+}

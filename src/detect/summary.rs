@@ -1,0 +1,71 @@
+//! The `services[]` list and the headline `summary` counts.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Analysis, Role, Service, Summary};
+
+/// One entry per (service, server port), with its addresses and connection count.
+pub fn services(a: &mut Analysis) {
+    let mut by: BTreeMap<(String, u16), (Vec<String>, usize)> = BTreeMap::new();
+    for c in &a.connections {
+        let e = by
+            .entry((c.service.clone(), c.rec.server.port))
+            .or_default();
+        let ip = c.rec.server.ip.to_string();
+        if !e.0.contains(&ip) {
+            e.0.push(ip);
+        }
+        e.1 += 1;
+    }
+    a.services = by
+        .into_iter()
+        .map(|((name, server_port), (mut server_ips, connections))| {
+            server_ips.sort();
+            Service {
+                name,
+                server_ips,
+                server_port,
+                connections,
+            }
+        })
+        .collect();
+}
+
+/// Headline counts.
+pub fn summarize(a: &mut Analysis) {
+    let mut first_delays: Vec<f64> = a
+        .races
+        .iter()
+        .filter_map(|r| r.attempt_delays_ms.first().copied())
+        .collect();
+    first_delays.sort_by(f64::total_cmp);
+    a.summary = Summary {
+        connections: a.connections.len(),
+        races: a.races.len(),
+        also_rans: a
+            .connections
+            .iter()
+            .filter(|c| c.role == Role::AlsoRan)
+            .count(),
+        duplicate_upgrades: a.races.iter().filter(|r| r.duplicate_upgrade).count(),
+        family_switches: a.sequences.iter().map(|s| s.family_switches).sum(),
+        backend_switches: a.sequences.iter().map(|s| s.backend_switches).sum(),
+        backends: a.backends.len(),
+        stale_reuses: a.stale_reuses.len(),
+        median_attempt_delay_ms: median(&first_delays),
+    };
+}
+
+/// Median of sorted values (mean of the middle two for an even count).
+pub fn median(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let mid = sorted.get(n / 2).copied()?;
+    if n % 2 == 1 {
+        Some(mid)
+    } else {
+        sorted.get(n / 2 - 1).map(|lo| (lo + mid) / 2.0)
+    }
+}

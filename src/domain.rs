@@ -1,0 +1,295 @@
+//! Domain newtypes shared by every stage: capture time, address family, connection sides,
+//! endpoints in canonical order, and wrapping TCP sequence numbers.
+//!
+//! Time is always capture time as integer nanoseconds since the Unix epoch ([`Nanos`]); the
+//! wall clock is never read.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Capture time in nanoseconds since the Unix epoch.
+pub type Nanos = i64;
+
+/// Nanoseconds per millisecond, for duration conversions.
+pub const NS_PER_MS: f64 = 1_000_000.0;
+
+/// Milliseconds between two capture times (`later - earlier`), exact from integer nanoseconds.
+pub fn ms_between(earlier: Nanos, later: Nanos) -> f64 {
+    (later - earlier) as f64 / NS_PER_MS
+}
+
+/// Seconds since the epoch as the contract writes times: microsecond precision.
+pub fn epoch_seconds(t: Nanos) -> f64 {
+    // Round to the microsecond first, so the float prints as e.g. 1699000000.123456.
+    let us = t.div_euclid(1_000) + i64::from(t.rem_euclid(1_000) >= 500);
+    us as f64 / 1e6
+}
+
+/// ISO-8601 UTC text of a capture time, microsecond precision (for human-facing outputs).
+pub fn iso8601(t: Nanos) -> String {
+    let secs = t.div_euclid(1_000_000_000);
+    let micros = t.rem_euclid(1_000_000_000) / 1_000;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// IP address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl Family {
+    /// The family of an address (IPv4-mapped IPv6 counts as IPv6: that is what the wire carried).
+    pub fn of(ip: &IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::Ipv4,
+            IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+    /// `"ipv4"` or `"ipv6"`, as the contract writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+    /// One digit, `4` or `6`, for compact strips such as `6A 4B`.
+    pub fn digit(self) -> char {
+        match self {
+            Family::Ipv4 => '4',
+            Family::Ipv6 => '6',
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side of a TCP connection sent a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The side that sent the first SYN (or the guessed client).
+    Client,
+    /// The other side.
+    Server,
+}
+
+impl Side {
+    /// The other side.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+    /// Index 0 for the client, 1 for the server, for per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
+        }
+    }
+}
+
+/// One end of a TCP connection or UDP flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// Address.
+    pub ip: IpAddr,
+    /// Port.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+        }
+    }
+}
+
+/// A connection's 4-tuple in canonical order (lower endpoint first), so both directions of a
+/// connection map to the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    lo: Endpoint,
+    hi: Endpoint,
+}
+
+impl ConnKey {
+    /// The key of the flow between `a` and `b`, whichever sent the packet.
+    pub fn new(a: Endpoint, b: Endpoint) -> ConnKey {
+        if a <= b {
+            ConnKey { lo: a, hi: b }
+        } else {
+            ConnKey { lo: b, hi: a }
+        }
+    }
+}
+
+/// A TCP sequence number with wrapping (RFC 1982 serial-number) comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Seq(pub u32);
+
+impl Seq {
+    /// `self + n`, wrapping at 2^32.
+    pub fn add(self, n: u32) -> Seq {
+        Seq(self.0.wrapping_add(n))
+    }
+    /// Signed distance `self - other` (positive when `self` is later).
+    pub fn diff(self, other: Seq) -> i64 {
+        i64::from(self.0.wrapping_sub(other.0) as i32)
+    }
+    /// True when `self` comes after `other` in sequence space.
+    pub fn after(self, other: Seq) -> bool {
+        self.diff(other) > 0
+    }
+}
+
+/// An optional capture time in 8 bytes (`i64::MIN` stands for "none"), so that the many times
+/// of a connection record stay compact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OptNanos(i64);
+
+impl Default for OptNanos {
+    fn default() -> Self {
+        OptNanos::NONE
+    }
+}
+
+impl OptNanos {
+    /// No time.
+    pub const NONE: OptNanos = OptNanos(i64::MIN);
+    /// A time.
+    pub fn some(t: Nanos) -> OptNanos {
+        OptNanos(t.max(i64::MIN + 1))
+    }
+    /// The time, if any.
+    pub fn get(self) -> Option<Nanos> {
+        (self.0 != i64::MIN).then_some(self.0)
+    }
+    /// True when a time is set.
+    pub fn is_some(self) -> bool {
+        self.0 != i64::MIN
+    }
+    /// Set the time unless one is set already (first occurrence wins).
+    pub fn set_first(&mut self, t: Nanos) {
+        if !self.is_some() {
+            *self = OptNanos::some(t);
+        }
+    }
+    /// True when a time is set and it is at or before `t`.
+    pub fn by(self, t: Nanos) -> bool {
+        self.get().is_some_and(|x| x <= t)
+    }
+}
+
+/// How far a connection got, in the contract's vocabulary (`connections[].stage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// SYN sent, no SYN-ACK.
+    Syn,
+    /// SYN answered by the server's RST.
+    Refused,
+    /// SYN-ACK received, handshake never completed.
+    Synack,
+    /// Established, no payload.
+    Tcp,
+    /// Payload that is neither TLS nor HTTP.
+    Data,
+    /// TLS ClientHello sent.
+    TlsHello,
+    /// TLS handshake done, application data flowed.
+    Tls,
+    /// A plain HTTP request sent.
+    Http,
+    /// WebSocket upgrade answered 101.
+    Ws,
+}
+
+impl Stage {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Syn => "syn",
+            Stage::Refused => "refused",
+            Stage::Synack => "synack",
+            Stage::Tcp => "tcp",
+            Stage::Data => "data",
+            Stage::TlsHello => "tls_hello",
+            Stage::Tls => "tls",
+            Stage::Http => "http",
+            Stage::Ws => "ws",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_wraps() {
+        assert!(Seq(5).after(Seq(u32::MAX - 3)));
+        assert_eq!(Seq(5).diff(Seq(u32::MAX - 3)), 9);
+        assert_eq!(Seq(u32::MAX).add(2), Seq(1));
+    }
+
+    #[test]
+    fn iso_and_epoch() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            iso8601(1_699_000_000_123_456_789),
+            "2023-11-03T08:26:40.123456Z"
+        );
+        assert_eq!(
+            epoch_seconds(1_699_000_000_123_456_789),
+            1_699_000_000.123457
+        );
+        assert_eq!(ms_between(1_000_000, 201_600_000), 200.6);
+    }
+
+    #[test]
+    fn key_is_symmetric() {
+        let a = Endpoint {
+            ip: "198.18.0.1".parse().unwrap(),
+            port: 40000,
+        };
+        let b = Endpoint {
+            ip: "198.18.0.2".parse().unwrap(),
+            port: 80,
+        };
+        assert_eq!(ConnKey::new(a, b), ConnKey::new(b, a));
+    }
+}

@@ -1,0 +1,129 @@
+//! racetrace: finds and explains connection races in packet captures.
+//!
+//! One pipeline, one module per stage. A packet's whole path:
+//!
+//! ```text
+//! read      file/stdin → (gzip|zstd) → pcap|pcapng blocks → Frame {record, time, link, bytes}
+//!   │       (a reader thread fills Batches of frames ahead of the decoder)
+//! decode    Frame → Packet {addresses, TCP header + typed options | UDP, payload}
+//!   │
+//! track     TCP → connection table (4-tuple) → ConnRecord per attempt   UDP → DnsTable
+//!   │
+//! detect    records → hosts → service names → races → … → summary      (model::Analysis)
+//!   │
+//! render    Analysis → JSON (the contract), terminal tables
+//! ```
+//!
+//! [`analyze`] runs the first four stages over one capture (or several merged into one).
+
+pub mod cli;
+pub mod decode;
+pub mod detect;
+pub mod domain;
+pub mod error;
+pub mod model;
+pub mod read;
+pub mod render;
+pub mod synth;
+pub mod track;
+
+use std::sync::mpsc;
+
+use decode::{decode, DecodeStats, L4};
+use detect::{DetectConfig, DnsTable};
+use error::Result;
+use model::{Analysis, Connection, NameSource, Role};
+use read::{Batch, CaptureReader, MergedReader};
+use track::{TrackConfig, Tracker};
+
+/// Settings for one analysis.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Connection tracking.
+    pub track: TrackConfig,
+    /// Detectors.
+    pub detect: DetectConfig,
+}
+
+/// Analyse one capture, or several files merged into one capture in time order.
+pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
+    let readers = inputs
+        .iter()
+        .map(|n| CaptureReader::open(n))
+        .collect::<Result<Vec<_>>>()?;
+    let mut reader = MergedReader::new(readers);
+
+    // Read on a second thread, a few batches ahead; batches go back to be reused.
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(4);
+    let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+    let mut tracker = Tracker::new(opts.track);
+    let mut dns = DnsTable::default();
+    let mut stats = DecodeStats::default();
+    let reader = std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            loop {
+                let mut batch = empty_rx.try_recv().unwrap_or_default();
+                if !reader.fill(&mut batch) || full_tx.send(batch).is_err() {
+                    break;
+                }
+            }
+            reader
+        });
+        for batch in full_rx {
+            for frame in batch.iter() {
+                let outcome = decode(&frame);
+                stats.count(&outcome);
+                match outcome {
+                    Ok(p) => match p.l4 {
+                        L4::Tcp(t) => tracker.on_tcp(&p, &t),
+                        L4::Udp(u) => dns.on_udp(&p, &u),
+                    },
+                    Err(_) => continue,
+                }
+            }
+            let _ = empty_tx.send(batch);
+        }
+        producer.join()
+    });
+    let reader = match reader {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let (capture, diag) = reader.finish();
+    let tracked = tracker.finish();
+
+    let connections = tracked
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(id, rec)| Connection {
+            id,
+            rec,
+            service: String::new(),
+            service_source: NameSource::Address,
+            nat64: false,
+            race: None,
+            role: Role::Single,
+            backend: None,
+            host: 0,
+        })
+        .collect();
+    let mut analysis = Analysis {
+        capture,
+        decode: stats,
+        vantage: tracked.vantage.verdict(),
+        vantage_votes: tracked.vantage,
+        peak_open: tracked.peak_open,
+        connections,
+        hosts: Vec::new(),
+        services: Vec::new(),
+        races: Vec::new(),
+        backends: Vec::new(),
+        sequences: Vec::new(),
+        stale_reuses: Vec::new(),
+        warnings: diag.into_warnings(),
+        summary: model::Summary::default(),
+    };
+    detect::run(&mut analysis, &dns, &opts.detect);
+    Ok(analysis)
+}

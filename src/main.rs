@@ -1,0 +1,24 @@
+//! The `racetrace` command: parse arguments, run, map the outcome to the exit code
+//! (0 ran, 1 a `check` rule was violated, 2 an input or the command line was wrong).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match racetrace::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let outcome = racetrace::cli::run(cli);
+    if outcome.error {
+        ExitCode::from(2)
+    } else if outcome.violation {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,293 @@
+//! The analysis: what the detectors produce and the renderers write. Field names follow the
+//! report contract (`../shared/spec/REPORT.md`); the JSON renderer maps each type to its
+//! contract object, adding documented extra fields beside the contract's.
+
+use std::net::IpAddr;
+
+use crate::decode::DecodeStats;
+use crate::domain::{Family, Nanos, Stage};
+use crate::error::Warning;
+use crate::read::CaptureInfo;
+use crate::track::{ConnRecord, Vantage, VantageVotes};
+
+/// A connection's part in a race.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The attempt the client kept.
+    Winner,
+    /// A losing attempt.
+    AlsoRan,
+    /// Not part of a race.
+    #[default]
+    Single,
+}
+
+/// Where a service name came from, best last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// No name: `"ADDRESS port"`.
+    #[default]
+    Address,
+    /// A DNS answer in the capture.
+    Dns,
+    /// The HTTP Host header.
+    Host,
+    /// The TLS SNI.
+    Sni,
+    /// `--service NAME=ADDR…` on the command line.
+    Cli,
+}
+
+/// One TCP connection attempt with everything the detectors learned about it.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// Id, unique in the document (index in order of first packet).
+    pub id: usize,
+    /// What the tracker recorded.
+    pub rec: ConnRecord,
+    /// The service this connection is for.
+    pub service: String,
+    /// Where `service` came from.
+    pub service_source: NameSource,
+    /// The server address is NAT64-synthesised IPv6.
+    pub nat64: bool,
+    /// The race this attempt belongs to.
+    pub race: Option<usize>,
+    /// Winner, also-ran or single.
+    pub role: Role,
+    /// The inferred backend.
+    pub backend: Option<String>,
+    /// The client host (index into [`Analysis::hosts`]).
+    pub host: usize,
+}
+
+impl Connection {
+    /// `"ADDRESS port"`: the service name when nothing better is known.
+    pub fn address_service(&self) -> String {
+        format!("{} {}", self.rec.server.ip, self.rec.server.port)
+    }
+}
+
+/// What an also-ran's fate was (why it lost, as the wire shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fate {
+    /// SYNs never answered (black-holed path, or abandoned in SYN_SENT).
+    NeverAnswered,
+    /// The server refused with RST.
+    Refused,
+    /// The SYN-ACK arrived after the client had given up; its kernel answered with RST. The
+    /// RST time is the SYN-ACK's arrival, not a decision of the client's.
+    LateSynackReset,
+    /// The client aborted (FIN/RST) before any SYN-ACK.
+    AbortedBeforeConnect,
+    /// Connected, carried nothing, closed by the client: an unused parallel connection.
+    UnusedParallel,
+    /// Connected and closed by the client after carrying payload.
+    ClosedAfterConnect,
+    /// Connected and never closed by the client within the capture.
+    LeftOpen,
+}
+
+/// An also-ran's cancel: the contract's `also_ran_cancel[]` entry plus its fate.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Cancel {
+    /// The also-ran's connection id.
+    pub id: usize,
+    /// Stage reached when the client gave it up (its first FIN/RST), or its final stage when
+    /// the client never did.
+    pub stage: Stage,
+    /// Client FIN/RST time minus the winner's established time.
+    pub after_winner_ms: Option<f64>,
+    /// Extra: how it lost.
+    pub fate: Fate,
+}
+
+/// DNS timing of a race (RFC 8305 §3: the Resolution Delay between AAAA and A answers).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RaceDns {
+    /// The name asked.
+    pub name: String,
+    /// AAAA query and answer times (seconds since the epoch).
+    pub aaaa_query_time: Option<f64>,
+    /// AAAA answer time.
+    pub aaaa_answer_time: Option<f64>,
+    /// A query time.
+    pub a_query_time: Option<f64>,
+    /// A answer time.
+    pub a_answer_time: Option<f64>,
+    /// First SYN minus the first answer, in ms.
+    pub answer_to_first_syn_ms: Option<f64>,
+}
+
+/// One Happy Eyeballs race.
+#[derive(Clone, Debug)]
+pub struct Race {
+    /// Id.
+    pub id: usize,
+    /// The race's service (its best name).
+    pub service: String,
+    /// The client host's addresses, sorted, joined with `,`.
+    pub client: String,
+    /// First SYN of the race.
+    pub start_time: Nanos,
+    /// Attempt ids in order of first SYN.
+    pub attempts: Vec<usize>,
+    /// Family of each attempt.
+    pub families: Vec<Family>,
+    /// The winner, when one attempt was kept.
+    pub winner: Option<usize>,
+    /// Also-ran ids.
+    pub also_rans: Vec<usize>,
+    /// Gaps between the first SYNs to each new server address, in ms.
+    pub attempt_delays_ms: Vec<f64>,
+    /// One entry per also-ran.
+    pub also_ran_cancel: Vec<Cancel>,
+    /// Two or more attempts sent a WebSocket upgrade.
+    pub duplicate_upgrade: bool,
+    /// Extra: RFC 8305 findings, as short codes.
+    pub findings: Vec<String>,
+    /// Extra: DNS timing.
+    pub dns: Option<RaceDns>,
+}
+
+/// An inferred backend server (a TCP timestamp clock).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Backend {
+    /// `"B1"`, `"B2"`, …
+    pub id: String,
+    /// Services it served.
+    pub services: Vec<String>,
+    /// Addresses through which it was reached.
+    pub server_ips: Vec<String>,
+    /// Clock rate in Hz.
+    pub clock_hz: Option<f64>,
+    /// Connection ids.
+    pub connections: Vec<usize>,
+    /// Confidence, 0 … 1.
+    pub confidence: f64,
+}
+
+/// Successive kept connections of one client to one service.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sequence {
+    /// Client host.
+    pub client: String,
+    /// Service.
+    pub service: String,
+    /// Kept connections in time order.
+    pub connections: Vec<usize>,
+    /// Their families.
+    pub families: Vec<Family>,
+    /// Adjacent pairs whose family differs.
+    pub family_switches: usize,
+    /// Adjacent pairs with known, different backends.
+    pub backend_switches: usize,
+}
+
+/// A request sent on a connection the peer had given up.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StaleReuse {
+    /// Connection id.
+    pub connection: usize,
+    /// When the client sent on the dead connection.
+    #[serde(serialize_with = "crate::render::json::ser_time")]
+    pub request_time: Nanos,
+    /// Quiet time before that send, ms.
+    pub idle_ms: f64,
+    /// The server's FIN was in the capture before the send.
+    pub peer_closed: bool,
+    /// `"rst"` or `"no_response"`.
+    pub failure: String,
+    /// The connection the client retried on.
+    pub retry: Option<usize>,
+}
+
+/// One service: a name (or address) on a server port.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Service {
+    /// As in `connections[].service`.
+    pub name: String,
+    /// Server addresses.
+    pub server_ips: Vec<String>,
+    /// Server port.
+    pub server_port: u16,
+    /// Connections to it.
+    pub connections: usize,
+}
+
+/// A client host: its addresses (one per family or more) and how they were tied together.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// Addresses, sorted.
+    pub addrs: Vec<IpAddr>,
+    /// How the addresses were tied (`mac`, `dns`, `race`).
+    pub ties: Vec<&'static str>,
+}
+
+impl Host {
+    /// The contract's `client` text: addresses sorted, joined with `,`.
+    pub fn label(&self) -> String {
+        let mut v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        v.sort();
+        v.join(",")
+    }
+}
+
+/// Headline counts.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    /// Connections.
+    pub connections: usize,
+    /// Races.
+    pub races: usize,
+    /// Also-rans.
+    pub also_rans: usize,
+    /// Races with duplicate upgrades.
+    pub duplicate_upgrades: usize,
+    /// Family switches over all sequences.
+    pub family_switches: usize,
+    /// Backend switches over all sequences.
+    pub backend_switches: usize,
+    /// Backends.
+    pub backends: usize,
+    /// Stale reuses.
+    pub stale_reuses: usize,
+    /// Median over races of each race's first attempt delay.
+    pub median_attempt_delay_ms: Option<f64>,
+}
+
+/// Everything learned from one capture.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    /// Read-stage facts.
+    pub capture: CaptureInfo,
+    /// Decode-stage counts.
+    pub decode: DecodeStats,
+    /// Inferred vantage point.
+    pub vantage: Vantage,
+    /// The votes behind it.
+    pub vantage_votes: VantageVotes,
+    /// Most connections open at once in the tracker.
+    pub peak_open: usize,
+    /// Connections, by id.
+    pub connections: Vec<Connection>,
+    /// Client hosts.
+    pub hosts: Vec<Host>,
+    /// Services.
+    pub services: Vec<Service>,
+    /// Races.
+    pub races: Vec<Race>,
+    /// Backends.
+    pub backends: Vec<Backend>,
+    /// Sequences.
+    pub sequences: Vec<Sequence>,
+    /// Stale reuses.
+    pub stale_reuses: Vec<StaleReuse>,
+    /// Warnings.
+    pub warnings: Vec<Warning>,
+    /// Headline counts.
+    pub summary: Summary,
+}

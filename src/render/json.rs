@@ -1,0 +1,286 @@
+//! The JSON report: the contract in `../shared/spec/REPORT.md`, plus extra fields beside the
+//! contract's (the contract allows siblings, never renames). Serialised straight to the
+//! writer, element by element: no document-sized intermediate value is built.
+
+use std::io::Write;
+
+use serde::ser::{SerializeSeq, Serializer};
+use serde::Serialize;
+
+use crate::domain::{epoch_seconds, ms_between, Family, Nanos};
+use crate::model::{Analysis, Cancel, Connection, Race, RaceDns};
+use crate::track::{Vantage, VantageVotes};
+
+/// Serialise a capture time as the contract's seconds with microsecond precision.
+pub fn ser_time<S: Serializer>(t: &Nanos, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(epoch_seconds(*t))
+}
+
+fn opt_time(t: Option<Nanos>) -> Option<f64> {
+    t.map(epoch_seconds)
+}
+
+#[derive(Serialize)]
+struct Tool {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct CaptureJson<'a> {
+    file: &'a str,
+    format: crate::read::Format,
+    link_types: Vec<String>,
+    packets: u64,
+    bytes: u64,
+    first_time: Option<f64>,
+    last_time: Option<f64>,
+    truncated: bool,
+    // extras
+    vantage: Vantage,
+    vantage_votes: VantageVotes,
+    compression: Option<&'static str>,
+    decode: crate::decode::DecodeStats,
+    peak_open_connections: usize,
+}
+
+#[derive(Serialize)]
+struct HttpJson<'a> {
+    method: &'a str,
+    target: &'a str,
+    host: Option<&'a str>,
+    ws_upgrade: bool,
+    authorization: bool,
+    cookie: bool,
+    status: Option<u16>,
+}
+
+#[derive(Serialize)]
+struct SynOptionsJson {
+    mss: Option<u16>,
+    wscale: Option<u8>,
+    sack_permitted: bool,
+    timestamps: bool,
+}
+
+#[derive(Serialize)]
+struct ConnectionJson<'a> {
+    id: usize,
+    first_record: u64,
+    last_record: u64,
+    family: Family,
+    client_ip: String,
+    client_port: u16,
+    server_ip: String,
+    server_port: u16,
+    handshake_seen: bool,
+    syn_time: Option<f64>,
+    syn_count: u32,
+    synack_time: Option<f64>,
+    established_time: Option<f64>,
+    end_time: Option<f64>,
+    end_reason: &'static str,
+    bytes_client: u64,
+    bytes_server: u64,
+    stage: crate::domain::Stage,
+    server_tsval: Option<u32>,
+    tls_sni: Option<&'a str>,
+    http: Option<HttpJson<'a>>,
+    service: &'a str,
+    race: Option<usize>,
+    role: crate::model::Role,
+    backend: Option<&'a str>,
+    // extras
+    client: String,
+    service_source: crate::model::NameSource,
+    nat64: bool,
+    history: &'a str,
+    conn_state: &'static str,
+    wireshark_filter: String,
+    synack_count: u32,
+    packets_client: u64,
+    packets_server: u64,
+    handshake_rtt_ms: Option<f64>,
+    syn_options: [SynOptionsJson; 2],
+    last_time: f64,
+}
+
+fn connection_json<'a>(c: &'a Connection, a: &Analysis) -> ConnectionJson<'a> {
+    let r = &c.rec;
+    let opts = |i: usize| {
+        let o = r.syn_options.get(i).copied().unwrap_or_default();
+        SynOptionsJson {
+            mss: o.mss,
+            wscale: o.wscale,
+            sack_permitted: o.sack_permitted,
+            timestamps: o.timestamp.is_some(),
+        }
+    };
+    ConnectionJson {
+        id: c.id,
+        first_record: r.first_record,
+        last_record: r.last_record,
+        family: r.family(),
+        client_ip: r.client.ip.to_string(),
+        client_port: r.client.port,
+        server_ip: r.server.ip.to_string(),
+        server_port: r.server.port,
+        handshake_seen: r.handshake_seen,
+        syn_time: opt_time(r.syn_time.get()),
+        syn_count: r.syn_count,
+        synack_time: opt_time(r.synack_time.get()),
+        established_time: opt_time(r.established_time.get()),
+        end_time: opt_time(r.end().map(|e| e.0)),
+        end_reason: r.end_reason(),
+        bytes_client: r.bytes[0],
+        bytes_server: r.bytes[1],
+        stage: r.stage(),
+        server_tsval: r.server_tsval,
+        tls_sni: None,
+        http: None,
+        service: &c.service,
+        race: c.race,
+        role: c.role,
+        backend: c.backend.as_deref(),
+        client: a.hosts.get(c.host).map(|h| h.label()).unwrap_or_default(),
+        service_source: c.service_source,
+        nat64: c.nat64,
+        history: r.history.as_str(),
+        conn_state: r.conn_state(),
+        wireshark_filter: r.wireshark_filter(),
+        synack_count: r.synack_count,
+        packets_client: r.packets[0],
+        packets_server: r.packets[1],
+        handshake_rtt_ms: r.handshake_legs().map(|(x, y)| ms_between(0, x + y)),
+        syn_options: [opts(0), opts(1)],
+        last_time: epoch_seconds(r.last_time),
+    }
+}
+
+#[derive(Serialize)]
+struct RaceJson<'a> {
+    id: usize,
+    service: &'a str,
+    client: &'a str,
+    start_time: f64,
+    attempts: &'a [usize],
+    families: &'a [Family],
+    first_family: Option<Family>,
+    winner: Option<usize>,
+    winner_family: Option<Family>,
+    also_rans: &'a [usize],
+    attempt_delays_ms: &'a [f64],
+    also_ran_cancel: &'a [Cancel],
+    duplicate_upgrade: bool,
+    // extras
+    rfc8305: &'a [String],
+    dns: Option<&'a RaceDns>,
+}
+
+fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
+    RaceJson {
+        id: r.id,
+        service: &r.service,
+        client: &r.client,
+        start_time: epoch_seconds(r.start_time),
+        attempts: &r.attempts,
+        families: &r.families,
+        first_family: r.families.first().copied(),
+        winner: r.winner,
+        winner_family: r
+            .winner
+            .and_then(|w| a.connections.get(w))
+            .map(|c| c.rec.family()),
+        also_rans: &r.also_rans,
+        attempt_delays_ms: &r.attempt_delays_ms,
+        also_ran_cancel: &r.also_ran_cancel,
+        duplicate_upgrade: r.duplicate_upgrade,
+        rfc8305: &r.findings,
+        dns: r.dns.as_ref(),
+    }
+}
+
+/// Serialise items one at a time.
+struct Each<'a, T, F>(&'a [T], F);
+
+/// Build an [`Each`] (a function, so the closure's lifetimes are inferred from `items`).
+fn each<'a, T, J: Serialize, F: Fn(&'a T) -> J>(items: &'a [T], f: F) -> Each<'a, T, F> {
+    Each(items, f)
+}
+
+impl<'a, T, F, J> Serialize for Each<'a, T, F>
+where
+    F: Fn(&'a T) -> J,
+    J: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in self.0 {
+            seq.serialize_element(&(self.1)(item))?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct HostJson {
+    client: String,
+    addresses: Vec<String>,
+    tied_by: Vec<&'static str>,
+}
+
+/// Write the analysis as one JSON document.
+pub fn write<W: Write>(a: &Analysis, out: W) -> serde_json::Result<()> {
+    let capture = CaptureJson {
+        file: &a.capture.file,
+        format: a.capture.format,
+        link_types: a.capture.link_types.iter().map(|l| l.name()).collect(),
+        packets: a.capture.packets,
+        bytes: a.capture.bytes,
+        first_time: opt_time(a.capture.first_time),
+        last_time: opt_time(a.capture.last_time),
+        truncated: a.capture.truncated,
+        vantage: a.vantage,
+        vantage_votes: a.vantage_votes,
+        compression: a.capture.compression,
+        decode: a.decode,
+        peak_open_connections: a.peak_open,
+    };
+    #[derive(Serialize)]
+    struct Doc<'a, C: Serialize, R: Serialize, H: Serialize> {
+        schema_version: &'static str,
+        tool: Tool,
+        capture: CaptureJson<'a>,
+        summary: &'a crate::model::Summary,
+        connections: C,
+        services: &'a [crate::model::Service],
+        races: R,
+        backends: &'a [crate::model::Backend],
+        sequences: &'a [crate::model::Sequence],
+        stale_reuses: &'a [crate::model::StaleReuse],
+        warnings: &'a [crate::error::Warning],
+        clients: H,
+    }
+    let doc = Doc {
+        schema_version: "1",
+        tool: Tool {
+            name: "racetrace",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        capture,
+        summary: &a.summary,
+        connections: each(&a.connections, |c| connection_json(c, a)),
+        services: &a.services,
+        races: each(&a.races, |r| race_json(r, a)),
+        backends: &a.backends,
+        sequences: &a.sequences,
+        stale_reuses: &a.stale_reuses,
+        warnings: &a.warnings,
+        clients: each(&a.hosts, |h| HostJson {
+            client: h.label(),
+            addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
+            tied_by: h.ties.clone(),
+        }),
+    };
+    serde_json::to_writer(out, &doc)
+}

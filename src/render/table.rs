@@ -1,0 +1,201 @@
+//! Terminal and CSV renderings of the connection table and the races, for people. Times are
+//! ISO-8601 (UTC) here; durations are milliseconds relative to the connection's first SYN.
+
+use std::io::{self, Write};
+
+use crate::domain::{iso8601, ms_between, Nanos};
+use crate::model::{Analysis, Connection, Role};
+
+fn rel(t: Option<Nanos>, base: Option<Nanos>) -> String {
+    match (t, base) {
+        (Some(t), Some(b)) => format!("+{:.3}", ms_between(b, t)),
+        (Some(t), None) => iso8601(t),
+        _ => "-".into(),
+    }
+}
+
+/// One line per connection, aligned for a terminal.
+pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    writeln!(
+        w,
+        "# {} — {} packets, {} connections",
+        a.capture.file,
+        a.capture.packets,
+        a.connections.len()
+    )?;
+    writeln!(
+        w,
+        "{:>4} {:>13} {:<42} {:<26} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} {}",
+        "id",
+        "records",
+        "client",
+        "syn (UTC)",
+        "syns",
+        "synack ms",
+        "est ms",
+        "end",
+        "stage",
+        "bytes c",
+        "bytes s",
+        "state",
+        "history"
+    )?;
+    for c in &a.connections {
+        let r = &c.rec;
+        let syn = r.syn_time.get();
+        writeln!(
+            w,
+            "{:>4} {:>13} {:<42} {:<26} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} {}",
+            c.id,
+            format!("{}-{}", r.first_record, r.last_record),
+            format!("{} → {}", r.client, r.server),
+            syn.map(iso8601)
+                .unwrap_or_else(|| format!("({})", iso8601(r.first_time))),
+            r.syn_count,
+            rel(r.synack_time.get(), syn),
+            rel(r.established_time.get(), syn),
+            r.end_reason(),
+            r.stage().as_str(),
+            r.bytes[0],
+            r.bytes[1],
+            r.conn_state(),
+            r.history.as_str()
+        )?;
+    }
+    Ok(())
+}
+
+/// The connection table as CSV (one header line; times ISO-8601 and epoch seconds).
+pub fn connections_csv<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    writeln!(
+        w,
+        "file,id,first_record,last_record,family,client_ip,client_port,server_ip,server_port,handshake_seen,\
+         syn_time,syn_time_iso,syn_count,synack_time,established_time,end_time,end_reason,bytes_client,\
+         bytes_server,stage,server_tsval,service,race,role,history,conn_state"
+    )?;
+    let t = |x: Option<Nanos>| {
+        x.map(|v| format!("{:.6}", crate::domain::epoch_seconds(v)))
+            .unwrap_or_default()
+    };
+    for c in &a.connections {
+        let r = &c.rec;
+        writeln!(
+            w,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            csv_field(&a.capture.file),
+            c.id,
+            r.first_record,
+            r.last_record,
+            r.family(),
+            r.client.ip,
+            r.client.port,
+            r.server.ip,
+            r.server.port,
+            r.handshake_seen,
+            t(r.syn_time.get()),
+            r.syn_time.get().map(iso8601).unwrap_or_default(),
+            r.syn_count,
+            t(r.synack_time.get()),
+            t(r.established_time.get()),
+            t(r.end().map(|e| e.0)),
+            r.end_reason(),
+            r.bytes[0],
+            r.bytes[1],
+            r.stage().as_str(),
+            r.server_tsval.map(|v| v.to_string()).unwrap_or_default(),
+            csv_field(&c.service),
+            c.race.map(|v| v.to_string()).unwrap_or_default(),
+            role(c),
+            r.history.as_str(),
+            r.conn_state()
+        )?;
+    }
+    Ok(())
+}
+
+fn role(c: &Connection) -> &'static str {
+    match c.role {
+        Role::Winner => "winner",
+        Role::AlsoRan => "also_ran",
+        Role::Single => "single",
+    }
+}
+
+/// Quote a CSV field when it needs it.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One line per race, then a summary.
+pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    writeln!(
+        w,
+        "# {} — {} races, {} also-rans",
+        a.capture.file,
+        a.races.len(),
+        a.summary.also_rans
+    )?;
+    for r in &a.races {
+        let fams: Vec<String> = r.families.iter().map(|f| f.digit().to_string()).collect();
+        let delays: Vec<String> = r
+            .attempt_delays_ms
+            .iter()
+            .map(|d| format!("{d:.1}"))
+            .collect();
+        let winner = match r.winner.and_then(|i| a.connections.get(i)) {
+            Some(c) => format!("#{} ipv{}", c.id, c.rec.family().digit()),
+            None => "none".into(),
+        };
+        let fates: Vec<String> = r
+            .also_ran_cancel
+            .iter()
+            .map(|x| {
+                let after = x
+                    .after_winner_ms
+                    .map(|m| format!(" {m:+.1}ms"))
+                    .unwrap_or_default();
+                format!("#{} {:?}@{}{}", x.id, x.fate, x.stage.as_str(), after)
+            })
+            .collect();
+        writeln!(
+            w,
+            "race {:>3} {} {} → {}  attempts {} delay {} ms  winner {}  also-rans: {}{}{}",
+            r.id,
+            iso8601(r.start_time),
+            r.client,
+            r.service,
+            fams.join(""),
+            if delays.is_empty() {
+                "-".into()
+            } else {
+                delays.join("/")
+            },
+            winner,
+            fates.join(", "),
+            if r.duplicate_upgrade {
+                "  DUPLICATE UPGRADE"
+            } else {
+                ""
+            },
+            if r.findings.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", r.findings.join(", "))
+            }
+        )?;
+    }
+    let med = a
+        .summary
+        .median_attempt_delay_ms
+        .map(|m| format!("{m:.1} ms"))
+        .unwrap_or_else(|| "-".into());
+    writeln!(
+        w,
+        "summary: {} connections, {} races, {} also-rans, median attempt delay {}, {} duplicate upgrades",
+        a.summary.connections, a.summary.races, a.summary.also_rans, med, a.summary.duplicate_upgrades
+    )
+}

@@ -1,0 +1,1 @@
+//! Test capture writer (placeholder).

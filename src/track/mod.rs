@@ -1,0 +1,207 @@
+//! Track stage: TCP segments → one [`ConnRecord`] per connection attempt.
+//!
+//! The table is keyed by the 4-tuple in canonical order. A SYN with a new initial sequence
+//! number on a tuple whose connection ended (or never got past its own SYN) starts a new
+//! record: port reuse. Closed connections linger briefly for late packets, idle ones are
+//! flushed, and whatever is open at the end of the capture is drained and still reported, so
+//! memory follows the connections open at one time, not the file's size.
+//!
+//! The tracker also infers the capture's vantage point from the handshakes it saw.
+
+pub mod conn;
+pub mod history;
+
+use std::collections::HashMap;
+
+pub use conn::{ConnRecord, ConnState, Milestones, TsSample};
+
+use crate::decode::{Packet, TcpView};
+use crate::domain::{ConnKey, Endpoint, Nanos};
+
+/// Tracker settings.
+#[derive(Clone, Copy, Debug)]
+pub struct TrackConfig {
+    /// A connection with no packet for this long is flushed (capture time).
+    pub idle_timeout: Nanos,
+    /// A closed connection (RST, or FIN both ways) stays this long for late packets.
+    pub linger: Nanos,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        TrackConfig {
+            // Long enough for a keep-alive connection that an app left idle while suspended.
+            idle_timeout: 600 * 1_000_000_000,
+            // Late retransmissions, a final ACK, a 101 that crosses the client's RST.
+            linger: 4 * 1_000_000_000,
+        }
+    }
+}
+
+/// Where the capture was taken, inferred from handshake timing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vantage {
+    /// On the client: SYN → SYN-ACK carries the round trip, SYN-ACK → ACK is near zero.
+    Client,
+    /// On the server: the reverse.
+    Server,
+    /// Between the two: both legs take time.
+    Middle,
+    /// No complete handshake to judge by.
+    #[default]
+    Unknown,
+}
+
+/// Counts of connections whose handshake looked like each vantage point.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct VantageVotes {
+    /// Handshakes seen from the client side.
+    pub client: u64,
+    /// Handshakes seen from the server side.
+    pub server: u64,
+    /// Handshakes seen from the middle.
+    pub middle: u64,
+}
+
+impl VantageVotes {
+    /// A leg shorter than this share of the handshake counts as "near zero".
+    const NEAR_ZERO_SHARE: f64 = 0.1;
+
+    fn vote(&mut self, rec: &ConnRecord) {
+        let Some((a, b)) = rec.handshake_legs() else {
+            return;
+        };
+        let total = (a + b) as f64;
+        if total <= 0.0 {
+            return;
+        }
+        if (b as f64) < Self::NEAR_ZERO_SHARE * total {
+            self.client += 1;
+        } else if (a as f64) < Self::NEAR_ZERO_SHARE * total {
+            self.server += 1;
+        } else {
+            self.middle += 1;
+        }
+    }
+
+    /// The majority verdict.
+    pub fn verdict(&self) -> Vantage {
+        let max = self.client.max(self.server).max(self.middle);
+        if max == 0 {
+            Vantage::Unknown
+        } else if max == self.client {
+            Vantage::Client
+        } else if max == self.server {
+            Vantage::Server
+        } else {
+            Vantage::Middle
+        }
+    }
+}
+
+/// What the track stage hands on.
+#[derive(Debug, Default)]
+pub struct Tracked {
+    /// Every connection attempt, in order of its first packet.
+    pub records: Vec<ConnRecord>,
+    /// Handshake-timing votes for the vantage point.
+    pub vantage: VantageVotes,
+    /// Most connections open at once.
+    pub peak_open: usize,
+}
+
+/// The connection table.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    cfg: TrackConfig,
+    table: HashMap<ConnKey, ConnState>,
+    out: Tracked,
+    now: Nanos,
+    last_sweep: Nanos,
+    since_sweep: usize,
+}
+
+impl Tracker {
+    /// A tracker with the given settings.
+    pub fn new(cfg: TrackConfig) -> Tracker {
+        Tracker {
+            cfg,
+            ..Tracker::default()
+        }
+    }
+
+    /// Connections open right now.
+    pub fn open(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Feed one TCP segment.
+    pub fn on_tcp(&mut self, p: &Packet<'_>, t: &TcpView<'_>) {
+        self.now = self.now.max(p.time);
+        let src = Endpoint {
+            ip: p.src,
+            port: t.src_port,
+        };
+        let key = ConnKey::new(
+            src,
+            Endpoint {
+                ip: p.dst,
+                port: t.dst_port,
+            },
+        );
+        let conn = match self.table.get_mut(&key) {
+            Some(c) => {
+                let side = c.side_of(src);
+                if t.flags.is_syn() && c.is_new_attempt(side, t.seq) {
+                    let fresh = ConnState::new(p, t);
+                    let old = std::mem::replace(c, fresh);
+                    Self::finish_one(&mut self.out, old);
+                }
+                c
+            }
+            None => self
+                .table
+                .entry(key)
+                .or_insert_with(|| ConnState::new(p, t)),
+        };
+        let side = conn.side_of(src);
+        conn.update(p, t, side);
+        self.out.peak_open = self.out.peak_open.max(self.table.len());
+        self.maybe_sweep();
+    }
+
+    /// Flush closed-and-lingered and idle connections, at most once per second of capture time
+    /// and only after as many packets as the table holds: amortised O(1) per packet.
+    fn maybe_sweep(&mut self) {
+        self.since_sweep += 1;
+        if self.now - self.last_sweep < 1_000_000_000 || self.since_sweep < self.table.len() / 2 {
+            return;
+        }
+        self.last_sweep = self.now;
+        self.since_sweep = 0;
+        let (now, cfg) = (self.now, self.cfg);
+        let expired = self.table.extract_if(|_, c| {
+            let quiet = now - c.rec.last_time;
+            quiet >= cfg.idle_timeout || (c.is_closed() && quiet >= cfg.linger)
+        });
+        for (_, c) in expired {
+            Self::finish_one(&mut self.out, c);
+        }
+    }
+
+    fn finish_one(out: &mut Tracked, c: ConnState) {
+        let rec = c.into_record();
+        out.vantage.vote(&rec);
+        out.records.push(rec);
+    }
+
+    /// Drain the table: every connection still open is reported too.
+    pub fn finish(mut self) -> Tracked {
+        for (_, c) in self.table.drain() {
+            Self::finish_one(&mut self.out, c);
+        }
+        self.out.records.sort_by_key(|r| r.first_record);
+        self.out
+    }
+}
