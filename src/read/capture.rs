@@ -128,19 +128,29 @@ impl CaptureReader {
 
     /// Read one block (or handle one error) and copy a packet into `batch` if it was one.
     fn step(&mut self, batch: &mut Batch) {
-        let st = &mut self.st;
-        let record = st.info.packets + 1;
-        match self.inner.next() {
+        let record = self.st.info.packets + 1;
+        let error = match self.inner.next() {
             Ok((offset, block)) => {
-                if let Some((time, link, data, orig_len)) = st.block(block, record) {
+                if let Some((time, link, data, orig_len)) = self.st.block(block, record) {
                     batch.push(record, time, link, data, orig_len);
-                    st.note_frame(time, link);
+                    self.st.note_frame(time, link);
                 }
                 self.inner.consume(offset);
+                return;
             }
-            Err(PcapError::Eof) => st.done = true,
-            Err(PcapError::Incomplete(_)) => self.refill(record),
-            Err(PcapError::UnexpectedEof) => {
+            Err(e) => e.to_owned_vec(),
+        };
+        match error {
+            PcapError::Eof => self.st.done = true,
+            // pcapng: the parser wants more bytes than the block's own length holds (a packet
+            // length running past its block). The block is damaged, not the file: skip it.
+            PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::BufferTooSmall
+                if self.whole_ng_block_buffered() =>
+            {
+                self.skip_damaged_block(record, "a length field runs past its block");
+            }
+            PcapError::Incomplete(_) => self.refill(record),
+            PcapError::UnexpectedEof => {
                 let left = self.inner.data().len();
                 self.st.stop_damaged(
                     "truncated",
@@ -148,7 +158,7 @@ impl CaptureReader {
                     &format!("the file ends inside record {record} ({left} bytes of it present)"),
                 );
             }
-            Err(PcapError::BufferTooSmall) => {
+            PcapError::BufferTooSmall => {
                 let need = self.claimed_record_len();
                 if need <= MAX_RECORD_BYTES && self.inner.grow(need.max(BUFFER_BYTES) * 2) {
                     self.refill(record);
@@ -156,21 +166,14 @@ impl CaptureReader {
                     self.st.stop_damaged(
                         "absurd_length",
                         record,
-                        &format!(
-                            "record {record} claims {need} bytes; the file is damaged from here on"
-                        ),
+                        &format!("record {record} claims {need} bytes; the file is damaged from here on"),
                     );
                 }
             }
-            Err(PcapError::ReadError) => st.stop_damaged(
-                "read_error",
-                record,
-                "read failed (damaged compressed stream?)",
-            ),
-            Err(e) => {
-                let detail = e.to_string();
-                self.skip_damaged_block(record, &detail);
+            PcapError::ReadError => {
+                self.st.stop_damaged("read_error", record, "read failed (damaged compressed stream?)")
             }
+            e => self.skip_damaged_block(record, &e.to_string()),
         }
     }
 
@@ -201,12 +204,17 @@ impl CaptureReader {
         (word as usize).saturating_add(if legacy { 16 } else { 0 })
     }
 
+    /// True when the buffer holds a whole pcapng block by its total-length field.
+    fn whole_ng_block_buffered(&self) -> bool {
+        let len = self.claimed_record_len();
+        self.st.legacy.is_none() && len >= 12 && len % 4 == 0 && len <= self.inner.data().len()
+    }
+
     /// pcapng: skip a block that does not parse, using its length field when that is sane.
     fn skip_damaged_block(&mut self, record: u64, detail: &str) {
-        if self.st.legacy.is_none() {
+        if self.whole_ng_block_buffered() {
             let len = self.claimed_record_len();
-            let avail = self.inner.data().len();
-            if len >= 12 && len % 4 == 0 && len <= avail {
+            {
                 let file = &self.st.info.file;
                 let msg = format!(
                     "{file}: a damaged block before record {record} was skipped ({detail})"
@@ -275,8 +283,8 @@ impl State {
                 None
             }
             Block::InterfaceDescription(idb) => {
-                let units_per_sec = match idb.ts_resolution() {
-                    Some(u) if u > 0 => u,
+                let units_per_sec = match ts_units_per_sec(idb.if_tsresol) {
+                    Some(u) => u,
                     _ => {
                         let msg = format!(
                             "{}: interface {} has an invalid if_tsresol ({}); assuming microseconds",
@@ -408,5 +416,17 @@ impl Interface {
             + frac_ns as i128
             + i128::from(self.offset_sec) * 1_000_000_000;
         ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+}
+
+/// Units per second of an `if_tsresol` value: 10^n, or 2^n when the high bit is set.
+/// (pcap-parser 0.17 rejects every binary resolution because it tests the value with the high
+/// bit still set; this is the pcapng spec's reading.)
+fn ts_units_per_sec(tsresol: u8) -> Option<u64> {
+    let n = u32::from(tsresol & 0x7f);
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(n)
+    } else {
+        1u64.checked_shl(n).filter(|_| n < 64)
     }
 }

@@ -1,0 +1,158 @@
+//! Shared helpers for the integration tests: temporary captures, running the real binary,
+//! typed views of the JSON report, and schema validation against the shared contract.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Deserialize;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh temporary directory for one test.
+pub fn tempdir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("racetrace-test-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Write bytes to a temporary file and return its path.
+pub fn write_temp(tag: &str, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = tempdir(tag).join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Run the racetrace binary.
+pub fn racetrace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_racetrace")).args(args).output().unwrap()
+}
+
+/// `analyze FILE --json -` through the real binary, parsed.
+pub fn analyze_json(path: &Path, extra: &[&str]) -> Report {
+    let p = path.to_str().unwrap();
+    let mut args = vec!["analyze", p, "--json", "-"];
+    args.extend_from_slice(extra);
+    let out = racetrace(&args);
+    assert!(out.status.success(), "racetrace failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    validate(&text);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The shared directory beside the clone.
+pub fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// Validate one JSON document against ../shared/spec/analysis.schema.json.
+pub fn validate(doc: &str) {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shared().join("spec/analysis.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let value: serde_json::Value = serde_json::from_str(doc).unwrap();
+    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+}
+
+/// The report, typed (the fields the tests assert on).
+#[derive(Debug, Deserialize)]
+pub struct Report {
+    pub capture: Capture,
+    pub summary: Summary,
+    pub connections: Vec<Conn>,
+    pub races: Vec<Race>,
+    pub warnings: Vec<Warning>,
+    pub services: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Capture {
+    pub file: String,
+    pub format: String,
+    pub link_types: Vec<String>,
+    pub packets: u64,
+    pub first_time: Option<f64>,
+    pub last_time: Option<f64>,
+    pub truncated: bool,
+    pub vantage: String,
+    pub decode: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Summary {
+    pub connections: usize,
+    pub races: usize,
+    pub also_rans: usize,
+    pub median_attempt_delay_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Conn {
+    pub id: usize,
+    pub first_record: u64,
+    pub last_record: u64,
+    pub family: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub server_ip: String,
+    pub server_port: u16,
+    pub handshake_seen: bool,
+    pub syn_time: Option<f64>,
+    pub syn_count: u32,
+    pub synack_time: Option<f64>,
+    pub established_time: Option<f64>,
+    pub end_time: Option<f64>,
+    pub end_reason: String,
+    pub bytes_client: u64,
+    pub bytes_server: u64,
+    pub stage: String,
+    pub server_tsval: Option<u32>,
+    pub service: String,
+    pub race: Option<usize>,
+    pub role: String,
+    pub client: String,
+    pub history: String,
+    pub conn_state: String,
+    pub wireshark_filter: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Race {
+    pub id: usize,
+    pub service: String,
+    pub client: String,
+    pub start_time: f64,
+    pub attempts: Vec<usize>,
+    pub families: Vec<String>,
+    pub first_family: String,
+    pub winner: Option<usize>,
+    pub winner_family: Option<String>,
+    pub also_rans: Vec<usize>,
+    pub attempt_delays_ms: Vec<f64>,
+    pub also_ran_cancel: Vec<Cancel>,
+    pub rfc8305: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Cancel {
+    pub id: usize,
+    pub stage: String,
+    pub after_winner_ms: Option<f64>,
+    pub fate: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Warning {
+    pub kind: String,
+    pub packet: Option<u64>,
+    pub message: String,
+}
+
+/// Seconds-since-epoch of a scenario time, as the report writes it.
+pub fn secs(s: &racetrace::synth::Scenario, t_ms: f64) -> f64 {
+    racetrace::domain::epoch_seconds(s.time(t_ms))
+}
