@@ -16,7 +16,9 @@ fn one_connection() -> Scenario {
     s.handshake(c, 0.0, 10.0);
     s.data(c, Side::Client, 11.0, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     s.data(c, Side::Server, 21.0, &[b'a'; 500]);
-    s.fin(c, Side::Client, 30.0).fin(c, Side::Server, 40.0).ack(c, Side::Client, 40.1);
+    s.fin(c, Side::Client, 30.0)
+        .fin(c, Side::Server, 40.0)
+        .ack(c, Side::Client, 40.1);
     s
 }
 
@@ -48,9 +50,16 @@ fn pcap_nanosecond_keeps_nanoseconds_for_durations() {
     let c = s.tcp("fd18::1", 40000, "fd18::2", 443);
     s.syn(c, 0.0).synack(c, 0.000_777);
     let bytes = write_pcap(&s.frames(Link::Ethernet), Link::Ethernet, true, 65535);
-    let a = racetrace::analyze(&[write_temp("ns", "n.pcap", &bytes).to_string_lossy().into()], &Default::default()).unwrap();
+    let a = racetrace::analyze(
+        &[write_temp("ns", "n.pcap", &bytes).to_string_lossy().into()],
+        &Default::default(),
+    )
+    .unwrap();
     let r = &a.connections[0].rec;
-    assert_eq!(r.synack_time.get().unwrap() - r.syn_time.get().unwrap(), 777);
+    assert_eq!(
+        r.synack_time.get().unwrap() - r.syn_time.get().unwrap(),
+        777
+    );
 }
 
 #[test]
@@ -59,7 +68,11 @@ fn pcap_big_endian() {
     let le = s.to_pcap();
     // Re-encode header and record headers big-endian.
     let mut be = Vec::new();
-    let words = |b: &[u8]| -> Vec<u8> { b.chunks(4).flat_map(|w| w.iter().rev().copied().collect::<Vec<_>>()).collect() };
+    let words = |b: &[u8]| -> Vec<u8> {
+        b.chunks(4)
+            .flat_map(|w| w.iter().rev().copied().collect::<Vec<_>>())
+            .collect()
+    };
     be.extend(words(&le[0..4]));
     be.extend(le[4..6].iter().rev());
     be.extend(le[6..8].iter().rev());
@@ -85,7 +98,13 @@ fn pcapng_nanosecond_resolution_and_tsoffset() {
     // if_tsresol = 2^-10 (binary) with if_tsoffset = 100 s: times shift by exactly 100 s.
     let frames = s.frames(Link::Ethernet);
     let mut out = Vec::new();
-    block(&mut out, 0x0a0d_0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    block(
+        &mut out,
+        0x0a0d_0d0a,
+        &[
+            0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ],
+    );
     let mut idb = vec![1, 0, 0, 0, 0, 0, 0, 0];
     idb.extend_from_slice(&[9, 0, 1, 0, 0x80 | 10, 0, 0, 0]);
     idb.extend_from_slice(&[14, 0, 8, 0]);
@@ -159,7 +178,12 @@ fn standard_input() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&s.to_pcapng()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&s.to_pcapng())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -206,7 +230,11 @@ fn unknown_link_type_is_counted_with_one_warning() {
     assert_eq!(r.connections.len(), 0);
     assert_eq!(r.capture.packets, 8);
     assert_eq!(r.capture.decode["unsupported_link"], 8);
-    let w: Vec<_> = r.warnings.iter().filter(|w| w.kind == "unknown_link_type").collect();
+    let w: Vec<_> = r
+        .warnings
+        .iter()
+        .filter(|w| w.kind == "unknown_link_type")
+        .collect();
     assert_eq!(w.len(), 1);
     assert!(w[0].message.contains("147"));
 }
@@ -235,11 +263,18 @@ fn empty_file_is_an_error_naming_it() {
 
 #[test]
 fn not_a_capture_is_exit_2_naming_the_file() {
-    let p = write_temp("text", "notes.txt", b"this is not a capture file at all, just text\n");
+    let p = write_temp(
+        "text",
+        "notes.txt",
+        b"this is not a capture file at all, just text\n",
+    );
     let out = racetrace(&["analyze", p.to_str().unwrap(), "--json", "-"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("notes.txt") && err.contains("not a pcap"), "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("not a pcap"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -270,7 +305,11 @@ fn absurd_record_length_stops_with_a_warning() {
     let r = analyze_json(&write_temp("absurd", "a.pcap", &bytes), &[]);
     assert!(r.capture.truncated);
     assert_eq!(r.capture.packets, 2);
-    let w = r.warnings.iter().find(|w| w.kind == "absurd_length").unwrap();
+    let w = r
+        .warnings
+        .iter()
+        .find(|w| w.kind == "absurd_length")
+        .unwrap();
     assert_eq!(w.packet, Some(3));
 }
 
@@ -292,7 +331,10 @@ fn pcapng_damaged_block_is_skipped() {
     let r = analyze_json(&write_temp("dmg", "d.pcapng", &out), &[]);
     assert!(r.capture.truncated);
     assert_eq!(r.capture.packets, 8);
-    assert!(r.warnings.iter().any(|w| w.kind == "damaged_block" && w.packet == Some(4)));
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.kind == "damaged_block" && w.packet == Some(4)));
     check_one(&r, &s);
 }
 
@@ -301,7 +343,13 @@ fn batch_with_one_bad_file_still_analyses_the_others() {
     let s = one_connection();
     let good = write_temp("batch", "good.pcap", &s.to_pcap());
     let bad = write_temp("batch", "bad.pcap", b"garbage garbage garbage garbage");
-    let out = racetrace(&["analyze", bad.to_str().unwrap(), good.to_str().unwrap(), "--json", "-"]);
+    let out = racetrace(&[
+        "analyze",
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+        "--json",
+        "-",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8(out.stdout).unwrap();
     let docs: Vec<&str> = text.lines().collect();
@@ -313,9 +361,24 @@ fn batch_with_one_bad_file_still_analyses_the_others() {
 fn merge_reads_rotated_files_as_one_capture_in_time_order() {
     let s = one_connection();
     let frames = s.frames(Link::Ethernet);
-    let a = write_temp("merge", "part1.pcap", &write_pcap(&frames[4..], Link::Ethernet, false, 65535));
-    let b = write_temp("merge", "part0.pcap", &write_pcap(&frames[..4], Link::Ethernet, false, 65535));
-    let out = racetrace(&["analyze", a.to_str().unwrap(), b.to_str().unwrap(), "--merge", "--json", "-"]);
+    let a = write_temp(
+        "merge",
+        "part1.pcap",
+        &write_pcap(&frames[4..], Link::Ethernet, false, 65535),
+    );
+    let b = write_temp(
+        "merge",
+        "part0.pcap",
+        &write_pcap(&frames[..4], Link::Ethernet, false, 65535),
+    );
+    let out = racetrace(&[
+        "analyze",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--merge",
+        "--json",
+        "-",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     validate(text.trim());

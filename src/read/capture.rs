@@ -166,13 +166,17 @@ impl CaptureReader {
                     self.st.stop_damaged(
                         "absurd_length",
                         record,
-                        &format!("record {record} claims {need} bytes; the file is damaged from here on"),
+                        &format!(
+                            "record {record} claims {need} bytes; the file is damaged from here on"
+                        ),
                     );
                 }
             }
-            PcapError::ReadError => {
-                self.st.stop_damaged("read_error", record, "read failed (damaged compressed stream?)")
-            }
+            PcapError::ReadError => self.st.stop_damaged(
+                "read_error",
+                record,
+                "read failed (damaged compressed stream?)",
+            ),
             e => self.skip_damaged_block(record, &e.to_string()),
         }
     }

@@ -188,7 +188,13 @@ impl Scenario {
             sport,
             next: [1_000_000 + n * 7919, 5_000_000 + n * 104_729],
             acked: [0, 0],
-            clocks: [Some(Clock { hz: 1000.0, offset: 100_000 + n * 13 }), None],
+            clocks: [
+                Some(Clock {
+                    hz: 1000.0,
+                    offset: 100_000 + n * 13,
+                }),
+                None,
+            ],
         });
         ConnId(self.conns.len() - 1)
     }
@@ -205,18 +211,30 @@ impl Scenario {
     fn clock(&self, c: &Conn, side: Side) -> Option<Clock> {
         match side {
             Side::Client => c.clocks[0],
-            Side::Server => c.clocks[1].or_else(|| self.server_clocks.get(&c.server).copied()).or(Some(Clock {
-                hz: 1000.0,
-                offset: 7_000_000,
-            })),
+            Side::Server => c.clocks[1]
+                .or_else(|| self.server_clocks.get(&c.server).copied())
+                .or(Some(Clock {
+                    hz: 1000.0,
+                    offset: 7_000_000,
+                })),
         }
     }
 
     /// Emit one segment. `flags`: S, A, F, R, P letters. Returns the sequence number used.
     #[allow(clippy::too_many_arguments)]
-    fn segment(&mut self, c: ConnId, side: Side, t_ms: f64, flags: &str, seq: Option<u32>, payload: &[u8]) -> u32 {
+    fn segment(
+        &mut self,
+        c: ConnId,
+        side: Side,
+        t_ms: f64,
+        flags: &str,
+        seq: Option<u32>,
+        payload: &[u8],
+    ) -> u32 {
         let time = self.time(t_ms);
-        let Some(conn) = self.conns.get(c.0) else { return 0 };
+        let Some(conn) = self.conns.get(c.0) else {
+            return 0;
+        };
         let (i, o) = (side.index(), side.peer().index());
         let (src, sport, dst, dport) = match side {
             Side::Client => (conn.client, conn.cport, conn.server, conn.sport),
@@ -232,8 +250,16 @@ impl Scenario {
         if h.ack {
             h.acknowledgment_number = conn.acked[o];
         }
-        let ts = if self.timestamps { self.clock(conn, side).map(|k| k.at(t_ms)) } else { None };
-        let peer_ts = if self.timestamps && h.ack { self.clock(conn, side.peer()).map(|k| k.at(t_ms)) } else { None };
+        let ts = if self.timestamps {
+            self.clock(conn, side).map(|k| k.at(t_ms))
+        } else {
+            None
+        };
+        let peer_ts = if self.timestamps && h.ack {
+            self.clock(conn, side.peer()).map(|k| k.at(t_ms))
+        } else {
+            None
+        };
         let mut opts: Vec<TcpOptionElement> = Vec::new();
         if h.syn {
             opts.push(TcpOptionElement::MaximumSegmentSize(1460));
@@ -243,7 +269,10 @@ impl Scenario {
             opts.push(TcpOptionElement::Noop);
         }
         if let Some(v) = ts {
-            opts.push(TcpOptionElement::Timestamp(v, if h.ack { peer_ts.unwrap_or(0) } else { 0 }));
+            opts.push(TcpOptionElement::Timestamp(
+                v,
+                if h.ack { peer_ts.unwrap_or(0) } else { 0 },
+            ));
         }
         if h.syn {
             opts.push(TcpOptionElement::Noop);
@@ -263,12 +292,12 @@ impl Scenario {
         }
         let mut ipbytes = Vec::with_capacity(60 + payload.len());
         let res = match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                PacketBuilder::ipv4(s.octets(), d.octets(), 64).tcp_header(h).write(&mut ipbytes, payload)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                PacketBuilder::ipv6(s.octets(), d.octets(), 64).tcp_header(h).write(&mut ipbytes, payload)
-            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+                .tcp_header(h)
+                .write(&mut ipbytes, payload),
+            (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+                .tcp_header(h)
+                .write(&mut ipbytes, payload),
             _ => Ok(()),
         };
         if res.is_ok() {
@@ -285,14 +314,24 @@ impl Scenario {
             PEER_MAC
         };
         let dst_mac = self.macs.get(&dst).copied().unwrap_or(PEER_MAC);
-        self.pkts.push(Pkt { time, src_mac, dst_mac, ethertype, ip });
+        self.pkts.push(Pkt {
+            time,
+            src_mac,
+            dst_mac,
+            ethertype,
+            ip,
+        });
     }
 
     /// The client's SYN (call again for a retransmission: same sequence number).
     pub fn syn(&mut self, c: ConnId, t_ms: f64) -> &mut Self {
         let isn = self.conns.get(c.0).map(|k| k.next[0]);
         let already = self.conns.get(c.0).is_some_and(|k| k.acked[0] != 0);
-        let seq = if already { isn.map(|s| s.wrapping_sub(1)) } else { None };
+        let seq = if already {
+            isn.map(|s| s.wrapping_sub(1))
+        } else {
+            None
+        };
         self.segment(c, Side::Client, t_ms, "S", seq, &[]);
         self
     }
@@ -325,7 +364,14 @@ impl Scenario {
     /// Payload at an explicit offset from the side's next sequence number (negative: a
     /// retransmission of bytes already sent; positive: a segment ahead of a gap). Does not
     /// advance the side's sequence number.
-    pub fn data_at(&mut self, c: ConnId, side: Side, t_ms: f64, offset: i64, payload: &[u8]) -> &mut Self {
+    pub fn data_at(
+        &mut self,
+        c: ConnId,
+        side: Side,
+        t_ms: f64,
+        offset: i64,
+        payload: &[u8],
+    ) -> &mut Self {
         let next = self.conns.get(c.0).map_or(0, |k| k.next[side.index()]);
         let seq = (i64::from(next) + offset).rem_euclid(1 << 32) as u32;
         self.segment(c, side, t_ms, "PA", Some(seq), payload);
@@ -350,30 +396,68 @@ impl Scenario {
 
     /// RST from `side` (with ACK when the connection got past the SYN).
     pub fn rst(&mut self, c: ConnId, side: Side, t_ms: f64) -> &mut Self {
-        let established = self.conns.get(c.0).is_some_and(|k| k.acked[side.peer().index()] != 0);
-        self.segment(c, side, t_ms, if established { "RA" } else { "R" }, None, &[]);
+        let established = self
+            .conns
+            .get(c.0)
+            .is_some_and(|k| k.acked[side.peer().index()] != 0);
+        self.segment(
+            c,
+            side,
+            t_ms,
+            if established { "RA" } else { "R" },
+            None,
+            &[],
+        );
         self
     }
 
     /// A full DNS exchange over UDP: query at `t_query_ms`, answer at `t_answer_ms` with the
     /// given addresses (A or AAAA by family). `qtype` is 1 (A) or 28 (AAAA).
     #[allow(clippy::too_many_arguments)]
-    pub fn dns(&mut self, client: &str, resolver: &str, t_query_ms: f64, t_answer_ms: f64, name: &str, qtype: u16, answers: &[&str]) -> &mut Self {
+    pub fn dns(
+        &mut self,
+        client: &str,
+        resolver: &str,
+        t_query_ms: f64,
+        t_answer_ms: f64,
+        name: &str,
+        qtype: u16,
+        answers: &[&str],
+    ) -> &mut Self {
         use simple_dns::rdata::{RData, A, AAAA};
-        use simple_dns::{Name, Packet as Dns, Question, ResourceRecord, CLASS, QCLASS, QTYPE, TYPE};
+        use simple_dns::{
+            Name, Packet as Dns, Question, ResourceRecord, CLASS, QCLASS, QTYPE, TYPE,
+        };
         let id = (self.pkts.len() as u16).wrapping_mul(31).wrapping_add(7);
         let ty = if qtype == 28 { TYPE::AAAA } else { TYPE::A };
-        let Ok(qname) = Name::new(name) else { return self };
+        let Ok(qname) = Name::new(name) else {
+            return self;
+        };
         let mut q = Dns::new_query(id);
-        q.questions.push(Question::new(qname.clone(), QTYPE::TYPE(ty), QCLASS::CLASS(CLASS::IN), false));
+        q.questions.push(Question::new(
+            qname.clone(),
+            QTYPE::TYPE(ty),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
         let mut r = Dns::new_reply(id);
-        r.questions.push(Question::new(qname.clone(), QTYPE::TYPE(ty), QCLASS::CLASS(CLASS::IN), false));
+        r.questions.push(Question::new(
+            qname.clone(),
+            QTYPE::TYPE(ty),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
         for a in answers {
             let rdata = match ip(a) {
-                IpAddr::V4(v4) => RData::A(A { address: u32::from(v4) }),
-                IpAddr::V6(v6) => RData::AAAA(AAAA { address: u128::from(v6) }),
+                IpAddr::V4(v4) => RData::A(A {
+                    address: u32::from(v4),
+                }),
+                IpAddr::V6(v6) => RData::AAAA(AAAA {
+                    address: u128::from(v6),
+                }),
             };
-            r.answers.push(ResourceRecord::new(qname.clone(), CLASS::IN, 60, rdata));
+            r.answers
+                .push(ResourceRecord::new(qname.clone(), CLASS::IN, 60, rdata));
         }
         let sport = 30000 + (id % 20000);
         let (c, s) = (ip(client), ip(resolver));
@@ -385,15 +469,23 @@ impl Scenario {
     }
 
     /// One UDP datagram.
-    pub fn udp(&mut self, t_ms: f64, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) {
+    pub fn udp(
+        &mut self,
+        t_ms: f64,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        payload: &[u8],
+    ) {
         let mut ipbytes = Vec::new();
         let res = match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                PacketBuilder::ipv4(s.octets(), d.octets(), 64).udp(sport, dport).write(&mut ipbytes, payload)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                PacketBuilder::ipv6(s.octets(), d.octets(), 64).udp(sport, dport).write(&mut ipbytes, payload)
-            }
+            (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64)
+                .udp(sport, dport)
+                .write(&mut ipbytes, payload),
+            (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64)
+                .udp(sport, dport)
+                .write(&mut ipbytes, payload),
             _ => Ok(()),
         };
         if res.is_ok() {

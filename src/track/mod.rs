@@ -65,20 +65,23 @@ pub struct VantageVotes {
 }
 
 impl VantageVotes {
-    /// A leg shorter than this share of the handshake counts as "near zero".
-    const NEAR_ZERO_SHARE: f64 = 0.1;
+    /// One leg must be this many times the other for the capture point to sit at one end:
+    /// on the client, SYN → SYN-ACK carries the whole round trip while SYN-ACK → ACK is only
+    /// the client's own turnaround (tens of µs), even on sub-millisecond paths.
+    const END_RATIO: i64 = 3;
+    /// Handshakes shorter than this (loopback) say nothing about where the capture was taken.
+    const MIN_HANDSHAKE: Nanos = 20_000;
 
     fn vote(&mut self, rec: &ConnRecord) {
         let Some((a, b)) = rec.handshake_legs() else {
             return;
         };
-        let total = (a + b) as f64;
-        if total <= 0.0 {
+        if a + b < Self::MIN_HANDSHAKE {
             return;
         }
-        if (b as f64) < Self::NEAR_ZERO_SHARE * total {
+        if a >= Self::END_RATIO * b {
             self.client += 1;
-        } else if (a as f64) < Self::NEAR_ZERO_SHARE * total {
+        } else if b >= Self::END_RATIO * a {
             self.server += 1;
         } else {
             self.middle += 1;

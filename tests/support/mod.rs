@@ -28,7 +28,10 @@ pub fn write_temp(tag: &str, name: &str, bytes: &[u8]) -> PathBuf {
 
 /// Run the racetrace binary.
 pub fn racetrace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_racetrace")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_racetrace"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// `analyze FILE --json -` through the real binary, parsed.
@@ -37,7 +40,11 @@ pub fn analyze_json(path: &Path, extra: &[&str]) -> Report {
     let mut args = vec!["analyze", p, "--json", "-"];
     args.extend_from_slice(extra);
     let out = racetrace(&args);
-    assert!(out.status.success(), "racetrace failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "racetrace failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     validate(&text);
     serde_json::from_str(&text).unwrap()
@@ -50,11 +57,16 @@ pub fn shared() -> PathBuf {
 
 /// Validate one JSON document against ../shared/spec/analysis.schema.json.
 pub fn validate(doc: &str) {
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(shared().join("spec/analysis.schema.json")).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(shared().join("spec/analysis.schema.json")).unwrap(),
+    )
+    .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let value: serde_json::Value = serde_json::from_str(doc).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
     assert!(errors.is_empty(), "schema violations: {errors:#?}");
 }
 
