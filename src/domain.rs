@@ -163,7 +163,7 @@ pub struct Seq(pub u32);
 
 impl Seq {
     /// `self + n`, wrapping at 2^32.
-    pub fn add(self, n: u32) -> Seq {
+    pub fn plus(self, n: u32) -> Seq {
         Seq(self.0.wrapping_add(n))
     }
     /// Signed distance `self - other` (positive when `self` is later).
@@ -263,7 +263,7 @@ mod tests {
     fn seq_wraps() {
         assert!(Seq(5).after(Seq(u32::MAX - 3)));
         assert_eq!(Seq(5).diff(Seq(u32::MAX - 3)), 9);
-        assert_eq!(Seq(u32::MAX).add(2), Seq(1));
+        assert_eq!(Seq(u32::MAX).plus(2), Seq(1));
     }
 
     #[test]

@@ -172,14 +172,11 @@ impl DnsTable {
         let list = self.by_addr.get(addr)?;
         let valid = list.iter().filter(|(at, _)| *at <= t);
         let pick = |own: bool| {
-            valid
-                .clone()
-                .filter(|(_, i)| {
-                    self.exchanges
-                        .get(*i)
-                        .is_some_and(|e| client.contains(&e.client) == own)
-                })
-                .next_back()
+            valid.clone().rfind(|(_, i)| {
+                self.exchanges
+                    .get(*i)
+                    .is_some_and(|e| client.contains(&e.client) == own)
+            })
         };
         let (_, i) = pick(true).or_else(|| pick(false))?;
         self.exchanges.get(*i).map(|e| e.name.as_str())
@@ -197,8 +194,7 @@ impl DnsTable {
         self.exchanges
             .iter()
             .filter(|e| e.name == name && e.qtype == qtype && clients.contains(&e.client))
-            .filter(|e| e.answer_time.or(e.query_time).is_some_and(|x| x <= t))
-            .next_back()
+            .rfind(|e| e.answer_time.or(e.query_time).is_some_and(|x| x <= t))
     }
 
     /// True when `addr` is NAT64-synthesised (well-known or learned prefix).

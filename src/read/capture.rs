@@ -211,7 +211,10 @@ impl CaptureReader {
     /// True when the buffer holds a whole pcapng block by its total-length field.
     fn whole_ng_block_buffered(&self) -> bool {
         let len = self.claimed_record_len();
-        self.st.legacy.is_none() && len >= 12 && len % 4 == 0 && len <= self.inner.data().len()
+        self.st.legacy.is_none()
+            && len >= 12
+            && len.is_multiple_of(4)
+            && len <= self.inner.data().len()
     }
 
     /// pcapng: skip a block that does not parse, using its length field when that is sane.

@@ -25,7 +25,7 @@ pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
     )?;
     writeln!(
         w,
-        "{:>4} {:>13} {:<42} {:<26} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} {}",
+        "{:>4} {:>13} {:<42} {:<26} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} history",
         "id",
         "records",
         "client",
@@ -37,8 +37,7 @@ pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
         "stage",
         "bytes c",
         "bytes s",
-        "state",
-        "history"
+        "state"
     )?;
     for c in &a.connections {
         let r = &c.rec;

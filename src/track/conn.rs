@@ -349,7 +349,7 @@ impl ConnState {
         } else if f.has(Flags::ACK) && !f.has(Flags::SYN) {
             if side == Side::Client
                 && !rec.established_time.is_some()
-                && self.server_isn.is_some_and(|isn| t.ack == isn.add(1))
+                && self.server_isn.is_some_and(|isn| t.ack == isn.plus(1))
             {
                 rec.established_time = OptNanos::some(now);
             }
@@ -378,11 +378,11 @@ impl ConnState {
         let i = side.index();
         // Payload starts after the SYN's sequence number when the SYN was seen.
         let start = if t.flags.has(Flags::SYN) {
-            t.seq.add(1)
+            t.seq.plus(1)
         } else {
             t.seq
         };
-        let end = start.add(t.payload_len);
+        let end = start.plus(t.payload_len);
         let isn = match side {
             Side::Client => self.client_isn,
             Side::Server => self.server_isn,
@@ -392,7 +392,7 @@ impl ConnState {
         };
         let high = *dir
             .high
-            .get_or_insert_with(|| isn.map_or(start, |s| s.add(1)));
+            .get_or_insert_with(|| isn.map_or(start, |s| s.plus(1)));
         let rec = &mut self.rec;
         if end.after(high) {
             rec.bytes[i] += end.diff(high) as u64;
