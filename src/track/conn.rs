@@ -437,3 +437,15 @@ impl ConnState {
         self.rec
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record kept per connection stays compact (figure quoted in the README).
+    #[test]
+    fn record_is_compact() {
+        let size = std::mem::size_of::<ConnRecord>();
+        assert!(size <= 344, "ConnRecord is {size} bytes");
+    }
+}
