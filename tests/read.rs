@@ -6,7 +6,7 @@ mod support;
 use std::io::Write;
 
 use racetrace::domain::Side;
-use racetrace::synth::{block, write_pcap, write_pcapng, Link, Scenario};
+use racetrace::synth::{block, enhanced_packet, write_pcap, write_pcapng, Link, Scenario};
 use support::*;
 
 /// One connection: handshake, a request and response, FIN both ways (10 packets at most).
@@ -113,16 +113,7 @@ fn pcapng_nanosecond_resolution_and_tsoffset() {
     block(&mut out, 1, &idb);
     for (t, f) in &frames {
         let units = ((*t as i128 - 100_000_000_000) * 1024 / 1_000_000_000) as u64;
-        let mut b = vec![0, 0, 0, 0];
-        b.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
-        b.extend_from_slice(&(units as u32).to_le_bytes());
-        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        b.extend_from_slice(f);
-        while b.len() % 4 != 0 {
-            b.push(0);
-        }
-        block(&mut out, 6, &b);
+        enhanced_packet(&mut out, units, f);
     }
     let r = analyze_json(&write_temp("ng2", "b.pcapng", &out), &[]);
     let c = &r.connections[0];

@@ -87,7 +87,10 @@ fn refused_and_pool() -> Scenario {
     s
 }
 
-const SAMPLES: [(&str, fn() -> Scenario); 3] = [
+/// A sample: its file name and the scenario that builds it.
+type Sample = (&'static str, fn() -> Scenario);
+
+const SAMPLES: [Sample; 3] = [
     ("he_curl_like_v6_slow.pcap", curl_like_v6_slow),
     (
         "he_chromium_like_v6_blackhole.pcap",

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::dns::DnsTable;
 use super::DetectConfig;
-use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
+use crate::domain::{epoch_seconds, ms_between, Family, Nanos};
 use crate::model::{Analysis, Cancel, Connection, Fate, NameSource, Race, RaceDns, Role};
 
 /// An attempt group being built.
@@ -299,9 +299,4 @@ fn race_dns(
         a_answer_time: a4.and_then(|e| e.answer_time).map(epoch_seconds),
         answer_to_first_syn_ms: first_answer.map(|t| ms_between(t, start)),
     })
-}
-
-/// Stage an also-ran reached at cancel, for the `--cancel-by` rule.
-pub fn beyond(stage: Stage, limit: Stage) -> bool {
-    stage > limit
 }

@@ -46,7 +46,6 @@ struct State {
     /// pcapng: the current section's interfaces and byte order.
     interfaces: Vec<Interface>,
     big_endian: bool,
-    warned_links: Vec<LinkType>,
     last_time: Nanos,
     done: bool,
 }
@@ -95,7 +94,6 @@ impl CaptureReader {
                 legacy: None,
                 interfaces: Vec::new(),
                 big_endian: false,
-                warned_links: Vec::new(),
                 last_time: 0,
                 done: false,
             },
@@ -388,11 +386,11 @@ impl State {
         self.last_time = time;
         self.info.first_time.get_or_insert(time);
         self.info.last_time = Some(time);
-        if !self.info.link_types.contains(&link) {
-            self.info.link_types.push(link);
+        if self.info.link_types.contains(&link) {
+            return;
         }
-        if !link.is_supported() && !self.warned_links.contains(&link) {
-            self.warned_links.push(link);
+        self.info.link_types.push(link);
+        if !link.is_supported() {
             let msg = format!(
                 "{}: link type {} ({}) is not decoded; its packets are counted and skipped",
                 self.info.file,

@@ -67,7 +67,21 @@ impl LinkType {
 
     /// True when the decode stage knows how to find IP in this link type.
     pub fn is_supported(self) -> bool {
-        !self.name().starts_with("linktype_")
+        matches!(
+            self,
+            LinkType::NULL
+                | LinkType::ETHERNET
+                | LinkType::RAW
+                | LinkType::RAW_12
+                | LinkType::RAW_14
+                | LinkType::LOOP
+                | LinkType::LINUX_SLL
+                | LinkType::LINUX_SLL2
+                | LinkType::IPV4
+                | LinkType::IPV6
+                | LinkType::PKTAP
+                | LinkType::PKTAP_APPLE
+        )
     }
 }
 

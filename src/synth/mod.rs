@@ -603,19 +603,24 @@ pub fn write_pcapng(frames: &[(Nanos, Vec<u8>)], link: Link, tsresol: u8) -> Vec
     let per_sec = 10u64.pow(u32::from(tsresol));
     for (t, f) in frames {
         let units = (*t as u128 * u128::from(per_sec) / 1_000_000_000) as u64;
-        let mut b = Vec::new();
-        b.extend_from_slice(&0u32.to_le_bytes());
-        b.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
-        b.extend_from_slice(&(units as u32).to_le_bytes());
-        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        b.extend_from_slice(f);
-        while b.len() % 4 != 0 {
-            b.push(0);
-        }
-        block(&mut out, 6, &b);
+        enhanced_packet(&mut out, units, f);
     }
     out
+}
+
+/// Append one enhanced packet block on interface 0 (`units` in the interface's resolution).
+pub fn enhanced_packet(out: &mut Vec<u8>, units: u64, frame: &[u8]) {
+    let mut b = Vec::with_capacity(frame.len() + 24);
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
+    b.extend_from_slice(&(units as u32).to_le_bytes());
+    b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    b.extend_from_slice(frame);
+    while b.len() % 4 != 0 {
+        b.push(0);
+    }
+    block(out, 6, &b);
 }
 
 /// Append one pcapng block (type, total length, body, total length).
