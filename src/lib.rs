@@ -16,6 +16,7 @@
 //!
 //! [`analyze`] runs the first four stages over one capture (or several merged into one).
 
+pub mod app;
 pub mod cli;
 pub mod decode;
 pub mod detect;

@@ -68,6 +68,16 @@ impl Connection {
     pub fn address_service(&self) -> String {
         format!("{} {}", self.rec.server.ip, self.rec.server.port)
     }
+
+    /// The first HTTP request, when one was seen.
+    pub fn request(&self) -> Option<&crate::app::http::Request> {
+        self.rec.app.as_ref()?.request.as_ref()
+    }
+
+    /// TLS facts, when the connection spoke TLS.
+    pub fn tls(&self) -> Option<&crate::app::tls::TlsFacts> {
+        self.rec.app.as_ref()?.tls.as_ref()
+    }
 }
 
 /// What an also-ran's fate was (why it lost, as the wire shows it).
@@ -103,6 +113,19 @@ pub struct Cancel {
     pub after_winner_ms: Option<f64>,
     /// Extra: how it lost.
     pub fate: Fate,
+    /// Extra: cancelled beyond `--cancel-by` after the winner connected (a `late-cancel`).
+    pub late: bool,
+}
+
+/// Two or more attempts of one race sent an HTTP request.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DuplicateRequest {
+    /// The attempts that sent a request.
+    pub attempts: Vec<usize>,
+    /// An also-ran's duplicate request carried Authorization.
+    pub authorization: bool,
+    /// An also-ran's duplicate request carried Cookie.
+    pub cookie: bool,
 }
 
 /// DNS timing of a race (RFC 8305 §3: the Resolution Delay between AAAA and A answers).
@@ -147,6 +170,14 @@ pub struct Race {
     pub also_ran_cancel: Vec<Cancel>,
     /// Two or more attempts sent a WebSocket upgrade.
     pub duplicate_upgrade: bool,
+    /// Extra: the duplicate upgrade is inferred from TLS (two attempts completed TLS and sent
+    /// application data) because the request itself is encrypted.
+    pub duplicate_upgrade_inferred: bool,
+    /// Extra: two or more attempts sent an HTTP request.
+    pub duplicate_request: Option<DuplicateRequest>,
+    /// Extra: the cancel rules this race broke (`rfc8305_s6`, `happy_eyeballs_v3`,
+    /// `application_data`), mildest first.
+    pub cancel_rules_broken: Vec<&'static str>,
     /// Extra: RFC 8305 findings, as short codes.
     pub findings: Vec<String>,
     /// Extra: DNS timing.
@@ -187,6 +218,18 @@ pub struct Sequence {
     pub backend_switches: usize,
 }
 
+/// Why a stale reuse happened, as far as the capture can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCause {
+    /// The client had the server's FIN for longer than a round trip and still sent: a bug.
+    ReuseBug,
+    /// The request and the server's FIN crossed on the wire (within one round trip).
+    Crossed,
+    /// No FIN from the server in the capture: lost FIN, middlebox state loss, suspended app.
+    FinUnseen,
+}
+
 /// A request sent on a connection the peer had given up.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct StaleReuse {
@@ -200,9 +243,30 @@ pub struct StaleReuse {
     /// The server's FIN was in the capture before the send.
     pub peer_closed: bool,
     /// `"rst"` or `"no_response"`.
-    pub failure: String,
+    pub failure: crate::track::StaleFailure,
     /// The connection the client retried on.
     pub retry: Option<usize>,
+    /// Extra: client host.
+    pub client: String,
+    /// Extra: service.
+    pub service: String,
+    /// Extra: reuse bug, crossing, or FIN unseen.
+    pub cause: StaleCause,
+    /// Extra: request time minus the server's FIN time corrected to the client's side, ms.
+    pub fin_to_request_ms: Option<f64>,
+    /// Extra: the round trip the cause was judged against, ms.
+    pub rtt_ms: Option<f64>,
+    /// Extra: request to failure (server RST, or the client's give-up), ms.
+    pub time_to_failure_ms: Option<f64>,
+    /// Extra: client retransmissions of the request.
+    pub retransmissions: u32,
+    /// Extra: method and target of the stale request, when visible.
+    pub request: Option<String>,
+    /// Extra: failure (or request) to the retry connection's first SYN, ms.
+    pub retry_delay_ms: Option<f64>,
+    /// Extra: the retry's first request has the same method and target (null when either is
+    /// not visible).
+    pub retry_same_request: Option<bool>,
 }
 
 /// One service: a name (or address) on a server port.
@@ -216,6 +280,11 @@ pub struct Service {
     pub server_port: u16,
     /// Connections to it.
     pub connections: usize,
+    /// Extra: the server's observed idle timeout (median time from the last payload to its FIN
+    /// on connections it closed), ms.
+    pub server_idle_timeout_ms: Option<f64>,
+    /// Extra: connections the server closed that way.
+    pub server_idle_closes: usize,
 }
 
 /// A client host: its addresses (one per family or more) and how they were tied together.

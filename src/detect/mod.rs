@@ -9,6 +9,7 @@ pub mod dns;
 pub mod hosts;
 pub mod names;
 pub mod race;
+pub mod stale;
 pub mod summary;
 
 use std::net::IpAddr;
@@ -28,6 +29,8 @@ pub struct DetectConfig {
     pub services: Vec<(String, Vec<IpAddr>)>,
     /// `--cancel-by`: an also-ran cancelled beyond this stage is a `late-cancel` finding.
     pub cancel_by: Stage,
+    /// A retry after a stale reuse must start within this long after the failure.
+    pub retry_window: Nanos,
 }
 
 impl Default for DetectConfig {
@@ -36,6 +39,7 @@ impl Default for DetectConfig {
             race_window: 2_000_000_000,
             services: Vec::new(),
             cancel_by: Stage::Tls,
+            retry_window: 5_000_000_000,
         }
     }
 }
@@ -86,6 +90,16 @@ impl Detector for Races {
     }
 }
 
+struct Stale;
+impl Detector for Stale {
+    fn name(&self) -> &'static str {
+        "stale"
+    }
+    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
+        stale::detect(a, ctx.cfg);
+    }
+}
+
 struct Summary;
 impl Detector for Summary {
     fn name(&self) -> &'static str {
@@ -103,6 +117,7 @@ pub fn registry() -> Vec<Box<dyn Detector>> {
         Box::new(Hosts),
         Box::new(Names),
         Box::new(Races),
+        Box::new(Stale),
         Box::new(Summary),
     ]
 }

@@ -1,7 +1,7 @@
 //! Service naming from the command line and DNS: a connection's `service` is the name given by
-//! `--service`, else the name its server address was a DNS answer for (valid from the answer's
-//! time), else `"ADDRESS port"`. The application layer refines it later with SNI and Host, and
-//! the race detector gives all attempts of a race their best name.
+//! `--service`, else the TLS SNI, else the HTTP Host (without port, when not an address literal),
+//! else the name its server address was a DNS answer for (valid from the answer's time), else
+//! `"ADDRESS port"`. The race detector then gives all attempts of a race their best name.
 
 use std::net::IpAddr;
 
@@ -23,6 +23,11 @@ pub fn assign(
             c.service_source = NameSource::Cli;
             continue;
         }
+        if let Some(name) = app_name(c) {
+            c.service = name.0;
+            c.service_source = name.1;
+            continue;
+        }
         let clients = hosts
             .get(c.host)
             .map(|h| h.addrs.as_slice())
@@ -35,5 +40,29 @@ pub fn assign(
             c.service = c.address_service();
             c.service_source = NameSource::Address;
         }
+    }
+}
+
+/// The name the connection's own payload gives: SNI, else Host.
+fn app_name(c: &Connection) -> Option<(String, NameSource)> {
+    if let Some(sni) = c.tls().and_then(|t| t.sni.clone()) {
+        return Some((sni, NameSource::Sni));
+    }
+    let host = c.request()?.host.as_deref()?;
+    let name = strip_port(host);
+    (!name.is_empty() && name.parse::<IpAddr>().is_err())
+        .then(|| (name.to_string(), NameSource::Host))
+}
+
+/// `name:port` → `name`; `[v6]:port` → `v6`.
+fn strip_port(h: &str) -> &str {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.contains(':') => {
+            name
+        }
+        _ => h,
     }
 }

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 
 use super::dns::DnsTable;
 use super::DetectConfig;
-use crate::domain::{epoch_seconds, ms_between, Family, Nanos};
-use crate::model::{Analysis, Cancel, Connection, Fate, NameSource, Race, RaceDns, Role};
+use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
+use crate::model::{
+    Analysis, Cancel, Connection, DuplicateRequest, Fate, NameSource, Race, RaceDns, Role,
+};
 
 /// An attempt group being built.
 struct Group {
@@ -89,7 +91,7 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
     });
 
     for (race_id, members) in groups.into_iter().enumerate() {
-        let race = build(race_id, &members, a, dns);
+        let race = build(race_id, &members, a, dns, cfg.cancel_by);
         for &id in &race.attempts {
             if let Some(c) = a.connections.get_mut(id) {
                 c.race = Some(race_id);
@@ -105,7 +107,7 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
     }
 }
 
-fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable) -> Race {
+fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: Stage) -> Race {
     let get = |i: usize| a.connections.get(i);
     let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
     let start_time = attempts
@@ -166,14 +168,22 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable) -> Race {
         .filter_map(|&i| get(i))
         .map(|c| {
             let close = c.rec.client_close();
+            let stage = close.map_or_else(|| c.rec.stage(), |t| c.rec.stage_at(t));
+            let after_winner_ms = close.zip(winner_est).map(|(t, e)| ms_between(e, t));
+            let kept_past_winner =
+                winner_est.is_some() && after_winner_ms.is_none_or(|ms| ms > 0.0);
             Cancel {
                 id: c.id,
-                stage: close.map_or_else(|| c.rec.stage(), |t| c.rec.stage_at(t)),
-                after_winner_ms: close.zip(winner_est).map(|(t, e)| ms_between(e, t)),
+                stage,
+                after_winner_ms,
                 fate: fate(c),
+                late: kept_past_winner && stage > cancel_by,
             }
         })
         .collect();
+    let cancel_rules_broken = cancel_rules(&also_ran_cancel, a);
+    let (duplicate_upgrade, duplicate_upgrade_inferred) = duplicate_upgrade(&attempts);
+    let duplicate_request = duplicate_request(&attempts, winner);
 
     let families: Vec<Family> = attempts.iter().map(|c| c.rec.family()).collect();
     let findings = rfc8305_findings(
@@ -196,10 +206,79 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable) -> Race {
         also_rans,
         attempt_delays_ms,
         also_ran_cancel,
-        duplicate_upgrade: false,
+        duplicate_upgrade,
+        duplicate_upgrade_inferred,
+        duplicate_request,
+        cancel_rules_broken,
         findings,
         dns: dns_timing,
     }
+}
+
+/// Two or more attempts sent a WebSocket upgrade request; or, over TLS where the request is
+/// not visible, two or more completed TLS and sent application data (inferred).
+fn duplicate_upgrade(attempts: &[&Connection]) -> (bool, bool) {
+    let upgrades = attempts
+        .iter()
+        .filter(|c| c.request().is_some_and(|r| r.ws_upgrade))
+        .count();
+    if upgrades >= 2 {
+        return (true, false);
+    }
+    let tls_data = attempts
+        .iter()
+        .filter(|c| c.tls().is_some_and(|t| t.app_data.is_some()))
+        .count();
+    if tls_data >= 2 {
+        return (true, true);
+    }
+    (false, false)
+}
+
+/// Two or more attempts sent an HTTP request; credentials on the also-rans' copies.
+fn duplicate_request(attempts: &[&Connection], winner: Option<usize>) -> Option<DuplicateRequest> {
+    let with: Vec<&&Connection> = attempts.iter().filter(|c| c.request().is_some()).collect();
+    if with.len() < 2 {
+        return None;
+    }
+    let losers = || {
+        with.iter()
+            .filter(|c| Some(c.id) != winner)
+            .filter_map(|c| c.request())
+    };
+    Some(DuplicateRequest {
+        attempts: with.iter().map(|c| c.id).collect(),
+        authorization: losers().any(|r| r.authorization),
+        cookie: losers().any(|r| r.cookie),
+    })
+}
+
+/// Which cancel rules the race broke, judging each also-ran the client kept past the winner's
+/// TCP handshake: RFC 8305 §6 (cancel once one TCP handshake completes), the Happy Eyeballs
+/// v3 draft (may wait for TLS, no further), and the harmful case: the also-ran sent
+/// application data (a request, an upgrade, TLS application data).
+fn cancel_rules(cancels: &[Cancel], a: &Analysis) -> Vec<&'static str> {
+    let mut worst = 0;
+    for c in cancels {
+        let kept = c.after_winner_ms.is_none_or(|ms| ms > 0.0) && c.stage >= Stage::Tcp;
+        if !kept || matches!(c.fate, Fate::LateSynackReset | Fate::NeverAnswered) {
+            continue;
+        }
+        let Some(conn) = a.connections.get(c.id) else {
+            continue;
+        };
+        let close = conn.rec.client_close().unwrap_or(Nanos::MAX);
+        let sent_data = c.stage >= Stage::Http
+            || conn.tls().is_some_and(|t| t.app_data.by(close))
+            || (c.stage == Stage::Data && conn.rec.bytes[0] > 0);
+        // Without application data the also-ran at most waited for TLS (v3 allows that).
+        let level = if sent_data { 3 } else { 1 };
+        worst = worst.max(level);
+    }
+    ["rfc8305_s6", "happy_eyeballs_v3", "application_data"]
+        .into_iter()
+        .take(worst)
+        .collect()
 }
 
 /// How an also-ran lost, as the wire shows it.

@@ -2,30 +2,47 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::{ms_between, Side};
 use crate::model::{Analysis, Role, Service, Summary};
 
 /// One entry per (service, server port), with its addresses and connection count.
 pub fn services(a: &mut Analysis) {
-    let mut by: BTreeMap<(String, u16), (Vec<String>, usize)> = BTreeMap::new();
+    #[derive(Default)]
+    struct Acc {
+        ips: Vec<String>,
+        connections: usize,
+        idle_closes: Vec<f64>,
+    }
+    let mut by: BTreeMap<(String, u16), Acc> = BTreeMap::new();
     for c in &a.connections {
         let e = by
             .entry((c.service.clone(), c.rec.server.port))
             .or_default();
         let ip = c.rec.server.ip.to_string();
-        if !e.0.contains(&ip) {
-            e.0.push(ip);
+        if !e.ips.contains(&ip) {
+            e.ips.push(ip);
         }
-        e.1 += 1;
+        e.connections += 1;
+        // The server closed first, after an exchange: its idle timeout.
+        let server_closed = matches!(c.rec.end(), Some((_, Side::Server, false)));
+        if let (true, Some(idle)) = (server_closed, c.rec.server_fin_idle.get()) {
+            if c.rec.bytes[1] > 0 {
+                e.idle_closes.push(ms_between(0, idle));
+            }
+        }
     }
     a.services = by
         .into_iter()
-        .map(|((name, server_port), (mut server_ips, connections))| {
-            server_ips.sort();
+        .map(|((name, server_port), mut acc)| {
+            acc.ips.sort();
+            acc.idle_closes.sort_by(f64::total_cmp);
             Service {
                 name,
-                server_ips,
+                server_ips: acc.ips,
                 server_port,
-                connections,
+                connections: acc.connections,
+                server_idle_timeout_ms: median(&acc.idle_closes),
+                server_idle_closes: acc.idle_closes.len(),
             }
         })
         .collect();

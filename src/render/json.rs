@@ -55,6 +55,47 @@ struct HttpJson<'a> {
     status: Option<u16>,
 }
 
+/// Extra `app` object: what the application layer saw (never a secret's value).
+#[derive(Serialize)]
+struct AppJson<'a> {
+    protocol: crate::app::Protocol,
+    tls_alpn: Option<&'a [String]>,
+    tls_versions_offered: Option<&'a [&'static str]>,
+    tls_version: Option<&'static str>,
+    tls_hello_time: Option<f64>,
+    tls_done_time: Option<f64>,
+    tls_app_data_time: Option<f64>,
+    tls_malformed: bool,
+    http_request_time: Option<f64>,
+    ws_time: Option<f64>,
+    ws_key: bool,
+    h2_preface: bool,
+    gaps_client: u32,
+    gaps_server: u32,
+}
+
+fn app_json(c: &Connection) -> Option<AppJson<'_>> {
+    let app = c.rec.app.as_deref()?;
+    let tls = app.tls.as_ref();
+    let m = &c.rec.milestones;
+    Some(AppJson {
+        protocol: app.protocol,
+        tls_alpn: tls.map(|t| t.alpn.as_slice()),
+        tls_versions_offered: tls.map(|t| t.offered_versions.as_slice()),
+        tls_version: tls.and_then(|t| t.version),
+        tls_hello_time: opt_time(tls.and_then(|t| t.hello.get())),
+        tls_done_time: opt_time(tls.and_then(|t| t.done.get())),
+        tls_app_data_time: opt_time(tls.and_then(|t| t.app_data.get())),
+        tls_malformed: tls.is_some_and(|t| t.malformed),
+        http_request_time: opt_time(m.http.get()),
+        ws_time: opt_time(m.ws.get()),
+        ws_key: app.request.as_ref().is_some_and(|r| r.ws_key),
+        h2_preface: app.h2_preface,
+        gaps_client: app.gaps[0],
+        gaps_server: app.gaps[1],
+    })
+}
+
 #[derive(Serialize)]
 struct SynOptionsJson {
     mss: Option<u16>,
@@ -103,6 +144,7 @@ struct ConnectionJson<'a> {
     handshake_rtt_ms: Option<f64>,
     syn_options: [SynOptionsJson; 2],
     last_time: f64,
+    app: Option<AppJson<'a>>,
 }
 
 fn connection_json<'a>(c: &'a Connection, a: &Analysis) -> ConnectionJson<'a> {
@@ -136,8 +178,16 @@ fn connection_json<'a>(c: &'a Connection, a: &Analysis) -> ConnectionJson<'a> {
         bytes_server: r.bytes[1],
         stage: r.stage(),
         server_tsval: r.server_tsval,
-        tls_sni: None,
-        http: None,
+        tls_sni: c.tls().and_then(|t| t.sni.as_deref()),
+        http: c.request().map(|q| HttpJson {
+            method: &q.method,
+            target: &q.target,
+            host: q.host.as_deref(),
+            ws_upgrade: q.ws_upgrade,
+            authorization: q.authorization,
+            cookie: q.cookie,
+            status: r.app.as_ref().and_then(|x| x.status),
+        }),
         service: &c.service,
         race: c.race,
         role: c.role,
@@ -154,6 +204,7 @@ fn connection_json<'a>(c: &'a Connection, a: &Analysis) -> ConnectionJson<'a> {
         handshake_rtt_ms: r.handshake_legs().map(|(x, y)| ms_between(0, x + y)),
         syn_options: [opts(0), opts(1)],
         last_time: epoch_seconds(r.last_time),
+        app: app_json(c),
     }
 }
 
@@ -175,6 +226,10 @@ struct RaceJson<'a> {
     // extras
     rfc8305: &'a [String],
     dns: Option<&'a RaceDns>,
+    duplicate_upgrade_inferred: bool,
+    duplicate_request: Option<&'a crate::model::DuplicateRequest>,
+    cancel_rules_broken: &'a [&'static str],
+    late_cancels: usize,
 }
 
 fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
@@ -197,6 +252,10 @@ fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
         duplicate_upgrade: r.duplicate_upgrade,
         rfc8305: &r.findings,
         dns: r.dns.as_ref(),
+        duplicate_upgrade_inferred: r.duplicate_upgrade_inferred,
+        duplicate_request: r.duplicate_request.as_ref(),
+        cancel_rules_broken: &r.cancel_rules_broken,
+        late_cancels: r.also_ran_cancel.iter().filter(|c| c.late).count(),
     }
 }
 

@@ -17,6 +17,8 @@
 //! assert!(pcap.len() > 24);
 //! ```
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 

@@ -1,9 +1,11 @@
 //! One TCP connection attempt: the live state the tracker updates per packet ([`ConnState`])
 //! and the compact record it leaves behind ([`ConnRecord`]) for the detectors and the report.
 
+use crate::app::{http, AppFacts, AppState};
 use crate::decode::{Flags, Packet, TcpOptions, TcpView};
 use crate::domain::{Endpoint, Family, Nanos, OptNanos, Seq, Side, Stage};
 use crate::track::history::{conn_state, History, StateFacts};
+use crate::track::TrackConfig;
 
 /// Server TSval samples kept per connection (decimated to stay spread over its life).
 pub const TS_SAMPLES: usize = 8;
@@ -33,6 +35,59 @@ pub struct Milestones {
     pub http: OptNanos,
     /// WebSocket upgrade answered 101.
     pub ws: OptNanos,
+}
+
+/// How a request on a reused connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleFailure {
+    /// The server answered with RST.
+    Rst,
+    /// No answer: the client retransmitted and gave up (or the capture ended).
+    NoResponse,
+}
+
+/// A client send on a connection that was idle or that the server had closed, which failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleFacts {
+    /// When the client sent.
+    pub request: Nanos,
+    /// Quiet time (no payload either way) before the send.
+    pub idle: Nanos,
+    /// The server's FIN, when captured before the send.
+    pub peer_fin: Option<Nanos>,
+    /// How it failed.
+    pub failure: StaleFailure,
+    /// When the failure showed (server RST, or the client's give-up); `None` at capture end.
+    pub failure_time: Option<Nanos>,
+    /// Client retransmissions of the request.
+    pub retransmissions: u32,
+    /// Method and target of the request, when it was visible HTTP/1.x.
+    pub request_line: Option<(String, String)>,
+}
+
+/// A client send after idle or after the server's FIN, waiting for its answer.
+#[derive(Clone, Debug)]
+struct ReuseWatch {
+    request: Nanos,
+    idle: Nanos,
+    peer_fin: Option<Nanos>,
+    retransmissions: u32,
+    request_line: Option<(String, String)>,
+}
+
+impl ReuseWatch {
+    fn fail(self, failure: StaleFailure, at: Option<Nanos>) -> Box<StaleFacts> {
+        Box::new(StaleFacts {
+            request: self.request,
+            idle: self.idle,
+            peer_fin: self.peer_fin,
+            failure,
+            failure_time: at,
+            retransmissions: self.retransmissions,
+            request_line: self.request_line,
+        })
+    }
 }
 
 /// The compact per-connection facts kept for the report.
@@ -86,6 +141,13 @@ pub struct ConnRecord {
     pub syn_options: [TcpOptions; 2],
     /// Zeek-style history.
     pub history: History,
+    /// What the application layer learned (TLS, HTTP), when the connection carried payload.
+    pub app: Option<Box<AppFacts>>,
+    /// A failed request on a reused connection (stale reuse), at most one per connection.
+    pub stale: Option<Box<StaleFacts>>,
+    /// Time from the last payload (either way) to the server's first FIN: its idle timeout
+    /// when it closed an idle connection.
+    pub server_fin_idle: OptNanos,
 }
 
 impl ConnRecord {
@@ -215,6 +277,11 @@ pub struct ConnState {
     /// Latest server TSval, kept apart so the decimated samples always end at the last one.
     latest_ts: Option<TsSample>,
     ts_min_gap: Nanos,
+    /// Application-layer parsing while the connection is young; `app_done` once finished.
+    app: Option<Box<AppState>>,
+    app_done: bool,
+    /// A send after idle or after the server's FIN, not answered yet.
+    watch: Option<ReuseWatch>,
 }
 
 impl ConnState {
@@ -271,12 +338,18 @@ impl ConnState {
                 ts_samples: Vec::new(),
                 syn_options: [TcpOptions::default(); 2],
                 history,
+                app: None,
+                stale: None,
+                server_fin_idle: OptNanos::NONE,
             },
             dirs: [Direction::default(); 2],
             client_isn: None,
             server_isn: None,
             latest_ts: None,
             ts_min_gap: 0,
+            app: None,
+            app_done: false,
+            watch: None,
         }
     }
 
@@ -306,7 +379,7 @@ impl ConnState {
     }
 
     /// Update with one segment sent by `side`.
-    pub fn update(&mut self, p: &Packet<'_>, t: &TcpView<'_>, side: Side) {
+    pub fn update(&mut self, p: &Packet<'_>, t: &TcpView<'_>, side: Side, cfg: &TrackConfig) {
         let i = side.index();
         let now = p.time;
         let rec = &mut self.rec;
@@ -342,6 +415,15 @@ impl ConnState {
 
         if f.has(Flags::RST) {
             rec.history.add(side, b'R');
+            if let Some(w) = self.watch.take() {
+                match side {
+                    Side::Server => rec.stale = Some(w.fail(StaleFailure::Rst, Some(now))),
+                    Side::Client if w.retransmissions > 0 => {
+                        rec.stale = Some(w.fail(StaleFailure::NoResponse, Some(now)))
+                    }
+                    Side::Client => {}
+                }
+            }
             rec.rst[i].set_first(now);
             if side == Side::Server && rec.handshake_seen && !rec.synack_time.is_some() {
                 rec.milestones.refused.set_first(now);
@@ -357,13 +439,27 @@ impl ConnState {
                 rec.history.add(side, b'A');
             }
         }
-        if f.has(Flags::FIN) {
-            rec.history.add(side, b'F');
-            rec.fin[i].set_first(now);
+        if t.payload_len > 0 {
+            self.payload(side, t, now, cfg);
         }
 
-        if t.payload_len > 0 {
-            self.payload(side, t, now);
+        if f.has(Flags::FIN) {
+            let rec = &mut self.rec;
+            rec.history.add(side, b'F');
+            if side == Side::Server && !rec.fin[1].is_some() {
+                let last = rec.last_payload[0].get().max(rec.last_payload[1].get());
+                if let Some(from) = last.or(rec.established_time.get()) {
+                    rec.server_fin_idle = OptNanos::some(now - from);
+                }
+            }
+            rec.fin[i].set_first(now);
+            if side == Side::Client {
+                if let Some(w) = self.watch.take() {
+                    if w.retransmissions > 0 {
+                        rec.stale = Some(w.fail(StaleFailure::NoResponse, Some(now)));
+                    }
+                }
+            }
         }
 
         if side == Side::Server {
@@ -373,8 +469,9 @@ impl ConnState {
         }
     }
 
-    /// Count payload once per sequence range; mark retransmissions.
-    fn payload(&mut self, side: Side, t: &TcpView<'_>, now: Nanos) {
+    /// Count payload once per sequence range; mark retransmissions; feed the application
+    /// layer; watch sends on idle or half-closed connections.
+    fn payload(&mut self, side: Side, t: &TcpView<'_>, now: Nanos, cfg: &TrackConfig) {
         let i = side.index();
         // Payload starts after the SYN's sequence number when the SYN was seen.
         let start = if t.flags.has(Flags::SYN) {
@@ -393,16 +490,69 @@ impl ConnState {
         let high = *dir
             .high
             .get_or_insert_with(|| isn.map_or(start, |s| s.plus(1)));
+        let fresh = end.after(high);
         let rec = &mut self.rec;
-        if end.after(high) {
+        let quiet_since = rec.last_payload[0].get().max(rec.last_payload[1].get());
+        if fresh {
             rec.bytes[i] += end.diff(high) as u64;
             dir.high = Some(end);
             rec.history.add(side, b'D');
         } else {
             rec.history.add(side, b'T');
         }
+
+        // Stale reuse: new client data after an idle gap on a connection that already served
+        // a response, or after the server's FIN; then the server's answer decides.
+        match (side, fresh, self.watch.is_some()) {
+            (Side::Client, true, false) if rec.stale.is_none() => {
+                let peer_fin = rec.fin[1].get().filter(|&f| f <= now);
+                let idle = quiet_since.map(|q| now - q);
+                let idle_reuse = rec.bytes[1] > 0 && idle.is_some_and(|d| d >= cfg.reuse_idle);
+                if peer_fin.is_some() || idle_reuse {
+                    self.watch = Some(ReuseWatch {
+                        request: now,
+                        idle: idle.unwrap_or(0),
+                        peer_fin,
+                        retransmissions: 0,
+                        request_line: http::request_line(t.payload),
+                    });
+                }
+            }
+            (Side::Client, false, true) => {
+                if let Some(w) = self.watch.as_mut() {
+                    w.retransmissions += 1;
+                }
+            }
+            (Side::Server, true, true) => self.watch = None, // answered: not stale
+            _ => {}
+        }
+
         rec.milestones.first_payload.set_first(now);
         rec.last_payload[i] = OptNanos::some(now);
+
+        if !self.app_done {
+            let app = self
+                .app
+                .get_or_insert_with(|| Box::new(AppState::new([self.client_isn, self.server_isn])));
+            app.on_segment(
+                side,
+                start,
+                t.payload,
+                t.payload_len,
+                now,
+                &mut rec.milestones,
+            );
+            if app.is_done() {
+                self.finish_app();
+            }
+        }
+    }
+
+    fn finish_app(&mut self) {
+        if let Some(app) = self.app.take() {
+            self.rec.app = Some(Box::new(app.finish()));
+        }
+        self.app_done = true;
     }
 
     /// Keep the SYN-ACK's TSval, then samples at least `ts_min_gap` apart, halving the set
@@ -430,6 +580,12 @@ impl ConnState {
 
     /// Finish: the record to report.
     pub fn into_record(mut self) -> ConnRecord {
+        self.finish_app();
+        if let Some(w) = self.watch.take() {
+            if w.retransmissions > 0 {
+                self.rec.stale = Some(w.fail(StaleFailure::NoResponse, None));
+            }
+        }
         if let Some(s) = self.latest_ts {
             self.rec.ts_samples.push(s);
         }
@@ -446,6 +602,6 @@ mod tests {
     #[test]
     fn record_is_compact() {
         let size = std::mem::size_of::<ConnRecord>();
-        assert!(size <= 344, "ConnRecord is {size} bytes");
+        assert!(size <= 368, "ConnRecord is {size} bytes");
     }
 }

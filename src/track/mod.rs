@@ -13,7 +13,7 @@ pub mod history;
 
 use std::collections::HashMap;
 
-pub use conn::{ConnRecord, ConnState, Milestones, TsSample};
+pub use conn::{ConnRecord, ConnState, Milestones, StaleFacts, StaleFailure, TsSample};
 
 use crate::decode::{Packet, TcpView};
 use crate::domain::{ConnKey, Endpoint, Nanos};
@@ -25,6 +25,9 @@ pub struct TrackConfig {
     pub idle_timeout: Nanos,
     /// A closed connection (RST, or FIN both ways) stays this long for late packets.
     pub linger: Nanos,
+    /// A client send after this much quiet (no payload either way) on a connection that
+    /// already served a response is watched as a possible stale reuse.
+    pub reuse_idle: Nanos,
 }
 
 impl Default for TrackConfig {
@@ -34,6 +37,7 @@ impl Default for TrackConfig {
             idle_timeout: 600 * 1_000_000_000,
             // Late retransmissions, a final ACK, a 101 that crosses the client's RST.
             linger: 4 * 1_000_000_000,
+            reuse_idle: 1_000_000_000,
         }
     }
 }
@@ -169,7 +173,7 @@ impl Tracker {
                 .or_insert_with(|| ConnState::new(p, t)),
         };
         let side = conn.side_of(src);
-        conn.update(p, t, side);
+        conn.update(p, t, side, &self.cfg);
         self.out.peak_open = self.out.peak_open.max(self.table.len());
         self.maybe_sweep();
     }

@@ -1,0 +1,100 @@
+//! Stale connection reuse: a client sent on a keep-alive connection the server had already
+//! given up, and it failed (RST, or silence until the client gave up).
+//!
+//! The tracker flags the failed send per connection (`ConnRecord::stale`): new client data
+//! after an idle gap on a connection that had served a response, or after the server's FIN,
+//! answered by the server's RST or by nothing. Here each one gets its cause and its retry:
+//! - with the server's FIN in the capture, Δ = request time − FIN time corrected to the
+//!   client's side (client vantage: as captured; server or middle: the FIN reaches the client
+//!   one one-way delay later, half the SYN-ACK → ACK leg). Δ beyond one round trip: the client
+//!   had the FIN and reused anyway (`reuse_bug`); within one: they crossed (`crossed`);
+//! - no FIN captured before the failure: `fin_unseen`;
+//! - the retry is the next connection from the same client host to the same service whose
+//!   first SYN follows the failure within the retry window and that carried a request.
+
+use super::DetectConfig;
+use crate::domain::{ms_between, Nanos};
+use crate::model::{Analysis, Connection, StaleCause, StaleReuse};
+use crate::track::Vantage;
+
+/// Find every stale reuse.
+pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
+    let mut out = Vec::new();
+    for c in &a.connections {
+        let Some(s) = c.rec.stale.as_deref() else {
+            continue;
+        };
+        let legs = c.rec.handshake_legs().or_else(|| typical_legs(a));
+        let rtt = legs.map(|(x, y)| x + y);
+        let owd = match a.vantage {
+            Vantage::Client => Some(0),
+            _ => legs.map(|(_, back)| back / 2),
+        };
+        let delta = s.peer_fin.zip(owd).map(|(f, o)| s.request - (f + o));
+        let cause = match (s.peer_fin, delta, rtt) {
+            (None, _, _) => StaleCause::FinUnseen,
+            (Some(_), Some(d), Some(r)) if d > r => StaleCause::ReuseBug,
+            (Some(_), _, _) => StaleCause::Crossed,
+        };
+        let failed_at = s.failure_time.unwrap_or(s.request);
+        let retry = find_retry(a, c, s.request, failed_at, cfg.retry_window);
+        let request = s.request_line.as_ref();
+        let retry_same_request = retry.and_then(|r| {
+            let q = r.request()?;
+            let (m, t) = request?;
+            Some(q.method == *m && q.target == *t)
+        });
+        out.push(StaleReuse {
+            connection: c.id,
+            request_time: s.request,
+            idle_ms: ms_between(0, s.idle),
+            peer_closed: s.peer_fin.is_some(),
+            failure: s.failure,
+            retry: retry.map(|r| r.id),
+            client: a.hosts.get(c.host).map(|h| h.label()).unwrap_or_default(),
+            service: c.service.clone(),
+            cause,
+            fin_to_request_ms: delta.map(|d| ms_between(0, d)),
+            rtt_ms: rtt.map(|r| ms_between(0, r)),
+            time_to_failure_ms: s.failure_time.map(|f| ms_between(s.request, f)),
+            retransmissions: s.retransmissions,
+            request: request.map(|(m, t)| format!("{m} {t}")),
+            retry_delay_ms: retry
+                .and_then(|r| r.rec.syn_time.get())
+                .map(|t| ms_between(failed_at, t)),
+            retry_same_request,
+        });
+    }
+    a.stale_reuses = out;
+}
+
+/// The next connection from the same host to the same service, opened after the request and
+/// within `window` after the failure, that carried a request.
+fn find_retry<'a>(
+    a: &'a Analysis,
+    c: &Connection,
+    request: Nanos,
+    failed_at: Nanos,
+    window: Nanos,
+) -> Option<&'a Connection> {
+    a.connections
+        .iter()
+        .filter(|r| r.id != c.id && r.host == c.host && r.service == c.service)
+        .filter(|r| r.rec.bytes[0] > 0)
+        .filter_map(|r| r.rec.syn_time.get().map(|t| (t, r)))
+        .filter(|(t, _)| *t >= request && *t - failed_at <= window)
+        .min_by_key(|(t, r)| (*t, r.id))
+        .map(|(_, r)| r)
+}
+
+/// The median handshake (by round trip) in the capture, for connections whose own handshake
+/// was not captured.
+fn typical_legs(a: &Analysis) -> Option<(Nanos, Nanos)> {
+    let mut legs: Vec<(Nanos, Nanos)> = a
+        .connections
+        .iter()
+        .filter_map(|c| c.rec.handshake_legs())
+        .collect();
+    legs.sort_by_key(|(x, y)| x + y);
+    legs.get(legs.len() / 2).copied()
+}
