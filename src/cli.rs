@@ -32,6 +32,8 @@ pub enum Command {
     Connections(ConnectionsArgs),
     /// List the Happy Eyeballs races.
     Races(CommonArgs),
+    /// List requests sent on connections the server had already given up (stale reuse).
+    Stale(CommonArgs),
 }
 
 /// Inputs and detector settings shared by every command.
@@ -55,6 +57,13 @@ pub struct CommonArgs {
     /// An also-ran cancelled beyond this stage is a late cancel.
     #[arg(long, value_enum, default_value_t = CancelBy::Tls)]
     pub cancel_by: CancelBy,
+    /// A client send after this much quiet on a connection that served a response is
+    /// checked for stale reuse, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub reuse_idle_ms: u64,
+    /// A retry after a stale reuse starts within this long after the failure, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub retry_window_s: u64,
 }
 
 /// `--cancel-by`.
@@ -110,6 +119,9 @@ impl CommonArgs {
             i64::try_from(self.race_window_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
         opts.track.idle_timeout =
             i64::try_from(self.idle_timeout_s).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000_000;
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX / 1_000_000_000) * 1_000_000;
+        opts.track.reuse_idle = ms(self.reuse_idle_ms);
+        opts.detect.retry_window = ms(self.retry_window_s.saturating_mul(1000));
         opts.detect.cancel_by = match self.cancel_by {
             CancelBy::Tcp => Stage::Tcp,
             CancelBy::Tls => Stage::Tls,
@@ -247,6 +259,11 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Races(common) => each(common, &mut outcome, |a| {
             let mut w = BufWriter::new(stdout.lock());
             render::table::races_table(a, &mut w)?;
+            w.flush()
+        }),
+        Command::Stale(common) => each(common, &mut outcome, |a| {
+            let mut w = BufWriter::new(stdout.lock());
+            render::table::stale_table(a, &mut w)?;
             w.flush()
         }),
     };

@@ -198,3 +198,63 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
         a.summary.connections, a.summary.races, a.summary.also_rans, med, a.summary.duplicate_upgrades
     )
 }
+
+/// One line per stale reuse, then the servers' observed idle timeouts.
+pub fn stale_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    writeln!(
+        w,
+        "# {} — {} stale reuses",
+        a.capture.file,
+        a.stale_reuses.len()
+    )?;
+    for e in &a.stale_reuses {
+        let fin = match e.fin_to_request_ms {
+            Some(d) => format!("server FIN {d:.1} ms before"),
+            None => "server FIN not captured".into(),
+        };
+        let retry = match (e.retry, e.retry_delay_ms) {
+            (Some(r), Some(d)) => format!(
+                "retried on #{r} after {d:.1} ms{}",
+                match e.retry_same_request {
+                    Some(true) => " (same request)",
+                    Some(false) => " (different request)",
+                    None => "",
+                }
+            ),
+            _ => "no retry".into(),
+        };
+        writeln!(
+            w,
+            "#{} {} {} → {}  {}  after {:.0} ms idle, {}; failed by {}{}  [{}]  {}",
+            e.connection,
+            iso8601(e.request_time),
+            e.client,
+            e.service,
+            e.request.as_deref().unwrap_or("(request not visible)"),
+            e.idle_ms,
+            fin,
+            match e.failure {
+                crate::track::StaleFailure::Rst => "RST",
+                crate::track::StaleFailure::NoResponse => "no response",
+            },
+            e.time_to_failure_ms
+                .map(|t| format!(" {t:.1} ms later"))
+                .unwrap_or_default(),
+            serde_json::to_value(e.cause)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            retry
+        )?;
+    }
+    for s in &a.services {
+        if let Some(t) = s.server_idle_timeout_ms {
+            writeln!(
+                w,
+                "service {} port {}: the server closed idle connections after {:.0} ms (median of {})",
+                s.name, s.server_port, t, s.server_idle_closes
+            )?;
+        }
+    }
+    Ok(())
+}

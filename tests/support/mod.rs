@@ -50,6 +50,22 @@ pub fn analyze_json(path: &Path, extra: &[&str]) -> Report {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `analyze FILE --json -`: the schema-valid document as a JSON value, and its raw text.
+pub fn analyze_value(path: &Path, extra: &[&str]) -> (serde_json::Value, String) {
+    let p = path.to_str().unwrap();
+    let mut args = vec!["analyze", p, "--json", "-"];
+    args.extend_from_slice(extra);
+    let out = racetrace(&args);
+    assert!(
+        out.status.success(),
+        "racetrace failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    validate(&text);
+    (serde_json::from_str(&text).unwrap(), text)
+}
+
 /// The shared directory beside the clone.
 pub fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
