@@ -287,6 +287,25 @@ pub struct Service {
     pub server_idle_closes: usize,
 }
 
+/// A client's Connection Attempt Delay behaviour over its races (RFC 8305 §5).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DelayProfile {
+    /// `fixed` (every race's first delay near one value, as curl's 200 ms, Node's 250 ms,
+    /// Chromium's and Go's 300 ms), `dynamic` (varies, as Safari's 50 ms–2 s derived from
+    /// RTT history), or `single_sample` (one race: the class cannot be told).
+    pub class: &'static str,
+    /// Races measured (first attempt delay of each).
+    pub races: usize,
+    /// Smallest, median and largest first delay, ms.
+    pub min_ms: f64,
+    /// Median.
+    pub median_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// The common default the median sits on (within 5 %), when there is one.
+    pub near_default_ms: Option<u32>,
+}
+
 /// A client host: its addresses (one per family or more) and how they were tied together.
 #[derive(Clone, Debug, Default)]
 pub struct Host {
@@ -294,6 +313,8 @@ pub struct Host {
     pub addrs: Vec<IpAddr>,
     /// How the addresses were tied (`mac`, `dns`, `race`).
     pub ties: Vec<&'static str>,
+    /// Its attempt-delay class, when it raced.
+    pub delays: Option<DelayProfile>,
 }
 
 impl Host {

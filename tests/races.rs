@@ -247,3 +247,59 @@ fn service_option_names_what_the_capture_cannot() {
     assert_eq!(r.races[0].service, "api.example");
     assert!(r.connections.iter().all(|c| c.service == "api.example"));
 }
+
+/// Per client, the attempt-delay class: fixed near a known default (Chromium's 300 ms) or
+/// dynamic (Safari-like, from RTT history).
+#[test]
+fn attempt_delay_class_per_client() {
+    let mut s = Scenario::new();
+    s.same_host("198.18.0.1", "fd18::1");
+    s.same_host("198.18.0.9", "fd18::9");
+    let rounds = [(300.4, 51.0), (300.9, 420.0), (301.2, 1250.0)];
+    for (k, (fixed, dynamic)) in rounds.iter().enumerate() {
+        let t0 = 10_000.0 * k as f64;
+        for (client, delay, port) in [("1", *fixed, 40000), ("9", *dynamic, 42000)] {
+            let p = port + 2 * k as u16;
+            let v6 = s.tcp(&format!("fd18::{client}"), p, "fd18::2", 443);
+            s.syn(v6, t0);
+            let v4 = s.tcp(&format!("198.18.0.{client}"), p + 1, "198.18.0.2", 443);
+            s.handshake(v4, t0 + delay, 1.0);
+            s.rst(v6, Side::Client, t0 + delay + 2.0);
+            s.data(v4, Side::Client, t0 + delay + 3.0, b"x");
+        }
+    }
+    let path = write_temp("delayclass", "r.pcap", &s.to_pcap());
+    let (r, _) = analyze_value(&path, &[]);
+    assert_eq!(r["races"].as_array().unwrap().len(), 6);
+    let clients = r["clients"].as_array().unwrap();
+    let by = |label: &str| {
+        clients
+            .iter()
+            .find(|c| c["client"] == label)
+            .map(|c| c["attempt_delay"].clone())
+            .unwrap()
+    };
+    let fixed = by("198.18.0.1,fd18::1");
+    assert_eq!(fixed["class"], "fixed");
+    assert_eq!(fixed["races"], 3);
+    assert_eq!(fixed["near_default_ms"], 300);
+    assert!((fixed["median_ms"].as_f64().unwrap() - 300.9).abs() < 1e-9);
+    let dynamic = by("198.18.0.9,fd18::9");
+    assert_eq!(dynamic["class"], "dynamic");
+    assert!((dynamic["min_ms"].as_f64().unwrap() - 51.0).abs() < 1e-9);
+    assert!((dynamic["max_ms"].as_f64().unwrap() - 1250.0).abs() < 1e-9);
+    assert_eq!(dynamic["near_default_ms"], serde_json::Value::Null);
+}
+
+/// Real clients: curl's fixed 200 ms and Node's fixed 250 ms.
+#[test]
+fn real_clients_have_fixed_attempt_delays() {
+    for (file, near) in [("he_curl_v6slow", 200), ("he_node_v6slow", 250)] {
+        let path = shared().join(format!("captures/{file}.pcap"));
+        let (r, _) = analyze_value(&path, &[]);
+        let d = &r["clients"][0]["attempt_delay"];
+        assert_eq!(d["class"], "fixed", "{file}");
+        assert_eq!(d["races"], 5, "{file}");
+        assert_eq!(d["near_default_ms"], near, "{file}");
+    }
+}

@@ -87,6 +87,7 @@ impl Detector for Races {
     }
     fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
         race::detect(a, ctx.dns, ctx.cfg);
+        race::delay_profiles(a);
     }
 }
 

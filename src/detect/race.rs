@@ -107,6 +107,56 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
     }
 }
 
+/// Implementations' fixed Connection Attempt Delays, ms: RFC 8305's minimum (100), curl (200),
+/// RFC 8305's recommendation and Node (250), Chromium and Go (300).
+const KNOWN_DELAYS_MS: [u32; 4] = [100, 200, 250, 300];
+
+/// Per client host: is its attempt delay fixed near one value, or dynamic?
+pub fn delay_profiles(a: &mut Analysis) {
+    let mut by_host: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for r in &a.races {
+        let host = r
+            .attempts
+            .first()
+            .and_then(|&i| a.connections.get(i))
+            .map(|c| c.host);
+        if let (Some(h), Some(&d)) = (host, r.attempt_delays_ms.first()) {
+            by_host.entry(h).or_default().push(d);
+        }
+    }
+    for (h, mut v) in by_host {
+        v.sort_by(f64::total_cmp);
+        let (Some(&min), Some(&max), Some(median)) =
+            (v.first(), v.last(), super::summary::median(&v))
+        else {
+            continue;
+        };
+        // Timer slack and scheduling add a few ms to a fixed delay; 10 ms or 5 %, whichever
+        // is larger, separates that from a delay that follows measured RTTs.
+        let tolerance = (0.05 * median).max(10.0);
+        let class = if v.len() < 2 {
+            "single_sample"
+        } else if max - min <= tolerance {
+            "fixed"
+        } else {
+            "dynamic"
+        };
+        let near = KNOWN_DELAYS_MS
+            .into_iter()
+            .find(|&k| (median - f64::from(k)).abs() <= 0.05 * f64::from(k));
+        if let Some(host) = a.hosts.get_mut(h) {
+            host.delays = Some(crate::model::DelayProfile {
+                class,
+                races: v.len(),
+                min_ms: min,
+                median_ms: median,
+                max_ms: max,
+                near_default_ms: near,
+            });
+        }
+    }
+}
+
 fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: Stage) -> Race {
     let get = |i: usize| a.connections.get(i);
     let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();

@@ -282,10 +282,11 @@ where
 }
 
 #[derive(Serialize)]
-struct HostJson {
+struct HostJson<'a> {
     client: String,
     addresses: Vec<String>,
     tied_by: Vec<&'static str>,
+    attempt_delay: Option<&'a crate::model::DelayProfile>,
 }
 
 /// Write the analysis as one JSON document.
@@ -339,6 +340,7 @@ pub fn write<W: Write>(a: &Analysis, out: W) -> serde_json::Result<()> {
             client: h.label(),
             addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
             tied_by: h.ties.clone(),
+            attempt_delay: h.delays.as_ref(),
         }),
     };
     serde_json::to_writer(out, &doc)
