@@ -34,6 +34,8 @@ pub enum Command {
     Races(CommonArgs),
     /// List requests sent on connections the server had already given up (stale reuse).
     Stale(CommonArgs),
+    /// List the backends told apart by TCP timestamp clocks, and each client's sequence.
+    Backends(CommonArgs),
 }
 
 /// Inputs and detector settings shared by every command.
@@ -259,6 +261,11 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Races(common) => each(common, &mut outcome, |a| {
             let mut w = BufWriter::new(stdout.lock());
             render::table::races_table(a, &mut w)?;
+            w.flush()
+        }),
+        Command::Backends(common) => each(common, &mut outcome, |a| {
+            let mut w = BufWriter::new(stdout.lock());
+            render::table::backends_table(a, &mut w)?;
             w.flush()
         }),
         Command::Stale(common) => each(common, &mut outcome, |a| {

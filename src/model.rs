@@ -184,6 +184,21 @@ pub struct Race {
     pub dns: Option<RaceDns>,
 }
 
+/// How a server's TCP timestamp clock behaves across connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockRegime {
+    /// One clock across connections: the backend can be identified.
+    Stable,
+    /// A measured rate but an offset matching no other connection: a random offset per
+    /// connection (or per address pair seen once).
+    Unmatched,
+    /// Too short to measure and matching no other connection.
+    Unresolved,
+    /// No TCP timestamps from the server.
+    NoTimestamps,
+}
+
 /// An inferred backend server (a TCP timestamp clock).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Backend {
@@ -193,12 +208,38 @@ pub struct Backend {
     pub services: Vec<String>,
     /// Addresses through which it was reached.
     pub server_ips: Vec<String>,
-    /// Clock rate in Hz.
+    /// Clock rate in Hz (snapped to a common rate).
     pub clock_hz: Option<f64>,
     /// Connection ids.
     pub connections: Vec<usize>,
     /// Confidence, 0 … 1.
     pub confidence: f64,
+    /// Extra: rate fitted over all its samples (Theil–Sen), Hz.
+    pub fitted_hz: Option<f64>,
+    /// Extra: skew against `clock_hz`, ppm (over ≥ 10 s of samples).
+    pub skew_ppm: Option<f64>,
+    /// Extra: TSval the clock shows at the capture's first packet (mod 2^32).
+    pub offset: u32,
+    /// Extra: no member lasted long enough to measure the rate; it is the common rate the
+    /// members line up on.
+    pub rate_inferred: bool,
+    /// Extra: the clock regime (always `stable` for a backend).
+    pub regime: ClockRegime,
+}
+
+/// One step between successive kept connections of a sequence.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Switch {
+    /// Earlier connection.
+    pub from: usize,
+    /// Later connection.
+    pub to: usize,
+    /// Time between their first packets, ms.
+    pub gap_ms: f64,
+    /// The family changed.
+    pub family_switch: bool,
+    /// The backend changed (null when either is unknown).
+    pub backend_switch: Option<bool>,
 }
 
 /// Successive kept connections of one client to one service.
@@ -216,6 +257,14 @@ pub struct Sequence {
     pub family_switches: usize,
     /// Adjacent pairs with known, different backends.
     pub backend_switches: usize,
+    /// Extra: backend of each connection (null when unknown).
+    pub backends: Vec<Option<String>>,
+    /// Extra: each adjacent pair.
+    pub switches: Vec<Switch>,
+    /// Extra: family switches that also switched backend.
+    pub family_and_backend_switches: usize,
+    /// Extra: the strip, e.g. `6A 6A 4B 6A 4?`.
+    pub strip: String,
 }
 
 /// Why a stale reuse happened, as far as the capture can tell.
@@ -285,6 +334,11 @@ pub struct Service {
     pub server_idle_timeout_ms: Option<f64>,
     /// Extra: connections the server closed that way.
     pub server_idle_closes: usize,
+    /// Extra: share of its connections with an identified backend (null without any with
+    /// TCP timestamps).
+    pub backend_identified_share: Option<f64>,
+    /// Extra: clock regimes seen among its connections.
+    pub clock_regimes: Vec<ClockRegime>,
 }
 
 /// A client's Connection Attempt Delay behaviour over its races (RFC 8305 §5).

@@ -5,10 +5,12 @@
 //! none calls another. They run in the order of [`registry`], so that each one finds what it
 //! builds on (races need hosts and names; sequences need races and backends).
 
+pub mod backend;
 pub mod dns;
 pub mod hosts;
 pub mod names;
 pub mod race;
+pub mod sequence;
 pub mod stale;
 pub mod summary;
 
@@ -91,6 +93,17 @@ impl Detector for Races {
     }
 }
 
+struct Backends;
+impl Detector for Backends {
+    fn name(&self) -> &'static str {
+        "backends"
+    }
+    fn run(&self, a: &mut Analysis, _ctx: &Context<'_>) {
+        backend::detect(a);
+        sequence::detect(a);
+    }
+}
+
 struct Stale;
 impl Detector for Stale {
     fn name(&self) -> &'static str {
@@ -118,6 +131,7 @@ pub fn registry() -> Vec<Box<dyn Detector>> {
         Box::new(Hosts),
         Box::new(Names),
         Box::new(Races),
+        Box::new(Backends),
         Box::new(Stale),
         Box::new(Summary),
     ]

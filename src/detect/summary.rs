@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::domain::{ms_between, Side};
-use crate::model::{Analysis, Role, Service, Summary};
+use crate::error::Warning;
+use crate::model::{Analysis, ClockRegime, Role, Service, Summary};
 
 /// One entry per (service, server port), with its addresses and connection count.
 pub fn services(a: &mut Analysis) {
@@ -12,6 +13,9 @@ pub fn services(a: &mut Analysis) {
         ips: Vec<String>,
         connections: usize,
         idle_closes: Vec<f64>,
+        with_ts: usize,
+        identified: usize,
+        regimes: Vec<ClockRegime>,
     }
     let mut by: BTreeMap<(String, u16), Acc> = BTreeMap::new();
     for c in &a.connections {
@@ -23,6 +27,16 @@ pub fn services(a: &mut Analysis) {
             e.ips.push(ip);
         }
         e.connections += 1;
+        let regime = super::backend::regime(c);
+        if regime != ClockRegime::NoTimestamps {
+            e.with_ts += 1;
+        }
+        if regime == ClockRegime::Stable {
+            e.identified += 1;
+        }
+        if !e.regimes.contains(&regime) {
+            e.regimes.push(regime);
+        }
         // The server closed first, after an exchange: its idle timeout.
         let server_closed = matches!(c.rec.end(), Some((_, Side::Server, false)));
         if let (true, Some(idle)) = (server_closed, c.rec.server_fin_idle.get()) {
@@ -31,11 +45,23 @@ pub fn services(a: &mut Analysis) {
             }
         }
     }
+    let mut warnings = Vec::new();
     a.services = by
         .into_iter()
         .map(|((name, server_port), mut acc)| {
             acc.ips.sort();
             acc.idle_closes.sort_by(f64::total_cmp);
+            acc.regimes.sort();
+            if acc.with_ts >= 2 && acc.identified == 0 {
+                warnings.push(Warning {
+                    kind: "backends_unidentifiable",
+                    packet: None,
+                    message: format!(
+                        "{}: service {name} port {server_port}: no backend identifiable from TCP timestamps ({} connections with timestamps, none sharing a clock: offsets random per connection or per address pair)",
+                        a.capture.file, acc.with_ts
+                    ),
+                });
+            }
             Service {
                 name,
                 server_ips: acc.ips,
@@ -43,9 +69,13 @@ pub fn services(a: &mut Analysis) {
                 connections: acc.connections,
                 server_idle_timeout_ms: median(&acc.idle_closes),
                 server_idle_closes: acc.idle_closes.len(),
+                backend_identified_share: (acc.with_ts > 0)
+                    .then(|| acc.identified as f64 / acc.with_ts as f64),
+                clock_regimes: acc.regimes,
             }
         })
         .collect();
+    a.warnings.extend(warnings);
 }
 
 /// Headline counts.

@@ -258,3 +258,51 @@ pub fn stale_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Per service the backends (rate, offset, skew, addresses, connections) and each client's
+/// sequence as a strip (`6A 6A 4B 6? 4C`: family digit and backend, `?` unknown).
+pub fn backends_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    writeln!(
+        w,
+        "# {} — {} backends, {} family switches, {} backend switches",
+        a.capture.file, a.summary.backends, a.summary.family_switches, a.summary.backend_switches
+    )?;
+    for s in &a.services {
+        let share = s
+            .backend_identified_share
+            .map(|x| format!("{:.0}% of connections identified", 100.0 * x))
+            .unwrap_or_else(|| "no TCP timestamps".into());
+        writeln!(w, "service {} port {}: {}", s.name, s.server_port, share)?;
+        for b in a.backends.iter().filter(|b| b.services.contains(&s.name)) {
+            writeln!(
+                w,
+                "  {} {} Hz{}  offset {}  skew {}  via {}  {} connections  confidence {:.2}",
+                b.id,
+                b.clock_hz
+                    .map(|h| format!("{h:.0}"))
+                    .unwrap_or_else(|| "?".into()),
+                if b.rate_inferred { " (inferred)" } else { "" },
+                b.offset,
+                b.skew_ppm
+                    .map(|p| format!("{p:+.1} ppm"))
+                    .unwrap_or_else(|| "-".into()),
+                b.server_ips.join(","),
+                b.connections.len(),
+                b.confidence
+            )?;
+        }
+    }
+    for q in &a.sequences {
+        writeln!(
+            w,
+            "sequence {} → {}: {}  ({} family switches, {} backend switches, {} both)",
+            q.client,
+            q.service,
+            q.strip,
+            q.family_switches,
+            q.backend_switches,
+            q.family_and_backend_switches
+        )?;
+    }
+    Ok(())
+}

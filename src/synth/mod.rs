@@ -58,6 +58,9 @@ struct Conn {
     next: [u32; 2],
     /// Highest sequence number received per side, for ACKs.
     acked: [u32; 2],
+    /// Per side: how long before its capture time each segment's TSval was stamped (network
+    /// delay jitter between the sender's clock and the capture point), ms.
+    ts_lag_ms: [f64; 2],
     clocks: [Option<Clock>; 2],
 }
 
@@ -170,6 +173,17 @@ impl Scenario {
         self.server_clocks.insert(ip(server), Clock { hz, offset });
     }
 
+    /// Stamp one side's TSvals `lag_ms` before their capture time (jitter).
+    pub fn ts_lag(&mut self, c: ConnId, side: Side, lag_ms: f64) {
+        if let Some(slot) = self
+            .conns
+            .get_mut(c.0)
+            .and_then(|conn| conn.ts_lag_ms.get_mut(side.index()))
+        {
+            *slot = lag_ms;
+        }
+    }
+
     /// Set one side's clock on one connection (per-connection offsets).
     pub fn conn_clock(&mut self, c: ConnId, side: Side, hz: f64, offset: u32) {
         if let Some(conn) = self.conns.get_mut(c.0) {
@@ -190,6 +204,7 @@ impl Scenario {
             sport,
             next: [1_000_000 + n * 7919, 5_000_000 + n * 104_729],
             acked: [0, 0],
+            ts_lag_ms: [0.0, 0.0],
             clocks: [
                 Some(Clock {
                     hz: 1000.0,
@@ -253,7 +268,8 @@ impl Scenario {
             h.acknowledgment_number = conn.acked[o];
         }
         let ts = if self.timestamps {
-            self.clock(conn, side).map(|k| k.at(t_ms))
+            let lag = conn.ts_lag_ms.get(i).copied().unwrap_or(0.0);
+            self.clock(conn, side).map(|k| k.at(t_ms - lag))
         } else {
             None
         };

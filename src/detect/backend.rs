@@ -1,0 +1,369 @@
+//! Backends from TCP timestamp clocks.
+//!
+//! A server stamps each segment with TSval = offset + rate · t (mod 2^32). Connections served
+//! by one host whose clock is stable across connections (older Linux, `tcp_timestamps=2`, BSD
+//! stacks, load balancers and proxies that terminate TCP) line up on one such line; hosts that
+//! draw a random offset per connection (Linux 4.10, FreeBSD, Linux since 2026 with
+//! `tcp_timestamps=1`) do not, and are left unidentified rather than given one backend each.
+//!
+//! 1. **Rate** per connection, from its first and last server TSval when they are far enough
+//!    apart (≥ 1 s and ≥ 20 ticks), snapped to the common rates (1000, 250, 100, 10, 2 Hz)
+//!    within 10 %. Short connections have no rate of their own.
+//! 2. **Clustering**, per server port (a clock belongs to a host, whatever name or address
+//!    reached it), in time order: a connection joins the cluster whose clock, extrapolated
+//!    from its latest member, predicts the connection's first TSval within a tolerance of
+//!    2 ticks + 5 ms of jitter + 100 ppm of skew over the gap (wrapping arithmetic, so a TSval
+//!    wraparound inside the capture is harmless). A connection with a measured rate only
+//!    tries clusters of that rate; one without tries each candidate rate. Clusters are found
+//!    through an index on their offset, so this is O(n log n).
+//! 3. **Honesty**: a backend needs two connections, or one connection that lasted at least
+//!    [`LONG_LIVED_S`] seconds with a measured rate. Everything else stays `backend: null`.
+//! 4. **Per backend** the fitted rate (Theil–Sen over its samples) and, over ≥ 10 s, the skew
+//!    in ppm against the snapped rate.
+//!
+//! IPv4 and IPv6 siblings of one host share a stable clock and so land in one backend; hosts
+//! with one offset per address pair form one backend per client address (no sibling rule
+//! merges them: their offsets say nothing about each other).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::domain::Nanos;
+use crate::model::{Analysis, Backend, ClockRegime};
+
+/// Rates TCP stacks use, Hz.
+pub const COMMON_RATES: [f64; 5] = [1000.0, 250.0, 100.0, 10.0, 2.0];
+/// A single connection this long (with a measured rate) is a backend on its own.
+pub const LONG_LIVED_S: f64 = 60.0;
+/// Jitter allowed between the server's stamp and the capture, seconds.
+const JITTER_S: f64 = 0.005;
+/// Largest crystal drift expected, ppm.
+const MAX_SKEW_PPM: f64 = 100.0;
+const WRAP: f64 = 4_294_967_296.0;
+
+/// One connection's clock evidence.
+#[derive(Clone, Debug)]
+struct Evidence {
+    id: usize,
+    /// Samples (seconds since the analysis epoch, TSval), in time order.
+    samples: Vec<(f64, u32)>,
+    /// Snapped rate, when measured.
+    rate: Option<f64>,
+    /// Lifetime covered by samples, seconds.
+    span: f64,
+}
+
+/// A cluster that qualified as a backend: member connection ids, rate, all their samples,
+/// and whether the rate was inferred (no member measured it).
+struct Found {
+    ids: Vec<usize>,
+    rate: f64,
+    samples: Vec<(f64, u32)>,
+    rate_inferred: bool,
+}
+
+struct Cluster {
+    rate: f64,
+    members: Vec<usize>,
+    /// Latest member's first sample: the anchor the next prediction starts from.
+    anchor: (f64, u32),
+    key: u32,
+}
+
+fn offset_key(rate: f64, (t, ts): (f64, u32)) -> u32 {
+    (f64::from(ts) - rate * t).rem_euclid(WRAP) as u64 as u32
+}
+
+/// Ticks between the clock's prediction from `anchor` and `sample` (signed, wrap-aware).
+fn residual(rate: f64, anchor: (f64, u32), sample: (f64, u32)) -> f64 {
+    let predicted = f64::from(anchor.1) + rate * (sample.0 - anchor.0);
+    let predicted = predicted.rem_euclid(WRAP) as u64 as u32;
+    f64::from(sample.1.wrapping_sub(predicted) as i32)
+}
+
+fn tolerance(rate: f64, dt: f64) -> f64 {
+    2.0 + rate * JITTER_S + rate * dt.abs() * MAX_SKEW_PPM * 1e-6
+}
+
+/// Snap a fitted rate to a common one within 10 %.
+pub fn snap(fitted: f64) -> Option<f64> {
+    COMMON_RATES
+        .into_iter()
+        .find(|r| (fitted - r).abs() <= 0.10 * r)
+}
+
+/// Find the backends and set `backend` on their connections.
+pub fn detect(a: &mut Analysis) {
+    let epoch = a
+        .connections
+        .iter()
+        .map(|c| c.rec.first_time)
+        .min()
+        .unwrap_or(0);
+    let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
+
+    let mut by_port: BTreeMap<u16, Vec<Evidence>> = BTreeMap::new();
+    for c in &a.connections {
+        let samples: Vec<(f64, u32)> = c
+            .rec
+            .ts_samples
+            .iter()
+            .map(|s| (secs(s.time), s.tsval))
+            .collect();
+        let (Some(&first), Some(&last)) = (samples.first(), samples.last()) else {
+            continue;
+        };
+        let span = last.0 - first.0;
+        let ticks = f64::from(last.1.wrapping_sub(first.1));
+        let rate = (span >= 1.0 && ticks >= 20.0)
+            .then(|| snap(ticks / span))
+            .flatten();
+        by_port
+            .entry(c.rec.server.port)
+            .or_default()
+            .push(Evidence {
+                id: c.id,
+                samples,
+                rate,
+                span,
+            });
+    }
+
+    let mut backends: Vec<Found> = Vec::new();
+    for (_, mut ev) in by_port {
+        ev.sort_by(|x, y| x.samples[0].0.total_cmp(&y.samples[0].0));
+        let mut candidates: Vec<f64> = ev.iter().filter_map(|e| e.rate).collect();
+        candidates.sort_by(|x, y| y.total_cmp(x));
+        candidates.dedup();
+        if candidates.is_empty() {
+            candidates = COMMON_RATES.to_vec();
+        }
+        let clusters = cluster(&ev, &candidates);
+        // Each connection goes to the largest cluster holding it.
+        let mut best: HashMap<usize, usize> = HashMap::new();
+        for (ci, cl) in clusters.iter().enumerate() {
+            for &m in &cl.members {
+                let e = best.entry(m).or_insert(ci);
+                if clusters[*e].members.len() < cl.members.len() {
+                    *e = ci;
+                }
+            }
+        }
+        for (ci, cl) in clusters.iter().enumerate() {
+            let members: Vec<usize> = cl
+                .members
+                .iter()
+                .copied()
+                .filter(|m| best.get(m) == Some(&ci))
+                .collect();
+            let evs: Vec<&Evidence> = members.iter().filter_map(|&m| ev.get(m)).collect();
+            let long_lived = evs.len() == 1
+                && evs
+                    .first()
+                    .is_some_and(|e| e.rate.is_some() && e.span >= LONG_LIVED_S);
+            if evs.len() >= 2 || long_lived {
+                let samples: Vec<(f64, u32)> =
+                    evs.iter().flat_map(|e| e.samples.iter().copied()).collect();
+                backends.push(Found {
+                    ids: evs.iter().map(|e| e.id).collect(),
+                    rate: cl.rate,
+                    samples,
+                    rate_inferred: evs.iter().all(|e| e.rate.is_none()),
+                });
+            }
+        }
+    }
+
+    backends.sort_by_key(|b| b.ids.first().copied());
+    a.backends = backends
+        .into_iter()
+        .enumerate()
+        .map(|(i, found)| {
+            let Found {
+                ids,
+                rate,
+                samples,
+                rate_inferred,
+            } = found;
+            let id = format!("B{}", i + 1);
+            let mut services = Vec::new();
+            let mut ips = Vec::new();
+            for &cid in &ids {
+                if let Some(c) = a.connections.get_mut(cid) {
+                    c.backend = Some(id.clone());
+                    if !services.contains(&c.service) {
+                        services.push(c.service.clone());
+                    }
+                    let ip = c.rec.server.ip.to_string();
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
+            }
+            services.sort();
+            ips.sort();
+            let fitted = theil_sen(&samples);
+            let span = samples.iter().map(|s| s.0).fold(f64::NAN, f64::max)
+                - samples.iter().map(|s| s.0).fold(f64::NAN, f64::min);
+            let skew_ppm = fitted
+                .filter(|_| span >= 10.0)
+                .map(|f| (f / rate - 1.0) * 1e6);
+            let n = ids.len() as f64;
+            // Two agreeing connections could (rarely) be chance; each further one halves that.
+            let confidence = if ids.len() == 1 {
+                0.5
+            } else {
+                1.0 - 0.5f64.powf(n - 1.0)
+            };
+            let first = samples.first().copied().unwrap_or((0.0, 0));
+            Backend {
+                id,
+                services,
+                server_ips: ips,
+                clock_hz: Some(rate),
+                connections: ids,
+                confidence: (confidence * 1000.0).round() / 1000.0,
+                fitted_hz: fitted,
+                skew_ppm,
+                offset: offset_key(rate, first),
+                rate_inferred,
+                regime: ClockRegime::Stable,
+            }
+        })
+        .collect();
+}
+
+/// Greedy clustering in time order through an offset index per rate.
+fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
+    let mut clusters: Vec<Cluster> = Vec::new();
+    // Per candidate rate: offset key → cluster indices.
+    let mut index: Vec<BTreeMap<u32, Vec<usize>>> = vec![BTreeMap::new(); candidates.len()];
+    for (i, e) in ev.iter().enumerate() {
+        let Some(&first) = e.samples.first() else {
+            continue;
+        };
+        let mut matched: Option<(usize, usize)> = None; // (cluster, rate index)
+        for (ri, &rate) in candidates.iter().enumerate() {
+            if e.rate.is_some_and(|r| r != rate) {
+                continue;
+            }
+            let key = offset_key(rate, first);
+            // Widest tolerance any anchor could need (one hour of skew).
+            let w = tolerance(rate, 3600.0) as u32 + 1;
+            let Some(idx) = index.get(ri) else { continue };
+            for ci in wrapping_range(idx, key, w) {
+                let Some(cl) = clusters.get(ci) else { continue };
+                let dt = first.0 - cl.anchor.0;
+                let ok = residual(rate, cl.anchor, first).abs() <= tolerance(rate, dt);
+                let better = matched
+                    .and_then(|(m, _)| clusters.get(m))
+                    .is_none_or(|m| m.members.len() < cl.members.len());
+                if ok && better {
+                    matched = Some((ci, ri));
+                }
+            }
+        }
+        match matched {
+            Some((ci, ri)) => {
+                let (rate, old, new) = match clusters.get_mut(ci) {
+                    Some(cl) => {
+                        cl.members.push(i);
+                        cl.anchor = first;
+                        let old = cl.key;
+                        cl.key = offset_key(cl.rate, first);
+                        (cl.rate, old, cl.key)
+                    }
+                    None => continue,
+                };
+                let _ = rate;
+                if let Some(idx) = index.get_mut(ri) {
+                    if let Some(v) = idx.get_mut(&old) {
+                        v.retain(|&x| x != ci);
+                    }
+                    idx.entry(new).or_default().push(ci);
+                }
+            }
+            None => {
+                for (ri, &rate) in candidates.iter().enumerate() {
+                    if e.rate.is_some_and(|r| r != rate) {
+                        continue;
+                    }
+                    let key = offset_key(rate, first);
+                    clusters.push(Cluster {
+                        rate,
+                        members: vec![i],
+                        anchor: first,
+                        key,
+                    });
+                    if let Some(idx) = index.get_mut(ri) {
+                        idx.entry(key).or_default().push(clusters.len() - 1);
+                    }
+                }
+            }
+        }
+    }
+    clusters
+}
+
+/// Cluster indices whose key lies within `w` of `key`, wrapping at 2^32.
+fn wrapping_range(idx: &BTreeMap<u32, Vec<usize>>, key: u32, w: u32) -> Vec<usize> {
+    let lo = key.wrapping_sub(w);
+    let hi = key.wrapping_add(w);
+    let mut out = Vec::new();
+    let mut take = |r: std::collections::btree_map::Range<'_, u32, Vec<usize>>| {
+        for (_, v) in r {
+            out.extend_from_slice(v);
+        }
+    };
+    if lo <= hi {
+        take(idx.range(lo..=hi));
+    } else {
+        take(idx.range(lo..));
+        take(idx.range(..=hi));
+    }
+    out
+}
+
+/// Theil–Sen slope (median of pairwise slopes) of TSval against time, over at most 64
+/// samples spread over the set; TSvals are unwrapped against the earliest.
+fn theil_sen(samples: &[(f64, u32)]) -> Option<f64> {
+    let mut s: Vec<(f64, u32)> = samples.to_vec();
+    s.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let step = s.len().div_ceil(64).max(1);
+    let s: Vec<(f64, f64)> = match s.first() {
+        Some(&(_, base)) => s
+            .iter()
+            .step_by(step)
+            .map(|&(t, v)| (t, f64::from(v.wrapping_sub(base))))
+            .collect(),
+        None => return None,
+    };
+    let mut slopes = Vec::new();
+    for (i, a) in s.iter().enumerate() {
+        for b in s.iter().skip(i + 1) {
+            let dt = b.0 - a.0;
+            if dt > 0.5 {
+                slopes.push((b.1 - a.1) / dt);
+            }
+        }
+    }
+    slopes.sort_by(f64::total_cmp);
+    super::summary::median(&slopes)
+}
+
+/// The clock regime one connection shows (after [`detect`]).
+pub fn regime(c: &crate::model::Connection) -> ClockRegime {
+    let s = &c.rec.ts_samples;
+    if c.backend.is_some() {
+        return ClockRegime::Stable;
+    }
+    let (Some(first), Some(last)) = (s.first(), s.last()) else {
+        return ClockRegime::NoTimestamps;
+    };
+    let span = (last.time - first.time) as f64 / 1e9;
+    let ticks = f64::from(last.tsval.wrapping_sub(first.tsval));
+    if span >= 1.0 && ticks >= 20.0 && snap(ticks / span).is_some() {
+        ClockRegime::Unmatched
+    } else {
+        ClockRegime::Unresolved
+    }
+}

@@ -1,0 +1,87 @@
+//! Sequences: per (client host, service), the connections the client kept (winners and
+//! singles) in time order, with their families and backends, and the switches between
+//! neighbours. A family switch that also switches backend is what breaks load-balancer
+//! stickiness ("random logouts").
+
+use std::collections::BTreeMap;
+
+use crate::domain::ms_between;
+use crate::model::{Analysis, Role, Sequence, Switch};
+
+/// Build the sequences (one per client and service with two or more kept connections).
+pub fn detect(a: &mut Analysis) {
+    let mut by: BTreeMap<(usize, String), Vec<usize>> = BTreeMap::new();
+    for c in &a.connections {
+        if c.role != Role::AlsoRan {
+            by.entry((c.host, c.service.clone()))
+                .or_default()
+                .push(c.id);
+        }
+    }
+    let mut out = Vec::new();
+    for ((host, service), mut ids) in by {
+        if ids.len() < 2 {
+            continue;
+        }
+        let start = |i: &usize| {
+            a.connections
+                .get(*i)
+                .map(|c| c.rec.syn_time.get().unwrap_or(c.rec.first_time))
+        };
+        ids.sort_by_key(|i| (start(i), *i));
+        let conns: Vec<_> = ids.iter().filter_map(|&i| a.connections.get(i)).collect();
+        let families: Vec<_> = conns.iter().map(|c| c.rec.family()).collect();
+        let backends: Vec<Option<String>> = conns.iter().map(|c| c.backend.clone()).collect();
+        let switches: Vec<Switch> = conns
+            .windows(2)
+            .filter_map(|w| match w {
+                [x, y] => Some(Switch {
+                    from: x.id,
+                    to: y.id,
+                    gap_ms: ms_between(
+                        x.rec.syn_time.get().unwrap_or(x.rec.first_time),
+                        y.rec.syn_time.get().unwrap_or(y.rec.first_time),
+                    ),
+                    family_switch: x.rec.family() != y.rec.family(),
+                    backend_switch: x
+                        .backend
+                        .as_ref()
+                        .zip(y.backend.as_ref())
+                        .map(|(p, q)| p != q),
+                }),
+                _ => None,
+            })
+            .collect();
+        // Backend switches: adjacent pairs among the connections with a known backend.
+        let known: Vec<&String> = backends.iter().flatten().collect();
+        let backend_switches = known.windows(2).filter(|w| w[0] != w[1]).count();
+        let strip = families
+            .iter()
+            .zip(&backends)
+            .map(|(f, b)| {
+                let tag = b
+                    .as_deref()
+                    .map(|b| b.trim_start_matches('B').to_string())
+                    .unwrap_or_else(|| "?".into());
+                format!("{}{}", f.digit(), tag)
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push(Sequence {
+            client: a.hosts.get(host).map(|h| h.label()).unwrap_or_default(),
+            service,
+            connections: ids,
+            families,
+            family_switches: switches.iter().filter(|s| s.family_switch).count(),
+            backend_switches,
+            family_and_backend_switches: switches
+                .iter()
+                .filter(|s| s.family_switch && s.backend_switch == Some(true))
+                .count(),
+            backends,
+            switches,
+            strip,
+        });
+    }
+    a.sequences = out;
+}
