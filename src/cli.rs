@@ -11,6 +11,7 @@ use crate::domain::Stage;
 use crate::error::Error;
 use crate::model::Analysis;
 use crate::render;
+use crate::render::output::{write_folder, Outputs};
 use crate::Options;
 
 /// Explains connection races (Happy Eyeballs also-rans, duplicate WebSocket upgrades,
@@ -36,6 +37,8 @@ pub enum Command {
     Stale(CommonArgs),
     /// List the backends told apart by TCP timestamp clocks, and each client's sequence.
     Backends(CommonArgs),
+    /// CI gate: exit 1 when a rule is violated (one line per violation), 2 on unreadable input.
+    Check(CheckArgs),
 }
 
 /// Inputs and detector settings shared by every command.
@@ -66,6 +69,22 @@ pub struct CommonArgs {
     /// A retry after a stale reuse starts within this long after the failure, in seconds.
     #[arg(long, default_value_t = 5)]
     pub retry_window_s: u64,
+    /// Report only this client (either of its addresses).
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<IpAddr>,
+    /// Report only this service.
+    #[arg(long, value_name = "NAME")]
+    pub only_service: Option<String>,
+    /// Report only this server port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Report only connections starting at or after this time (RFC 3339 or seconds since
+    /// the epoch).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Report only connections starting at or before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 /// `--cancel-by`.
@@ -86,9 +105,33 @@ pub struct AnalyzeArgs {
     /// Write the JSON report to this file (`-`: standard output, one document per line).
     #[arg(long, value_name = "FILE")]
     pub json: Option<String>,
-    /// Write one folder of reports per capture under this directory.
+    /// Write one folder of reports per capture under this directory, plus `index.html` and
+    /// `summary.csv` for the batch.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Outputs written under `--out`: any of html,png,svg,csv,parquet,json.
+    #[arg(long, default_value = "html,png,svg,csv,parquet,json")]
+    pub outputs: String,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Inputs and settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Fail when also-rans per attempt (connections whose SYN was seen) exceed this.
+    #[arg(long, value_name = "R")]
+    pub max_also_ran_rate: Option<f64>,
+    /// Fail when any attempt delay exceeds this many ms.
+    #[arg(long, value_name = "N")]
+    pub max_attempt_delay_ms: Option<f64>,
+    /// Findings that fail the check.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub fail_on: Vec<crate::check::Rule>,
+    /// Write JUnit XML here (one test case per capture and rule).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// `connections`.
@@ -116,7 +159,16 @@ pub enum Format {
 impl CommonArgs {
     /// Validated options.
     pub fn options(&self) -> Result<Options, Error> {
-        let mut opts = Options::default();
+        let mut opts = Options {
+            filter: crate::detect::filter::Filter {
+                client: self.client,
+                service: self.only_service.clone(),
+                port: self.port,
+                since: self.since.as_deref().map(parse_time).transpose()?,
+                until: self.until.as_deref().map(parse_time).transpose()?,
+            },
+            ..Options::default()
+        };
         opts.detect.race_window =
             i64::try_from(self.race_window_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
         opts.track.idle_timeout =
@@ -175,6 +227,45 @@ impl CommonArgs {
         }
         Ok(files.into_iter().map(|(f, rel)| (vec![f], rel)).collect())
     }
+}
+
+/// `--since`/`--until`: seconds since the epoch (`1795393700.5`) or an RFC 3339 UTC time
+/// (`2026-11-23T00:28:20Z`, fractions allowed).
+pub fn parse_time(s: &str) -> Result<crate::domain::Nanos, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "time {s:?}: expected seconds since the epoch or YYYY-MM-DDTHH:MM:SS[.frac]Z"
+        ))
+    };
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1e9).round() as i64);
+    }
+    let t = s.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = t.split_once('T').ok_or_else(bad)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let h: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let (&[y, mo, da], &[hh, mi, ss]) = (d.as_slice(), h.as_slice()) else {
+        return Err(bad());
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac_ns = format!("{frac:0<9}")
+        .get(..9)
+        .and_then(|f| f.parse::<i64>().ok())
+        .ok_or_else(bad)?;
+    Ok(((days * 86_400 + hh * 3600 + mi * 60 + ss) * 1_000_000_000) + frac_ns)
 }
 
 /// Capture file name endings recognised when walking directories.
@@ -268,6 +359,7 @@ pub fn run(cli: Cli) -> Outcome {
             render::table::backends_table(a, &mut w)?;
             w.flush()
         }),
+        Command::Check(args) => check(args, &mut outcome),
         Command::Stale(common) => each(common, &mut outcome, |a| {
             let mut w = BufWriter::new(stdout.lock());
             render::table::stale_table(a, &mut w)?;
@@ -314,13 +406,69 @@ fn each(
     Ok(())
 }
 
-fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
+fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
+    let gate = crate::check::Gate {
+        max_also_ran_rate: args.max_also_ran_rate,
+        max_attempt_delay_ms: args.max_attempt_delay_ms,
+        fail_on: args.fail_on.clone(),
+    };
     let opts = args.common.options()?;
+    let mut results = Vec::new();
+    let mut unreadable = Vec::new();
+    for (inputs, _) in args.common.captures()? {
+        match crate::analyze(&inputs, &opts) {
+            Ok(a) => {
+                let cases = crate::check::check(&a, &gate);
+                for c in &cases {
+                    for v in &c.violations {
+                        println!("{}: {v}", c.rule);
+                        outcome.violation = true;
+                    }
+                }
+                results.push((a.capture.file.clone(), cases));
+            }
+            Err(e) => {
+                eprintln!("racetrace: {e}");
+                unreadable.push((inputs.join(", "), e.to_string()));
+                outcome.error = true;
+            }
+        }
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, crate::check::junit(&results, &unreadable)).map_err(|source| {
+            Error::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
+    use rayon::prelude::*;
+    let opts = args.common.options()?;
+    let outputs = Outputs::parse(&args.outputs)?;
     if args.json.is_none() && args.out.is_none() {
         return Err(Error::Usage(
             "analyze: give --json FILE|- or --out DIR".into(),
         ));
     }
+    let captures = args.common.captures()?;
+    // Each capture on its own rayon task (a capture is analysed by one reader thread and one
+    // decoder); results come back in input order, so the output does not depend on the
+    // thread count.
+    let results: Vec<Result<(PathBuf, Analysis), Error>> = captures
+        .par_iter()
+        .map(|(inputs, rel)| {
+            let a = crate::analyze(inputs, &opts)?;
+            let stem = stem(rel);
+            if let Some(dir) = &args.out {
+                write_folder(&a, &dir.join(&stem), outputs, opts.detect.cancel_by)?;
+            }
+            Ok((stem, a))
+        })
+        .collect();
     let mut json_out: Option<Box<dyn Write>> = match args.json.as_deref() {
         Some("-") => Some(Box::new(BufWriter::new(io::stdout().lock()))),
         Some(path) => Some(Box::new(BufWriter::new(
@@ -331,44 +479,35 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
         ))),
         None => None,
     };
-    for (inputs, rel) in args.common.captures()? {
-        let a = match crate::analyze(&inputs, &opts) {
-            Ok(a) => a,
+    let mut done: Vec<(PathBuf, Analysis)> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for r in results {
+        match r {
+            Ok((stem, a)) => {
+                for w in &a.warnings {
+                    eprintln!("racetrace: warning: {}", w.message);
+                }
+                if let Some(w) = json_out.as_mut() {
+                    let res = render::json::write(&a, &mut *w)
+                        .map_err(io::Error::other)
+                        .and_then(|_| writeln!(w));
+                    res.map_err(|source| Error::Write {
+                        path: args.json.clone().unwrap_or_default().into(),
+                        source,
+                    })?;
+                }
+                done.push((stem, a));
+            }
             Err(e) => {
                 eprintln!("racetrace: {e}");
+                failed.push(e.to_string());
                 outcome.error = true;
-                continue;
             }
-        };
-        for w in &a.warnings {
-            eprintln!("racetrace: warning: {}", w.message);
         }
-        if let Some(w) = json_out.as_mut() {
-            let res = render::json::write(&a, &mut *w)
-                .map_err(io::Error::other)
-                .and_then(|_| writeln!(w));
-            res.map_err(|source| Error::Write {
-                path: args.json.clone().unwrap_or_default().into(),
-                source,
-            })?;
-        }
-        if let Some(dir) = &args.out {
-            let folder = dir.join(stem(&rel));
-            std::fs::create_dir_all(&folder).map_err(|source| Error::Write {
-                path: folder.clone(),
-                source,
-            })?;
-            let path = folder.join("analysis.json");
-            let file = std::fs::File::create(&path).map_err(|source| Error::Write {
-                path: path.clone(),
-                source,
-            })?;
-            let mut w = BufWriter::new(file);
-            render::json::write(&a, &mut w)
-                .map_err(io::Error::other)
-                .and_then(|_| w.flush())
-                .map_err(|source| Error::Write { path, source })?;
-        }
+    }
+    if let Some(dir) = &args.out {
+        let rows: Vec<(PathBuf, &Analysis)> = done.iter().map(|(s, a)| (s.clone(), a)).collect();
+        render::output::write_index(dir, &rows, &failed)?;
     }
     if let Some(mut w) = json_out {
         w.flush().map_err(|source| Error::Write {

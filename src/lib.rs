@@ -17,6 +17,7 @@
 //! [`analyze`] runs the first four stages over one capture (or several merged into one).
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod decode;
 pub mod detect;
@@ -44,6 +45,8 @@ pub struct Options {
     pub track: TrackConfig,
     /// Detectors.
     pub detect: DetectConfig,
+    /// What the report keeps (`--client`, `--only-service`, `--port`, `--since`, `--until`).
+    pub filter: detect::filter::Filter,
 }
 
 /// Analyse one capture, or several files merged into one capture in time order.
@@ -126,5 +129,6 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         summary: model::Summary::default(),
     };
     detect::run(&mut analysis, &dns, &opts.detect);
+    detect::filter::apply(&mut analysis, &opts.filter);
     Ok(analysis)
 }

@@ -101,6 +101,21 @@ pub enum Fate {
     LeftOpen,
 }
 
+impl Fate {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fate::NeverAnswered => "never_answered",
+            Fate::Refused => "refused",
+            Fate::LateSynackReset => "late_synack_reset",
+            Fate::AbortedBeforeConnect => "aborted_before_connect",
+            Fate::UnusedParallel => "unused_parallel",
+            Fate::ClosedAfterConnect => "closed_after_connect",
+            Fate::LeftOpen => "left_open",
+        }
+    }
+}
+
 /// An also-ran's cancel: the contract's `also_ran_cancel[]` entry plus its fate.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Cancel {
@@ -277,6 +292,17 @@ pub enum StaleCause {
     Crossed,
     /// No FIN from the server in the capture: lost FIN, middlebox state loss, suspended app.
     FinUnseen,
+}
+
+impl StaleCause {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleCause::ReuseBug => "reuse_bug",
+            StaleCause::Crossed => "crossed",
+            StaleCause::FinUnseen => "fin_unseen",
+        }
+    }
 }
 
 /// A request sent on a connection the peer had given up.

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod dns;
+pub mod filter;
 pub mod hosts;
 pub mod names;
 pub mod race;

@@ -1,5 +1,10 @@
 //! Render stage: an [`Analysis`](crate::model::Analysis) → the JSON report (the public
-//! contract) and the terminal's tables.
+//! contract), the terminal's tables, the CSV/Parquet tables (polars), the charts (plotters)
+//! and the single-file HTML report; [`output`] writes one capture's folder.
 
+pub mod charts;
+pub mod html;
 pub mod json;
+pub mod output;
 pub mod table;
+pub mod tables;

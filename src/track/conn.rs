@@ -47,6 +47,16 @@ pub enum StaleFailure {
     NoResponse,
 }
 
+impl StaleFailure {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleFailure::Rst => "rst",
+            StaleFailure::NoResponse => "no_response",
+        }
+    }
+}
+
 /// A client send on a connection that was idle or that the server had closed, which failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaleFacts {
