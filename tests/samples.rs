@@ -87,10 +87,88 @@ fn refused_and_pool() -> Scenario {
     s
 }
 
+/// A load balancer behind one IPv4 and one IPv6 address with three backends whose TCP
+/// timestamp clocks are stable (1000, 250 and 100 Hz); the client alternates families and
+/// lands on a different backend each time it switches.
+fn lb_three_stable_backends() -> Scenario {
+    let mut s = Scenario::new();
+    s.same_host("198.18.0.1", "fd18::1");
+    let clocks = [
+        (1000.0, 4_000_000_000u32),
+        (250.0, 1_234_567),
+        (100.0, 77_000_000),
+    ];
+    let plan = [0, 0, 1, 1, 2, 0, 1, 1, 2, 2, 0, 0];
+    for (k, &b) in plan.iter().enumerate() {
+        let v6 = b != 1;
+        let (client, vip) = if v6 {
+            ("fd18::1", "fd18:100::10")
+        } else {
+            ("198.18.0.1", "198.18.100.10")
+        };
+        let c = s.tcp(client, 44000 + k as u16, vip, 443);
+        let (hz, off) = clocks[b];
+        s.conn_clock(c, Side::Server, hz, off);
+        let t = 1000.0 * k as f64;
+        s.handshake(c, t, 1.0);
+        s.data(
+            c,
+            Side::Client,
+            t + 2.0,
+            &racetrace::synth::tls::client_hello("shop.example", &["http/1.1"]),
+        );
+        s.data(
+            c,
+            Side::Server,
+            t + 3.0,
+            &racetrace::synth::tls::server_hello(true),
+        );
+        s.fin(c, Side::Client, t + 300.0)
+            .fin(c, Side::Server, t + 300.5);
+    }
+    s
+}
+
+/// wss: both attempts complete TLS 1.3 and send application data: a duplicate upgrade
+/// inferred from sizes (the request itself is encrypted).
+fn wss_inferred_duplicate() -> Scenario {
+    use racetrace::synth::tls;
+    let mut s = Scenario::new();
+    s.same_host("198.18.0.1", "fd18::1");
+    let v6 = s.tcp("fd18::1", 45000, "fd18::2", 443);
+    let v4 = s.tcp("198.18.0.1", 45001, "198.18.0.2", 443);
+    s.syn(v6, 0.0).syn(v4, 250.0);
+    s.synack(v4, 251.0).ack(v4, Side::Client, 251.05);
+    s.synack(v6, 260.0).ack(v6, Side::Client, 260.05);
+    for (c, t) in [(v4, 252.0), (v6, 261.0)] {
+        s.data(
+            c,
+            Side::Client,
+            t,
+            &tls::client_hello("ws.example", &["http/1.1"]),
+        );
+        let mut flight = tls::server_hello(true);
+        flight.extend(tls::change_cipher_spec());
+        flight.extend(tls::app_data(900));
+        s.data(c, Side::Server, t + 1.0, &flight);
+        let mut fin = tls::change_cipher_spec();
+        fin.extend(tls::app_data(53));
+        s.data(c, Side::Client, t + 2.0, &fin);
+        s.data(c, Side::Client, t + 3.0, &tls::app_data(320));
+        s.data(c, Side::Server, t + 4.0, &tls::app_data(180));
+    }
+    s.fin(v6, Side::Client, 280.0).fin(v6, Side::Server, 280.5);
+    s.fin(v4, Side::Client, 3000.0)
+        .fin(v4, Side::Server, 3000.5);
+    s
+}
+
 /// A sample: its file name and the scenario that builds it.
 type Sample = (&'static str, fn() -> Scenario);
 
-const SAMPLES: [Sample; 3] = [
+const SAMPLES: [Sample; 5] = [
+    ("lb_three_stable_backends.pcap", lb_three_stable_backends),
+    ("wss_inferred_duplicate.pcap", wss_inferred_duplicate),
     ("he_curl_like_v6_slow.pcap", curl_like_v6_slow),
     (
         "he_chromium_like_v6_blackhole.pcap",
@@ -136,6 +214,22 @@ fn every_sample_shows_its_finding() {
     assert_eq!(r.races.len(), 1);
     assert_eq!(r.races[0].attempts, vec![0, 1, 2, 3]);
     assert_eq!(r.races[0].attempt_delays_ms, vec![300.0]);
+
+    let (r, _) = analyze_value(
+        &samples_dir().join("lb_three_stable_backends.pcap"),
+        &["--service", "shop=198.18.100.10,fd18:100::10"],
+    );
+    assert_eq!(r["summary"]["backends"], 3);
+    assert_eq!(r["summary"]["family_switches"], 4);
+    assert_eq!(r["summary"]["backend_switches"], 6);
+    assert_eq!(
+        r["sequences"][0]["strip"],
+        "61 61 42 42 63 61 42 42 63 63 61 61"
+    );
+    let (r, _) = analyze_value(&samples_dir().join("wss_inferred_duplicate.pcap"), &[]);
+    assert_eq!(r["races"][0]["duplicate_upgrade"], true);
+    assert_eq!(r["races"][0]["duplicate_upgrade_inferred"], true);
+    assert_eq!(r["races"][0]["also_ran_cancel"][0]["stage"], "tls");
 
     let r = analyze_json(&samples_dir().join("he_refused_then_pool.pcap"), &[]);
     assert_eq!(r.races.len(), 1);

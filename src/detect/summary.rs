@@ -39,8 +39,10 @@ pub fn services(a: &mut Analysis) {
         }
         // The server closed first, after an exchange: its idle timeout.
         let server_closed = matches!(c.rec.end(), Some((_, Side::Server, false)));
+        // A FIN within 100 ms of the last payload is an application close (a response
+        // with `Connection: close`, a WebSocket close), not an idle timeout.
         if let (true, Some(idle)) = (server_closed, c.rec.server_fin_idle.get()) {
-            if c.rec.bytes[1] > 0 {
+            if c.rec.bytes[1] > 0 && idle >= 100_000_000 {
                 e.idle_closes.push(ms_between(0, idle));
             }
         }

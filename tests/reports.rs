@@ -1,0 +1,539 @@
+//! Reports: the README's main command over `samples/` (batch, every output), read back and
+//! compared with the JSON; charts; the CI gate; unreadable inputs in a batch; determinism
+//! across thread counts; the page's Content-Security-Policy; and a real browser.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use polars::prelude::*;
+use serde_json::Value;
+use support::*;
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("samples")
+}
+
+fn sample_stems() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(samples())
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "pcap")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `analyze samples/ --out DIR` once per test binary run.
+fn batch() -> &'static Path {
+    static OUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    OUT.get_or_init(|| {
+        let out = tempdir("reports-batch");
+        let o = racetrace(&[
+            "analyze",
+            samples().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    })
+}
+
+fn json(stem: &str) -> Value {
+    let text = std::fs::read_to_string(batch().join(stem).join("analysis.json")).unwrap();
+    validate(&text);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn csv(path: &Path) -> DataFrame {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.into()))
+        .unwrap()
+        .finish()
+        .unwrap()
+}
+
+fn parquet(path: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap())
+        .finish()
+        .unwrap()
+}
+
+fn f64s(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
+    df.column(name)
+        .unwrap()
+        .cast(&DataType::Float64)
+        .unwrap()
+        .f64()
+        .map(|ca| (0..ca.len()).map(|i| ca.get(i)).collect())
+        .unwrap()
+}
+
+fn strs(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    df.column(name)
+        .unwrap()
+        .str()
+        .map(|ca| {
+            (0..ca.len())
+                .map(|i| ca.get(i).map(str::to_string))
+                .collect()
+        })
+        .unwrap()
+}
+
+#[test]
+fn every_sample_gets_every_output_and_the_index_lists_them() {
+    let stems = sample_stems();
+    assert!(stems.len() >= 10);
+    for stem in &stems {
+        let dir = batch().join(stem);
+        let mut files = vec!["analysis.json".to_string(), "report.html".into()];
+        for t in racetrace::render::output::TABLES {
+            files.push(format!("{t}.csv"));
+            files.push(format!("{t}.parquet"));
+        }
+        for k in racetrace::render::charts::KINDS {
+            files.push(format!("{}.png", k.stem()));
+            files.push(format!("{}.svg", k.stem()));
+        }
+        for f in files {
+            assert!(dir.join(&f).is_file(), "{stem}/{f} missing");
+        }
+        json(stem); // schema-valid
+    }
+    // minijinja escapes '/' in attributes; the browser reads it back as '/'.
+    let index = std::fs::read_to_string(batch().join("index.html"))
+        .unwrap()
+        .replace("&#x2f;", "/");
+    for stem in &stems {
+        assert!(
+            index.contains(&format!("href=\"{stem}/report.html\"")),
+            "{stem} not in index"
+        );
+    }
+    let summary = csv(&batch().join("summary.csv"));
+    assert_eq!(summary.height(), stems.len());
+    let dup = json("ws_duplicate");
+    let row = strs(&summary, "capture")
+        .iter()
+        .position(|c| c.as_deref() == Some("ws_duplicate"))
+        .unwrap();
+    assert_eq!(
+        f64s(&summary, "duplicate_upgrades")[row],
+        dup["summary"]["duplicate_upgrades"].as_f64()
+    );
+}
+
+#[test]
+fn csv_and_parquet_read_back_equal_the_json() {
+    for stem in [
+        "ws_duplicate",
+        "he_curl_v6slow",
+        "lb_backends",
+        "stale_reuse_curl",
+    ] {
+        let j = json(stem);
+        let dir = batch().join(stem);
+        for df in [
+            csv(&dir.join("connections.csv")),
+            parquet(&dir.join("connections.parquet")),
+        ] {
+            let conns = j["connections"].as_array().unwrap();
+            assert_eq!(df.height(), conns.len(), "{stem}");
+            let ids = f64s(&df, "id");
+            let stages = strs(&df, "stage");
+            let syn = f64s(&df, "syn_time");
+            let backends = strs(&df, "backend");
+            for (i, c) in conns.iter().enumerate() {
+                assert_eq!(ids[i], c["id"].as_f64());
+                assert_eq!(stages[i].as_deref(), c["stage"].as_str());
+                assert_eq!(syn[i], c["syn_time"].as_f64());
+                assert_eq!(backends[i].as_deref(), c["backend"].as_str());
+            }
+            assert_eq!(
+                strs(&df, "http.method")[0].as_deref(),
+                conns[0]["http"]["method"].as_str()
+            );
+        }
+        for df in [
+            csv(&dir.join("races.csv")),
+            parquet(&dir.join("races.parquet")),
+        ] {
+            let races = j["races"].as_array().unwrap();
+            assert_eq!(df.height(), races.len());
+            let winners = f64s(&df, "winner");
+            let delays = f64s(&df, "first_attempt_delay_ms");
+            for (i, r) in races.iter().enumerate() {
+                assert_eq!(winners[i], r["winner"].as_f64());
+                assert_eq!(delays[i], r["attempt_delays_ms"][0].as_f64());
+            }
+        }
+        let svc = parquet(&dir.join("services_summary.parquet"));
+        let races_per_service: f64 = f64s(&svc, "races").iter().flatten().sum();
+        assert_eq!(races_per_service, j["summary"]["races"].as_f64().unwrap());
+    }
+    // Per-service summary computed with polars: curl's five races, median and p95.
+    let svc = parquet(&batch().join("he_curl_v6slow/services_summary.parquet"));
+    let j = json("he_curl_v6slow");
+    let mut d: Vec<f64> = j["races"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["attempt_delays_ms"][0].as_f64().unwrap())
+        .collect();
+    d.sort_by(f64::total_cmp);
+    assert_eq!(f64s(&svc, "median_attempt_delay_ms")[0], Some(d[2]));
+    assert_eq!(f64s(&svc, "also_ran_rate")[0], Some(0.5));
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(
+        &b[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
+    (
+        u32::from_be_bytes(b[16..20].try_into().unwrap()),
+        u32::from_be_bytes(b[20..24].try_into().unwrap()),
+    )
+}
+
+#[test]
+fn charts_are_png_and_svg_of_the_expected_size_with_text() {
+    for stem in ["ws_duplicate", "lb_backends", "stale_reuse_curl"] {
+        let a = racetrace::analyze(
+            &[samples()
+                .join(format!("{stem}.pcap"))
+                .to_string_lossy()
+                .into_owned()],
+            &racetrace::Options::default(),
+        )
+        .unwrap();
+        for k in racetrace::render::charts::KINDS {
+            let png = batch().join(stem).join(format!("{}.png", k.stem()));
+            assert_eq!(png_size(&png), k.size(&a), "{stem} {}", k.stem());
+            // Text was drawn: the image has dark pixels (labels) on white.
+            let img = image::open(&png).unwrap().to_luma8();
+            let dark = img.pixels().filter(|p| p.0[0] < 80).count();
+            assert!(dark > 500, "{stem} {}: {dark} dark pixels", k.stem());
+            let svg = std::fs::read_to_string(batch().join(stem).join(format!("{}.svg", k.stem())))
+                .unwrap();
+            assert!(svg.starts_with("<svg"), "{stem} {}", k.stem());
+            assert!(svg.contains("<text"), "{stem} {}", k.stem());
+            assert!(svg.contains(k.title().split(' ').next().unwrap()));
+        }
+    }
+    // Empty data says so.
+    let svg = std::fs::read_to_string(batch().join("stale_reuse_curl/race_timeline.svg")).unwrap();
+    assert!(svg.contains("Nothing to show"));
+}
+
+#[test]
+fn report_page_is_self_contained_with_a_strict_csp() {
+    use sha2::Digest;
+    let page = std::fs::read_to_string(batch().join("ws_duplicate/report.html")).unwrap();
+    let csp_start = page.find("Content-Security-Policy\" content=\"").unwrap();
+    let csp = &page[csp_start..page[csp_start..].find("\">").unwrap() + csp_start];
+    assert!(csp.contains("default-src 'none'"));
+    assert!(!csp.contains("unsafe-eval"));
+    // The one inline script is admitted by its hash.
+    let s = page.rfind("<script>").unwrap() + "<script>".len();
+    let e = page.rfind("</script>").unwrap();
+    let digest = sha2::Sha256::digest(&page.as_bytes()[s..e]);
+    let hash = racetrace_b64(&digest);
+    assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
+    // Nothing fetched: no src attributes, no url(), no @import, only relative links.
+    for bad in ["src=", "url(", "@import", "href=\"http", "href=\"//"] {
+        assert!(!page.contains(bad), "page contains {bad}");
+    }
+    // Headline first, then plain-words findings.
+    assert!(page.find("duplicate upgrades").unwrap() < page.find("<h2>Findings").unwrap());
+    assert!(page.contains("3 of 3 races sent a WebSocket upgrade on both paths"));
+}
+
+fn racetrace_b64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn check_exit_codes_and_junit() {
+    let dir = tempdir("check");
+    let junit = dir.join("j.xml");
+    let dup = samples().join("ws_duplicate.pcap");
+    let ok = samples().join("ws_cancel.pcap");
+    let o = racetrace(&[
+        "check",
+        dup.to_str().unwrap(),
+        ok.to_str().unwrap(),
+        "--fail-on",
+        "duplicate-upgrade,late-cancel",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("duplicate-upgrade:"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("late-cancel:"))
+            .count(),
+        3
+    );
+    assert!(out.contains("race 0 (ws.he.lab, records 4–30)"));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"4\" failures=\"2\" errors=\"0\""));
+    assert_eq!(xml.matches("<testcase ").count(), 4);
+    assert_eq!(xml.matches("<failure ").count(), 2);
+    // Rules that hold: exit 0.
+    let o = racetrace(&[
+        "check",
+        ok.to_str().unwrap(),
+        "--fail-on",
+        "duplicate-upgrade",
+        "--max-attempt-delay-ms",
+        "300",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    // A threshold: curl's 200 ms delays against a 150 ms limit; also-ran rate 0.5 > 0.4.
+    let curl = samples().join("he_curl_v6slow.pcap");
+    let o = racetrace(&[
+        "check",
+        curl.to_str().unwrap(),
+        "--max-attempt-delay-ms",
+        "150",
+        "--max-also-ran-rate",
+        "0.4",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("max-attempt-delay:"))
+            .count(),
+        5
+    );
+    assert!(out.contains("also-ran rate 0.500 (5 also-rans of 10 attempts) exceeds 0.4"));
+    // An unreadable input wins: 2, and it is an error case in the JUnit file.
+    let bad = write_temp("check-bad", "bad.pcap", b"this is not a capture at all");
+    let o = racetrace(&[
+        "check",
+        dup.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "--fail-on",
+        "duplicate-upgrade",
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("<error message="));
+}
+
+#[test]
+fn a_bad_file_in_a_batch_does_not_stop_the_others() {
+    let input = tempdir("batch-bad-in");
+    std::fs::copy(samples().join("ws_cancel.pcap"), input.join("a.pcap")).unwrap();
+    std::fs::write(input.join("b.pcap"), b"not a capture").unwrap();
+    std::fs::copy(
+        samples().join("stale_reuse_curl.pcap"),
+        input.join("c.pcap"),
+    )
+    .unwrap();
+    let out = tempdir("batch-bad-out");
+    let o = racetrace(&[
+        "analyze",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("b.pcap"));
+    assert!(out.join("a/report.html").is_file());
+    assert!(out.join("c/report.html").is_file());
+    assert!(!out.join("b").exists());
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(index.contains("1 inputs could not be read"));
+}
+
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn output_is_identical_with_one_and_four_threads() {
+    let mut trees = Vec::new();
+    for threads in ["1", "4"] {
+        let out = tempdir(&format!("threads-{threads}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_racetrace"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "analyze",
+                samples().to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--json",
+                out.join("all.ndjson").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        trees.push(tree(&out));
+    }
+    assert!(trees[0].len() > 100);
+    assert_eq!(trees[0].len(), trees[1].len());
+    for (x, y) in trees[0].iter().zip(&trees[1]) {
+        assert_eq!(x.0, y.0);
+        assert!(
+            x.1 == y.1,
+            "{} differs between 1 and 4 threads",
+            x.0.display()
+        );
+    }
+}
+
+#[test]
+fn outputs_and_filters_select_what_is_written() {
+    let out = tempdir("outputs");
+    let f = samples().join("ws_duplicate.pcap");
+    let o = racetrace(&[
+        "analyze",
+        f.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--outputs",
+        "json,csv",
+        "--since",
+        "2026-11-23T00:27:56Z",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dir = out.join("ws_duplicate");
+    assert!(dir.join("analysis.json").is_file() && dir.join("races.csv").is_file());
+    assert!(
+        !dir.join("report.html").exists()
+            && !dir.join("races.parquet").exists()
+            && !dir.join("fates.png").exists()
+    );
+    let text = std::fs::read_to_string(dir.join("analysis.json")).unwrap();
+    validate(&text);
+    let j: Value = serde_json::from_str(&text).unwrap();
+    // The first race (00:27:55) is filtered out; ids are renumbered consistently.
+    assert_eq!(j["races"].as_array().unwrap().len(), 2);
+    assert_eq!(j["connections"].as_array().unwrap().len(), 4);
+    assert_eq!(j["races"][0]["attempts"], serde_json::json!([0, 1]));
+    assert_eq!(j["summary"]["duplicate_upgrades"], 2);
+    let o = racetrace(&[
+        "analyze",
+        f.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--outputs",
+        "pdf",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// A real browser opens the report offline and renders something (not a blank page).
+#[test]
+fn chromium_renders_the_report() {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium is not installed: .ci/run installs it with apt-get");
+    let profile = tempdir("chromium-profile");
+    let shot = profile.join("shot.png");
+    let page = batch().join("ws_duplicate/report.html");
+    let o = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            &format!("--user-data-dir={}", profile.display()),
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,1600",
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        shot.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let img = image::open(&shot).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (1200, 1600));
+    let white = img
+        .pixels()
+        .filter(|p| p.0.iter().all(|&c| c > 245))
+        .count();
+    let total = (img.width() * img.height()) as usize;
+    let dark = img
+        .pixels()
+        .filter(|p| p.0.iter().all(|&c| c < 100))
+        .count();
+    // Text and charts: a real share of the page is not background.
+    assert!(
+        white < total * 97 / 100,
+        "page is blank: {white} of {total} pixels white"
+    );
+    assert!(dark > 2000, "no text: {dark} dark pixels");
+    // Colour from the charts (the IPv4 orange bars).
+    let orange = img
+        .pixels()
+        .filter(|p| p.0[0] > 230 && (100..160).contains(&p.0[1]) && p.0[2] < 60)
+        .count();
+    assert!(orange > 1000, "no chart colour: {orange}");
+}
