@@ -112,6 +112,10 @@ pub struct AnalyzeArgs {
     /// Outputs written under `--out`: any of html,png,svg,csv,parquet,json.
     #[arg(long, default_value = "html,png,svg,csv,parquet,json")]
     pub outputs: String,
+    /// Print one line per capture on stderr: packets, bytes, time taken and throughput,
+    /// connections, and the most connections the tracker held at once.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// `check`.
@@ -461,7 +465,21 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
     let results: Vec<Result<(PathBuf, Analysis), Error>> = captures
         .par_iter()
         .map(|(inputs, rel)| {
+            let started = std::time::Instant::now();
             let a = crate::analyze(inputs, &opts)?;
+            if args.stats {
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s), {} connections, peak {} open",
+                    a.capture.file,
+                    a.capture.packets,
+                    a.capture.bytes,
+                    secs,
+                    a.capture.bytes as f64 / secs / 1e6,
+                    a.connections.len(),
+                    a.peak_open
+                );
+            }
             let stem = stem(rel);
             if let Some(dir) = &args.out {
                 write_folder(&a, &dir.join(&stem), outputs, opts.detect.cancel_by)?;

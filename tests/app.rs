@@ -298,6 +298,7 @@ fn malformed_tls_and_garbage() {
     }
     assert_eq!(conn(&r, 0)["app"]["tls_malformed"], true);
     assert_eq!(conn(&r, 2)["app"]["protocol"], "other");
+    assert_eq!(conn(&r, 2)["app"]["tls_version"], Value::Null);
 }
 
 /// The real WebSocket racer: both paths upgrade (ws_duplicate), or the loser is cancelled at

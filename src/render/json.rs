@@ -74,8 +74,22 @@ struct AppJson<'a> {
     gaps_server: u32,
 }
 
+/// What a connection whose payload was neither TLS nor HTTP keeps (no box on the record).
+const OTHER: crate::app::AppFacts = crate::app::AppFacts {
+    protocol: crate::app::Protocol::Other,
+    tls: None,
+    request: None,
+    status: None,
+    h2_preface: false,
+    gaps: [0, 0],
+};
+
 fn app_json(c: &Connection) -> Option<AppJson<'_>> {
-    let app = c.rec.app.as_deref()?;
+    let app = match c.rec.app.as_deref() {
+        Some(app) => app,
+        None if c.rec.milestones.first_payload.is_some() => &OTHER,
+        None => return None,
+    };
     let tls = app.tls.as_ref();
     let m = &c.rec.milestones;
     Some(AppJson {

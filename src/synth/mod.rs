@@ -109,7 +109,6 @@ pub struct Scenario {
     pkts: Vec<Pkt>,
     macs: HashMap<IpAddr, [u8; 6]>,
     server_clocks: HashMap<IpAddr, Clock>,
-    next_mac: u8,
     /// Send TCP timestamps on every segment (default true).
     pub timestamps: bool,
 }
@@ -136,7 +135,6 @@ impl Scenario {
             pkts: Vec::new(),
             macs: HashMap::new(),
             server_clocks: HashMap::new(),
-            next_mac: 1,
             timestamps: true,
         }
     }
@@ -152,12 +150,18 @@ impl Scenario {
         self.base + (t_ms * 1e6).round() as i64
     }
 
+    /// A host's MAC, derived from its address (FNV-1a), so that one address has one MAC in
+    /// every scenario (the benchmark generator writes a capture from many scenarios).
     fn mac(&mut self, a: IpAddr) -> [u8; 6] {
         if let Some(m) = self.macs.get(&a) {
             return *m;
         }
-        let m = [0x02, 0, 0, 0, 0, self.next_mac];
-        self.next_mac = self.next_mac.wrapping_add(1);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in a.to_string().bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let [_, _, _, b1, b2, b3, b4, b5] = h.to_be_bytes();
+        let m = [0x02, b1, b2, b3, b4, b5];
         self.macs.insert(a, m);
         m
     }

@@ -1,7 +1,7 @@
 //! One TCP connection attempt: the live state the tracker updates per packet ([`ConnState`])
 //! and the compact record it leaves behind ([`ConnRecord`]) for the detectors and the report.
 
-use crate::app::{http, AppFacts, AppState};
+use crate::app::{http, AppFacts, AppState, Protocol};
 use crate::decode::{Flags, Packet, TcpOptions, TcpView};
 use crate::domain::{Endpoint, Family, Nanos, OptNanos, Seq, Side, Stage};
 use crate::track::history::{conn_state, History, StateFacts};
@@ -560,7 +560,13 @@ impl ConnState {
 
     fn finish_app(&mut self) {
         if let Some(app) = self.app.take() {
-            self.rec.app = Some(Box::new(app.finish()));
+            let facts = app.finish();
+            // Nothing learned about a protocol racetrace does not parse: keep no box.
+            let empty = matches!(facts.protocol, Protocol::Other | Protocol::Unknown)
+                && facts.gaps == [0, 0];
+            if !empty {
+                self.rec.app = Some(Box::new(facts));
+            }
         }
         self.app_done = true;
     }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Benchmark: racetrace `analyze --json` against a bare pcap-parser record walk over the same
+# ~1 GB generated classic pcap (in page cache), plus peak memory; then the tracker's memory on
+# a stream of short connections. Figures go to the README.
+#
+#   bash bench/run.sh [SIZE_BYTES] [SHORT_CONNECTIONS]     (defaults: 1e9 and 10e6)
+#
+# Needs GNU time (/usr/bin/time -v) for peak RSS; the data lands in bench-data/ (ignored by git).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${1:-1000000000}
+SHORT=${2:-10000000}
+mkdir -p bench-data
+cargo build --release --locked --bin racetrace --example gen_capture --example walk
+BIN=target/release
+[ -x /usr/bin/time ] || { echo "install GNU time (apt-get install time)" >&2; exit 2; }
+
+BIG=bench-data/he_${SIZE}.pcap
+[ -f "$BIG" ] || "$BIN/examples/gen_capture" "$BIG" --bytes "$SIZE"
+cat "$BIG" > /dev/null   # into the page cache
+
+best() { # best of 3 wall-clock seconds of a command
+  local b=999999
+  for _ in 1 2 3; do
+    local s e
+    s=$(date +%s.%N); "$@" > /dev/null 2>&1; e=$(date +%s.%N)
+    b=$(echo "$e - $s" | bc -l | awk -v b="$b" '{print ($1 < b) ? $1 : b}')
+  done
+  echo "$b"
+}
+bytes=$(stat -c %s "$BIG")
+walk=$(best "$BIN/examples/walk" "$BIG")
+analyze=$(best "$BIN/racetrace" analyze "$BIG" --json /dev/null)
+/usr/bin/time -v "$BIN/racetrace" analyze "$BIG" --json bench-data/big.json 2> bench-data/time.txt
+rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
+packets=$(python3 -c "import json;d=json.load(open('bench-data/big.json'));print(d['capture']['packets'], d['summary']['connections'], d['summary']['races'], d['capture']['peak_open_connections'])")
+echo "== $BIG: $bytes bytes; packets connections races peak_open: $packets"
+awk -v b="$bytes" -v w="$walk" -v a="$analyze" -v r="$rss" 'BEGIN {
+  printf "record walk      %6.2f s  %7.1f MB/s\n", w, b/w/1e6;
+  printf "analyze --json   %6.2f s  %7.1f MB/s  = %.0f%% of the walk; peak RSS %.0f MB\n", a, b/a/1e6, 100*w/a, r }'
+
+SMALL=bench-data/short_${SHORT}.pcap
+[ -f "$SMALL" ] || "$BIN/examples/gen_capture" "$SMALL" --short "$SHORT"
+for n in $(python3 -c "print(' '.join(str(int($SHORT*f)) for f in (0.1, 0.25, 0.5, 1.0)))"); do
+  part=bench-data/short_part.pcap
+  # The first n connections: 8 packets each plus DNS-free chunks, cut by record count.
+  python3 - "$SMALL" "$part" "$n" <<'PY'
+import struct, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3]) * 8
+with open(src, 'rb') as f, open(dst, 'wb') as g:
+    g.write(f.read(24))
+    for _ in range(n):
+        h = f.read(16)
+        if len(h) < 16: break
+        caplen = struct.unpack('<I', h[8:12])[0]
+        g.write(h); g.write(f.read(caplen))
+PY
+  /usr/bin/time -v "$BIN/racetrace" analyze "$part" --json bench-data/short.json 2> bench-data/time.txt
+  rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
+  peak=$(python3 -c "import json,sys;d=json.load(open('bench-data/short.json'));print(d['capture']['peak_open_connections'], d['summary']['connections'])")
+  echo "short connections: $n  peak_open connections(tracker) total: $peak  peak RSS ${rss} MB"
+done

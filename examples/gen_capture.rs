@@ -1,0 +1,139 @@
+//! Writes a large synthetic capture for the benchmark (`bench/run.sh`), chunk by chunk with the
+//! test capture writer, so memory stays small whatever the size.
+//!
+//! `gen_capture OUT.pcap --bytes N`: dual-stack Happy Eyeballs traffic until the file reaches N
+//! bytes: per fetch a DNS AAAA and A exchange, an IPv6 attempt, and in 70 % of fetches a slow
+//! IPv6 path (IPv4 starts 250 ms later and wins; the late IPv6 SYN-ACK is reset); the winner
+//! carries a small request and a response of full-size segments, then both sides close.
+//! Every segment has TCP timestamps; 1000 dual-stack clients, 20 dual-stack servers.
+//!
+//! `gen_capture OUT.pcap --short N`: N short connections (handshake, one small exchange,
+//! teardown), about 64 open at any time: the stream for the tracker's flat-memory check.
+
+use std::io::{BufWriter, Write};
+
+use racetrace::domain::Side;
+use racetrace::synth::{write_pcap, Link, Scenario, DEFAULT_BASE};
+
+const CHUNK_MS: f64 = 2000.0;
+
+fn client(i: usize) -> (String, String) {
+    let c = i % 1000;
+    (
+        format!("10.{}.{}.{}", 1 + c / 65536, (c / 256) % 256, c % 256),
+        format!("fd00:1::{:x}", c + 1),
+    )
+}
+
+fn server(i: usize) -> (String, String) {
+    let s = i % 20;
+    (
+        format!("198.51.100.{}", s + 1),
+        format!("2001:db8::{:x}", s + 1),
+    )
+}
+
+/// One chunk of Happy Eyeballs fetches starting at `base`.
+fn fetches(base: i64, first: usize, n: usize) -> Scenario {
+    let mut s = Scenario::new().starting_at(base);
+    let response = vec![0x5au8; 1448];
+    for k in 0..n {
+        let g = first + k;
+        let (c4, c6) = client(g);
+        let (s4, s6) = server(g);
+        s.same_host(&c4, &c6);
+        let t = CHUNK_MS * 0.7 * k as f64 / n as f64;
+        let name = format!("svc{}.example", g % 20);
+        s.dns(&c4, "198.51.100.53", t, t + 0.6, &name, 28, &[&s6]);
+        s.dns(&c4, "198.51.100.53", t + 0.05, t + 0.7, &name, 1, &[&s4]);
+        let port = 10_000 + (g % 50_000) as u16;
+        let v6 = s.tcp(&c6, port, &s6, 443);
+        let slow = g % 10 < 7;
+        let winner = if slow {
+            s.syn(v6, t + 1.0);
+            let v4 = s.tcp(&c4, port, &s4, 443);
+            s.handshake(v4, t + 251.0, 1.0);
+            s.synack(v6, t + 320.0).rst(v6, Side::Client, t + 320.02);
+            (v4, t + 253.0)
+        } else {
+            s.handshake(v6, t + 1.0, 1.0);
+            (v6, t + 3.0)
+        };
+        let (c, t1) = winner;
+        s.data(c, Side::Client, t1, &[0x17; 300]);
+        for j in 0..6 {
+            s.data(c, Side::Server, t1 + 1.0 + 0.1 * f64::from(j), &response);
+            if j % 2 == 1 {
+                s.ack(c, Side::Client, t1 + 1.05 + 0.1 * f64::from(j));
+            }
+        }
+        s.fin(c, Side::Client, t1 + 5.0)
+            .fin(c, Side::Server, t1 + 5.2)
+            .ack(c, Side::Client, t1 + 5.3);
+    }
+    s
+}
+
+/// One chunk of short connections.
+fn short(base: i64, first: usize, n: usize) -> Scenario {
+    let mut s = Scenario::new().starting_at(base);
+    for k in 0..n {
+        let g = first + k;
+        let (c4, _) = client(g);
+        let (s4, _) = server(g);
+        let c = s.tcp(&c4, 10_000 + (g % 50_000) as u16, &s4, 80);
+        let t = CHUNK_MS * k as f64 / n as f64;
+        s.handshake(c, t, 0.5);
+        s.data(c, Side::Client, t + 1.0, b"ping");
+        s.data(c, Side::Server, t + 1.5, b"pong");
+        s.fin(c, Side::Client, t + 2.0)
+            .fin(c, Side::Server, t + 2.2)
+            .ack(c, Side::Client, t + 2.3);
+    }
+    s
+}
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: gen_capture OUT.pcap (--bytes N | --short N)";
+    let (Some(out), Some(mode), Some(n)) = (args.get(1), args.get(2), args.get(3)) else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let n: u64 = n.parse().unwrap_or(0);
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+    let mut written = 0u64;
+    let mut first = 0usize;
+    let mut chunk = 0i64;
+    let per_chunk = if mode == "--short" { 64_000 } else { 500 };
+    loop {
+        let base = DEFAULT_BASE + chunk * (CHUNK_MS as i64) * 1_000_000;
+        let take = if mode == "--short" {
+            let left = n.saturating_sub(first as u64) as usize;
+            if left == 0 {
+                break;
+            }
+            left.min(per_chunk)
+        } else {
+            if written >= n {
+                break;
+            }
+            per_chunk
+        };
+        let s = if mode == "--short" {
+            short(base, first, take)
+        } else {
+            fetches(base, first, take)
+        };
+        let bytes = write_pcap(&s.frames(Link::Ethernet), Link::Ethernet, false, 262_144);
+        // The file header once, then only records.
+        let body = if chunk == 0 { &bytes[..] } else { &bytes[24..] };
+        w.write_all(body)?;
+        written += body.len() as u64;
+        first += take;
+        chunk += 1;
+    }
+    w.flush()?;
+    eprintln!("{out}: {written} bytes, {first} fetches/connections");
+    Ok(())
+}
