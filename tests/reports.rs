@@ -248,7 +248,7 @@ fn report_page_is_self_contained_with_a_strict_csp() {
     let s = page.rfind("<script>").unwrap() + "<script>".len();
     let e = page.rfind("</script>").unwrap();
     let digest = sha2::Sha256::digest(&page.as_bytes()[s..e]);
-    let hash = racetrace_b64(&digest);
+    let hash = racetrace::render::html::base64(&digest);
     assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
     // Nothing fetched: no src attributes, no url(), no @import, only relative links.
     for bad in ["src=", "url(", "@import", "href=\"http", "href=\"//"] {
@@ -257,24 +257,6 @@ fn report_page_is_self_contained_with_a_strict_csp() {
     // Headline first, then plain-words findings.
     assert!(page.find("duplicate upgrades").unwrap() < page.find("<h2>Findings").unwrap());
     assert!(page.contains("3 of 3 races sent a WebSocket upgrade on both paths"));
-}
-
-fn racetrace_b64(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                A[((n >> (18 - 6 * i)) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! Content-Security-Policy admits by its SHA-256 hash. Nothing is fetched from anywhere, so
 //! the page opens offline and from a CI artifact store.
 
-use base64_engine::encode as b64;
+pub use base64_engine::encode as base64;
 use minijinja::{context, Environment};
 use polars::prelude::{AnyValue, DataFrame};
 use serde::Serialize;
@@ -24,7 +24,7 @@ pub const MAX_ROWS: usize = 2000;
 /// The Content-Security-Policy of every page: nothing from anywhere, inline styles (the
 /// charts' SVG uses style attributes), images only as data URLs, and exactly one script.
 pub fn csp() -> String {
-    let hash = b64(&Sha256::digest(SCRIPT.as_bytes()));
+    let hash = base64(&Sha256::digest(SCRIPT.as_bytes()));
     format!(
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{hash}'; base-uri 'none'; form-action 'none'"
     )
@@ -429,5 +429,24 @@ mod base64_engine {
             }
         }
         out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// RFC 4648 §10 test vectors.
+        #[test]
+        fn rfc4648_vectors() {
+            for (i, o) in [
+                ("", ""),
+                ("f", "Zg=="),
+                ("fo", "Zm8="),
+                ("foo", "Zm9v"),
+                ("foob", "Zm9vYg=="),
+                ("fooba", "Zm9vYmE="),
+                ("foobar", "Zm9vYmFy"),
+            ] {
+                assert_eq!(super::encode(i.as_bytes()), o);
+            }
+        }
     }
 }
