@@ -11,12 +11,12 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-1000000000}
 SHORT=${2:-10000000}
 mkdir -p bench-data
-cargo build --release --locked --bin racetrace --example gen_capture --example walk
-BIN=target/release
+cargo build --release --locked --features bench-tools --bins
+BIN=${CARGO_TARGET_DIR:-target}/release
 [ -x /usr/bin/time ] || { echo "install GNU time (apt-get install time)" >&2; exit 2; }
 
 BIG=bench-data/he_${SIZE}.pcap
-[ -f "$BIG" ] || "$BIN/examples/gen_capture" "$BIG" --bytes "$SIZE"
+[ -f "$BIG" ] || "$BIN/gen_capture" "$BIG" --bytes "$SIZE"
 cat "$BIG" > /dev/null   # into the page cache
 
 best() { # best of 3 wall-clock seconds of a command
@@ -29,21 +29,21 @@ best() { # best of 3 wall-clock seconds of a command
   echo "$b"
 }
 bytes=$(stat -c %s "$BIG")
-walk=$(best "$BIN/examples/walk" "$BIG")
+walk=$(best "$BIN/walk" "$BIG")
 analyze=$(best "$BIN/racetrace" analyze "$BIG" --json /dev/null)
-/usr/bin/time -v "$BIN/racetrace" analyze "$BIG" --json bench-data/big.json 2> bench-data/time.txt
+/usr/bin/time -v "$BIN/racetrace" analyze "$BIG" --json /dev/null --stats 2> bench-data/time.txt
 rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
-packets=$(python3 -c "import json;d=json.load(open('bench-data/big.json'));print(d['capture']['packets'], d['summary']['connections'], d['summary']['races'], d['capture']['peak_open_connections'])")
-echo "== $BIG: $bytes bytes; packets connections races peak_open: $packets"
+echo "== $BIG ($bytes bytes)"
+grep 'stats:' bench-data/time.txt
 awk -v b="$bytes" -v w="$walk" -v a="$analyze" -v r="$rss" 'BEGIN {
   printf "record walk      %6.2f s  %7.1f MB/s\n", w, b/w/1e6;
   printf "analyze --json   %6.2f s  %7.1f MB/s  = %.0f%% of the walk; peak RSS %.0f MB\n", a, b/a/1e6, 100*w/a, r }'
 
 SMALL=bench-data/short_${SHORT}.pcap
-[ -f "$SMALL" ] || "$BIN/examples/gen_capture" "$SMALL" --short "$SHORT"
+[ -f "$SMALL" ] || "$BIN/gen_capture" "$SMALL" --short "$SHORT"
 for n in $(python3 -c "print(' '.join(str(int($SHORT*f)) for f in (0.1, 0.25, 0.5, 1.0)))"); do
   part=bench-data/short_part.pcap
-  # The first n connections: 8 packets each plus DNS-free chunks, cut by record count.
+  # The first n connections (8 packets each), cut by record count.
   python3 - "$SMALL" "$part" "$n" <<'PY'
 import struct, sys
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3]) * 8
@@ -55,8 +55,7 @@ with open(src, 'rb') as f, open(dst, 'wb') as g:
         caplen = struct.unpack('<I', h[8:12])[0]
         g.write(h); g.write(f.read(caplen))
 PY
-  /usr/bin/time -v "$BIN/racetrace" analyze "$part" --json bench-data/short.json 2> bench-data/time.txt
+  /usr/bin/time -v "$BIN/racetrace" analyze "$part" --json /dev/null --stats 2> bench-data/time.txt
   rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
-  peak=$(python3 -c "import json,sys;d=json.load(open('bench-data/short.json'));print(d['capture']['peak_open_connections'], d['summary']['connections'])")
-  echo "short connections: $n  peak_open connections(tracker) total: $peak  peak RSS ${rss} MB"
+  echo "short connections: $n  peak RSS ${rss} MB  $(grep -o 'in .*' bench-data/time.txt | head -1)"
 done

@@ -5,7 +5,7 @@
 //! from the answer's capture time. AAAA answers in 64:ff9b::/96, or whose low 32 bits equal an
 //! A answer for the same name, reveal a NAT64 prefix (RFC 6052, RFC 7050).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use simple_dns::rdata::RData;
@@ -19,6 +19,9 @@ const DNS_PORT: u16 = 53;
 /// Record types.
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
+/// How far back `name_for` looks for an answer to the connection's own client before taking
+/// the latest answer to anyone.
+const LOOKBACK: usize = 4096;
 /// Bound on kept exchanges (DNS is small, but a capture can be full of it).
 const MAX_EXCHANGES: usize = 1_000_000;
 
@@ -48,10 +51,23 @@ pub struct DnsTable {
     by_addr: HashMap<IpAddr, Vec<(Nanos, usize)>>,
     /// (client, client port, id) → exchange index, for pairing answers with queries.
     pending: HashMap<(IpAddr, u16, u16), usize>,
+    /// Client → its exchanges' indices, in order.
+    by_client: HashMap<IpAddr, Vec<usize>>,
+    /// Per name, the distinct A answers and the AAAA answers by their low 32 bits (prefix
+    /// discovery in O(1) per new address).
+    by_name: HashMap<String, NameAnswers>,
     /// NAT64 prefixes learned (the high 96 bits).
     pub nat64_prefixes: Vec<u128>,
     /// Messages that did not parse.
     pub malformed: u64,
+}
+
+/// Distinct answers for one name.
+#[derive(Debug, Default)]
+struct NameAnswers {
+    v4: HashSet<u32>,
+    /// Low 32 bits → high 96 bits of each AAAA answer.
+    v6: HashMap<u32, Vec<u128>>,
 }
 
 /// The well-known NAT64 prefix 64:ff9b::/96.
@@ -81,6 +97,10 @@ impl DnsTable {
         if !is_response {
             if self.exchanges.len() < MAX_EXCHANGES {
                 self.pending.insert(key, self.exchanges.len());
+                self.by_client
+                    .entry(client)
+                    .or_default()
+                    .push(self.exchanges.len());
                 self.exchanges.push(Exchange {
                     client,
                     name: normalize(&q.qname.to_string()),
@@ -104,6 +124,10 @@ impl DnsTable {
         let idx = match self.pending.remove(&key) {
             Some(i) => i,
             None if self.exchanges.len() < MAX_EXCHANGES => {
+                self.by_client
+                    .entry(client)
+                    .or_default()
+                    .push(self.exchanges.len());
                 self.exchanges.push(Exchange {
                     client,
                     name: normalize(&q.qname.to_string()),
@@ -141,27 +165,32 @@ impl DnsTable {
         let Some(ex) = self.exchanges.get(idx) else {
             return;
         };
-        let mine: Vec<IpAddr> = ex.addrs.clone();
-        let name = ex.name.clone();
-        let others: Vec<IpAddr> = self
-            .exchanges
-            .iter()
-            .filter(|e| e.name == name && e.answer_time.is_some())
-            .flat_map(|e| e.addrs.iter().copied())
-            .collect();
-        for a in mine.iter().chain(others.iter()) {
-            let IpAddr::V6(v6) = a else { continue };
-            let bits = u128::from(*v6);
-            for b in mine.iter().chain(others.iter()) {
-                if let IpAddr::V4(v4) = b {
-                    let prefix = bits & !0xffff_ffff;
-                    if bits & 0xffff_ffff == u128::from(u32::from(*v4))
-                        && prefix != 0
-                        && !self.nat64_prefixes.contains(&prefix)
-                    {
-                        self.nat64_prefixes.push(prefix);
+        let answers = self.by_name.entry(ex.name.clone()).or_default();
+        let mut found = Vec::new();
+        for a in &ex.addrs {
+            match a {
+                IpAddr::V4(v4) => {
+                    let low = u32::from(*v4);
+                    if answers.v4.insert(low) {
+                        found.extend(answers.v6.get(&low).into_iter().flatten().copied());
                     }
                 }
+                IpAddr::V6(v6) => {
+                    let bits = u128::from(*v6);
+                    let (low, prefix) = (bits as u32, bits & !0xffff_ffff);
+                    let list = answers.v6.entry(low).or_default();
+                    if !list.contains(&prefix) {
+                        list.push(prefix);
+                        if answers.v4.contains(&low) {
+                            found.push(prefix);
+                        }
+                    }
+                }
+            }
+        }
+        for prefix in found {
+            if prefix != 0 && !self.nat64_prefixes.contains(&prefix) {
+                self.nat64_prefixes.push(prefix);
             }
         }
     }
@@ -170,15 +199,14 @@ impl DnsTable {
     /// answers to `client` preferred).
     pub fn name_for(&self, addr: &IpAddr, client: &[IpAddr], t: Nanos) -> Option<&str> {
         let list = self.by_addr.get(addr)?;
-        let valid = list.iter().filter(|(at, _)| *at <= t);
-        let pick = |own: bool| {
-            valid.clone().rfind(|(_, i)| {
-                self.exchanges
-                    .get(*i)
-                    .is_some_and(|e| client.contains(&e.client) == own)
-            })
-        };
-        let (_, i) = pick(true).or_else(|| pick(false))?;
+        // Answers are in capture order: those at or before `t` are a prefix.
+        let valid = list.get(..list.partition_point(|(at, _)| *at <= t))?;
+        let own = valid.iter().rev().take(LOOKBACK).find(|(_, i)| {
+            self.exchanges
+                .get(*i)
+                .is_some_and(|e| client.contains(&e.client))
+        });
+        let (_, i) = own.or(valid.last())?;
         self.exchanges.get(*i).map(|e| e.name.as_str())
     }
 
@@ -191,10 +219,27 @@ impl DnsTable {
         clients: &[IpAddr],
         t: Nanos,
     ) -> Option<&Exchange> {
-        self.exchanges
+        // Each client's exchanges are in query order: search back from the last one at or
+        // before `t` for the latest of this name and type.
+        let time = |e: &Exchange| e.answer_time.or(e.query_time);
+        clients
             .iter()
-            .filter(|e| e.name == name && e.qtype == qtype && clients.contains(&e.client))
-            .rfind(|e| e.answer_time.or(e.query_time).is_some_and(|x| x <= t))
+            .filter_map(|c| self.by_client.get(c))
+            .filter_map(|list| {
+                let upto = list.partition_point(|&i| {
+                    self.exchanges
+                        .get(i)
+                        .and_then(|e| e.query_time.or(e.answer_time))
+                        .is_some_and(|x| x <= t)
+                });
+                list.get(..upto)?
+                    .iter()
+                    .rev()
+                    .take(LOOKBACK)
+                    .filter_map(|&i| self.exchanges.get(i))
+                    .find(|e| e.qtype == qtype && e.name == name && time(e).is_some_and(|x| x <= t))
+            })
+            .max_by_key(|e| time(e))
     }
 
     /// True when `addr` is NAT64-synthesised (well-known or learned prefix).

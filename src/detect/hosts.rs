@@ -79,7 +79,13 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
     }
 
     // 2. Pairing by timing, for addresses the MAC did not tie to the other family.
-    let tied: BTreeSet<usize> = ties.keys().copied().collect();
+    let mut tied = vec![false; addrs.len()];
+    for &k in ties.keys() {
+        if let Some(t) = tied.get_mut(k) {
+            *t = true;
+        }
+    }
+    let is_tied = |i: usize| tied.get(i).copied().unwrap_or(true);
     let mut partners: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     let mut how: BTreeMap<(usize, usize), &'static str> = BTreeMap::new();
     let mut syns: Vec<(Nanos, u16, IpAddr, usize)> = conns
@@ -95,7 +101,7 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
         .collect();
     syns.sort();
     let mut note = |a: usize, b: usize, why: &'static str| {
-        if a != b && !tied.contains(&a) && !tied.contains(&b) {
+        if a != b && !is_tied(a) && !is_tied(b) {
             let (fa, fb) = (addrs.get(a).map(Family::of), addrs.get(b).map(Family::of));
             if fa != fb {
                 partners.entry(a).or_default().insert(b);
@@ -108,6 +114,9 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
     // is ambiguous anyway (and the scan stays linear on large captures).
     const LOOKAHEAD: usize = 64;
     for (i, &(t, port, _, a)) in syns.iter().enumerate() {
+        if is_tied(a) {
+            continue;
+        }
         for &(t2, port2, _, b) in syns.iter().skip(i + 1).take(LOOKAHEAD) {
             if t2 - t > window {
                 break;
@@ -121,6 +130,9 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
         let (Some(at), Some(&a)) = (ex.answer_time, index.get(&ex.client)) else {
             continue;
         };
+        if is_tied(a) {
+            continue;
+        }
         let from = syns.partition_point(|s| s.0 < at);
         for &(t, _, server, b) in syns.iter().skip(from).take(LOOKAHEAD) {
             if t - at > window {
