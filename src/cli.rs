@@ -344,8 +344,8 @@ pub fn run(cli: Cli) -> Outcome {
                 .format
                 .unwrap_or(if tty { Format::Table } else { Format::Csv })
             {
-                Format::Table => render::table::connections_table(a, &mut w)?,
-                Format::Csv => render::table::connections_csv(a, &mut w)?,
+                Format::Table => render::terminal::connections_table(a, &mut w)?,
+                Format::Csv => render::terminal::connections_csv(a, &mut w)?,
                 Format::Json => {
                     render::json::write(a, &mut w).map_err(io::Error::other)?;
                     writeln!(w)?;
@@ -355,18 +355,18 @@ pub fn run(cli: Cli) -> Outcome {
         }),
         Command::Races(common) => each(common, &mut outcome, |a| {
             let mut w = BufWriter::new(stdout.lock());
-            render::table::races_table(a, &mut w)?;
+            render::terminal::races_table(a, &mut w)?;
             w.flush()
         }),
         Command::Backends(common) => each(common, &mut outcome, |a| {
             let mut w = BufWriter::new(stdout.lock());
-            render::table::backends_table(a, &mut w)?;
+            render::terminal::backends_table(a, &mut w)?;
             w.flush()
         }),
         Command::Check(args) => check(args, &mut outcome),
         Command::Stale(common) => each(common, &mut outcome, |a| {
             let mut w = BufWriter::new(stdout.lock());
-            render::table::stale_table(a, &mut w)?;
+            render::terminal::stale_table(a, &mut w)?;
             w.flush()
         }),
     };

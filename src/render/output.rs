@@ -187,10 +187,10 @@ pub fn write_index(
     for (stem, a) in rows {
         let mut cells: Vec<String> = tables::capture_row(a)
             .into_iter()
-            .map(|c| crate::render::table::csv_field(&c.1))
+            .map(|c| crate::render::terminal::csv_field(&c.1))
             .collect();
         if let Some(first) = cells.first_mut() {
-            *first = crate::render::table::csv_field(&stem.to_string_lossy());
+            *first = crate::render::terminal::csv_field(&stem.to_string_lossy());
         }
         out.push_str(&cells.join(","));
         out.push('\n');
