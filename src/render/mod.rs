@@ -6,5 +6,5 @@ pub mod charts;
 pub mod html;
 pub mod json;
 pub mod output;
-pub mod terminal;
 pub mod tables;
+pub mod terminal;
