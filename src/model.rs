@@ -429,6 +429,17 @@ pub struct Summary {
     pub median_attempt_delay_ms: Option<f64>,
 }
 
+impl Analysis {
+    /// The first packet's time among the connections (charts and clocks count from it).
+    pub fn epoch(&self) -> Nanos {
+        self.connections
+            .iter()
+            .map(|c| c.rec.first_time)
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 /// Everything learned from one capture.
 #[derive(Clone, Debug)]
 pub struct Analysis {

@@ -148,28 +148,7 @@ fn loser_cancelled_after_tcp_connect_is_no_duplicate() {
 /// wss: both attempts complete TLS 1.3 and send application data: inferred duplicate.
 #[test]
 fn wss_both_complete_tls_and_send_data_is_an_inferred_duplicate() {
-    let mut s = dual();
-    let v6 = s.tcp("fd18::1", 50000, "fd18::2", 443);
-    let v4 = s.tcp("198.18.0.1", 50001, "198.18.0.2", 443);
-    s.syn(v6, 0.0).syn(v4, 250.0);
-    s.synack(v4, 251.0).ack(v4, Side::Client, 251.05);
-    s.synack(v6, 260.0).ack(v6, Side::Client, 260.05);
-    for (c, t) in [(v4, 252.0), (v6, 261.0)] {
-        s.data(
-            c,
-            Side::Client,
-            t,
-            &tls::client_hello("wss.example", &["http/1.1"]),
-        );
-        let mut flight = tls::server_hello(true);
-        flight.extend(tls::change_cipher_spec());
-        flight.extend(tls::app_data(900));
-        s.data(c, Side::Server, t + 1.0, &flight);
-        let mut fin = tls::change_cipher_spec();
-        fin.extend(tls::app_data(53)); // the client's Finished
-        s.data(c, Side::Client, t + 2.0, &fin);
-        s.data(c, Side::Client, t + 3.0, &tls::app_data(300)); // the upgrade, encrypted
-    }
+    let (mut s, v6, v4) = wss_race("wss.example", 50000, 300);
     s.rst(v6, Side::Client, 270.0);
     s.fin(v4, Side::Client, 3000.0);
     let path = write_temp("wss", "a.pcap", &s.to_pcap());

@@ -133,28 +133,8 @@ fn lb_three_stable_backends() -> Scenario {
 /// inferred from sizes (the request itself is encrypted).
 fn wss_inferred_duplicate() -> Scenario {
     use racetrace::synth::tls;
-    let mut s = Scenario::new();
-    s.same_host("198.18.0.1", "fd18::1");
-    let v6 = s.tcp("fd18::1", 45000, "fd18::2", 443);
-    let v4 = s.tcp("198.18.0.1", 45001, "198.18.0.2", 443);
-    s.syn(v6, 0.0).syn(v4, 250.0);
-    s.synack(v4, 251.0).ack(v4, Side::Client, 251.05);
-    s.synack(v6, 260.0).ack(v6, Side::Client, 260.05);
+    let (mut s, v6, v4) = wss_race("ws.example", 45000, 320);
     for (c, t) in [(v4, 252.0), (v6, 261.0)] {
-        s.data(
-            c,
-            Side::Client,
-            t,
-            &tls::client_hello("ws.example", &["http/1.1"]),
-        );
-        let mut flight = tls::server_hello(true);
-        flight.extend(tls::change_cipher_spec());
-        flight.extend(tls::app_data(900));
-        s.data(c, Side::Server, t + 1.0, &flight);
-        let mut fin = tls::change_cipher_spec();
-        fin.extend(tls::app_data(53));
-        s.data(c, Side::Client, t + 2.0, &fin);
-        s.data(c, Side::Client, t + 3.0, &tls::app_data(320));
         s.data(c, Side::Server, t + 4.0, &tls::app_data(180));
     }
     s.fin(v6, Side::Client, 280.0).fin(v6, Side::Server, 280.5);

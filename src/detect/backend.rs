@@ -74,7 +74,7 @@ fn offset_key(rate: f64, (t, ts): (f64, u32)) -> u32 {
 }
 
 /// Ticks between the clock's prediction from `anchor` and `sample` (signed, wrap-aware).
-fn residual(rate: f64, anchor: (f64, u32), sample: (f64, u32)) -> f64 {
+pub fn residual(rate: f64, anchor: (f64, u32), sample: (f64, u32)) -> f64 {
     let predicted = f64::from(anchor.1) + rate * (sample.0 - anchor.0);
     let predicted = predicted.rem_euclid(WRAP) as u64 as u32;
     f64::from(sample.1.wrapping_sub(predicted) as i32)
@@ -93,12 +93,7 @@ pub fn snap(fitted: f64) -> Option<f64> {
 
 /// Find the backends and set `backend` on their connections.
 pub fn detect(a: &mut Analysis) {
-    let epoch = a
-        .connections
-        .iter()
-        .map(|c| c.rec.first_time)
-        .min()
-        .unwrap_or(0);
+    let epoch = a.epoch();
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
 
     let mut by_port: BTreeMap<u16, Vec<Evidence>> = BTreeMap::new();
@@ -264,17 +259,14 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
         }
         match matched {
             Some((ci, ri)) => {
-                let (rate, old, new) = match clusters.get_mut(ci) {
-                    Some(cl) => {
-                        cl.members.push(i);
-                        cl.anchor = first;
-                        let old = cl.key;
-                        cl.key = offset_key(cl.rate, first);
-                        (cl.rate, old, cl.key)
-                    }
-                    None => continue,
+                let Some(cl) = clusters.get_mut(ci) else {
+                    continue;
                 };
-                let _ = rate;
+                cl.members.push(i);
+                cl.anchor = first;
+                let old = cl.key;
+                cl.key = offset_key(cl.rate, first);
+                let new = cl.key;
                 if let Some(idx) = index.get_mut(ri) {
                     if let Some(v) = idx.get_mut(&old) {
                         v.retain(|&x| x != ci);

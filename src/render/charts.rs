@@ -164,6 +164,20 @@ fn ms(from: Nanos, to: Nanos) -> f64 {
     (to - from) as f64 / 1e6
 }
 
+/// Draw the chart's legend in one style everywhere.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Res<DB> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+}
+
 /// The races drawn: duplicate upgrades first, then late cancels, then the most attempts.
 fn timeline_races(a: &Analysis) -> Vec<usize> {
     let mut ids: Vec<usize> = (0..a.races.len()).collect();
@@ -339,13 +353,7 @@ fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> 
                 .legend(move |(x, y)| Circle::new((x + 7, y), 5, color.filled()));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -415,25 +423,14 @@ fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
         }))?
         .label("one race")
         .legend(|(x, y)| Circle::new((x + 7, y), 5, V6.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
 /// Per connection with timestamps: (seconds since the first packet, residual seconds
 /// against the reference clock, backend index or None).
 fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
-    let epoch = a
-        .connections
-        .iter()
-        .map(|c| c.rec.first_time)
-        .min()
-        .unwrap_or(0);
+    let epoch = a.epoch();
     // Reference: the largest backend's clock, else 1000 Hz from the first sample.
     let reference = a
         .backends
@@ -460,9 +457,8 @@ fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
             .as_ref()
             .and_then(|id| a.backends.iter().position(|x| &x.id == id));
         for s in &c.rec.ts_samples {
-            let predicted = f64::from(ts0) + hz * (s.time - t0) as f64 / 1e9;
-            let predicted = predicted.rem_euclid(4_294_967_296.0) as u64 as u32;
-            let resid = f64::from(s.tsval.wrapping_sub(predicted) as i32) / hz;
+            let dt = (s.time - t0) as f64 / 1e9;
+            let resid = crate::detect::backend::residual(hz, (0.0, ts0), (dt, s.tsval)) / hz;
             out.push(((s.time - epoch) as f64 / 1e9, resid, b));
         }
     }
@@ -545,13 +541,7 @@ fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
             ))
             .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }
 
@@ -560,12 +550,7 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     if a.sequences.is_empty() {
         return nothing(root, title, "no client kept two connections to one service");
     }
-    let epoch = a
-        .connections
-        .iter()
-        .map(|c| c.rec.first_time)
-        .min()
-        .unwrap_or(0);
+    let epoch = a.epoch();
     let start = |id: usize| {
         a.connections
             .get(id)
@@ -651,13 +636,7 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
         .label("backend unknown")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], GREY.filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -725,12 +704,6 @@ fn fates<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }

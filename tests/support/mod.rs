@@ -34,20 +34,9 @@ pub fn racetrace(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// `analyze FILE --json -` through the real binary, parsed.
+/// `analyze FILE --json -` through the real binary, parsed into the typed view.
 pub fn analyze_json(path: &Path, extra: &[&str]) -> Report {
-    let p = path.to_str().unwrap();
-    let mut args = vec!["analyze", p, "--json", "-"];
-    args.extend_from_slice(extra);
-    let out = racetrace(&args);
-    assert!(
-        out.status.success(),
-        "racetrace failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    validate(&text);
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&analyze_value(path, extra).1).unwrap()
 }
 
 /// `analyze FILE --json -`: the schema-valid document as a JSON value, and its raw text.
@@ -183,4 +172,39 @@ pub struct Warning {
 /// Seconds-since-epoch of a scenario time, as the report writes it.
 pub fn secs(s: &racetrace::synth::Scenario, t_ms: f64) -> f64 {
     racetrace::domain::epoch_seconds(s.time(t_ms))
+}
+
+/// A wss race: IPv6 attempt at 0 ms (SYN-ACK at 260 ms), IPv4 at 250 ms (connected at once);
+/// both complete a TLS 1.3 handshake for `sni` and send one encrypted record of `request_len`
+/// bytes. The caller adds what follows (closes, replies). Returns (scenario, IPv6, IPv4).
+pub fn wss_race(
+    sni: &str,
+    port: u16,
+    request_len: usize,
+) -> (
+    racetrace::synth::Scenario,
+    racetrace::synth::ConnId,
+    racetrace::synth::ConnId,
+) {
+    use racetrace::domain::Side;
+    use racetrace::synth::{tls, Scenario};
+    let mut s = Scenario::new();
+    s.same_host("198.18.0.1", "fd18::1");
+    let v6 = s.tcp("fd18::1", port, "fd18::2", 443);
+    let v4 = s.tcp("198.18.0.1", port + 1, "198.18.0.2", 443);
+    s.syn(v6, 0.0).syn(v4, 250.0);
+    s.synack(v4, 251.0).ack(v4, Side::Client, 251.05);
+    s.synack(v6, 260.0).ack(v6, Side::Client, 260.05);
+    for (c, t) in [(v4, 252.0), (v6, 261.0)] {
+        s.data(c, Side::Client, t, &tls::client_hello(sni, &["http/1.1"]));
+        let mut flight = tls::server_hello(true);
+        flight.extend(tls::change_cipher_spec());
+        flight.extend(tls::app_data(900));
+        s.data(c, Side::Server, t + 1.0, &flight);
+        let mut fin = tls::change_cipher_spec();
+        fin.extend(tls::app_data(53)); // the client's Finished
+        s.data(c, Side::Client, t + 2.0, &fin);
+        s.data(c, Side::Client, t + 3.0, &tls::app_data(request_len)); // the upgrade, encrypted
+    }
+    (s, v6, v4)
 }
