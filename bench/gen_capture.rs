@@ -7,6 +7,10 @@
 //! carries a small request and a response of full-size segments, then both sides close.
 //! Every segment has TCP timestamps; 1000 dual-stack clients, 20 dual-stack servers.
 //!
+//! `--segment B` sets the response segments' payload size (default 1448, full size); with
+//! `--segment 120` the capture is mostly small packets (about 120 bytes per record on average),
+//! like the 600 MB / 5.2 M-packet reference.
+//!
 //! `gen_capture OUT.pcap --short N`: N short connections (handshake, one small exchange,
 //! teardown), about 64 open at any time: the stream for the tracker's flat-memory check.
 
@@ -34,9 +38,9 @@ fn server(i: usize) -> (String, String) {
 }
 
 /// One chunk of Happy Eyeballs fetches starting at `base`.
-fn fetches(base: i64, first: usize, n: usize) -> Scenario {
+fn fetches(base: i64, first: usize, n: usize, segment: usize) -> Scenario {
     let mut s = Scenario::new().starting_at(base);
-    let response = vec![0x5au8; 1448];
+    let response = vec![0x5au8; segment];
     for k in 0..n {
         let g = first + k;
         let (c4, c6) = client(g);
@@ -95,12 +99,16 @@ fn short(base: i64, first: usize, n: usize) -> Scenario {
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: gen_capture OUT.pcap (--bytes N | --short N)";
+    let usage = "usage: gen_capture OUT.pcap (--bytes N [--segment B] | --short N)";
     let (Some(out), Some(mode), Some(n)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("{usage}");
         std::process::exit(2);
     };
     let n: u64 = n.parse().unwrap_or(0);
+    let segment: usize = match (args.get(4).map(String::as_str), args.get(5)) {
+        (Some("--segment"), Some(b)) => b.parse().unwrap_or(1448).clamp(1, 1448),
+        _ => 1448,
+    };
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     let mut written = 0u64;
     let mut first = 0usize;
@@ -123,7 +131,7 @@ fn main() -> std::io::Result<()> {
         let s = if mode == "--short" {
             short(base, first, take)
         } else {
-            fetches(base, first, take)
+            fetches(base, first, take, segment)
         };
         let bytes = write_pcap(&s.frames(Link::Ethernet), Link::Ethernet, false, 262_144);
         // The file header once, then only records.

@@ -347,7 +347,7 @@ pub fn run(cli: Cli) -> Outcome {
                 Format::Table => render::terminal::connections_table(a, &mut w)?,
                 Format::Csv => render::terminal::connections_csv(a, &mut w)?,
                 Format::Json => {
-                    render::json::write(a, &mut w).map_err(io::Error::other)?;
+                    render::json::write(a, &mut w)?;
                     writeln!(w)?;
                 }
             }
@@ -449,6 +449,31 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     Ok(())
 }
 
+/// The `--stats` line: sizes, the time of each stage and the throughput of the whole.
+fn print_stats(a: &Analysis, render_secs: f64) {
+    let t = &a.timings;
+    let secs = t.read_track + t.detect + render_secs;
+    eprintln!(
+        "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s, detect {:.3} s, render {:.3} s), {} connections, peak {} open",
+        a.capture.file,
+        a.capture.packets,
+        a.capture.bytes,
+        secs,
+        a.capture.bytes as f64 / secs / 1e6,
+        t.read_track,
+        t.detect,
+        render_secs,
+        a.connections.len(),
+        a.peak_open
+    );
+    let each: Vec<String> = t
+        .detectors
+        .iter()
+        .map(|(name, secs)| format!("{name} {secs:.3} s"))
+        .collect();
+    eprintln!("racetrace: stats: detectors: {}", each.join(", "));
+}
+
 fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
     use rayon::prelude::*;
     let opts = args.common.options()?;
@@ -462,34 +487,25 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
     // Each capture on its own rayon task (a capture is analysed by one reader thread and one
     // decoder); results come back in input order, so the output does not depend on the
     // thread count.
-    let results: Vec<Result<(PathBuf, Analysis), Error>> = captures
+    let results: Vec<Result<(PathBuf, Analysis, f64), Error>> = captures
         .par_iter()
         .map(|(inputs, rel)| {
-            let started = std::time::Instant::now();
             let a = crate::analyze(inputs, &opts)?;
-            if args.stats {
-                let secs = started.elapsed().as_secs_f64();
-                eprintln!(
-                    "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s), {} connections, peak {} open",
-                    a.capture.file,
-                    a.capture.packets,
-                    a.capture.bytes,
-                    secs,
-                    a.capture.bytes as f64 / secs / 1e6,
-                    a.connections.len(),
-                    a.peak_open
-                );
-            }
             let stem = stem(rel);
+            let started = std::time::Instant::now();
             if let Some(dir) = &args.out {
                 write_folder(&a, &dir.join(&stem), outputs, opts.detect.cancel_by)?;
             }
-            Ok((stem, a))
+            Ok((stem, a, started.elapsed().as_secs_f64()))
         })
         .collect();
     let mut json_out: Option<Box<dyn Write>> = match args.json.as_deref() {
-        Some("-") => Some(Box::new(BufWriter::new(io::stdout().lock()))),
-        Some(path) => Some(Box::new(BufWriter::new(
+        Some("-") => Some(Box::new(BufWriter::with_capacity(
+            1 << 20,
+            io::stdout().lock(),
+        ))),
+        Some(path) => Some(Box::new(BufWriter::with_capacity(
+            1 << 20,
             std::fs::File::create(path).map_err(|source| Error::Write {
                 path: path.into(),
                 source,
@@ -501,18 +517,20 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
     let mut failed: Vec<String> = Vec::new();
     for r in results {
         match r {
-            Ok((stem, a)) => {
+            Ok((stem, a, folder_secs)) => {
                 for w in &a.warnings {
                     eprintln!("racetrace: warning: {}", w.message);
                 }
+                let started = std::time::Instant::now();
                 if let Some(w) = json_out.as_mut() {
-                    let res = render::json::write(&a, &mut *w)
-                        .map_err(io::Error::other)
-                        .and_then(|_| writeln!(w));
+                    let res = render::json::write(&a, &mut *w).and_then(|_| writeln!(w));
                     res.map_err(|source| Error::Write {
                         path: args.json.clone().unwrap_or_default().into(),
                         source,
                     })?;
+                }
+                if args.stats {
+                    print_stats(&a, started.elapsed().as_secs_f64() + folder_secs);
                 }
                 done.push((stem, a));
             }

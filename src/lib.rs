@@ -56,6 +56,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         .map(|n| CaptureReader::open(n))
         .collect::<Result<Vec<_>>>()?;
     let mut reader = MergedReader::new(readers);
+    let started = std::time::Instant::now();
 
     // Read on a second thread, a few batches ahead; batches go back to be reused.
     let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(4);
@@ -95,6 +96,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     };
     let (capture, diag) = reader.finish();
     let tracked = tracker.finish();
+    let tracked_at = std::time::Instant::now();
 
     let connections = tracked
         .records
@@ -127,8 +129,14 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         stale_reuses: Vec::new(),
         warnings: diag.into_warnings(),
         summary: model::Summary::default(),
+        timings: model::Timings::default(),
     };
-    detect::run(&mut analysis, &dns, &opts.detect);
+    let detectors = detect::run(&mut analysis, &dns, &opts.detect);
     detect::filter::apply(&mut analysis, &opts.filter);
+    analysis.timings = model::Timings {
+        read_track: (tracked_at - started).as_secs_f64(),
+        detect: tracked_at.elapsed().as_secs_f64(),
+        detectors,
+    };
     Ok(analysis)
 }

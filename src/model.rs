@@ -471,4 +471,17 @@ pub struct Analysis {
     pub warnings: Vec<Warning>,
     /// Headline counts.
     pub summary: Summary,
+    /// Wall-clock time each stage took (for `--stats`; not part of the report).
+    pub timings: Timings,
+}
+
+/// Wall-clock seconds spent per pipeline stage of one analysis.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    /// Read, decode and track (they run as one streaming pass).
+    pub read_track: f64,
+    /// The detectors and the report filter.
+    pub detect: f64,
+    /// Each detector by name.
+    pub detectors: Vec<(&'static str, f64)>,
 }

@@ -25,7 +25,9 @@
 //! with one offset per address pair form one backend per client address (no sibling rule
 //! merges them: their offsets say nothing about each other).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::domain::Nanos;
 use crate::model::{Analysis, Backend, ClockRegime};

@@ -5,7 +5,7 @@
 //! from the answer's capture time. AAAA answers in 64:ff9b::/96, or whose low 32 bits equal an
 //! A answer for the same name, reveal a NAT64 prefix (RFC 6052, RFC 7050).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use simple_dns::rdata::RData;
@@ -19,8 +19,7 @@ const DNS_PORT: u16 = 53;
 /// Record types.
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
-/// How far back `name_for` looks for an answer to the connection's own client before taking
-/// the latest answer to anyone.
+/// How far back `exchange` looks through one client's exchanges for a name and type.
 const LOOKBACK: usize = 4096;
 /// Bound on kept exchanges (DNS is small, but a capture can be full of it).
 const MAX_EXCHANGES: usize = 1_000_000;
@@ -49,6 +48,9 @@ pub struct DnsTable {
     pub exchanges: Vec<Exchange>,
     /// Address → (answer time, exchange index), in time order.
     by_addr: HashMap<IpAddr, Vec<(Nanos, usize)>>,
+    /// (address, client) → (answer time, exchange index), in time order: answers to one
+    /// client found in O(log n) however many other clients asked for the same address.
+    by_addr_client: HashMap<(IpAddr, IpAddr), Vec<(Nanos, usize)>>,
     /// (client, client port, id) → exchange index, for pairing answers with queries.
     pending: HashMap<(IpAddr, u16, u16), usize>,
     /// Client → its exchanges' indices, in order.
@@ -147,6 +149,10 @@ impl DnsTable {
         ex.addrs = addrs.clone();
         for a in &addrs {
             self.by_addr.entry(*a).or_default().push((p.time, idx));
+            self.by_addr_client
+                .entry((*a, client))
+                .or_default()
+                .push((p.time, idx));
             if let IpAddr::V6(v6) = a {
                 let bits = u128::from(*v6);
                 if bits & !0xffff_ffff == WKP && !self.nat64_prefixes.contains(&WKP) {
@@ -198,16 +204,18 @@ impl DnsTable {
     /// The name `addr` was an answer for at time `t` (the latest answer at or before `t`;
     /// answers to `client` preferred).
     pub fn name_for(&self, addr: &IpAddr, client: &[IpAddr], t: Nanos) -> Option<&str> {
-        let list = self.by_addr.get(addr)?;
         // Answers are in capture order: those at or before `t` are a prefix.
-        let valid = list.get(..list.partition_point(|(at, _)| *at <= t))?;
-        let own = valid.iter().rev().take(LOOKBACK).find(|(_, i)| {
-            self.exchanges
-                .get(*i)
-                .is_some_and(|e| client.contains(&e.client))
-        });
-        let (_, i) = own.or(valid.last())?;
-        self.exchanges.get(*i).map(|e| e.name.as_str())
+        let latest = |list: &[(Nanos, usize)]| {
+            list.get(..list.partition_point(|(at, _)| *at <= t))
+                .and_then(|valid| valid.last().copied())
+        };
+        let own = client
+            .iter()
+            .filter_map(|c| self.by_addr_client.get(&(*addr, *c)))
+            .filter_map(|list| latest(list))
+            .max_by_key(|(at, _)| *at);
+        let (_, i) = own.or_else(|| latest(self.by_addr.get(addr)?))?;
+        self.exchanges.get(i).map(|e| e.name.as_str())
     }
 
     /// The exchange for `name` of type `qtype` by one of `clients`, the latest whose answer

@@ -3,7 +3,7 @@
 //! and whatever refers only to kept connections; then recount sequences and the summary.
 //! Ids are renumbered in order, so every reference in the filtered report stays consistent.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use crate::domain::Nanos;
 use crate::model::Analysis;

@@ -4,7 +4,9 @@
 //! IPv4 and an IPv6 client address whose SYNs to one server port (or whose DNS answer and
 //! SYN) fall within the race window of each other, when each is the other's only partner.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 use std::net::IpAddr;
 
 use super::dns::DnsTable;

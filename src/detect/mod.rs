@@ -138,10 +138,15 @@ pub fn registry() -> Vec<Box<dyn Detector>> {
     ]
 }
 
-/// Run every detector.
-pub fn run(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
+/// Run every detector; returns each one's name and wall-clock seconds (for `--stats`).
+pub fn run(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) -> Vec<(&'static str, f64)> {
     let ctx = Context { dns, cfg };
-    for d in registry() {
-        d.run(a, &ctx);
-    }
+    registry()
+        .iter()
+        .map(|d| {
+            let started = std::time::Instant::now();
+            d.run(a, &ctx);
+            (d.name(), started.elapsed().as_secs_f64())
+        })
+        .collect()
 }

@@ -124,9 +124,9 @@ struct ConnectionJson<'a> {
     first_record: u64,
     last_record: u64,
     family: Family,
-    client_ip: String,
+    client_ip: Text<std::net::IpAddr>,
     client_port: u16,
-    server_ip: String,
+    server_ip: Text<std::net::IpAddr>,
     server_port: u16,
     handshake_seen: bool,
     syn_time: Option<f64>,
@@ -146,12 +146,12 @@ struct ConnectionJson<'a> {
     role: crate::model::Role,
     backend: Option<&'a str>,
     // extras
-    client: String,
+    client: &'a str,
     service_source: crate::model::NameSource,
     nat64: bool,
     history: &'a str,
     conn_state: &'static str,
-    wireshark_filter: String,
+    wireshark_filter: Text<crate::track::conn::WiresharkFilter<'a>>,
     synack_count: u32,
     packets_client: u64,
     packets_server: u64,
@@ -161,7 +161,17 @@ struct ConnectionJson<'a> {
     app: Option<AppJson<'a>>,
 }
 
-fn connection_json<'a>(c: &'a Connection, a: &Analysis) -> ConnectionJson<'a> {
+/// A value serialised as a JSON string through its `Display` (no intermediate `String`).
+struct Text<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Text<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// `labels`: each host's label, by host index (computed once, not per connection).
+fn connection_json<'a>(c: &'a Connection, labels: &'a [String]) -> ConnectionJson<'a> {
     let r = &c.rec;
     let opts = |i: usize| {
         let o = r.syn_options.get(i).copied().unwrap_or_default();
@@ -177,9 +187,9 @@ fn connection_json<'a>(c: &'a Connection, a: &Analysis) -> ConnectionJson<'a> {
         first_record: r.first_record,
         last_record: r.last_record,
         family: r.family(),
-        client_ip: r.client.ip.to_string(),
+        client_ip: Text(r.client.ip),
         client_port: r.client.port,
-        server_ip: r.server.ip.to_string(),
+        server_ip: Text(r.server.ip),
         server_port: r.server.port,
         handshake_seen: r.handshake_seen,
         syn_time: opt_time(r.syn_time.get()),
@@ -206,12 +216,12 @@ fn connection_json<'a>(c: &'a Connection, a: &Analysis) -> ConnectionJson<'a> {
         race: c.race,
         role: c.role,
         backend: c.backend.as_deref(),
-        client: a.hosts.get(c.host).map(|h| h.label()).unwrap_or_default(),
+        client: labels.get(c.host).map_or("", String::as_str),
         service_source: c.service_source,
         nat64: c.nat64,
         history: r.history.as_str(),
         conn_state: r.conn_state(),
-        wireshark_filter: r.wireshark_filter(),
+        wireshark_filter: Text(r.wireshark_filter()),
         synack_count: r.synack_count,
         packets_client: r.packets[0],
         packets_server: r.packets[1],
@@ -303,8 +313,17 @@ struct HostJson<'a> {
     attempt_delay: Option<&'a crate::model::DelayProfile>,
 }
 
+/// Items serialised per parallel task: big enough to amortise the task, small enough that
+/// the buffers of one round stay a few MB.
+const CHUNK: usize = 4096;
+
 /// Write the analysis as one JSON document.
-pub fn write<W: Write>(a: &Analysis, out: W) -> serde_json::Result<()> {
+///
+/// The document is streamed: the small sections are serialised straight to `out`, and the two
+/// long arrays (connections, races) a round of chunks at a time, each chunk serialised on its
+/// own rayon task into a buffer and written in order. Memory stays at a few chunks whatever
+/// the capture's size, and the output is byte-identical whatever the thread count.
+pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     let capture = CaptureJson {
         file: &a.capture.file,
         format: a.capture.format,
@@ -320,42 +339,81 @@ pub fn write<W: Write>(a: &Analysis, out: W) -> serde_json::Result<()> {
         decode: a.decode,
         peak_open_connections: a.peak_open,
     };
-    #[derive(Serialize)]
-    struct Doc<'a, C: Serialize, R: Serialize, H: Serialize> {
-        schema_version: &'static str,
-        tool: Tool,
-        capture: CaptureJson<'a>,
-        summary: &'a crate::model::Summary,
-        connections: C,
-        services: &'a [crate::model::Service],
-        races: R,
-        backends: &'a [crate::model::Backend],
-        sequences: &'a [crate::model::Sequence],
-        stale_reuses: &'a [crate::model::StaleReuse],
-        warnings: &'a [crate::error::Warning],
-        clients: H,
-    }
-    let doc = Doc {
-        schema_version: "1",
-        tool: Tool {
-            name: "racetrace",
-            version: env!("CARGO_PKG_VERSION"),
-        },
-        capture,
-        summary: &a.summary,
-        connections: each(&a.connections, |c| connection_json(c, a)),
-        services: &a.services,
-        races: each(&a.races, |r| race_json(r, a)),
-        backends: &a.backends,
-        sequences: &a.sequences,
-        stale_reuses: &a.stale_reuses,
-        warnings: &a.warnings,
-        clients: each(&a.hosts, |h| HostJson {
-            client: h.label(),
-            addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
-            tied_by: h.ties.clone(),
-            attempt_delay: h.delays.as_ref(),
-        }),
+    let labels: Vec<String> = a.hosts.iter().map(|h| h.label()).collect();
+    let tool = Tool {
+        name: "racetrace",
+        version: env!("CARGO_PKG_VERSION"),
     };
-    serde_json::to_writer(out, &doc)
+    let w = &mut out;
+    w.write_all(b"{")?;
+    field(w, "schema_version", &"1", true)?;
+    field(w, "tool", &tool, false)?;
+    field(w, "capture", &capture, false)?;
+    field(w, "summary", &a.summary, false)?;
+    w.write_all(b",\"connections\":")?;
+    array(w, &a.connections, |c| connection_json(c, &labels))?;
+    field(w, "services", &a.services, false)?;
+    w.write_all(b",\"races\":")?;
+    array(w, &a.races, |r| race_json(r, a))?;
+    field(w, "backends", &a.backends, false)?;
+    field(w, "sequences", &a.sequences, false)?;
+    field(w, "stale_reuses", &a.stale_reuses, false)?;
+    field(w, "warnings", &a.warnings, false)?;
+    let clients = each(&a.hosts, |h| HostJson {
+        client: h.label(),
+        addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
+        tied_by: h.ties.clone(),
+        attempt_delay: h.delays.as_ref(),
+    });
+    field(w, "clients", &clients, false)?;
+    w.write_all(b"}")
+}
+
+/// `"name":value`, preceded by a comma unless it is the object's first member.
+fn field<W: Write, T: Serialize + ?Sized>(
+    w: &mut W,
+    name: &str,
+    value: &T,
+    first: bool,
+) -> std::io::Result<()> {
+    if !first {
+        w.write_all(b",")?;
+    }
+    serde_json::to_writer(&mut *w, name)?;
+    w.write_all(b":")?;
+    serde_json::to_writer(&mut *w, value)?;
+    Ok(())
+}
+
+/// A JSON array of `items` through `f`, serialised in parallel chunks and written in order.
+fn array<'a, W, T, J, F>(w: &mut W, items: &'a [T], f: F) -> std::io::Result<()>
+where
+    W: Write,
+    T: Sync,
+    J: Serialize,
+    F: Fn(&'a T) -> J + Sync,
+{
+    use rayon::prelude::*;
+    let round = CHUNK * 2 * rayon::current_num_threads().max(1);
+    w.write_all(b"[")?;
+    for (r, part) in items.chunks(round).enumerate() {
+        let bufs: Vec<std::io::Result<Vec<u8>>> = part
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(k, chunk)| {
+                let mut buf = Vec::with_capacity(chunk.len() * 1024);
+                for (i, item) in chunk.iter().enumerate() {
+                    if r + k + i > 0 {
+                        buf.push(b',');
+                    }
+                    serde_json::to_writer(&mut buf, &f(item))?;
+                }
+                Ok(buf)
+            })
+            .collect();
+        for buf in bufs {
+            w.write_all(&buf?)?;
+        }
+    }
+    w.write_all(b"]")
 }

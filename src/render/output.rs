@@ -98,7 +98,7 @@ pub fn write_folder(
     if o.json {
         let path = folder.join("analysis.json");
         let file = fs::File::create(&path).map_err(|e| write_err(&path, e))?;
-        let mut w = BufWriter::new(file);
+        let mut w = BufWriter::with_capacity(1 << 20, file);
         json::write(a, &mut w)
             .map_err(|e| write_err(&path, e))
             .and_then(|_| w.flush().map_err(|e| write_err(&path, e)))?;

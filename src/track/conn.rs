@@ -257,14 +257,27 @@ impl ConnRecord {
     }
 
     /// A Wireshark display filter that selects exactly this connection's packets.
-    pub fn wireshark_filter(&self) -> String {
-        let ip = match self.family() {
+    pub fn wireshark_filter(&self) -> WiresharkFilter<'_> {
+        WiresharkFilter(self)
+    }
+}
+
+/// A Wireshark display filter selecting exactly one connection's packets (its `Display`
+/// writes the filter text without allocating).
+#[derive(Clone, Copy, Debug)]
+pub struct WiresharkFilter<'a>(&'a ConnRecord);
+
+impl std::fmt::Display for WiresharkFilter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        let ip = match r.family() {
             Family::Ipv4 => "ip.addr",
             Family::Ipv6 => "ipv6.addr",
         };
-        format!(
+        write!(
+            f,
             "{ip} == {} && {ip} == {} && tcp.port == {} && tcp.port == {} && frame.number >= {} && frame.number <= {}",
-            self.client.ip, self.server.ip, self.client.port, self.server.port, self.first_record, self.last_record
+            r.client.ip, r.server.ip, r.client.port, r.server.port, r.first_record, r.last_record
         )
     }
 }

@@ -11,7 +11,7 @@
 pub mod conn;
 pub mod history;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 pub use conn::{ConnRecord, ConnState, Milestones, StaleFacts, StaleFailure, TsSample};
 
@@ -112,21 +112,38 @@ impl VantageVotes {
 pub struct Tracked {
     /// Every connection attempt, in order of its first packet.
     pub records: Vec<ConnRecord>,
+    /// While tracking: one slot per attempt, in order of its first packet, filled when the
+    /// connection leaves the table (so the records need no sort at the end).
+    slots: Vec<Option<ConnRecord>>,
     /// Handshake-timing votes for the vantage point.
     pub vantage: VantageVotes,
     /// Most connections open at once.
     pub peak_open: usize,
 }
 
+/// A connection in the table and the slot its record will fill.
+#[derive(Debug)]
+struct Open {
+    slot: usize,
+    conn: ConnState,
+}
+
 /// The connection table.
 #[derive(Debug, Default)]
 pub struct Tracker {
     cfg: TrackConfig,
-    table: HashMap<ConnKey, ConnState>,
+    table: HashMap<ConnKey, Open>,
     out: Tracked,
     now: Nanos,
     last_sweep: Nanos,
     since_sweep: usize,
+}
+
+impl Tracked {
+    fn new_slot(&mut self) -> usize {
+        self.slots.push(None);
+        self.slots.len() - 1
+    }
 }
 
 impl Tracker {
@@ -158,19 +175,29 @@ impl Tracker {
             },
         );
         let conn = match self.table.get_mut(&key) {
-            Some(c) => {
-                let side = c.side_of(src);
-                if t.flags.is_syn() && c.is_new_attempt(side, t.seq) {
-                    let fresh = ConnState::new(p, t);
-                    let old = std::mem::replace(c, fresh);
+            Some(open) => {
+                let side = open.conn.side_of(src);
+                if t.flags.is_syn() && open.conn.is_new_attempt(side, t.seq) {
+                    let fresh = Open {
+                        slot: self.out.new_slot(),
+                        conn: ConnState::new(p, t),
+                    };
+                    let old = std::mem::replace(open, fresh);
                     Self::finish_one(&mut self.out, old);
                 }
-                c
+                &mut open.conn
             }
-            None => self
-                .table
-                .entry(key)
-                .or_insert_with(|| ConnState::new(p, t)),
+            None => {
+                let slot = self.out.new_slot();
+                &mut self
+                    .table
+                    .entry(key)
+                    .or_insert_with(|| Open {
+                        slot,
+                        conn: ConnState::new(p, t),
+                    })
+                    .conn
+            }
         };
         let side = conn.side_of(src);
         conn.update(p, t, side, &self.cfg);
@@ -188,19 +215,21 @@ impl Tracker {
         self.last_sweep = self.now;
         self.since_sweep = 0;
         let (now, cfg) = (self.now, self.cfg);
-        let expired = self.table.extract_if(|_, c| {
-            let quiet = now - c.rec.last_time;
-            quiet >= cfg.idle_timeout || (c.is_closed() && quiet >= cfg.linger)
+        let expired = self.table.extract_if(|_, open| {
+            let quiet = now - open.conn.rec.last_time;
+            quiet >= cfg.idle_timeout || (open.conn.is_closed() && quiet >= cfg.linger)
         });
         for (_, c) in expired {
             Self::finish_one(&mut self.out, c);
         }
     }
 
-    fn finish_one(out: &mut Tracked, c: ConnState) {
-        let rec = c.into_record();
+    fn finish_one(out: &mut Tracked, open: Open) {
+        let rec = open.conn.into_record();
         out.vantage.vote(&rec);
-        out.records.push(rec);
+        if let Some(slot) = out.slots.get_mut(open.slot) {
+            *slot = Some(rec);
+        }
     }
 
     /// Drain the table: every connection still open is reported too.
@@ -208,7 +237,10 @@ impl Tracker {
         for (_, c) in self.table.drain() {
             Self::finish_one(&mut self.out, c);
         }
-        self.out.records.sort_by_key(|r| r.first_record);
+        self.out.records = std::mem::take(&mut self.out.slots)
+            .into_iter()
+            .flatten()
+            .collect();
         self.out
     }
 }
