@@ -5,7 +5,8 @@
 //! bytes: per fetch a DNS AAAA and A exchange, an IPv6 attempt, and in 70 % of fetches a slow
 //! IPv6 path (IPv4 starts 250 ms later and wins; the late IPv6 SYN-ACK is reset); the winner
 //! carries a small request and a response of full-size segments, then both sides close.
-//! Every segment has TCP timestamps; 1000 dual-stack clients, 20 dual-stack servers.
+//! Every segment has TCP timestamps; 1000 dual-stack clients, 20 dual-stack servers, each with
+//! one timestamp clock for both its addresses (20 backends).
 //!
 //! `--segment B` sets the response segments' payload size (default 1448, full size); with
 //! `--segment 120` the capture is mostly small packets (about 120 bytes per record on average),
@@ -40,6 +41,16 @@ fn server(i: usize) -> (String, String) {
 /// One chunk of Happy Eyeballs fetches starting at `base`.
 fn fetches(base: i64, first: usize, n: usize, segment: usize) -> Scenario {
     let mut s = Scenario::new().starting_at(base);
+    // Each server keeps one TCP timestamp clock across chunks (its IPv4 and IPv6 addresses
+    // share it): 20 backends for the backend detector, at 1000, 250 and 100 Hz.
+    let since_start = (base - DEFAULT_BASE) as f64 / 1e9;
+    for k in 0..20 {
+        let (s4, s6) = server(k);
+        let hz = [1000.0, 250.0, 100.0][k % 3];
+        let offset = (k as f64 * 123_456_789.0 + hz * since_start).rem_euclid(4_294_967_296.0);
+        s.server_clock(&s4, hz, offset as u32);
+        s.server_clock(&s6, hz, offset as u32);
+    }
     let response = vec![0x5au8; segment];
     for k in 0..n {
         let g = first + k;

@@ -454,7 +454,7 @@ fn print_stats(a: &Analysis, render_secs: f64) {
     let t = &a.timings;
     let secs = t.read_track + t.detect + render_secs;
     eprintln!(
-        "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s, detect {:.3} s, render {:.3} s), {} connections, peak {} open",
+        "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s, detect {:.3} s, render {:.3} s), {} connections, peak {} open ({} in the tracker's tables)",
         a.capture.file,
         a.capture.packets,
         a.capture.bytes,
@@ -464,7 +464,8 @@ fn print_stats(a: &Analysis, render_secs: f64) {
         t.detect,
         render_secs,
         a.connections.len(),
-        a.peak_open
+        a.peak_open,
+        t.table_peak
     );
     let each: Vec<String> = t
         .detectors

@@ -31,12 +31,12 @@ pub mod track;
 
 use std::sync::mpsc;
 
-use decode::{decode, DecodeStats, L4};
-use detect::{DetectConfig, DnsTable};
+use detect::DetectConfig;
 use error::Result;
 use model::{Analysis, Connection, NameSource, Role};
 use read::{Batch, CaptureReader, MergedReader};
-use track::{TrackConfig, Tracker};
+use track::parallel::{Output, Sharded};
+use track::TrackConfig;
 
 /// Settings for one analysis.
 #[derive(Clone, Debug, Default)]
@@ -58,12 +58,11 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let mut reader = MergedReader::new(readers);
     let started = std::time::Instant::now();
 
-    // Read on a second thread, a few batches ahead; batches go back to be reused.
+    // Read on a second thread, a few batches ahead; batches go back to be reused. Decode and
+    // track run on every core (rayon), sharded by connection.
     let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(4);
     let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
-    let mut tracker = Tracker::new(opts.track);
-    let mut dns = DnsTable::default();
-    let mut stats = DecodeStats::default();
+    let mut sharded = Sharded::new(opts.track, rayon::current_num_threads());
     let reader = std::thread::scope(|s| {
         let producer = s.spawn(move || {
             loop {
@@ -75,16 +74,8 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
             reader
         });
         for batch in full_rx {
-            for frame in batch.iter() {
-                let outcome = decode(&frame);
-                stats.count(&outcome);
-                match outcome {
-                    Ok(p) => match p.l4 {
-                        L4::Tcp(t) => tracker.on_tcp(&p, &t),
-                        L4::Udp(u) => dns.on_udp(&p, &u),
-                    },
-                    Err(_) => continue,
-                }
+            if std::env::var_os("RT_READONLY").is_none() {
+                sharded.feed(&batch);
             }
             let _ = empty_tx.send(batch);
         }
@@ -95,9 +86,14 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         Err(panic) => std::panic::resume_unwind(panic),
     };
     let (capture, diag) = reader.finish();
-    let tracked = tracker.finish();
+    let Output {
+        tracked,
+        dns,
+        stats,
+    } = sharded.finish();
     let tracked_at = std::time::Instant::now();
 
+    let peak_open = track::concurrent(&tracked.records);
     let connections = tracked
         .records
         .into_iter()
@@ -119,7 +115,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         decode: stats,
         vantage: tracked.vantage.verdict(),
         vantage_votes: tracked.vantage,
-        peak_open: tracked.peak_open,
+        peak_open,
         connections,
         hosts: Vec::new(),
         services: Vec::new(),
@@ -137,6 +133,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         read_track: (tracked_at - started).as_secs_f64(),
         detect: tracked_at.elapsed().as_secs_f64(),
         detectors,
+        table_peak: tracked.peak_open,
     };
     Ok(analysis)
 }

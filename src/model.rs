@@ -451,7 +451,8 @@ pub struct Analysis {
     pub vantage: Vantage,
     /// The votes behind it.
     pub vantage_votes: VantageVotes,
-    /// Most connections open at once in the tracker.
+    /// Most connections open at once: with packets both at or before and at or after one
+    /// record (from the records, so independent of how the tracker was sharded).
     pub peak_open: usize,
     /// Connections, by id.
     pub connections: Vec<Connection>,
@@ -471,7 +472,7 @@ pub struct Analysis {
     pub warnings: Vec<Warning>,
     /// Headline counts.
     pub summary: Summary,
-    /// Wall-clock time each stage took (for `--stats`; not part of the report).
+    /// Wall-clock time each stage took and the tracker's peak (for `--stats`; not in the report).
     pub timings: Timings,
 }
 
@@ -484,4 +485,7 @@ pub struct Timings {
     pub detect: f64,
     /// Each detector by name.
     pub detectors: Vec<(&'static str, f64)>,
+    /// Most connections held in the tracker's tables at once (sampled per batch): what the
+    /// tracker's memory follows.
+    pub table_peak: usize,
 }

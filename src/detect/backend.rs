@@ -27,8 +27,6 @@
 
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashMapExt};
-
 use crate::domain::Nanos;
 use crate::model::{Analysis, Backend, ClockRegime};
 
@@ -135,13 +133,17 @@ pub fn detect(a: &mut Analysis) {
             candidates = COMMON_RATES.to_vec();
         }
         let clusters = cluster(&ev, &candidates);
-        // Each connection goes to the largest cluster holding it.
-        let mut best: HashMap<usize, usize> = HashMap::new();
+        // Each connection goes to the largest cluster holding it (by evidence index).
+        let mut best: Vec<Option<usize>> = vec![None; ev.len()];
         for (ci, cl) in clusters.iter().enumerate() {
             for &m in &cl.members {
-                let e = best.entry(m).or_insert(ci);
-                if clusters[*e].members.len() < cl.members.len() {
-                    *e = ci;
+                if let Some(slot) = best.get_mut(m) {
+                    let larger = slot
+                        .and_then(|b| clusters.get(b))
+                        .is_none_or(|b| b.members.len() < cl.members.len());
+                    if larger {
+                        *slot = Some(ci);
+                    }
                 }
             }
         }
@@ -150,7 +152,7 @@ pub fn detect(a: &mut Analysis) {
                 .members
                 .iter()
                 .copied()
-                .filter(|m| best.get(m) == Some(&ci))
+                .filter(|&m| best.get(m).copied().flatten() == Some(ci))
                 .collect();
             let evs: Vec<&Evidence> = members.iter().filter_map(|&m| ev.get(m)).collect();
             let long_lived = evs.len() == 1
@@ -182,22 +184,25 @@ pub fn detect(a: &mut Analysis) {
                 rate_inferred,
             } = found;
             let id = format!("B{}", i + 1);
-            let mut services = Vec::new();
-            let mut ips = Vec::new();
+            let mut services: Vec<&str> = Vec::new();
+            let mut addrs: Vec<std::net::IpAddr> = Vec::new();
+            for c in ids.iter().filter_map(|&cid| a.connections.get(cid)) {
+                if !services.contains(&c.service.as_str()) {
+                    services.push(&c.service);
+                }
+                if !addrs.contains(&c.rec.server.ip) {
+                    addrs.push(c.rec.server.ip);
+                }
+            }
+            let mut services: Vec<String> = services.into_iter().map(str::to_string).collect();
+            let mut ips: Vec<String> = addrs.iter().map(|ip| ip.to_string()).collect();
+            services.sort();
+            ips.sort();
             for &cid in &ids {
                 if let Some(c) = a.connections.get_mut(cid) {
                     c.backend = Some(id.clone());
-                    if !services.contains(&c.service) {
-                        services.push(c.service.clone());
-                    }
-                    let ip = c.rec.server.ip.to_string();
-                    if !ips.contains(&ip) {
-                        ips.push(ip);
-                    }
                 }
             }
-            services.sort();
-            ips.sort();
             let fitted = theil_sen(&samples);
             let span = samples.iter().map(|s| s.0).fold(f64::NAN, f64::max)
                 - samples.iter().map(|s| s.0).fold(f64::NAN, f64::min);

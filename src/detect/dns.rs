@@ -75,28 +75,95 @@ struct NameAnswers {
 /// The well-known NAT64 prefix 64:ff9b::/96.
 const WKP: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
 
+/// The facts of one DNS message the table keeps, parsed on its own (so that parsing can run on
+/// any thread and the table only records).
+#[derive(Clone, Debug)]
+pub struct DnsMessage {
+    id: u16,
+    response: bool,
+    /// The first question's name, normalised.
+    name: String,
+    qtype: u16,
+    /// A and AAAA answers (after any CNAME chain).
+    addrs: Vec<IpAddr>,
+}
+
+impl DnsMessage {
+    /// Parse a UDP payload; `None` when it is a DNS message without a question.
+    pub fn parse(payload: &[u8]) -> Result<Option<DnsMessage>, Malformed> {
+        let msg = DnsPacket::parse(payload).map_err(|_| Malformed)?;
+        let Some(q) = msg.questions.first() else {
+            return Ok(None);
+        };
+        let response = msg.has_flags(PacketFlag::RESPONSE);
+        let addrs = if response {
+            msg.answers
+                .iter()
+                .filter_map(|rr| match &rr.rdata {
+                    RData::A(a) => Some(IpAddr::V4(Ipv4Addr::from(a.address))),
+                    RData::AAAA(a) => Some(IpAddr::V6(Ipv6Addr::from(a.address))),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(DnsMessage {
+            id: msg.id(),
+            response,
+            name: normalize(&q.qname.to_string()),
+            qtype: u16::from(q.qtype),
+            addrs,
+        }))
+    }
+}
+
+/// A datagram on the DNS port that does not parse as DNS.
+#[derive(Clone, Copy, Debug)]
+pub struct Malformed;
+
+/// True when a UDP datagram is on the DNS port either way.
+pub fn is_dns(u: &UdpView<'_>) -> bool {
+    u.src_port == DNS_PORT || u.dst_port == DNS_PORT
+}
+
 impl DnsTable {
     /// Observe one UDP datagram (anything not on port 53 is ignored).
     pub fn on_udp(&mut self, p: &Packet<'_>, u: &UdpView<'_>) {
-        if u.src_port != DNS_PORT && u.dst_port != DNS_PORT {
-            return;
+        if is_dns(u) {
+            self.on_message(p, u, DnsMessage::parse(u.payload));
         }
-        let Ok(msg) = DnsPacket::parse(u.payload) else {
-            self.malformed += 1;
-            return;
+    }
+
+    /// Record one parsed DNS message (from [`DnsMessage::parse`]) carried by `p`/`u`.
+    pub fn on_message(
+        &mut self,
+        p: &Packet<'_>,
+        u: &UdpView<'_>,
+        parsed: Result<Option<DnsMessage>, Malformed>,
+    ) {
+        let msg = match parsed {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(Malformed) => {
+                self.malformed += 1;
+                return;
+            }
         };
-        let Some(q) = msg.questions.first() else {
-            return;
-        };
-        let qtype = u16::from(q.qtype);
-        let is_response = msg.has_flags(PacketFlag::RESPONSE);
-        let (client, client_port) = if is_response {
+        let DnsMessage {
+            id,
+            response,
+            name,
+            qtype,
+            addrs,
+        } = msg;
+        let (client, client_port) = if response {
             (p.dst, u.dst_port)
         } else {
             (p.src, u.src_port)
         };
-        let key = (client, client_port, msg.id());
-        if !is_response {
+        let key = (client, client_port, id);
+        if !response {
             if self.exchanges.len() < MAX_EXCHANGES {
                 self.pending.insert(key, self.exchanges.len());
                 self.by_client
@@ -105,7 +172,7 @@ impl DnsTable {
                     .push(self.exchanges.len());
                 self.exchanges.push(Exchange {
                     client,
-                    name: normalize(&q.qname.to_string()),
+                    name,
                     qtype,
                     query_time: Some(p.time),
                     answer_time: None,
@@ -114,15 +181,6 @@ impl DnsTable {
             }
             return;
         }
-        let addrs: Vec<IpAddr> = msg
-            .answers
-            .iter()
-            .filter_map(|rr| match &rr.rdata {
-                RData::A(a) => Some(IpAddr::V4(Ipv4Addr::from(a.address))),
-                RData::AAAA(a) => Some(IpAddr::V6(Ipv6Addr::from(a.address))),
-                _ => None,
-            })
-            .collect();
         let idx = match self.pending.remove(&key) {
             Some(i) => i,
             None if self.exchanges.len() < MAX_EXCHANGES => {
@@ -132,7 +190,7 @@ impl DnsTable {
                     .push(self.exchanges.len());
                 self.exchanges.push(Exchange {
                     client,
-                    name: normalize(&q.qname.to_string()),
+                    name,
                     qtype,
                     query_time: None,
                     answer_time: None,
@@ -142,11 +200,6 @@ impl DnsTable {
             }
             None => return,
         };
-        let Some(ex) = self.exchanges.get_mut(idx) else {
-            return;
-        };
-        ex.answer_time = Some(p.time);
-        ex.addrs = addrs.clone();
         for a in &addrs {
             self.by_addr.entry(*a).or_default().push((p.time, idx));
             self.by_addr_client
@@ -160,6 +213,11 @@ impl DnsTable {
                 }
             }
         }
+        let Some(ex) = self.exchanges.get_mut(idx) else {
+            return;
+        };
+        ex.answer_time = Some(p.time);
+        ex.addrs = addrs;
         if qtype == TYPE_AAAA || qtype == TYPE_A {
             self.learn_nat64(idx);
         }
@@ -171,7 +229,12 @@ impl DnsTable {
         let Some(ex) = self.exchanges.get(idx) else {
             return;
         };
-        let answers = self.by_name.entry(ex.name.clone()).or_default();
+        if !self.by_name.contains_key(&ex.name) {
+            self.by_name.insert(ex.name.clone(), NameAnswers::default());
+        }
+        let Some(answers) = self.by_name.get_mut(&ex.name) else {
+            return;
+        };
         let mut found = Vec::new();
         for a in &ex.addrs {
             match a {

@@ -51,6 +51,12 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
                     && (name.is_none() || g.name.is_none() || name == g.name)
             };
             let est = c.rec.established_time.get();
+            // Groups whose last SYN is past the window can take no later attempt: close them,
+            // so the search stays over the few groups still open.
+            groups.extend(
+                open.extract_if(.., |g| t - g.last_syn > cfg.race_window)
+                    .map(|g| g.members),
+            );
             match open.iter_mut().rev().find(|g| fits(g)) {
                 Some(g) => {
                     g.members.push(id);
@@ -85,13 +91,18 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
         ips.len() >= 2
     });
     groups.sort_by_key(|m| {
-        m.first()
-            .and_then(|&i| conns.get(i))
-            .and_then(|c| c.rec.syn_time.get())
+        let first = m.first().copied();
+        (
+            first
+                .and_then(|i| conns.get(i))
+                .and_then(|c| c.rec.syn_time.get()),
+            first,
+        )
     });
 
+    let labels: Vec<String> = a.hosts.iter().map(|h| h.label()).collect();
     for (race_id, members) in groups.into_iter().enumerate() {
-        let race = build(race_id, &members, a, dns, cfg.cancel_by);
+        let race = build(race_id, &members, a, &labels, dns, cfg.cancel_by);
         for &id in &race.attempts {
             if let Some(c) = a.connections.get_mut(id) {
                 c.race = Some(race_id);
@@ -157,7 +168,15 @@ pub fn delay_profiles(a: &mut Analysis) {
     }
 }
 
-fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: Stage) -> Race {
+/// `labels`: each host's label, by host index.
+fn build(
+    id: usize,
+    members: &[usize],
+    a: &Analysis,
+    labels: &[String],
+    dns: &DnsTable,
+    cancel_by: Stage,
+) -> Race {
     let get = |i: usize| a.connections.get(i);
     let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
     let start_time = attempts
@@ -170,10 +189,9 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: 
         .iter()
         .max_by_key(|c| (c.service_source, std::cmp::Reverse(c.id)));
     let service = best.map(|c| c.service.clone()).unwrap_or_default();
-    let client = a
-        .hosts
+    let client = labels
         .get(attempts.first().map_or(0, |c| c.host))
-        .map(|h| h.label())
+        .cloned()
         .unwrap_or_default();
 
     // Winner: among attempts that connected, the one the client closed last (never = last);

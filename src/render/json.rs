@@ -394,25 +394,30 @@ where
     F: Fn(&'a T) -> J + Sync,
 {
     use rayon::prelude::*;
-    let round = CHUNK * 2 * rayon::current_num_threads().max(1);
+    let chunks_per_round = 2 * rayon::current_num_threads().max(1);
+    // One buffer per chunk of a round, reused round after round (fresh buffers would cost a
+    // page fault per 4 KiB of output).
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); chunks_per_round];
     w.write_all(b"[")?;
-    for (r, part) in items.chunks(round).enumerate() {
-        let bufs: Vec<std::io::Result<Vec<u8>>> = part
+    for (r, part) in items.chunks(CHUNK * chunks_per_round).enumerate() {
+        let done: Vec<std::io::Result<()>> = part
             .par_chunks(CHUNK)
+            .zip(bufs.par_iter_mut())
             .enumerate()
-            .map(|(k, chunk)| {
-                let mut buf = Vec::with_capacity(chunk.len() * 1024);
+            .map(|(k, (chunk, buf))| {
+                buf.clear();
                 for (i, item) in chunk.iter().enumerate() {
                     if r + k + i > 0 {
                         buf.push(b',');
                     }
-                    serde_json::to_writer(&mut buf, &f(item))?;
+                    serde_json::to_writer(&mut *buf, &f(item))?;
                 }
-                Ok(buf)
+                Ok(())
             })
             .collect();
-        for buf in bufs {
-            w.write_all(&buf?)?;
+        for (res, buf) in done.into_iter().zip(&bufs) {
+            res?;
+            w.write_all(buf)?;
         }
     }
     w.write_all(b"]")

@@ -10,6 +10,7 @@
 
 pub mod conn;
 pub mod history;
+pub mod parallel;
 
 use foldhash::HashMap;
 
@@ -76,6 +77,13 @@ impl VantageVotes {
     /// Handshakes shorter than this (loopback) say nothing about where the capture was taken.
     const MIN_HANDSHAKE: Nanos = 20_000;
 
+    /// Add another tracker's votes.
+    pub fn add(&mut self, o: &VantageVotes) {
+        self.client += o.client;
+        self.server += o.server;
+        self.middle += o.middle;
+    }
+
     fn vote(&mut self, rec: &ConnRecord) {
         let Some((a, b)) = rec.handshake_legs() else {
             return;
@@ -117,8 +125,27 @@ pub struct Tracked {
     slots: Vec<Option<ConnRecord>>,
     /// Handshake-timing votes for the vantage point.
     pub vantage: VantageVotes,
-    /// Most connections open at once.
+    /// Most connections in the table at once (in memory; closed ones linger a few seconds).
     pub peak_open: usize,
+}
+
+/// Most connections open at once among `records` (sorted by first record): open from their
+/// first record to their last.
+pub fn concurrent(records: &[ConnRecord]) -> usize {
+    use std::cmp::Reverse;
+    let mut ends = std::collections::BinaryHeap::new();
+    let mut peak = 0;
+    for r in records {
+        while ends
+            .peek()
+            .is_some_and(|&Reverse(end)| end < r.first_record)
+        {
+            ends.pop();
+        }
+        ends.push(Reverse(r.last_record));
+        peak = peak.max(ends.len());
+    }
+    peak
 }
 
 /// A connection in the table and the slot its record will fill.
@@ -140,6 +167,37 @@ pub struct Tracker {
 }
 
 impl Tracked {
+    /// Merge the output of several trackers that saw disjoint connections: records in order
+    /// of first record, votes added, the largest peak.
+    pub fn merge(parts: Vec<Tracked>) -> Tracked {
+        let mut out = Tracked::default();
+        let mut iters: Vec<_> = parts
+            .into_iter()
+            .map(|p| {
+                out.vantage.add(&p.vantage);
+                out.peak_open = out.peak_open.max(p.peak_open);
+                p.records.into_iter().peekable()
+            })
+            .collect();
+        out.records
+            .reserve(iters.iter().map(|i| i.len()).sum::<usize>());
+        loop {
+            let next = iters
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(k, it)| it.peek().map(|r| (r.first_record, k)))
+                .min();
+            let Some(rec) = next
+                .and_then(|(_, k)| iters.get_mut(k))
+                .and_then(|it| it.next())
+            else {
+                break;
+            };
+            out.records.push(rec);
+        }
+        out
+    }
+
     fn new_slot(&mut self) -> usize {
         self.slots.push(None);
         self.slots.len() - 1

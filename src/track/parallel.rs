@@ -1,0 +1,155 @@
+//! Decode and track on every core, keeping each connection's packets in capture order.
+//!
+//! Per batch of frames from the reader, two parallel steps:
+//!
+//! 1. **Decode**: the batch is cut into runs of frames, each decoded on its own rayon task into
+//!    packet views (borrowing the batch) tagged with their shard.
+//! 2. **Track**: each shard owns a [`Tracker`] for the connections whose 4-tuple hashes to it
+//!    (the hash is symmetric, so both directions land in one shard) and walks the decoded runs
+//!    in order, taking its own packets. DNS messages, parsed in step 1, are recorded in the
+//!    [`DnsTable`] on a task of their own beside the shards.
+//!
+//! A connection is only ever touched by one shard, in capture order, so the result is the same
+//! as one tracker's whatever the number of shards; the records are merged by first record.
+
+use rayon::prelude::*;
+
+use super::{TrackConfig, Tracked, Tracker};
+use crate::decode::UdpView;
+use crate::decode::{decode, DecodeStats, Packet, L4};
+use crate::detect::dns::{is_dns, DnsMessage, Malformed};
+use crate::detect::DnsTable;
+use crate::read::Batch;
+
+/// Frames decoded per task.
+const RUN: usize = 2048;
+
+/// A datagram on the DNS port, its message parsed in the decode step.
+type DnsItem<'a> = (
+    Packet<'a>,
+    UdpView<'a>,
+    Result<Option<DnsMessage>, Malformed>,
+);
+
+/// One run of decoded frames: TCP segments tagged with their shard, DNS datagrams, counts.
+type Run<'a> = (Vec<(usize, Packet<'a>)>, Vec<DnsItem<'a>>, DecodeStats);
+
+/// The decode and track stages over `n` shards.
+pub struct Sharded {
+    trackers: Vec<Tracker>,
+    dns: DnsTable,
+    stats: DecodeStats,
+    peak_open: usize,
+}
+
+/// What the decode and track stages hand on.
+pub struct Output {
+    /// Connection records and vantage votes.
+    pub tracked: Tracked,
+    /// DNS exchanges.
+    pub dns: DnsTable,
+    /// Decode counts.
+    pub stats: DecodeStats,
+}
+
+/// The shard of a packet: a direction-symmetric hash of its addresses and ports.
+fn shard_of(p: &Packet<'_>, n: usize) -> usize {
+    let L4::Tcp(t) = &p.l4 else {
+        return 0;
+    };
+    let low = |ip: &std::net::IpAddr| -> u32 {
+        match ip {
+            std::net::IpAddr::V4(a) => u32::from(*a),
+            std::net::IpAddr::V6(a) => (u128::from(*a) as u32) ^ ((u128::from(*a) >> 64) as u32),
+        }
+    };
+    // XOR is symmetric in source and destination; the multiply spreads the bits.
+    let h =
+        (low(&p.src) ^ low(&p.dst) ^ u32::from(t.src_port ^ t.dst_port)).wrapping_mul(0x9e37_79b1);
+    (h >> 16) as usize % n.max(1)
+}
+
+/// Decode frames `range` of `batch`.
+fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize) -> Run<'_> {
+    let mut stats = DecodeStats::default();
+    let mut tcp = Vec::with_capacity(range.len());
+    let mut dns = Vec::new();
+    for frame in range.filter_map(|i| batch.get(i)) {
+        let outcome = decode(&frame);
+        stats.count(&outcome);
+        match outcome {
+            Ok(p) => match p.l4 {
+                L4::Tcp(_) => tcp.push((shard_of(&p, n), p)),
+                L4::Udp(u) if is_dns(&u) => dns.push((p, u, DnsMessage::parse(u.payload))),
+                L4::Udp(_) => {}
+            },
+            Err(_) => continue,
+        }
+    }
+    (tcp, dns, stats)
+}
+
+impl Sharded {
+    /// `n` shards (at least one) with the given tracker settings.
+    pub fn new(cfg: TrackConfig, n: usize) -> Sharded {
+        Sharded {
+            trackers: (0..n.max(1)).map(|_| Tracker::new(cfg)).collect(),
+            dns: DnsTable::default(),
+            stats: DecodeStats::default(),
+            peak_open: 0,
+        }
+    }
+
+    /// Decode and track one batch.
+    pub fn feed(&mut self, batch: &Batch) {
+        let n = self.trackers.len();
+        let runs: Vec<Run<'_>> = (0..batch.len().div_ceil(RUN))
+            .into_par_iter()
+            .map(|r| decode_run(batch, r * RUN..batch.len().min((r + 1) * RUN), n))
+            .collect();
+        let mut tcp = Vec::with_capacity(runs.len());
+        let mut dns = Vec::new();
+        for (t, d, s) in runs {
+            self.stats.add(&s);
+            tcp.push(t);
+            dns.extend(d);
+        }
+        // DNS state is apart from the connection tables: it is recorded beside the shards.
+        let table = &mut self.dns;
+        rayon::join(
+            || {
+                for (p, u, msg) in dns {
+                    table.on_message(&p, &u, msg);
+                }
+            },
+            || {
+                self.trackers
+                    .par_iter_mut()
+                    .enumerate()
+                    .for_each(|(k, tracker)| {
+                        let mine = tcp.iter().flatten().filter(|(s, _)| *s == k);
+                        for (_, p) in mine {
+                            if let L4::Tcp(t) = &p.l4 {
+                                tracker.on_tcp(p, t);
+                            }
+                        }
+                    })
+            },
+        );
+        // Sampled once per batch (the shards' tables are not in step within one).
+        let open: usize = self.trackers.iter().map(Tracker::open).sum();
+        self.peak_open = self.peak_open.max(open);
+    }
+
+    /// Drain every shard and merge their records in order of first record.
+    pub fn finish(self) -> Output {
+        let parts: Vec<Tracked> = self.trackers.into_iter().map(Tracker::finish).collect();
+        let mut tracked = Tracked::merge(parts);
+        tracked.peak_open = tracked.peak_open.max(self.peak_open);
+        Output {
+            tracked,
+            dns: self.dns,
+            stats: self.stats,
+        }
+    }
+}
