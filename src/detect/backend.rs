@@ -34,6 +34,8 @@ use crate::model::{Analysis, Backend, ClockRegime};
 pub const COMMON_RATES: [f64; 5] = [1000.0, 250.0, 100.0, 10.0, 2.0];
 /// A single connection this long (with a measured rate) is a backend on its own.
 pub const LONG_LIVED_S: f64 = 60.0;
+/// Member connections whose samples feed a backend's Theil–Sen fit.
+const FIT_CONNECTIONS: usize = 256;
 /// Jitter allowed between the server's stamp and the capture, seconds.
 const JITTER_S: f64 = 0.005;
 /// Largest crystal drift expected, ppm.
@@ -44,20 +46,22 @@ const WRAP: f64 = 4_294_967_296.0;
 #[derive(Clone, Debug)]
 struct Evidence {
     id: usize,
-    /// Samples (seconds since the analysis epoch, TSval), in time order.
-    samples: Vec<(f64, u32)>,
+    /// First sample (seconds since the analysis epoch, TSval).
+    first: (f64, u32),
     /// Snapped rate, when measured.
     rate: Option<f64>,
     /// Lifetime covered by samples, seconds.
     span: f64,
 }
 
-/// A cluster that qualified as a backend: member connection ids, rate, all their samples,
-/// and whether the rate was inferred (no member measured it).
+/// A cluster that qualified as a backend: member connection ids, rate, the samples of up to
+/// [`FIT_CONNECTIONS`] members, and whether the rate was inferred (no member measured it).
 struct Found {
     ids: Vec<usize>,
     rate: f64,
     samples: Vec<(f64, u32)>,
+    /// Seconds from the members' first sample to their last.
+    span: f64,
     rate_inferred: bool,
 }
 
@@ -96,36 +100,47 @@ pub fn detect(a: &mut Analysis) {
     let epoch = a.epoch();
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
 
-    let mut by_port: BTreeMap<u16, Vec<Evidence>> = BTreeMap::new();
-    for c in &a.connections {
-        let samples: Vec<(f64, u32)> = c
-            .rec
+    let samples_of = |c: &crate::model::Connection| {
+        c.rec
             .ts_samples
             .iter()
             .map(|s| (secs(s.time), s.tsval))
-            .collect();
-        let (Some(&first), Some(&last)) = (samples.first(), samples.last()) else {
-            continue;
-        };
-        let span = last.0 - first.0;
-        let ticks = f64::from(last.1.wrapping_sub(first.1));
-        let rate = (span >= 1.0 && ticks >= 20.0)
-            .then(|| snap(ticks / span))
-            .flatten();
-        by_port
-            .entry(c.rec.server.port)
-            .or_default()
-            .push(Evidence {
-                id: c.id,
-                samples,
-                rate,
-                span,
-            });
+            .collect::<Vec<(f64, u32)>>()
+    };
+    let evidence: Vec<(u16, Evidence)> = {
+        use rayon::prelude::*;
+        a.connections
+            .par_iter()
+            .filter_map(|c| {
+                let s = &c.rec.ts_samples;
+                let (first, last) = (s.first()?, s.last()?);
+                let first = (secs(first.time), first.tsval);
+                let span = secs(last.time) - first.0;
+                let ticks = f64::from(last.tsval.wrapping_sub(first.1));
+                let rate = (span >= 1.0 && ticks >= 20.0)
+                    .then(|| snap(ticks / span))
+                    .flatten();
+                let id = c.id;
+                Some((
+                    c.rec.server.port,
+                    Evidence {
+                        id,
+                        first,
+                        rate,
+                        span,
+                    },
+                ))
+            })
+            .collect()
+    };
+    let mut by_port: BTreeMap<u16, Vec<Evidence>> = BTreeMap::new();
+    for (port, e) in evidence {
+        by_port.entry(port).or_default().push(e);
     }
 
     let mut backends: Vec<Found> = Vec::new();
     for (_, mut ev) in by_port {
-        ev.sort_by(|x, y| x.samples[0].0.total_cmp(&y.samples[0].0));
+        ev.sort_by(|x, y| x.first.0.total_cmp(&y.first.0));
         let mut candidates: Vec<f64> = ev.iter().filter_map(|e| e.rate).collect();
         candidates.sort_by(|x, y| y.total_cmp(x));
         candidates.dedup();
@@ -160,12 +175,25 @@ pub fn detect(a: &mut Analysis) {
                     .first()
                     .is_some_and(|e| e.rate.is_some() && e.span >= LONG_LIVED_S);
             if evs.len() >= 2 || long_lived {
-                let samples: Vec<(f64, u32)> =
-                    evs.iter().flat_map(|e| e.samples.iter().copied()).collect();
+                // The fit needs samples spread over the backend's life, not all of them: at
+                // most FIT_CONNECTIONS members, evenly spaced, the first always included.
+                let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
+                let samples: Vec<(f64, u32)> = evs
+                    .iter()
+                    .step_by(step)
+                    .filter_map(|e| a.connections.get(e.id))
+                    .flat_map(samples_of)
+                    .collect();
+                let first_seen = evs.iter().map(|e| e.first.0).fold(f64::NAN, f64::min);
+                let last_seen = evs
+                    .iter()
+                    .map(|e| e.first.0 + e.span)
+                    .fold(f64::NAN, f64::max);
                 backends.push(Found {
                     ids: evs.iter().map(|e| e.id).collect(),
                     rate: cl.rate,
                     samples,
+                    span: last_seen - first_seen,
                     rate_inferred: evs.iter().all(|e| e.rate.is_none()),
                 });
             }
@@ -181,6 +209,7 @@ pub fn detect(a: &mut Analysis) {
                 ids,
                 rate,
                 samples,
+                span,
                 rate_inferred,
             } = found;
             let id = format!("B{}", i + 1);
@@ -204,8 +233,6 @@ pub fn detect(a: &mut Analysis) {
                 }
             }
             let fitted = theil_sen(&samples);
-            let span = samples.iter().map(|s| s.0).fold(f64::NAN, f64::max)
-                - samples.iter().map(|s| s.0).fold(f64::NAN, f64::min);
             let skew_ppm = fitted
                 .filter(|_| span >= 10.0)
                 .map(|f| (f / rate - 1.0) * 1e6);
@@ -240,9 +267,7 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
     // Per candidate rate: offset key → cluster indices.
     let mut index: Vec<BTreeMap<u32, Vec<usize>>> = vec![BTreeMap::new(); candidates.len()];
     for (i, e) in ev.iter().enumerate() {
-        let Some(&first) = e.samples.first() else {
-            continue;
-        };
+        let first = e.first;
         let mut matched: Option<(usize, usize)> = None; // (cluster, rate index)
         for (ri, &rate) in candidates.iter().enumerate() {
             if e.rate.is_some_and(|r| r != rate) {

@@ -101,8 +101,17 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
     });
 
     let labels: Vec<String> = a.hosts.iter().map(|h| h.label()).collect();
-    for (race_id, members) in groups.into_iter().enumerate() {
-        let race = build(race_id, &members, a, &labels, dns, cfg.cancel_by);
+    // Each race reads only its own attempts: build them all in parallel, then mark them.
+    let races: Vec<Race> = {
+        use rayon::prelude::*;
+        let a: &Analysis = a;
+        groups
+            .par_iter()
+            .enumerate()
+            .map(|(race_id, members)| build(race_id, members, a, &labels, dns, cfg.cancel_by))
+            .collect()
+    };
+    for (race_id, race) in races.into_iter().enumerate() {
         for &id in &race.attempts {
             if let Some(c) = a.connections.get_mut(id) {
                 c.race = Some(race_id);
