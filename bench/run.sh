@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: racetrace `analyze --json` against a bare pcap-parser record walk over the same
-# ~1 GB generated classic pcap (in page cache), plus peak memory; then the tracker's memory on
-# a stream of short connections. Figures go to the README.
+# generated classic pcaps (in page cache), with peak memory: ~1 GB of fetches with full-size
+# responses and ~600 MB of mostly small packets; then the tracker's memory on a stream of
+# short connections. Figures go to the README.
 #
 #   bash bench/run.sh [SIZE_BYTES] [SHORT_CONNECTIONS]     (defaults: 1e9 and 10e6)
 #
@@ -15,10 +16,6 @@ cargo build --release --locked --features bench-tools --bins
 BIN=${CARGO_TARGET_DIR:-target}/release
 [ -x /usr/bin/time ] || { echo "install GNU time (apt-get install time)" >&2; exit 2; }
 
-BIG=bench-data/he_${SIZE}.pcap
-[ -f "$BIG" ] || "$BIN/gen_capture" "$BIG" --bytes "$SIZE"
-cat "$BIG" > /dev/null   # into the page cache
-
 best() { # best of 3 wall-clock seconds of a command
   local b=999999
   for _ in 1 2 3; do
@@ -28,16 +25,32 @@ best() { # best of 3 wall-clock seconds of a command
   done
   echo "$b"
 }
-bytes=$(stat -c %s "$BIG")
-walk=$(best "$BIN/walk" "$BIG")
-analyze=$(best "$BIN/racetrace" analyze "$BIG" --json /dev/null)
-/usr/bin/time -v "$BIN/racetrace" analyze "$BIG" --json /dev/null --stats 2> bench-data/time.txt
-rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
-echo "== $BIG ($bytes bytes)"
-grep 'stats:' bench-data/time.txt
-awk -v b="$bytes" -v w="$walk" -v a="$analyze" -v r="$rss" 'BEGIN {
-  printf "record walk      %6.2f s  %7.1f MB/s\n", w, b/w/1e6;
-  printf "analyze --json   %6.2f s  %7.1f MB/s  = %.0f%% of the walk; peak RSS %.0f MB\n", a, b/a/1e6, 100*w/a, r }'
+
+# Walk, analyze --json and peak RSS of one capture, side by side.
+measure() {
+  local f=$1
+  cat "$f" > /dev/null   # into the page cache
+  local bytes walk analyze rss
+  bytes=$(stat -c %s "$f")
+  walk=$(best "$BIN/walk" "$f")
+  analyze=$(best "$BIN/racetrace" analyze "$f" --json /dev/null)
+  /usr/bin/time -v "$BIN/racetrace" analyze "$f" --json /dev/null --stats 2> bench-data/time.txt
+  rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
+  echo "== $f ($bytes bytes)"
+  grep 'stats:' bench-data/time.txt
+  awk -v b="$bytes" -v w="$walk" -v a="$analyze" -v r="$rss" 'BEGIN {
+    printf "record walk      %6.2f s  %7.1f MB/s\n", w, b/w/1e6;
+    printf "analyze --json   %6.2f s  %7.1f MB/s  = %.1f%% of the walk, %.0fx tshark (3.5 MB/s); peak RSS %.0f MB\n", a, b/a/1e6, 100*w/a, b/a/1e6/3.5, r }'
+}
+
+# ~1 GB of Happy Eyeballs fetches with full-size responses.
+BIG=bench-data/he_${SIZE}.pcap
+[ -f "$BIG" ] || "$BIN/gen_capture" "$BIG" --bytes "$SIZE"
+measure "$BIG"
+# ~600 MB of mostly small packets (the issue's reference shape: 600 MB, ~5 M packets).
+SMALLPK=bench-data/small_600000000.pcap
+[ -f "$SMALLPK" ] || "$BIN/gen_capture" "$SMALLPK" --bytes 600000000 --segment 120
+measure "$SMALLPK"
 
 SMALL=bench-data/short_${SHORT}.pcap
 [ -f "$SMALL" ] || "$BIN/gen_capture" "$SMALL" --short "$SHORT"

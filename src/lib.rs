@@ -6,8 +6,9 @@
 //! read      file/stdin → (gzip|zstd) → pcap|pcapng blocks → Frame {record, time, link, bytes}
 //!   │       (a reader thread fills Batches of frames ahead of the decoder)
 //! decode    Frame → Packet {addresses, TCP header + typed options | UDP, payload}
-//!   │
+//!   │       (per batch, runs of frames decoded on every core: track::parallel)
 //! track     TCP → connection table (4-tuple) → ConnRecord per attempt   UDP → DnsTable
+//!   │       (one table per shard of 4-tuples, so each connection stays in order)
 //!   │
 //! detect    records → hosts → service names → races → … → summary      (model::Analysis)
 //!   │
