@@ -128,13 +128,6 @@ pub fn is_dns(u: &UdpView<'_>) -> bool {
 }
 
 impl DnsTable {
-    /// Observe one UDP datagram (anything not on port 53 is ignored).
-    pub fn on_udp(&mut self, p: &Packet<'_>, u: &UdpView<'_>) {
-        if is_dns(u) {
-            self.on_message(p, u, DnsMessage::parse(u.payload));
-        }
-    }
-
     /// Record one parsed DNS message (from [`DnsMessage::parse`]) carried by `p`/`u`.
     pub fn on_message(
         &mut self,
