@@ -71,4 +71,5 @@ PY
   /usr/bin/time -v "$BIN/racetrace" analyze "$part" --json /dev/null --stats 2> bench-data/time.txt
   rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
   echo "short connections: $n  peak RSS ${rss} MB  $(grep -o 'in .*' bench-data/time.txt | head -1)"
+  rm -f "$part"
 done

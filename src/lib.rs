@@ -134,7 +134,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         read_track: (tracked_at - started).as_secs_f64(),
         detect: tracked_at.elapsed().as_secs_f64(),
         detectors,
-        table_peak: tracked.peak_open,
+        table_peak: tracked.table_peak,
     };
     Ok(analysis)
 }

@@ -395,14 +395,21 @@ pub struct Host {
     pub ties: Vec<&'static str>,
     /// Its attempt-delay class, when it raced.
     pub delays: Option<DelayProfile>,
+    /// The label, set once the addresses are final ([`Host::set_label`]).
+    label: String,
 }
 
 impl Host {
     /// The contract's `client` text: addresses sorted, joined with `,`.
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Compute the label from the addresses (once, after the last address was added).
+    pub fn set_label(&mut self) {
         let mut v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
         v.sort();
-        v.join(",")
+        self.label = v.join(",");
     }
 }
 

@@ -185,5 +185,8 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
             .and_then(|&i| host_of_addr.get(i).copied())
             .unwrap_or(0);
     }
+    for h in &mut hosts {
+        h.set_label();
+    }
     hosts
 }

@@ -100,7 +100,6 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
         )
     });
 
-    let labels: Vec<String> = a.hosts.iter().map(|h| h.label()).collect();
     // Each race reads only its own attempts: build them all in parallel, then mark them.
     let races: Vec<Race> = {
         use rayon::prelude::*;
@@ -108,7 +107,7 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
         groups
             .par_iter()
             .enumerate()
-            .map(|(race_id, members)| build(race_id, members, a, &labels, dns, cfg.cancel_by))
+            .map(|(race_id, members)| build(race_id, members, a, dns, cfg.cancel_by))
             .collect()
     };
     for (race_id, race) in races.into_iter().enumerate() {
@@ -177,15 +176,7 @@ pub fn delay_profiles(a: &mut Analysis) {
     }
 }
 
-/// `labels`: each host's label, by host index.
-fn build(
-    id: usize,
-    members: &[usize],
-    a: &Analysis,
-    labels: &[String],
-    dns: &DnsTable,
-    cancel_by: Stage,
-) -> Race {
+fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: Stage) -> Race {
     let get = |i: usize| a.connections.get(i);
     let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
     let start_time = attempts
@@ -198,10 +189,10 @@ fn build(
         .iter()
         .max_by_key(|c| (c.service_source, std::cmp::Reverse(c.id)));
     let service = best.map(|c| c.service.clone()).unwrap_or_default();
-    let client = labels
+    let client = a
+        .hosts
         .get(attempts.first().map_or(0, |c| c.host))
-        .cloned()
-        .unwrap_or_default();
+        .map_or_else(String::new, |h| h.label().to_string());
 
     // Winner: among attempts that connected, the one the client closed last (never = last);
     // tie: the longest-lived.

@@ -68,7 +68,10 @@ pub fn detect(a: &mut Analysis) {
             .collect::<Vec<_>>()
             .join(" ");
         out.push(Sequence {
-            client: a.hosts.get(host).map(|h| h.label()).unwrap_or_default(),
+            client: a
+                .hosts
+                .get(host)
+                .map_or_else(String::new, |h| h.label().to_string()),
             service,
             connections: ids,
             families,

@@ -51,7 +51,10 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             peer_closed: s.peer_fin.is_some(),
             failure: s.failure,
             retry: retry.map(|r| r.id),
-            client: a.hosts.get(c.host).map(|h| h.label()).unwrap_or_default(),
+            client: a
+                .hosts
+                .get(c.host)
+                .map_or_else(String::new, |h| h.label().to_string()),
             service: c.service.clone(),
             cause,
             fin_to_request_ms: delta.map(|d| ms_between(0, d)),

@@ -170,8 +170,7 @@ impl<T: std::fmt::Display> Serialize for Text<T> {
     }
 }
 
-/// `labels`: each host's label, by host index (computed once, not per connection).
-fn connection_json<'a>(c: &'a Connection, labels: &'a [String]) -> ConnectionJson<'a> {
+fn connection_json<'a>(c: &'a Connection, a: &'a Analysis) -> ConnectionJson<'a> {
     let r = &c.rec;
     let opts = |i: usize| {
         let o = r.syn_options.get(i).copied().unwrap_or_default();
@@ -216,7 +215,7 @@ fn connection_json<'a>(c: &'a Connection, labels: &'a [String]) -> ConnectionJso
         race: c.race,
         role: c.role,
         backend: c.backend.as_deref(),
-        client: labels.get(c.host).map_or("", String::as_str),
+        client: a.hosts.get(c.host).map_or("", |h| h.label()),
         service_source: c.service_source,
         nat64: c.nat64,
         history: r.history.as_str(),
@@ -307,7 +306,7 @@ where
 
 #[derive(Serialize)]
 struct HostJson<'a> {
-    client: String,
+    client: &'a str,
     addresses: Vec<String>,
     tied_by: Vec<&'static str>,
     attempt_delay: Option<&'a crate::model::DelayProfile>,
@@ -339,7 +338,6 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
         decode: a.decode,
         peak_open_connections: a.peak_open,
     };
-    let labels: Vec<String> = a.hosts.iter().map(|h| h.label()).collect();
     let tool = Tool {
         name: "racetrace",
         version: env!("CARGO_PKG_VERSION"),
@@ -351,7 +349,7 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     field(w, "capture", &capture, false)?;
     field(w, "summary", &a.summary, false)?;
     w.write_all(b",\"connections\":")?;
-    array(w, &a.connections, |c| connection_json(c, &labels))?;
+    array(w, &a.connections, |c| connection_json(c, a))?;
     field(w, "services", &a.services, false)?;
     w.write_all(b",\"races\":")?;
     array(w, &a.races, |r| race_json(r, a))?;

@@ -126,7 +126,7 @@ pub struct Tracked {
     /// Handshake-timing votes for the vantage point.
     pub vantage: VantageVotes,
     /// Most connections in the table at once (in memory; closed ones linger a few seconds).
-    pub peak_open: usize,
+    pub table_peak: usize,
 }
 
 /// Most connections open at once among `records` (sorted by first record): open from their
@@ -175,7 +175,7 @@ impl Tracked {
             .into_iter()
             .map(|p| {
                 out.vantage.add(&p.vantage);
-                out.peak_open = out.peak_open.max(p.peak_open);
+                out.table_peak = out.table_peak.max(p.table_peak);
                 p.records.into_iter().peekable()
             })
             .collect();
@@ -259,7 +259,7 @@ impl Tracker {
         };
         let side = conn.side_of(src);
         conn.update(p, t, side, &self.cfg);
-        self.out.peak_open = self.out.peak_open.max(self.table.len());
+        self.out.table_peak = self.out.table_peak.max(self.table.len());
         self.maybe_sweep();
     }
 

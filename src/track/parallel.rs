@@ -31,15 +31,15 @@ type DnsItem<'a> = (
     Result<Option<DnsMessage>, Malformed>,
 );
 
-/// One run of decoded frames: TCP segments tagged with their shard, DNS datagrams, counts.
-type Run<'a> = (Vec<(usize, Packet<'a>)>, Vec<DnsItem<'a>>, DecodeStats);
+/// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts.
+type Run<'a> = (Vec<Vec<Packet<'a>>>, Vec<DnsItem<'a>>, DecodeStats);
 
 /// The decode and track stages over `n` shards.
 pub struct Sharded {
     trackers: Vec<Tracker>,
     dns: DnsTable,
     stats: DecodeStats,
-    peak_open: usize,
+    table_peak: usize,
 }
 
 /// What the decode and track stages hand on.
@@ -72,14 +72,21 @@ fn shard_of(p: &Packet<'_>, n: usize) -> usize {
 /// Decode frames `range` of `batch`.
 fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize) -> Run<'_> {
     let mut stats = DecodeStats::default();
-    let mut tcp = Vec::with_capacity(range.len());
+    let per_shard = range.len() / n.max(1) + 16;
+    let mut tcp: Vec<Vec<Packet<'_>>> = (0..n.max(1))
+        .map(|_| Vec::with_capacity(per_shard))
+        .collect();
     let mut dns = Vec::new();
     for frame in range.filter_map(|i| batch.get(i)) {
         let outcome = decode(&frame);
         stats.count(&outcome);
         match outcome {
             Ok(p) => match p.l4 {
-                L4::Tcp(_) => tcp.push((shard_of(&p, n), p)),
+                L4::Tcp(_) => {
+                    if let Some(shard) = tcp.get_mut(shard_of(&p, n)) {
+                        shard.push(p);
+                    }
+                }
                 L4::Udp(u) if is_dns(&u) => dns.push((p, u, DnsMessage::parse(u.payload))),
                 L4::Udp(_) => {}
             },
@@ -96,7 +103,7 @@ impl Sharded {
             trackers: (0..n.max(1)).map(|_| Tracker::new(cfg)).collect(),
             dns: DnsTable::default(),
             stats: DecodeStats::default(),
-            peak_open: 0,
+            table_peak: 0,
         }
     }
 
@@ -127,8 +134,8 @@ impl Sharded {
                     .par_iter_mut()
                     .enumerate()
                     .for_each(|(k, tracker)| {
-                        let mine = tcp.iter().flatten().filter(|(s, _)| *s == k);
-                        for (_, p) in mine {
+                        let mine = tcp.iter().filter_map(|run| run.get(k)).flatten();
+                        for p in mine {
                             if let L4::Tcp(t) = &p.l4 {
                                 tracker.on_tcp(p, t);
                             }
@@ -138,14 +145,14 @@ impl Sharded {
         );
         // Sampled once per batch (the shards' tables are not in step within one).
         let open: usize = self.trackers.iter().map(Tracker::open).sum();
-        self.peak_open = self.peak_open.max(open);
+        self.table_peak = self.table_peak.max(open);
     }
 
     /// Drain every shard and merge their records in order of first record.
     pub fn finish(self) -> Output {
         let parts: Vec<Tracked> = self.trackers.into_iter().map(Tracker::finish).collect();
         let mut tracked = Tracked::merge(parts);
-        tracked.peak_open = tracked.peak_open.max(self.peak_open);
+        tracked.table_peak = tracked.table_peak.max(self.table_peak);
         Output {
             tracked,
             dns: self.dns,
