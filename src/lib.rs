@@ -34,7 +34,7 @@ use std::sync::mpsc;
 
 use detect::DetectConfig;
 use error::Result;
-use model::{Analysis, Connection, NameSource, Role};
+use model::{Analysis, Connection};
 use read::{Batch, CaptureReader, MergedReader};
 use track::parallel::{Output, Sharded};
 use track::TrackConfig;
@@ -88,34 +88,31 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     };
     let (capture, diag) = reader.finish();
     let Output {
-        tracked,
+        records,
+        vantage,
+        table_peak,
         dns,
         stats,
     } = sharded.finish();
+    // Moved straight from the shards' record chunks (each freed once read) into the report.
+    let mut connections = Vec::with_capacity(records.len());
+    connections.extend(
+        records
+            .enumerate()
+            .map(|(id, rec)| Connection::new(id, rec)),
+    );
     let tracked_at = std::time::Instant::now();
-
-    let peak_open = track::concurrent(&tracked.records);
-    let connections = tracked
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(id, rec)| Connection {
-            id,
-            rec,
-            service: String::new(),
-            service_source: NameSource::Address,
-            nat64: false,
-            race: None,
-            role: Role::Single,
-            backend: None,
-            host: 0,
-        })
-        .collect();
+    let rss_track = peak_rss_bytes();
+    let peak_open = track::concurrent(
+        connections
+            .iter()
+            .map(|c: &Connection| (c.rec.first_record, c.rec.last_record)),
+    );
     let mut analysis = Analysis {
         capture,
         decode: stats,
-        vantage: tracked.vantage.verdict(),
-        vantage_votes: tracked.vantage,
+        vantage: vantage.verdict(),
+        vantage_votes: vantage,
         peak_open,
         connections,
         hosts: Vec::new(),
@@ -128,13 +125,23 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         summary: model::Summary::default(),
         timings: model::Timings::default(),
     };
-    let detectors = detect::run(&mut analysis, &dns, &opts.detect);
+    let detectors = detect::run(&mut analysis, dns, &opts.detect);
     detect::filter::apply(&mut analysis, &opts.filter);
     analysis.timings = model::Timings {
         read_track: (tracked_at - started).as_secs_f64(),
         detect: tracked_at.elapsed().as_secs_f64(),
         detectors,
-        table_peak: tracked.table_peak,
+        table_peak,
+        rss_track,
+        rss_detect: peak_rss_bytes(),
     };
     Ok(analysis)
+}
+
+/// The process's peak resident memory so far, in bytes (Linux: `VmHWM`; elsewhere `None`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -10,6 +10,10 @@ use crate::error::Warning;
 use crate::read::CaptureInfo;
 use crate::track::{ConnRecord, Vantage, VantageVotes};
 
+/// A service name or a client host's label: reference-counted, so the many connections, races
+/// and sequences that carry one share a single copy.
+pub type Name = std::sync::Arc<str>;
+
 /// A connection's part in a race.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,7 +52,7 @@ pub struct Connection {
     /// What the tracker recorded.
     pub rec: ConnRecord,
     /// The service this connection is for.
-    pub service: String,
+    pub service: Name,
     /// Where `service` came from.
     pub service_source: NameSource,
     /// The server address is NAT64-synthesised IPv6.
@@ -57,13 +61,28 @@ pub struct Connection {
     pub race: Option<usize>,
     /// Winner, also-ran or single.
     pub role: Role,
-    /// The inferred backend.
-    pub backend: Option<String>,
+    /// The inferred backend (its id, shared with every connection it served).
+    pub backend: Option<Name>,
     /// The client host (index into [`Analysis::hosts`]).
     pub host: usize,
 }
 
 impl Connection {
+    /// A connection with only what the tracker recorded (the detectors fill the rest).
+    pub fn new(id: usize, rec: ConnRecord) -> Connection {
+        Connection {
+            id,
+            rec,
+            service: Name::default(),
+            service_source: NameSource::Address,
+            nat64: false,
+            race: None,
+            role: Role::Single,
+            backend: None,
+            host: 0,
+        }
+    }
+
     /// `"ADDRESS port"`: the service name when nothing better is known.
     pub fn address_service(&self) -> String {
         format!("{} {}", self.rec.server.ip, self.rec.server.port)
@@ -147,7 +166,7 @@ pub struct DuplicateRequest {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RaceDns {
     /// The name asked.
-    pub name: String,
+    pub name: Name,
     /// AAAA query and answer times (seconds since the epoch).
     pub aaaa_query_time: Option<f64>,
     /// AAAA answer time.
@@ -166,9 +185,9 @@ pub struct Race {
     /// Id.
     pub id: usize,
     /// The race's service (its best name).
-    pub service: String,
+    pub service: Name,
     /// The client host's addresses, sorted, joined with `,`.
-    pub client: String,
+    pub client: Name,
     /// First SYN of the race.
     pub start_time: Nanos,
     /// Attempt ids in order of first SYN.
@@ -261,9 +280,9 @@ pub struct Switch {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Sequence {
     /// Client host.
-    pub client: String,
+    pub client: Name,
     /// Service.
-    pub service: String,
+    pub service: Name,
     /// Kept connections in time order.
     pub connections: Vec<usize>,
     /// Their families.
@@ -322,9 +341,9 @@ pub struct StaleReuse {
     /// The connection the client retried on.
     pub retry: Option<usize>,
     /// Extra: client host.
-    pub client: String,
+    pub client: Name,
     /// Extra: service.
-    pub service: String,
+    pub service: Name,
     /// Extra: reuse bug, crossing, or FIN unseen.
     pub cause: StaleCause,
     /// Extra: request time minus the server's FIN time corrected to the client's side, ms.
@@ -396,12 +415,12 @@ pub struct Host {
     /// Its attempt-delay class, when it raced.
     pub delays: Option<DelayProfile>,
     /// The label, set once the addresses are final ([`Host::set_label`]).
-    label: String,
+    label: Name,
 }
 
 impl Host {
     /// The contract's `client` text: addresses sorted, joined with `,`.
-    pub fn label(&self) -> &str {
+    pub fn label(&self) -> &Name {
         &self.label
     }
 
@@ -409,7 +428,7 @@ impl Host {
     pub fn set_label(&mut self) {
         let mut v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
         v.sort();
-        self.label = v.join(",");
+        self.label = v.join(",").into();
     }
 }
 
@@ -495,4 +514,8 @@ pub struct Timings {
     /// Most connections held in the tracker's tables at once (sampled per batch): what the
     /// tracker's memory follows.
     pub table_peak: usize,
+    /// The process's peak resident memory after read+decode+track, bytes (Linux).
+    pub rss_track: Option<u64>,
+    /// The same after the detectors.
+    pub rss_detect: Option<u64>,
 }

@@ -216,7 +216,7 @@ pub fn detect(a: &mut Analysis) {
             let mut services: Vec<&str> = Vec::new();
             let mut addrs: Vec<std::net::IpAddr> = Vec::new();
             for c in ids.iter().filter_map(|&cid| a.connections.get(cid)) {
-                if !services.contains(&c.service.as_str()) {
+                if !services.contains(&&*c.service) {
                     services.push(&c.service);
                 }
                 if !addrs.contains(&c.rec.server.ip) {
@@ -227,9 +227,10 @@ pub fn detect(a: &mut Analysis) {
             let mut ips: Vec<String> = addrs.iter().map(|ip| ip.to_string()).collect();
             services.sort();
             ips.sort();
+            let shared: crate::model::Name = id.as_str().into();
             for &cid in &ids {
                 if let Some(c) = a.connections.get_mut(cid) {
-                    c.backend = Some(id.clone());
+                    c.backend = Some(shared.clone());
                 }
             }
             let fitted = theil_sen(&samples);

@@ -29,8 +29,8 @@ const MAX_EXCHANGES: usize = 1_000_000;
 pub struct Exchange {
     /// The querying client.
     pub client: IpAddr,
-    /// The name asked.
-    pub name: String,
+    /// The name asked (one shared copy per distinct name).
+    pub name: crate::model::Name,
     /// Query type (1 = A, 28 = AAAA, …).
     pub qtype: u16,
     /// Query time.
@@ -57,7 +57,9 @@ pub struct DnsTable {
     by_client: HashMap<IpAddr, Vec<usize>>,
     /// Per name, the distinct A answers and the AAAA answers by their low 32 bits (prefix
     /// discovery in O(1) per new address).
-    by_name: HashMap<String, NameAnswers>,
+    by_name: HashMap<crate::model::Name, NameAnswers>,
+    /// One copy of each name asked.
+    names: foldhash::HashSet<crate::model::Name>,
     /// NAT64 prefixes learned (the high 96 bits).
     pub nat64_prefixes: Vec<u128>,
     /// Messages that did not parse.
@@ -150,6 +152,14 @@ impl DnsTable {
             qtype,
             addrs,
         } = msg;
+        let name = match self.names.get(name.as_str()) {
+            Some(n) => n.clone(),
+            None => {
+                let n = crate::model::Name::from(name);
+                self.names.insert(n.clone());
+                n
+            }
+        };
         let (client, client_port) = if response {
             (p.dst, u.dst_port)
         } else {
@@ -271,7 +281,7 @@ impl DnsTable {
             .filter_map(|list| latest(list))
             .max_by_key(|(at, _)| *at);
         let (_, i) = own.or_else(|| latest(self.by_addr.get(addr)?))?;
-        self.exchanges.get(i).map(|e| e.name.as_str())
+        self.exchanges.get(i).map(|e| &*e.name)
     }
 
     /// The exchange for `name` of type `qtype` by one of `clients`, the latest whose answer
@@ -301,9 +311,16 @@ impl DnsTable {
                     .rev()
                     .take(LOOKBACK)
                     .filter_map(|&i| self.exchanges.get(i))
-                    .find(|e| e.qtype == qtype && e.name == name && time(e).is_some_and(|x| x <= t))
+                    .find(|e| {
+                        e.qtype == qtype && *e.name == *name && time(e).is_some_and(|x| x <= t)
+                    })
             })
             .max_by_key(|e| time(e))
+    }
+
+    /// Give back the exchange list's spare capacity once the capture has been read.
+    pub fn shrink_to_fit(&mut self) {
+        self.exchanges.shrink_to_fit();
     }
 
     /// True when `addr` is NAT64-synthesised (well-known or learned prefix).

@@ -6,7 +6,22 @@
 use std::net::IpAddr;
 
 use super::dns::DnsTable;
-use crate::model::{Connection, Host, NameSource};
+use crate::model::{Connection, Host, Name, NameSource};
+
+/// One shared copy of each distinct name.
+#[derive(Default)]
+struct Interner(foldhash::HashMap<Box<str>, Name>);
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Name {
+        if let Some(n) = self.0.get(text) {
+            return n.clone();
+        }
+        let n = Name::from(text);
+        self.0.insert(text.into(), n.clone());
+        n
+    }
+}
 
 /// Name every connection.
 pub fn assign(
@@ -15,16 +30,17 @@ pub fn assign(
     dns: &DnsTable,
     cli: &[(String, Vec<IpAddr>)],
 ) {
+    let mut names = Interner::default();
     for c in conns.iter_mut() {
         let server = c.rec.server.ip;
         c.nat64 = dns.is_nat64(&server);
         if let Some((name, _)) = cli.iter().find(|(_, addrs)| addrs.contains(&server)) {
-            c.service = name.clone();
+            c.service = names.get(name);
             c.service_source = NameSource::Cli;
             continue;
         }
         if let Some(name) = app_name(c) {
-            c.service = name.0;
+            c.service = names.get(&name.0);
             c.service_source = name.1;
             continue;
         }
@@ -34,10 +50,10 @@ pub fn assign(
             .unwrap_or_default();
         let at = c.rec.syn_time.get().unwrap_or(c.rec.first_time);
         if let Some(name) = dns.name_for(&server, clients, at) {
-            c.service = name.to_string();
+            c.service = names.get(name);
             c.service_source = NameSource::Dns;
         } else {
-            c.service = c.address_service();
+            c.service = names.get(&c.address_service());
             c.service_source = NameSource::Address;
         }
     }

@@ -13,7 +13,7 @@ use super::dns::DnsTable;
 use super::DetectConfig;
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
 use crate::model::{
-    Analysis, Cancel, Connection, DuplicateRequest, Fate, NameSource, Race, RaceDns, Role,
+    Analysis, Cancel, Connection, DuplicateRequest, Fate, Name, NameSource, Race, RaceDns, Role,
 };
 
 /// An attempt group being built.
@@ -22,7 +22,7 @@ struct Group {
     last_syn: Nanos,
     /// The earliest time one member was established: later SYNs are not part of this race.
     kept_at: Option<Nanos>,
-    name: Option<String>,
+    name: Option<Name>,
 }
 
 /// Find the races and set `race`, `role` and `service` on their attempts.
@@ -110,7 +110,7 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
             .map(|(race_id, members)| build(race_id, members, a, dns, cfg.cancel_by))
             .collect()
     };
-    for (race_id, race) in races.into_iter().enumerate() {
+    for (race_id, race) in races.iter().enumerate() {
         for &id in &race.attempts {
             if let Some(c) = a.connections.get_mut(id) {
                 c.race = Some(race_id);
@@ -122,8 +122,9 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
                 c.service = race.service.clone();
             }
         }
-        a.races.push(race);
     }
+    // Moved, not pushed one by one: the races are a large part of the report's memory.
+    a.races = races;
 }
 
 /// Implementations' fixed Connection Attempt Delays, ms: RFC 8305's minimum (100), curl (200),
@@ -192,7 +193,7 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: 
     let client = a
         .hosts
         .get(attempts.first().map_or(0, |c| c.host))
-        .map_or_else(String::new, |h| h.label().to_string());
+        .map_or_else(Name::default, |h| h.label().clone());
 
     // Winner: among attempts that connected, the one the client closed last (never = last);
     // tie: the longest-lived.
@@ -422,7 +423,7 @@ fn rfc8305_findings(
 
 fn race_dns(
     attempts: &[&Connection],
-    service: &str,
+    service: &Name,
     a: &Analysis,
     dns: &DnsTable,
     start: Nanos,
@@ -439,7 +440,7 @@ fn race_dns(
         .filter_map(|e| e.answer_time)
         .min();
     Some(RaceDns {
-        name: service.to_string(),
+        name: service.clone(),
         aaaa_query_time: aaaa.and_then(|e| e.query_time).map(epoch_seconds),
         aaaa_answer_time: aaaa.and_then(|e| e.answer_time).map(epoch_seconds),
         a_query_time: a4.and_then(|e| e.query_time).map(epoch_seconds),

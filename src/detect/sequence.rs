@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 
 use crate::domain::ms_between;
-use crate::model::{Analysis, Role, Sequence, Switch};
+use crate::model::{Analysis, Name, Role, Sequence, Switch};
 
 /// Build the sequences (one per client and service with two or more kept connections).
 pub fn detect(a: &mut Analysis) {
-    let mut by: BTreeMap<(usize, String), Vec<usize>> = BTreeMap::new();
+    let mut by: BTreeMap<(usize, Name), Vec<usize>> = BTreeMap::new();
     for c in &a.connections {
         if c.role != Role::AlsoRan {
             by.entry((c.host, c.service.clone()))
@@ -31,7 +31,10 @@ pub fn detect(a: &mut Analysis) {
         ids.sort_by_key(|i| (start(i), *i));
         let conns: Vec<_> = ids.iter().filter_map(|&i| a.connections.get(i)).collect();
         let families: Vec<_> = conns.iter().map(|c| c.rec.family()).collect();
-        let backends: Vec<Option<String>> = conns.iter().map(|c| c.backend.clone()).collect();
+        let backends: Vec<Option<String>> = conns
+            .iter()
+            .map(|c| c.backend.as_deref().map(str::to_string))
+            .collect();
         let switches: Vec<Switch> = conns
             .windows(2)
             .filter_map(|w| match w {
@@ -71,7 +74,7 @@ pub fn detect(a: &mut Analysis) {
             client: a
                 .hosts
                 .get(host)
-                .map_or_else(String::new, |h| h.label().to_string()),
+                .map_or_else(Name::default, |h| h.label().clone()),
             service,
             connections: ids,
             families,

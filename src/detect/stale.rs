@@ -14,7 +14,7 @@
 
 use super::DetectConfig;
 use crate::domain::{ms_between, Nanos};
-use crate::model::{Analysis, Connection, StaleCause, StaleReuse};
+use crate::model::{Analysis, Connection, Name, StaleCause, StaleReuse};
 use crate::track::Vantage;
 
 /// Find every stale reuse.
@@ -54,7 +54,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             client: a
                 .hosts
                 .get(c.host)
-                .map_or_else(String::new, |h| h.label().to_string()),
+                .map_or_else(Name::default, |h| h.label().clone()),
             service: c.service.clone(),
             cause,
             fin_to_request_ms: delta.map(|d| ms_between(0, d)),

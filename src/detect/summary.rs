@@ -17,7 +17,7 @@ pub fn services(a: &mut Analysis) {
         identified: usize,
         regimes: Vec<ClockRegime>,
     }
-    let mut by: BTreeMap<(String, u16), Acc> = BTreeMap::new();
+    let mut by: BTreeMap<(crate::model::Name, u16), Acc> = BTreeMap::new();
     for c in &a.connections {
         let e = by
             .entry((c.service.clone(), c.rec.server.port))
@@ -65,7 +65,7 @@ pub fn services(a: &mut Analysis) {
                 });
             }
             Service {
-                name,
+                name: name.to_string(),
                 server_ips: acc.ips,
                 server_port,
                 connections: acc.connections,

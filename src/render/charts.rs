@@ -455,7 +455,7 @@ fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
         let b = c
             .backend
             .as_ref()
-            .and_then(|id| a.backends.iter().position(|x| &x.id == id));
+            .and_then(|id| a.backends.iter().position(|x| *x.id == **id));
         for s in &c.rec.ts_samples {
             let dt = (s.time - t0) as f64 / 1e9;
             let resid = crate::detect::backend::residual(hz, (0.0, ts0), (dt, s.tsval)) / hz;

@@ -45,7 +45,7 @@ pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
         "first_record" => c.iter().map(|x| x.rec.first_record).collect::<Vec<_>>(),
         "last_record" => c.iter().map(|x| x.rec.last_record).collect::<Vec<_>>(),
         "family" => c.iter().map(|x| x.rec.family().as_str()).collect::<Vec<_>>(),
-        "client" => c.iter().map(|x| a.hosts.get(x.host).map(|h| h.label()).unwrap_or_default()).collect::<Vec<_>>(),
+        "client" => c.iter().map(|x| a.hosts.get(x.host).map_or("", |h| &**h.label())).collect::<Vec<_>>(),
         "client_ip" => c.iter().map(|x| x.rec.client.ip.to_string()).collect::<Vec<_>>(),
         "client_port" => c.iter().map(|x| u32::from(x.rec.client.port)).collect::<Vec<_>>(),
         "server_ip" => c.iter().map(|x| x.rec.server.ip.to_string()).collect::<Vec<_>>(),
@@ -71,10 +71,10 @@ pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
         "http.authorization" => flag(&|r| r.authorization),
         "http.cookie" => flag(&|r| r.cookie),
         "http.status" => c.iter().map(|x| x.request().and(x.rec.app.as_ref().and_then(|a| a.status)).map(u32::from)).collect::<Vec<_>>(),
-        "service" => c.iter().map(|x| x.service.clone()).collect::<Vec<_>>(),
+        "service" => c.iter().map(|x| &*x.service).collect::<Vec<_>>(),
         "race" => c.iter().map(|x| x.race.map(|r| r as u64)).collect::<Vec<_>>(),
         "role" => c.iter().map(|x| role(x.role)).collect::<Vec<_>>(),
-        "backend" => c.iter().map(|x| x.backend.clone()).collect::<Vec<_>>(),
+        "backend" => c.iter().map(|x| x.backend.as_deref()).collect::<Vec<_>>(),
         "handshake_rtt_ms" => c.iter().map(|x| x.rec.handshake_legs().map(|(p, q)| ms_between(0, p + q))).collect::<Vec<_>>(),
         "history" => c.iter().map(|x| x.rec.history.as_str().to_string()).collect::<Vec<_>>(),
         "conn_state" => c.iter().map(|x| x.rec.conn_state()).collect::<Vec<_>>(),
@@ -98,8 +98,8 @@ pub fn races(a: &Analysis) -> PolarsResult<DataFrame> {
     };
     frame![
         "id" => r.iter().map(|x| x.id as u64).collect::<Vec<_>>(),
-        "service" => r.iter().map(|x| x.service.clone()).collect::<Vec<_>>(),
-        "client" => r.iter().map(|x| x.client.clone()).collect::<Vec<_>>(),
+        "service" => r.iter().map(|x| &*x.service).collect::<Vec<_>>(),
+        "client" => r.iter().map(|x| &*x.client).collect::<Vec<_>>(),
         "start_time" => r.iter().map(|x| epoch_seconds(x.start_time)).collect::<Vec<_>>(),
         "start_time_iso" => r.iter().map(|x| iso8601(x.start_time)).collect::<Vec<_>>(),
         "attempts" => r.iter().map(|x| join(&x.attempts)).collect::<Vec<_>>(),
@@ -146,8 +146,8 @@ pub fn backends(a: &Analysis) -> PolarsResult<DataFrame> {
 pub fn sequences(a: &Analysis) -> PolarsResult<DataFrame> {
     let s = &a.sequences;
     frame![
-        "client" => s.iter().map(|x| x.client.clone()).collect::<Vec<_>>(),
-        "service" => s.iter().map(|x| x.service.clone()).collect::<Vec<_>>(),
+        "client" => s.iter().map(|x| &*x.client).collect::<Vec<_>>(),
+        "service" => s.iter().map(|x| &*x.service).collect::<Vec<_>>(),
         "connections" => s.iter().map(|x| join(&x.connections)).collect::<Vec<_>>(),
         "families" => s.iter().map(|x| join(x.families.iter().map(|f| f.as_str()))).collect::<Vec<_>>(),
         "backends" => s.iter().map(|x| join(x.backends.iter().map(|b| b.clone().unwrap_or_default()))).collect::<Vec<_>>(),
@@ -163,8 +163,8 @@ pub fn stale_reuses(a: &Analysis) -> PolarsResult<DataFrame> {
     let s = &a.stale_reuses;
     frame![
         "connection" => s.iter().map(|x| x.connection as u64).collect::<Vec<_>>(),
-        "client" => s.iter().map(|x| x.client.clone()).collect::<Vec<_>>(),
-        "service" => s.iter().map(|x| x.service.clone()).collect::<Vec<_>>(),
+        "client" => s.iter().map(|x| &*x.client).collect::<Vec<_>>(),
+        "service" => s.iter().map(|x| &*x.service).collect::<Vec<_>>(),
         "request_time" => s.iter().map(|x| epoch_seconds(x.request_time)).collect::<Vec<_>>(),
         "request_time_iso" => s.iter().map(|x| iso8601(x.request_time)).collect::<Vec<_>>(),
         "request" => s.iter().map(|x| x.request.clone()).collect::<Vec<_>>(),
@@ -215,7 +215,7 @@ pub fn service_summary(a: &Analysis) -> PolarsResult<DataFrame> {
         "service" => a.services.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
         "server_port" => a.services.iter().map(|s| u32::from(s.server_port)).collect::<Vec<_>>(),
         "connections" => a.services.iter().map(|s| s.connections as u32).collect::<Vec<_>>(),
-        "stale_reuses" => a.services.iter().map(|s| a.stale_reuses.iter().filter(|e| e.service == s.name).count() as u32).collect::<Vec<_>>(),
+        "stale_reuses" => a.services.iter().map(|s| a.stale_reuses.iter().filter(|e| *e.service == *s.name).count() as u32).collect::<Vec<_>>(),
     ]?;
     services
         .lazy()

@@ -115,34 +115,66 @@ impl VantageVotes {
     }
 }
 
+/// Record slots in order of first packet, kept in fixed-size chunks: no doubling slack, no
+/// reallocation copies, and each chunk is freed as soon as its records have been moved on.
+#[derive(Debug, Default)]
+struct Slots {
+    chunks: Vec<Vec<Option<ConnRecord>>>,
+    len: usize,
+}
+
+/// Records per chunk of [`Slots`].
+const SLOT_CHUNK: usize = 4096;
+
+/// The records of one tracker, in order of first packet, each chunk freed once read.
+type SlotRecords =
+    std::iter::Flatten<std::iter::Flatten<std::vec::IntoIter<Vec<Option<ConnRecord>>>>>;
+
+impl Slots {
+    /// A new empty slot; returns its index.
+    fn push(&mut self) -> usize {
+        if self.chunks.last().is_none_or(|c| c.len() == SLOT_CHUNK) {
+            self.chunks.push(Vec::with_capacity(SLOT_CHUNK));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(None);
+        }
+        self.len += 1;
+        self.len - 1
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Option<ConnRecord>> {
+        self.chunks.get_mut(i / SLOT_CHUNK)?.get_mut(i % SLOT_CHUNK)
+    }
+
+    fn into_records(self) -> SlotRecords {
+        self.chunks.into_iter().flatten().flatten()
+    }
+}
+
 /// What the track stage hands on.
 #[derive(Debug, Default)]
 pub struct Tracked {
-    /// Every connection attempt, in order of its first packet.
-    pub records: Vec<ConnRecord>,
-    /// While tracking: one slot per attempt, in order of its first packet, filled when the
-    /// connection leaves the table (so the records need no sort at the end).
-    slots: Vec<Option<ConnRecord>>,
+    /// One slot per attempt, in order of its first packet, filled when the connection leaves
+    /// the table (so the records need no sort at the end).
+    slots: Slots,
     /// Handshake-timing votes for the vantage point.
     pub vantage: VantageVotes,
     /// Most connections in the table at once (in memory; closed ones linger a few seconds).
     pub table_peak: usize,
 }
 
-/// Most connections open at once among `records` (sorted by first record): open from their
-/// first record to their last.
-pub fn concurrent(records: &[ConnRecord]) -> usize {
+/// Most connections open at once, from `(first record, last record)` spans in order of first
+/// record: each is open from its first record to its last.
+pub fn concurrent(spans: impl IntoIterator<Item = (u64, u64)>) -> usize {
     use std::cmp::Reverse;
     let mut ends = std::collections::BinaryHeap::new();
     let mut peak = 0;
-    for r in records {
-        while ends
-            .peek()
-            .is_some_and(|&Reverse(end)| end < r.first_record)
-        {
+    for (first, last) in spans {
+        while ends.peek().is_some_and(|&Reverse(end)| end < first) {
             ends.pop();
         }
-        ends.push(Reverse(r.last_record));
+        ends.push(Reverse(last));
         peak = peak.max(ends.len());
     }
     peak
@@ -166,41 +198,62 @@ pub struct Tracker {
     since_sweep: usize,
 }
 
-impl Tracked {
-    /// Merge the output of several trackers that saw disjoint connections: records in order
-    /// of first record, votes added, the largest peak.
-    pub fn merge(parts: Vec<Tracked>) -> Tracked {
-        let mut out = Tracked::default();
-        let mut iters: Vec<_> = parts
-            .into_iter()
-            .map(|p| {
-                out.vantage.add(&p.vantage);
-                out.table_peak = out.table_peak.max(p.table_peak);
-                p.records.into_iter().peekable()
-            })
-            .collect();
-        out.records
-            .reserve(iters.iter().map(|i| i.len()).sum::<usize>());
-        loop {
-            let next = iters
-                .iter_mut()
-                .enumerate()
-                .filter_map(|(k, it)| it.peek().map(|r| (r.first_record, k)))
-                .min();
-            let Some(rec) = next
-                .and_then(|(_, k)| iters.get_mut(k))
-                .and_then(|it| it.next())
-            else {
-                break;
-            };
-            out.records.push(rec);
-        }
-        out
+/// The records of several trackers that saw disjoint connections, merged in order of first
+/// record as they are read (see [`Tracked::merge`]).
+pub struct Merged {
+    parts: Vec<std::iter::Peekable<SlotRecords>>,
+    left: usize,
+}
+
+impl ExactSizeIterator for Merged {}
+
+impl Iterator for Merged {
+    type Item = ConnRecord;
+
+    fn next(&mut self) -> Option<ConnRecord> {
+        let (_, k) = self
+            .parts
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(k, it)| it.peek().map(|r| (r.first_record, k)))
+            .min()?;
+        let rec = self.parts.get_mut(k)?.next()?;
+        self.left = self.left.saturating_sub(1);
+        Some(rec)
     }
 
-    fn new_slot(&mut self) -> usize {
-        self.slots.push(None);
-        self.slots.len() - 1
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl Tracked {
+    /// Connection attempts recorded.
+    pub fn len(&self) -> usize {
+        self.slots.len
+    }
+
+    /// No connection attempt was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.slots.len == 0
+    }
+
+    /// Merge the output of several trackers that saw disjoint connections: the records in
+    /// order of first record (streamed: each tracker's chunks are freed as they are read),
+    /// votes added, the largest table peak.
+    pub fn merge(parts: Vec<Tracked>) -> (Merged, VantageVotes, usize) {
+        let mut vantage = VantageVotes::default();
+        let mut table_peak = 0;
+        let left = parts.iter().map(Tracked::len).sum();
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                vantage.add(&p.vantage);
+                table_peak = table_peak.max(p.table_peak);
+                p.slots.into_records().peekable()
+            })
+            .collect();
+        (Merged { parts, left }, vantage, table_peak)
     }
 }
 
@@ -237,7 +290,7 @@ impl Tracker {
                 let side = open.conn.side_of(src);
                 if t.flags.is_syn() && open.conn.is_new_attempt(side, t.seq) {
                     let fresh = Open {
-                        slot: self.out.new_slot(),
+                        slot: self.out.slots.push(),
                         conn: ConnState::new(p, t),
                     };
                     let old = std::mem::replace(open, fresh);
@@ -246,7 +299,7 @@ impl Tracker {
                 &mut open.conn
             }
             None => {
-                let slot = self.out.new_slot();
+                let slot = self.out.slots.push();
                 &mut self
                     .table
                     .entry(key)
@@ -295,10 +348,6 @@ impl Tracker {
         for (_, c) in self.table.drain() {
             Self::finish_one(&mut self.out, c);
         }
-        self.out.records = std::mem::take(&mut self.out.slots)
-            .into_iter()
-            .flatten()
-            .collect();
         self.out
     }
 }

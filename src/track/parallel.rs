@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::{TrackConfig, Tracked, Tracker};
+use super::{Merged, TrackConfig, Tracked, Tracker, VantageVotes};
 use crate::decode::UdpView;
 use crate::decode::{decode, DecodeStats, Packet, L4};
 use crate::detect::dns::{is_dns, DnsMessage, Malformed};
@@ -44,8 +44,12 @@ pub struct Sharded {
 
 /// What the decode and track stages hand on.
 pub struct Output {
-    /// Connection records and vantage votes.
-    pub tracked: Tracked,
+    /// Connection records in order of first record, streamed out of the shards.
+    pub records: Merged,
+    /// Handshake-timing votes for the vantage point.
+    pub vantage: VantageVotes,
+    /// Most connections in the trackers' tables at once.
+    pub table_peak: usize,
     /// DNS exchanges.
     pub dns: DnsTable,
     /// Decode counts.
@@ -149,12 +153,14 @@ impl Sharded {
     }
 
     /// Drain every shard and merge their records in order of first record.
-    pub fn finish(self) -> Output {
+    pub fn finish(mut self) -> Output {
+        self.dns.shrink_to_fit();
         let parts: Vec<Tracked> = self.trackers.into_iter().map(Tracker::finish).collect();
-        let mut tracked = Tracked::merge(parts);
-        tracked.table_peak = tracked.table_peak.max(self.table_peak);
+        let (records, vantage, table_peak) = Tracked::merge(parts);
         Output {
-            tracked,
+            records,
+            vantage,
+            table_peak: table_peak.max(self.table_peak),
             dns: self.dns,
             stats: self.stats,
         }
