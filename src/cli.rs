@@ -11,7 +11,7 @@ use crate::domain::Stage;
 use crate::error::Error;
 use crate::model::Analysis;
 use crate::render;
-use crate::render::output::{write_folder, Outputs};
+use crate::render::output::{write_folder, IndexEntry, Outputs};
 use crate::Options;
 
 /// Explains connection races (Happy Eyeballs also-rans, duplicate WebSocket upgrades,
@@ -449,6 +449,15 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     Ok(())
 }
 
+/// Free an analysis off the main thread: hundreds of thousands of connections take a while to
+/// free, and the process need not wait for that before it moves on or exits.
+/// Should no thread be spawned, the closure, and `a` with it, is dropped here instead.
+fn drop_in_background(a: Analysis) {
+    let _ = std::thread::Builder::new()
+        .name("racetrace-free".into())
+        .spawn(move || drop(a));
+}
+
 /// The `--stats` line: sizes, the time of each stage and the throughput of the whole.
 fn print_stats(a: &Analysis, render_secs: f64) {
     let t = &a.timings;
@@ -492,21 +501,6 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
         ));
     }
     let captures = args.common.captures()?;
-    // Each capture on its own rayon task (a capture is analysed by one reader thread and one
-    // decoder); results come back in input order, so the output does not depend on the
-    // thread count.
-    let results: Vec<Result<(PathBuf, Analysis, f64), Error>> = captures
-        .par_iter()
-        .map(|(inputs, rel)| {
-            let a = crate::analyze(inputs, &opts)?;
-            let stem = stem(rel);
-            let started = std::time::Instant::now();
-            if let Some(dir) = &args.out {
-                write_folder(&a, &dir.join(&stem), outputs, opts.detect.cancel_by)?;
-            }
-            Ok((stem, a, started.elapsed().as_secs_f64()))
-        })
-        .collect();
     let mut json_out: Option<Box<dyn Write>> = match args.json.as_deref() {
         Some("-") => Some(Box::new(BufWriter::with_capacity(
             1 << 20,
@@ -521,37 +515,55 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
         ))),
         None => None,
     };
-    let mut done: Vec<(PathBuf, Analysis)> = Vec::new();
+    let mut index: Vec<IndexEntry> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
-    for r in results {
-        match r {
-            Ok((stem, a, folder_secs)) => {
-                for w in &a.warnings {
-                    eprintln!("racetrace: warning: {}", w.message);
-                }
+    // As many captures at a time as there are threads, each on its own rayon task (a capture
+    // is analysed by one reader thread and the shared decoders); their outputs are written in
+    // input order, so they do not depend on the thread count, and each analysis is dropped
+    // once written: memory follows the captures in flight, not the batch.
+    for group in captures.chunks(rayon::current_num_threads().max(1)) {
+        let results: Vec<Result<(PathBuf, Analysis, f64), Error>> = group
+            .par_iter()
+            .map(|(inputs, rel)| {
+                let a = crate::analyze(inputs, &opts)?;
+                let stem = stem(rel);
                 let started = std::time::Instant::now();
-                if let Some(w) = json_out.as_mut() {
-                    let res = render::json::write(&a, &mut *w).and_then(|_| writeln!(w));
-                    res.map_err(|source| Error::Write {
-                        path: args.json.clone().unwrap_or_default().into(),
-                        source,
-                    })?;
+                if let Some(dir) = &args.out {
+                    write_folder(&a, &dir.join(&stem), outputs, opts.detect.cancel_by)?;
                 }
-                if args.stats {
-                    print_stats(&a, started.elapsed().as_secs_f64() + folder_secs);
+                Ok((stem, a, started.elapsed().as_secs_f64()))
+            })
+            .collect();
+        for r in results {
+            match r {
+                Ok((stem, a, folder_secs)) => {
+                    for w in &a.warnings {
+                        eprintln!("racetrace: warning: {}", w.message);
+                    }
+                    let started = std::time::Instant::now();
+                    if let Some(w) = json_out.as_mut() {
+                        let res = render::json::write(&a, &mut *w).and_then(|_| writeln!(w));
+                        res.map_err(|source| Error::Write {
+                            path: args.json.clone().unwrap_or_default().into(),
+                            source,
+                        })?;
+                    }
+                    if args.stats {
+                        print_stats(&a, started.elapsed().as_secs_f64() + folder_secs);
+                    }
+                    index.push(IndexEntry::new(&stem, &a));
+                    drop_in_background(a);
                 }
-                done.push((stem, a));
-            }
-            Err(e) => {
-                eprintln!("racetrace: {e}");
-                failed.push(e.to_string());
-                outcome.error = true;
+                Err(e) => {
+                    eprintln!("racetrace: {e}");
+                    failed.push(e.to_string());
+                    outcome.error = true;
+                }
             }
         }
     }
     if let Some(dir) = &args.out {
-        let rows: Vec<(PathBuf, &Analysis)> = done.iter().map(|(s, a)| (s.clone(), a)).collect();
-        render::output::write_index(dir, &rows, &failed)?;
+        render::output::write_index(dir, &index, &failed)?;
     }
     if let Some(mut w) = json_out {
         w.flush().map_err(|source| Error::Write {

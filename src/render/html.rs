@@ -384,8 +384,8 @@ pub struct IndexRow {
 }
 
 /// The batch index page.
-pub fn index(rows: &[IndexRow], failed: &[String]) -> Result<String, String> {
-    let sum = |f: fn(&IndexRow) -> usize| rows.iter().map(f).sum::<usize>();
+pub fn index(rows: &[&IndexRow], failed: &[String]) -> Result<String, String> {
+    let sum = |f: fn(&IndexRow) -> usize| rows.iter().map(|r| f(r)).sum::<usize>();
     let ctx = context! {
         csp => csp(),
         script => SCRIPT,

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::domain::Stage;
 use crate::error::Error;
@@ -144,19 +144,24 @@ pub fn write_folder(
     Ok(())
 }
 
-/// Write the batch's `index.html` and `summary.csv` under `dir`.
-pub fn write_index(
-    dir: &Path,
-    rows: &[(PathBuf, &Analysis)],
-    failed: &[String],
-) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    let index_rows: Vec<html::IndexRow> = rows
-        .iter()
-        .map(|(stem, a)| {
-            let s = &a.summary;
-            let name = stem.to_string_lossy().into_owned();
-            html::IndexRow {
+/// What the batch index keeps of one analysed capture: its analysis is dropped as soon as its
+/// own outputs are written, so a batch's memory does not grow with the number of files.
+pub struct IndexEntry {
+    row: html::IndexRow,
+    csv: [(&'static str, String); 9],
+}
+
+impl IndexEntry {
+    /// The index row of the capture written under `stem`.
+    pub fn new(stem: &Path, a: &Analysis) -> IndexEntry {
+        let s = &a.summary;
+        let name = stem.to_string_lossy().into_owned();
+        let mut csv = tables::capture_row(a);
+        if let Some(first) = csv.first_mut() {
+            first.1 = name.clone();
+        }
+        IndexEntry {
+            row: html::IndexRow {
                 link: format!("{name}/report.html"),
                 name,
                 connections: s.connections,
@@ -170,28 +175,33 @@ pub fn write_index(
                     .median_attempt_delay_ms
                     .map(|m| format!("{m:.1}"))
                     .unwrap_or_default(),
-            }
-        })
-        .collect();
+            },
+            csv,
+        }
+    }
+}
+
+/// `index.html` and `summary.csv` of a batch: one row per capture, and the files that failed.
+pub fn write_index(dir: &Path, entries: &[IndexEntry], failed: &[String]) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let index_rows: Vec<&html::IndexRow> = entries.iter().map(|e| &e.row).collect();
     let p = dir.join("index.html");
     let page = html::index(&index_rows, failed).map_err(|e| write_err(&p, e))?;
     fs::write(&p, page).map_err(|e| write_err(&p, e))?;
 
     let p = dir.join("summary.csv");
     let mut out = String::new();
-    if let Some((_, a)) = rows.first() {
-        let header: Vec<&str> = tables::capture_row(a).iter().map(|c| c.0).collect();
+    if let Some(e) = entries.first() {
+        let header: Vec<&str> = e.csv.iter().map(|c| c.0).collect();
         out.push_str(&header.join(","));
         out.push('\n');
     }
-    for (stem, a) in rows {
-        let mut cells: Vec<String> = tables::capture_row(a)
-            .into_iter()
+    for e in entries {
+        let cells: Vec<String> = e
+            .csv
+            .iter()
             .map(|c| crate::render::terminal::csv_field(&c.1))
             .collect();
-        if let Some(first) = cells.first_mut() {
-            *first = crate::render::terminal::csv_field(&stem.to_string_lossy());
-        }
         out.push_str(&cells.join(","));
         out.push('\n');
     }

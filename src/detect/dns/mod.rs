@@ -14,6 +14,8 @@ use simple_dns::{Packet as DnsPacket, PacketFlag};
 use crate::decode::{Packet, UdpView};
 use crate::domain::Nanos;
 
+mod wire;
+
 /// DNS port.
 const DNS_PORT: u16 = 53;
 /// Record types.
@@ -79,7 +81,7 @@ const WKP: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
 
 /// The facts of one DNS message the table keeps, parsed on its own (so that parsing can run on
 /// any thread and the table only records).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DnsMessage {
     id: u16,
     response: bool,
@@ -91,8 +93,17 @@ pub struct DnsMessage {
 }
 
 impl DnsMessage {
-    /// Parse a UDP payload; `None` when it is a DNS message without a question.
+    /// Parse a UDP payload; `None` when it is a DNS message without a question. The common
+    /// message is parsed in place ([`wire`]); anything else by simple-dns.
     pub fn parse(payload: &[u8]) -> Result<Option<DnsMessage>, Malformed> {
+        match wire::parse(payload) {
+            Some(m) => Ok(Some(m)),
+            None => Self::parse_general(payload),
+        }
+    }
+
+    /// Parse with simple-dns (every message it accepts).
+    fn parse_general(payload: &[u8]) -> Result<Option<DnsMessage>, Malformed> {
         let msg = DnsPacket::parse(payload).map_err(|_| Malformed)?;
         let Some(q) = msg.questions.first() else {
             return Ok(None);
