@@ -129,7 +129,7 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
         }
     }
     for ex in dns.clients() {
-        let (Some(at), Some(&a)) = (ex.answer_time, index.get(&ex.client)) else {
+        let (Some(at), Some(&a)) = (ex.answer_time.get(), index.get(&ex.client)) else {
             continue;
         };
         if is_tied(a) {

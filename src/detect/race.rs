@@ -437,14 +437,14 @@ fn race_dns(
     let first_answer = [aaaa, a4]
         .iter()
         .flatten()
-        .filter_map(|e| e.answer_time)
+        .filter_map(|e| e.answer_time.get())
         .min();
     Some(RaceDns {
         name: service.clone(),
-        aaaa_query_time: aaaa.and_then(|e| e.query_time).map(epoch_seconds),
-        aaaa_answer_time: aaaa.and_then(|e| e.answer_time).map(epoch_seconds),
-        a_query_time: a4.and_then(|e| e.query_time).map(epoch_seconds),
-        a_answer_time: a4.and_then(|e| e.answer_time).map(epoch_seconds),
+        aaaa_query_time: aaaa.and_then(|e| e.query_time.get()).map(epoch_seconds),
+        aaaa_answer_time: aaaa.and_then(|e| e.answer_time.get()).map(epoch_seconds),
+        a_query_time: a4.and_then(|e| e.query_time.get()).map(epoch_seconds),
+        a_answer_time: a4.and_then(|e| e.answer_time.get()).map(epoch_seconds),
         answer_to_first_syn_ms: first_answer.map(|t| ms_between(t, start)),
     })
 }

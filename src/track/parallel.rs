@@ -15,9 +15,8 @@
 use rayon::prelude::*;
 
 use super::{Merged, TrackConfig, Tracked, Tracker, VantageVotes};
-use crate::decode::UdpView;
 use crate::decode::{decode, DecodeStats, Packet, L4};
-use crate::detect::dns::{is_dns, DnsMessage, Malformed};
+use crate::detect::dns::{is_dns, DnsMessage, Malformed, Seen};
 use crate::detect::DnsTable;
 use crate::read::Batch;
 
@@ -25,14 +24,10 @@ use crate::read::Batch;
 const RUN: usize = 2048;
 
 /// A datagram on the DNS port, its message parsed in the decode step.
-type DnsItem<'a> = (
-    Packet<'a>,
-    UdpView<'a>,
-    Result<Option<DnsMessage>, Malformed>,
-);
+type DnsItem = (Seen, Result<Option<DnsMessage>, Malformed>);
 
 /// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts.
-type Run<'a> = (Vec<Vec<Packet<'a>>>, Vec<DnsItem<'a>>, DecodeStats);
+type Run<'a> = (Vec<Vec<Packet<'a>>>, Vec<DnsItem>, DecodeStats);
 
 /// The decode and track stages over `n` shards.
 pub struct Sharded {
@@ -91,7 +86,9 @@ fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize) -> Run<'_>
                         shard.push(p);
                     }
                 }
-                L4::Udp(u) if is_dns(&u) => dns.push((p, u, DnsMessage::parse(u.payload))),
+                L4::Udp(u) if is_dns(&u) => {
+                    dns.push((Seen::of(&p, &u), DnsMessage::parse(u.payload)))
+                }
                 L4::Udp(_) => {}
             },
             Err(_) => continue,
@@ -129,8 +126,8 @@ impl Sharded {
         let table = &mut self.dns;
         rayon::join(
             || {
-                for (p, u, msg) in dns {
-                    table.on_message(&p, &u, msg);
+                for (seen, msg) in dns {
+                    table.on_message(seen, msg);
                 }
             },
             || {

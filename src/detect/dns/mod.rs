@@ -12,7 +12,7 @@ use simple_dns::rdata::RData;
 use simple_dns::{Packet as DnsPacket, PacketFlag};
 
 use crate::decode::{Packet, UdpView};
-use crate::domain::Nanos;
+use crate::domain::{Nanos, OptNanos};
 
 mod wire;
 
@@ -36,11 +36,11 @@ pub struct Exchange {
     /// Query type (1 = A, 28 = AAAA, …).
     pub qtype: u16,
     /// Query time.
-    pub query_time: Option<Nanos>,
+    pub query_time: OptNanos,
     /// Answer time.
-    pub answer_time: Option<Nanos>,
+    pub answer_time: OptNanos,
     /// Addresses in the answer.
-    pub addrs: Vec<IpAddr>,
+    pub addrs: Box<[IpAddr]>,
 }
 
 /// What DNS traffic in the capture says.
@@ -131,6 +131,34 @@ impl DnsMessage {
     }
 }
 
+/// Where and when a DNS message was seen: what the table keeps of its datagram.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    /// Capture time.
+    pub time: Nanos,
+    /// Source address and port.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+}
+
+impl Seen {
+    /// The datagram `u` carried by `p`.
+    pub fn of(p: &Packet<'_>, u: &UdpView<'_>) -> Seen {
+        Seen {
+            time: p.time,
+            src: p.src,
+            dst: p.dst,
+            src_port: u.src_port,
+            dst_port: u.dst_port,
+        }
+    }
+}
+
 /// A datagram on the DNS port that does not parse as DNS.
 #[derive(Clone, Copy, Debug)]
 pub struct Malformed;
@@ -141,13 +169,8 @@ pub fn is_dns(u: &UdpView<'_>) -> bool {
 }
 
 impl DnsTable {
-    /// Record one parsed DNS message (from [`DnsMessage::parse`]) carried by `p`/`u`.
-    pub fn on_message(
-        &mut self,
-        p: &Packet<'_>,
-        u: &UdpView<'_>,
-        parsed: Result<Option<DnsMessage>, Malformed>,
-    ) {
+    /// Record one parsed DNS message (from [`DnsMessage::parse`]) seen as `seen`.
+    pub fn on_message(&mut self, seen: Seen, parsed: Result<Option<DnsMessage>, Malformed>) {
         let msg = match parsed {
             Ok(Some(m)) => m,
             Ok(None) => return,
@@ -172,9 +195,9 @@ impl DnsTable {
             }
         };
         let (client, client_port) = if response {
-            (p.dst, u.dst_port)
+            (seen.dst, seen.dst_port)
         } else {
-            (p.src, u.src_port)
+            (seen.src, seen.src_port)
         };
         let key = (client, client_port, id);
         if !response {
@@ -188,9 +211,9 @@ impl DnsTable {
                     client,
                     name,
                     qtype,
-                    query_time: Some(p.time),
-                    answer_time: None,
-                    addrs: Vec::new(),
+                    query_time: OptNanos::some(seen.time),
+                    answer_time: OptNanos::NONE,
+                    addrs: Box::default(),
                 });
             }
             return;
@@ -206,20 +229,20 @@ impl DnsTable {
                     client,
                     name,
                     qtype,
-                    query_time: None,
-                    answer_time: None,
-                    addrs: Vec::new(),
+                    query_time: OptNanos::NONE,
+                    answer_time: OptNanos::NONE,
+                    addrs: Box::default(),
                 });
                 self.exchanges.len() - 1
             }
             None => return,
         };
         for a in &addrs {
-            self.by_addr.entry(*a).or_default().push((p.time, idx));
+            self.by_addr.entry(*a).or_default().push((seen.time, idx));
             self.by_addr_client
                 .entry((*a, client))
                 .or_default()
-                .push((p.time, idx));
+                .push((seen.time, idx));
             if let IpAddr::V6(v6) = a {
                 let bits = u128::from(*v6);
                 if bits & !0xffff_ffff == WKP && !self.nat64_prefixes.contains(&WKP) {
@@ -230,8 +253,8 @@ impl DnsTable {
         let Some(ex) = self.exchanges.get_mut(idx) else {
             return;
         };
-        ex.answer_time = Some(p.time);
-        ex.addrs = addrs;
+        ex.answer_time = OptNanos::some(seen.time);
+        ex.addrs = addrs.into_boxed_slice();
         if qtype == TYPE_AAAA || qtype == TYPE_A {
             self.learn_nat64(idx);
         }
@@ -306,7 +329,7 @@ impl DnsTable {
     ) -> Option<&Exchange> {
         // Each client's exchanges are in query order: search back from the last one at or
         // before `t` for the latest of this name and type.
-        let time = |e: &Exchange| e.answer_time.or(e.query_time);
+        let time = |e: &Exchange| e.answer_time.get().or(e.query_time.get());
         clients
             .iter()
             .filter_map(|c| self.by_client.get(c))
@@ -314,7 +337,7 @@ impl DnsTable {
                 let upto = list.partition_point(|&i| {
                     self.exchanges
                         .get(i)
-                        .and_then(|e| e.query_time.or(e.answer_time))
+                        .and_then(|e| e.query_time.get().or(e.answer_time.get()))
                         .is_some_and(|x| x <= t)
                 });
                 list.get(..upto)?
