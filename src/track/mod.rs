@@ -123,8 +123,12 @@ struct Slots {
     len: usize,
 }
 
-/// Records per chunk of [`Slots`].
-const SLOT_CHUNK: usize = 4096;
+/// Records per chunk of [`Slots`]: 131,072 records are ~48 MB, above the size from which
+/// the allocator maps memory for each allocation on its own (glibc: at most 32 MB), so a chunk
+/// goes back to the system as soon as the merge has read it. Smaller chunks would be recycled
+/// inside the heap and stay resident while the connection list fills. Untouched pages of the
+/// last chunk cost nothing.
+const SLOT_CHUNK: usize = 1 << 17;
 
 /// The records of one tracker, in order of first packet, each chunk freed once read.
 type SlotRecords =
