@@ -29,6 +29,9 @@ pub struct TrackConfig {
     /// A client send after this much quiet (no payload either way) on a connection that
     /// already served a response is watched as a possible stale reuse.
     pub reuse_idle: Nanos,
+    /// Records per chunk of a tracker's output (131,072 by default): the granularity at which the
+    /// merge frees them. Tests set it small to cross many chunk boundaries.
+    pub record_chunk: usize,
 }
 
 impl Default for TrackConfig {
@@ -39,6 +42,7 @@ impl Default for TrackConfig {
             // Late retransmissions, a final ACK, a 101 that crosses the client's RST.
             linger: 4 * 1_000_000_000,
             reuse_idle: 1_000_000_000,
+            record_chunk: SLOT_CHUNK,
         }
     }
 }
@@ -121,9 +125,11 @@ impl VantageVotes {
 struct Slots {
     chunks: Vec<Vec<Option<ConnRecord>>>,
     len: usize,
+    /// Records per chunk.
+    chunk: usize,
 }
 
-/// Records per chunk of [`Slots`]: 131,072 records are ~48 MB, above the size from which
+/// Records per chunk of [`Slots`] by default: 131,072 records are ~48 MB, above the size from which
 /// the allocator maps memory for each allocation on its own (glibc: at most 32 MB), so a chunk
 /// goes back to the system as soon as the merge has read it. Smaller chunks would be recycled
 /// inside the heap and stay resident while the connection list fills. Untouched pages of the
@@ -137,8 +143,9 @@ type SlotRecords =
 impl Slots {
     /// A new empty slot; returns its index.
     fn push(&mut self) -> usize {
-        if self.chunks.last().is_none_or(|c| c.len() == SLOT_CHUNK) {
-            self.chunks.push(Vec::with_capacity(SLOT_CHUNK));
+        let chunk = self.chunk.max(1);
+        if self.chunks.last().is_none_or(|c| c.len() >= chunk) {
+            self.chunks.push(Vec::with_capacity(chunk));
         }
         if let Some(c) = self.chunks.last_mut() {
             c.push(None);
@@ -148,7 +155,8 @@ impl Slots {
     }
 
     fn get_mut(&mut self, i: usize) -> Option<&mut Option<ConnRecord>> {
-        self.chunks.get_mut(i / SLOT_CHUNK)?.get_mut(i % SLOT_CHUNK)
+        let chunk = self.chunk.max(1);
+        self.chunks.get_mut(i / chunk)?.get_mut(i % chunk)
     }
 
     fn into_records(self) -> SlotRecords {
@@ -264,10 +272,12 @@ impl Tracked {
 impl Tracker {
     /// A tracker with the given settings.
     pub fn new(cfg: TrackConfig) -> Tracker {
-        Tracker {
+        let mut t = Tracker {
             cfg,
             ..Tracker::default()
-        }
+        };
+        t.out.slots.chunk = cfg.record_chunk;
+        t
     }
 
     /// Connections open right now.
