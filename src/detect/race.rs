@@ -81,14 +81,12 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
     }
     // A race reaches two or more addresses; a pool of connections to one address is not one.
     groups.retain(|m| {
-        let mut ips: Vec<_> = m
+        let mut ips = m
             .iter()
             .filter_map(|&i| conns.get(i))
-            .map(|c| c.rec.server.ip)
-            .collect();
-        ips.sort();
-        ips.dedup();
-        ips.len() >= 2
+            .map(|c| c.rec.server.ip);
+        let first = ips.next();
+        ips.any(|ip| Some(ip) != first)
     });
     groups.sort_by_key(|m| {
         let first = m.first().copied();

@@ -185,7 +185,7 @@ fn connection_json<'a>(c: &'a Connection, a: &'a Analysis) -> ConnectionJson<'a>
             mss: o.mss,
             wscale: o.wscale,
             sack_permitted: o.sack_permitted,
-            timestamps: o.timestamp.is_some(),
+            timestamps: o.timestamps,
         }
     };
     ConnectionJson {
@@ -401,7 +401,7 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
         s.val("mss", &opt.mss)?;
         s.val("wscale", &opt.wscale)?;
         s.val("sack_permitted", &opt.sack_permitted)?;
-        s.val("timestamps", &opt.timestamp.is_some())?;
+        s.val("timestamps", &opt.timestamps)?;
         s.close();
     }
     o.buf.push(b']');

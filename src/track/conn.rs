@@ -19,6 +19,31 @@ pub struct TsSample {
     pub tsval: u32,
 }
 
+/// What a record keeps of a SYN's (or SYN-ACK's) options: 8 bytes where the decoded options
+/// are 20 (the SYN-ACK's TSval is kept apart, in `server_tsval`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SynOptions {
+    /// Maximum segment size.
+    pub mss: Option<u16>,
+    /// Window scale shift.
+    pub wscale: Option<u8>,
+    /// SACK permitted.
+    pub sack_permitted: bool,
+    /// The timestamps option was present.
+    pub timestamps: bool,
+}
+
+impl From<TcpOptions> for SynOptions {
+    fn from(o: TcpOptions) -> SynOptions {
+        SynOptions {
+            mss: o.mss,
+            wscale: o.wscale,
+            sack_permitted: o.sack_permitted,
+            timestamps: o.timestamp.is_some(),
+        }
+    }
+}
+
 /// When a connection reached each stage beyond the TCP handshake. The tracker sets the TCP
 /// ones; the application layer sets the rest.
 #[derive(Clone, Copy, Debug, Default)]
@@ -148,7 +173,7 @@ pub struct ConnRecord {
     /// Server TSvals with capture times (SYN-ACK first), at most [`TS_SAMPLES`] + 1.
     pub ts_samples: Vec<TsSample>,
     /// Options of the client's SYN and the server's SYN-ACK.
-    pub syn_options: [TcpOptions; 2],
+    pub syn_options: [SynOptions; 2],
     /// Zeek-style history.
     pub history: History,
     /// What the application layer learned (TLS, HTTP), when the connection carried payload.
@@ -359,7 +384,7 @@ impl ConnState {
                 milestones: Milestones::default(),
                 server_tsval: None,
                 ts_samples: Vec::new(),
-                syn_options: [TcpOptions::default(); 2],
+                syn_options: [SynOptions::default(); 2],
                 history,
                 app: None,
                 stale: None,
@@ -422,8 +447,8 @@ impl ConnState {
             }
             rec.syn_count += 1;
             self.client_isn.get_or_insert(t.seq);
-            if rec.syn_options[0] == TcpOptions::default() {
-                rec.syn_options[0] = t.options;
+            if rec.syn_options[0] == SynOptions::default() {
+                rec.syn_options[0] = SynOptions::from(t.options);
             }
         } else if f.is_synack() && side == Side::Server {
             rec.history.add(side, b'H');
@@ -431,7 +456,7 @@ impl ConnState {
             if !rec.synack_time.is_some() {
                 rec.synack_time = OptNanos::some(now);
                 rec.server_tsval = t.options.timestamp.map(|ts| ts.0);
-                rec.syn_options[1] = t.options;
+                rec.syn_options[1] = SynOptions::from(t.options);
                 self.server_isn = Some(t.seq);
             }
         }
