@@ -55,6 +55,19 @@ struct HttpJson<'a> {
     status: Option<u16>,
 }
 
+/// The contract's `http` object: the first request (secrets as presence only) and the status.
+fn http_json(c: &Connection) -> Option<HttpJson<'_>> {
+    c.request().map(|q| HttpJson {
+        method: &q.method,
+        target: &q.target,
+        host: q.host.as_deref(),
+        ws_upgrade: q.ws_upgrade,
+        authorization: q.authorization,
+        cookie: q.cookie,
+        status: c.rec.app.as_ref().and_then(|x| x.status),
+    })
+}
+
 /// Extra `app` object: what the application layer saw (never a secret's value).
 #[derive(Serialize)]
 struct AppJson<'a> {
@@ -209,15 +222,7 @@ fn connection_json<'a>(c: &'a Connection, a: &'a Analysis) -> ConnectionJson<'a>
         stage: r.stage(),
         server_tsval: r.server_tsval,
         tls_sni: c.tls().and_then(|t| t.sni.as_deref()),
-        http: c.request().map(|q| HttpJson {
-            method: &q.method,
-            target: &q.target,
-            host: q.host.as_deref(),
-            ws_upgrade: q.ws_upgrade,
-            authorization: q.authorization,
-            cookie: q.cookie,
-            status: r.app.as_ref().and_then(|x| x.status),
-        }),
+        http: http_json(c),
         service: &c.service,
         race: c.race,
         role: c.role,
@@ -361,18 +366,7 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
     o.val("stage", &r.stage())?;
     o.val("server_tsval", &r.server_tsval)?;
     o.val("tls_sni", &c.tls().and_then(|t| t.sni.as_deref()))?;
-    o.val(
-        "http",
-        &c.request().map(|q| HttpJson {
-            method: &q.method,
-            target: &q.target,
-            host: q.host.as_deref(),
-            ws_upgrade: q.ws_upgrade,
-            authorization: q.authorization,
-            cookie: q.cookie,
-            status: r.app.as_ref().and_then(|x| x.status),
-        }),
-    )?;
+    o.val("http", &http_json(c))?;
     o.val("service", &*c.service)?;
     o.val("race", &c.race)?;
     o.val("role", &c.role)?;

@@ -186,14 +186,6 @@ impl DnsTable {
             qtype,
             addrs,
         } = msg;
-        let name = match self.names.get(name.as_str()) {
-            Some(n) => n.clone(),
-            None => {
-                let n = crate::model::Name::from(name);
-                self.names.insert(n.clone());
-                n
-            }
-        };
         let (client, client_port) = if response {
             (seen.dst, seen.dst_port)
         } else {
@@ -201,41 +193,18 @@ impl DnsTable {
         };
         let key = (client, client_port, id);
         if !response {
-            if self.exchanges.len() < MAX_EXCHANGES {
-                self.pending.insert(key, self.exchanges.len());
-                self.by_client
-                    .entry(client)
-                    .or_default()
-                    .push(self.exchanges.len());
-                self.exchanges.push(Exchange {
-                    client,
-                    name,
-                    qtype,
-                    query_time: OptNanos::some(seen.time),
-                    answer_time: OptNanos::NONE,
-                    addrs: Box::default(),
-                });
+            if let Some(idx) = self.open_exchange(client, name, qtype, OptNanos::some(seen.time)) {
+                self.pending.insert(key, idx);
             }
             return;
         }
+        // An answer whose query was not captured opens its own exchange.
         let idx = match self.pending.remove(&key) {
             Some(i) => i,
-            None if self.exchanges.len() < MAX_EXCHANGES => {
-                self.by_client
-                    .entry(client)
-                    .or_default()
-                    .push(self.exchanges.len());
-                self.exchanges.push(Exchange {
-                    client,
-                    name,
-                    qtype,
-                    query_time: OptNanos::NONE,
-                    answer_time: OptNanos::NONE,
-                    addrs: Box::default(),
-                });
-                self.exchanges.len() - 1
-            }
-            None => return,
+            None => match self.open_exchange(client, name, qtype, OptNanos::NONE) {
+                Some(i) => i,
+                None => return,
+            },
         };
         for a in &addrs {
             self.by_addr.entry(*a).or_default().push((seen.time, idx));
@@ -258,6 +227,38 @@ impl DnsTable {
         if qtype == TYPE_AAAA || qtype == TYPE_A {
             self.learn_nat64(idx);
         }
+    }
+
+    /// Start an exchange (in query order, indexed by client); `None` past the bound.
+    fn open_exchange(
+        &mut self,
+        client: IpAddr,
+        name: String,
+        qtype: u16,
+        query_time: OptNanos,
+    ) -> Option<usize> {
+        if self.exchanges.len() >= MAX_EXCHANGES {
+            return None;
+        }
+        let idx = self.exchanges.len();
+        let name = match self.names.get(name.as_str()) {
+            Some(n) => n.clone(),
+            None => {
+                let n = crate::model::Name::from(name);
+                self.names.insert(n.clone());
+                n
+            }
+        };
+        self.by_client.entry(client).or_default().push(idx);
+        self.exchanges.push(Exchange {
+            client,
+            name,
+            qtype,
+            query_time,
+            answer_time: OptNanos::NONE,
+            addrs: Box::default(),
+        });
+        Some(idx)
     }
 
     /// RFC 7050-style prefix discovery: an AAAA answer whose low 32 bits are an A answer for
