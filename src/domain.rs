@@ -255,6 +255,80 @@ impl Stage {
     }
 }
 
+/// Append `ip` as text exactly as its `Display` writes it (IPv6 per RFC 5952: lower-case hex,
+/// the longest run of two or more zero groups as `::`, IPv4-mapped in dotted form), without the
+/// formatting machinery: the JSON writer prints four addresses per connection.
+pub fn push_ip(out: &mut Vec<u8>, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => push_ipv4(out, v4.octets()),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                out.extend_from_slice(b"::ffff:");
+                return push_ipv4(out, v4.octets());
+            }
+            let seg = v6.segments();
+            // The longest run of zero groups (the first of equal runs).
+            let (mut best, mut best_len, mut start, mut len) = (0, 0, 0, 0);
+            for (i, &g) in seg.iter().enumerate() {
+                if g == 0 {
+                    if len == 0 {
+                        start = i;
+                    }
+                    len += 1;
+                    if len > best_len {
+                        (best, best_len) = (start, len);
+                    }
+                } else {
+                    len = 0;
+                }
+            }
+            let groups = |out: &mut Vec<u8>, part: &[u16]| {
+                for (k, &g) in part.iter().enumerate() {
+                    if k > 0 {
+                        out.push(b':');
+                    }
+                    push_hex(out, g);
+                }
+            };
+            if best_len > 1 {
+                groups(out, seg.get(..best).unwrap_or_default());
+                out.extend_from_slice(b"::");
+                groups(out, seg.get(best + best_len..).unwrap_or_default());
+            } else {
+                groups(out, &seg);
+            }
+        }
+    }
+}
+
+fn push_ipv4(out: &mut Vec<u8>, o: [u8; 4]) {
+    for (k, b) in o.into_iter().enumerate() {
+        if k > 0 {
+            out.push(b'.');
+        }
+        if b >= 100 {
+            out.push(b'0' + b / 100);
+        }
+        if b >= 10 {
+            out.push(b'0' + b / 10 % 10);
+        }
+        out.push(b'0' + b % 10);
+    }
+}
+
+/// A group in lower-case hex without leading zeros.
+fn push_hex(out: &mut Vec<u8>, g: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut started = false;
+    for shift in [12, 8, 4, 0] {
+        let d = usize::from((g >> shift) & 0xf);
+        if d != 0 || started || shift == 0 {
+            started = true;
+            out.push(HEX.get(d).copied().unwrap_or(b'0'));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +365,54 @@ mod tests {
             port: 80,
         };
         assert_eq!(ConnKey::new(a, b), ConnKey::new(b, a));
+    }
+
+    /// `push_ip` writes what `Display` writes: structured zero patterns and pseudo-random
+    /// addresses, IPv4-mapped and IPv4-compatible ones.
+    #[test]
+    fn push_ip_matches_display() {
+        let mut addrs: Vec<IpAddr> = Vec::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for pattern in 0u32..256 {
+            for fill in [1u16, 0xa, 0x100, 0xffff, 0x0db8] {
+                let mut seg = [0u16; 8];
+                for (i, s) in seg.iter_mut().enumerate() {
+                    if pattern & (1 << i) != 0 {
+                        *s = fill.wrapping_add(i as u16);
+                    }
+                }
+                addrs.push(IpAddr::V6(std::net::Ipv6Addr::from(seg)));
+            }
+        }
+        for _ in 0..5000 {
+            let r = u128::from(next()) << 64 | u128::from(next());
+            addrs.push(IpAddr::V6(std::net::Ipv6Addr::from(r)));
+            addrs.push(IpAddr::V6(std::net::Ipv6Addr::from(r & 0xffff_ffff)));
+            addrs.push(IpAddr::V6(std::net::Ipv6Addr::from(
+                (0xffff_u128 << 32) | (r & 0xffff_ffff),
+            )));
+            addrs.push(IpAddr::V4(std::net::Ipv4Addr::from(next() as u32)));
+        }
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.0.1",
+            "::",
+            "::1",
+            "64:ff9b::192.0.2.33",
+        ] {
+            addrs.push(s.parse().unwrap());
+        }
+        for ip in addrs {
+            let mut out = Vec::new();
+            push_ip(&mut out, &ip);
+            assert_eq!(String::from_utf8_lossy(&out), ip.to_string());
+        }
     }
 }

@@ -292,6 +292,33 @@ impl ConnRecord {
 #[derive(Clone, Copy, Debug)]
 pub struct WiresharkFilter<'a>(&'a ConnRecord);
 
+impl WiresharkFilter<'_> {
+    /// Append the filter's text (what `Display` writes) without the formatting machinery.
+    pub fn push_to(&self, out: &mut Vec<u8>) {
+        let r = self.0;
+        let ip: &[u8] = match r.family() {
+            Family::Ipv4 => b"ip.addr",
+            Family::Ipv6 => b"ipv6.addr",
+        };
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(ip);
+        out.extend_from_slice(b" == ");
+        crate::domain::push_ip(out, &r.client.ip);
+        out.extend_from_slice(b" && ");
+        out.extend_from_slice(ip);
+        out.extend_from_slice(b" == ");
+        crate::domain::push_ip(out, &r.server.ip);
+        out.extend_from_slice(b" && tcp.port == ");
+        out.extend_from_slice(n.format(r.client.port).as_bytes());
+        out.extend_from_slice(b" && tcp.port == ");
+        out.extend_from_slice(n.format(r.server.port).as_bytes());
+        out.extend_from_slice(b" && frame.number >= ");
+        out.extend_from_slice(n.format(r.first_record).as_bytes());
+        out.extend_from_slice(b" && frame.number <= ");
+        out.extend_from_slice(n.format(r.last_record).as_bytes());
+    }
+}
+
 impl std::fmt::Display for WiresharkFilter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self.0;
@@ -656,6 +683,6 @@ mod tests {
     #[test]
     fn record_is_compact() {
         let size = std::mem::size_of::<ConnRecord>();
-        assert!(size <= 368, "ConnRecord is {size} bytes");
+        assert!(size <= 344, "ConnRecord is {size} bytes");
     }
 }
