@@ -6,6 +6,9 @@
 #
 #   bash bench/run.sh [SIZE_BYTES] [SHORT_CONNECTIONS]     (defaults: 1e9 and 10e6)
 #
+# Last, if valgrind is installed: instruction counts of the walk and of analyze on a 20 MB
+# capture (one thread), a figure that does not move with the machine's load.
+#
 # Needs GNU time (/usr/bin/time -v) for peak RSS; the data lands in bench-data/ (ignored by git).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +43,7 @@ measure() {
   grep 'stats:' bench-data/time.txt
   awk -v b="$bytes" -v w="$walk" -v a="$analyze" -v r="$rss" 'BEGIN {
     printf "record walk      %6.2f s  %7.1f MB/s\n", w, b/w/1e6;
-    printf "analyze --json   %6.2f s  %7.1f MB/s  = %.1f%% of the walk, %.0fx tshark (3.5 MB/s); peak RSS %.0f MB\n", a, b/a/1e6, 100*w/a, b/a/1e6/3.5, r }'
+    printf "analyze --json   %6.2f s  %7.1f MB/s  = %.1f%% of the walk, %.0fx tshark (3.5 MB/s); peak RSS %.0f MiB\n", a, b/a/1e6, 100*w/a, b/a/1e6/3.5, r }'
 }
 
 # ~1 GB of Happy Eyeballs fetches with full-size responses.
@@ -70,6 +73,19 @@ with open(src, 'rb') as f, open(dst, 'wb') as g:
 PY
   /usr/bin/time -v "$BIN/racetrace" analyze "$part" --json /dev/null --stats 2> bench-data/time.txt
   rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
-  echo "short connections: $n  peak RSS ${rss} MB  $(grep -o 'in .*' bench-data/time.txt | head -1)"
+  echo "short connections: $n  peak RSS ${rss} MiB  $(grep -o 'in .*' bench-data/time.txt | head -1)"
   rm -f "$part"
 done
+
+# Instruction counts (valgrind's callgrind, one thread): repeatable whatever else the machine is
+# doing, unlike wall-clock times. A 20 MB slice of the small-packet shape.
+if command -v valgrind > /dev/null; then
+  CG=bench-data/small_20000000.pcap
+  [ -f "$CG" ] || "$BIN/gen_capture" "$CG" --bytes 20000000 --segment 120 >&2
+  count() { RAYON_NUM_THREADS=1 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | awk '/Collected/ {print $4}'; }
+  packets=$("$BIN/walk" "$CG" | awk '{print $1}')
+  w=$(count "$BIN/walk" "$CG")
+  a=$(count "$BIN/racetrace" analyze "$CG" --json /dev/null)
+  awk -v p="$packets" -v w="$w" -v a="$a" 'BEGIN {
+    printf "instructions on %d packets: walk %.1f M (%.0f per packet), analyze --json %.1f M (%.0f per packet)\n", p, w/1e6, w/p, a/1e6, a/p }'
+fi

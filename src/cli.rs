@@ -482,7 +482,11 @@ fn print_stats(a: &Analysis, render_secs: f64) {
         .map(|(name, secs)| format!("{name} {secs:.3} s"))
         .collect();
     eprintln!("racetrace: stats: detectors: {}", each.join(", "));
-    let mb = |b: Option<u64>| b.map_or("?".to_string(), |b| format!("{:.0} MB", b as f64 / 1e6));
+    let mb = |b: Option<u64>| {
+        b.map_or("?".to_string(), |b| {
+            format!("{:.0} MiB", b as f64 / 1_048_576.0)
+        })
+    };
     eprintln!(
         "racetrace: stats: peak resident memory of the process: after track {}, after detect {}, after render {}",
         mb(t.rss_track),

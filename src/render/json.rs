@@ -540,9 +540,9 @@ const CHUNK: usize = 4096;
 
 /// Write the analysis as one JSON document.
 ///
-/// The document is streamed: the small sections are serialised straight to `out`, and the long
-/// arrays (connections, races, sequences) a round of chunks at a time, each chunk serialised on
-/// its own rayon task into a buffer and written in order. Memory stays at a few chunks whatever
+/// The document is streamed: the small sections are serialised straight to `out`, and the two
+/// long arrays (connections, races) a round of chunks at a time, each chunk serialised on its
+/// own rayon task into a buffer and written in order. Memory stays at a few chunks whatever
 /// the capture's size, and the output is byte-identical whatever the thread count.
 pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     let capture = CaptureJson {
@@ -576,10 +576,7 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     w.write_all(b",\"races\":")?;
     array(w, &a.races, |r, buf| write_race(buf, r, a))?;
     field(w, "backends", &a.backends, false)?;
-    w.write_all(b",\"sequences\":")?;
-    array(w, &a.sequences, |q, buf| {
-        serde_json::to_writer(buf, q).map_err(std::io::Error::from)
-    })?;
+    field(w, "sequences", &a.sequences, false)?;
     field(w, "stale_reuses", &a.stale_reuses, false)?;
     field(w, "warnings", &a.warnings, false)?;
     let clients = each(&a.hosts, |h| HostJson {
