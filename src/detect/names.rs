@@ -31,6 +31,8 @@ pub fn assign(
     cli: &[(String, Vec<IpAddr>)],
 ) {
     let mut names = Interner::default();
+    // "ADDRESS port" names, by address and port (formatted once each).
+    let mut by_address: foldhash::HashMap<(IpAddr, u16), Name> = Default::default();
     for c in conns.iter_mut() {
         let server = c.rec.server.ip;
         c.nat64 = dns.is_nat64(&server);
@@ -53,7 +55,15 @@ pub fn assign(
             c.service = names.get(name);
             c.service_source = NameSource::Dns;
         } else {
-            c.service = names.get(&c.address_service());
+            let key = (server, c.rec.server.port);
+            c.service = match by_address.get(&key) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = names.get(&c.address_service());
+                    by_address.insert(key, n.clone());
+                    n
+                }
+            };
             c.service_source = NameSource::Address;
         }
     }

@@ -133,9 +133,12 @@ impl Batch {
     /// Fill up to about this many bytes per batch.
     pub const TARGET_BYTES: usize = 1 << 20;
 
+    /// Empty the batch for the next fill; a new batch gets its full size at once (growing
+    /// it by doubling would copy each batch's bytes about once more).
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.frames.clear();
+        self.bytes.reserve(Self::TARGET_BYTES + (64 << 10));
     }
 
     fn push(&mut self, record: u64, time: Nanos, link: LinkType, data: &[u8], orig_len: u32) {

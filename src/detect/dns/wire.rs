@@ -48,7 +48,7 @@ pub(super) fn parse(p: &[u8]) -> Option<DnsMessage> {
         return None;
     }
     pos += 4;
-    let mut addrs = Vec::new();
+    let mut addrs = Vec::with_capacity(usize::from(an));
     for i in 0..an + ar {
         let name_at = pos;
         pos = skip_name(p, pos)?;
