@@ -14,6 +14,22 @@ use crate::track::{ConnRecord, Vantage, VantageVotes};
 /// and sequences that carry one share a single copy.
 pub type Name = std::sync::Arc<str>;
 
+/// One shared copy of each distinct [`Name`].
+#[derive(Debug, Default)]
+pub struct Interner(foldhash::HashSet<Name>);
+
+impl Interner {
+    /// The shared copy of `text`, made on first sight.
+    pub fn get(&mut self, text: &str) -> Name {
+        if let Some(n) = self.0.get(text) {
+            return n.clone();
+        }
+        let n = Name::from(text);
+        self.0.insert(n.clone());
+        n
+    }
+}
+
 /// A connection's part in a race.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,22 +6,7 @@
 use std::net::IpAddr;
 
 use super::dns::DnsTable;
-use crate::model::{Connection, Host, Name, NameSource};
-
-/// One shared copy of each distinct name.
-#[derive(Default)]
-struct Interner(foldhash::HashMap<Box<str>, Name>);
-
-impl Interner {
-    fn get(&mut self, text: &str) -> Name {
-        if let Some(n) = self.0.get(text) {
-            return n.clone();
-        }
-        let n = Name::from(text);
-        self.0.insert(text.into(), n.clone());
-        n
-    }
-}
+use crate::model::{Connection, Host, Interner, Name, NameSource};
 
 /// Name every connection.
 pub fn assign(

@@ -61,7 +61,7 @@ pub struct DnsTable {
     /// discovery in O(1) per new address).
     by_name: HashMap<crate::model::Name, NameAnswers>,
     /// One copy of each name asked.
-    names: foldhash::HashSet<crate::model::Name>,
+    names: crate::model::Interner,
     /// NAT64 prefixes learned (the high 96 bits).
     pub nat64_prefixes: Vec<u128>,
     /// Messages that did not parse.
@@ -241,14 +241,7 @@ impl DnsTable {
             return None;
         }
         let idx = self.exchanges.len();
-        let name = match self.names.get(name.as_str()) {
-            Some(n) => n.clone(),
-            None => {
-                let n = crate::model::Name::from(name);
-                self.names.insert(n.clone());
-                n
-            }
-        };
+        let name = self.names.get(&name);
         self.by_client.entry(client).or_default().push(idx);
         self.exchanges.push(Exchange {
             client,
