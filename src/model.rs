@@ -472,6 +472,13 @@ pub struct Summary {
 }
 
 impl Analysis {
+    /// The label of client host `host` (empty when there is no such host).
+    pub fn host_label(&self, host: usize) -> Name {
+        self.hosts
+            .get(host)
+            .map_or_else(Name::default, |h| h.label().clone())
+    }
+
     /// The first packet's time among the connections (charts and clocks count from it).
     pub fn epoch(&self) -> Nanos {
         self.connections

@@ -188,10 +188,7 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: 
         .iter()
         .max_by_key(|c| (c.service_source, std::cmp::Reverse(c.id)));
     let service = best.map(|c| c.service.clone()).unwrap_or_default();
-    let client = a
-        .hosts
-        .get(attempts.first().map_or(0, |c| c.host))
-        .map_or_else(Name::default, |h| h.label().clone());
+    let client = a.host_label(attempts.first().map_or(0, |c| c.host));
 
     // Winner: among attempts that connected, the one the client closed last (never = last);
     // tie: the longest-lived.

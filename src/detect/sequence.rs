@@ -71,10 +71,7 @@ pub fn detect(a: &mut Analysis) {
             .collect::<Vec<_>>()
             .join(" ");
         out.push(Sequence {
-            client: a
-                .hosts
-                .get(host)
-                .map_or_else(Name::default, |h| h.label().clone()),
+            client: a.host_label(host),
             service,
             connections: ids,
             families,

@@ -14,7 +14,7 @@
 
 use super::DetectConfig;
 use crate::domain::{ms_between, Nanos};
-use crate::model::{Analysis, Connection, Name, StaleCause, StaleReuse};
+use crate::model::{Analysis, Connection, StaleCause, StaleReuse};
 use crate::track::Vantage;
 
 /// Find every stale reuse.
@@ -51,10 +51,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             peer_closed: s.peer_fin.is_some(),
             failure: s.failure,
             retry: retry.map(|r| r.id),
-            client: a
-                .hosts
-                .get(c.host)
-                .map_or_else(Name::default, |h| h.label().clone()),
+            client: a.host_label(c.host),
             service: c.service.clone(),
             cause,
             fin_to_request_ms: delta.map(|d| ms_between(0, d)),
