@@ -491,7 +491,7 @@ fn print_stats(a: &Analysis, render_secs: f64) {
         "racetrace: stats: peak resident memory of the process: after track {}, after detect {}, after render {}",
         mb(t.rss_track),
         mb(t.rss_detect),
-        mb(crate::peak_rss_bytes())
+        mb(crate::memory::peak_rss_bytes())
     );
 }
 

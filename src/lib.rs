@@ -24,6 +24,7 @@ pub mod decode;
 pub mod detect;
 pub mod domain;
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod read;
 pub mod render;
@@ -104,8 +105,10 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
             .enumerate()
             .map(|(id, rec)| Connection::new(id, rec)),
     );
+    // The reader's batches, the decoded runs and the trackers' tables are gone.
+    memory::give_back();
     let tracked_at = std::time::Instant::now();
-    let rss_track = peak_rss_bytes();
+    let rss_track = memory::peak_rss_bytes();
     let peak_open = track::concurrent(
         connections
             .iter()
@@ -136,15 +139,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         detectors,
         table_peak,
         rss_track,
-        rss_detect: peak_rss_bytes(),
+        rss_detect: memory::peak_rss_bytes(),
     };
     Ok(analysis)
-}
-
-/// The process's peak resident memory so far, in bytes (Linux: `VmHWM`; elsewhere `None`).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    racetrace::memory::tune_allocator();
     let cli = match racetrace::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -42,16 +42,33 @@ const JITTER_S: f64 = 0.005;
 const MAX_SKEW_PPM: f64 = 100.0;
 const WRAP: f64 = 4_294_967_296.0;
 
-/// One connection's clock evidence.
-#[derive(Clone, Debug)]
+/// One connection's clock evidence (32 bytes; one per connection with timestamps).
+#[derive(Clone, Copy, Debug)]
 struct Evidence {
-    id: usize,
-    /// First sample (seconds since the analysis epoch, TSval).
-    first: (f64, u32),
-    /// Snapped rate, when measured.
-    rate: Option<f64>,
+    /// First sample's time, seconds since the analysis epoch.
+    t: f64,
     /// Lifetime covered by samples, seconds.
     span: f64,
+    /// The connection.
+    id: usize,
+    /// First sample's TSval.
+    tsval: u32,
+    /// The server port (clocks are clustered per port).
+    port: u16,
+    /// Snapped rate, when measured: an index into [`COMMON_RATES`].
+    rate: Option<u8>,
+}
+
+impl Evidence {
+    /// First sample (seconds since the analysis epoch, TSval).
+    fn first(&self) -> (f64, u32) {
+        (self.t, self.tsval)
+    }
+
+    /// Snapped rate, when measured, Hz.
+    fn rate(&self) -> Option<f64> {
+        COMMON_RATES.get(usize::from(self.rate?)).copied()
+    }
 }
 
 /// A cluster that qualified as a backend: member connection ids, rate, the samples of up to
@@ -90,9 +107,15 @@ fn tolerance(rate: f64, dt: f64) -> f64 {
 
 /// Snap a fitted rate to a common one within 10 %.
 pub fn snap(fitted: f64) -> Option<f64> {
-    COMMON_RATES
-        .into_iter()
-        .find(|r| (fitted - r).abs() <= 0.10 * r)
+    COMMON_RATES.get(usize::from(snap_index(fitted)?)).copied()
+}
+
+/// The index in [`COMMON_RATES`] of the rate `fitted` snaps to.
+fn snap_index(fitted: f64) -> Option<u8> {
+    let i = COMMON_RATES
+        .iter()
+        .position(|r| (fitted - r).abs() <= 0.10 * r)?;
+    u8::try_from(i).ok()
 }
 
 /// Find the backends and set `backend` on their connections.
@@ -107,47 +130,42 @@ pub fn detect(a: &mut Analysis) {
             .map(|s| (secs(s.time), s.tsval))
             .collect::<Vec<(f64, u32)>>()
     };
-    let evidence: Vec<(u16, Evidence)> = {
+    // Per server port, in time order: sorted in place (no map of copies).
+    let mut evidence: Vec<Evidence> = {
         use rayon::prelude::*;
         a.connections
             .par_iter()
             .filter_map(|c| {
                 let s = &c.rec.ts_samples;
                 let (first, last) = (s.first()?, s.last()?);
-                let first = (secs(first.time), first.tsval);
-                let span = secs(last.time) - first.0;
-                let ticks = f64::from(last.tsval.wrapping_sub(first.1));
+                let t = secs(first.time);
+                let span = secs(last.time) - t;
+                let ticks = f64::from(last.tsval.wrapping_sub(first.tsval));
                 let rate = (span >= 1.0 && ticks >= 20.0)
-                    .then(|| snap(ticks / span))
+                    .then(|| snap_index(ticks / span))
                     .flatten();
-                let id = c.id;
-                Some((
-                    c.rec.server.port,
-                    Evidence {
-                        id,
-                        first,
-                        rate,
-                        span,
-                    },
-                ))
+                Some(Evidence {
+                    t,
+                    span,
+                    id: c.id,
+                    tsval: first.tsval,
+                    port: c.rec.server.port,
+                    rate,
+                })
             })
             .collect()
     };
-    let mut by_port: BTreeMap<u16, Vec<Evidence>> = BTreeMap::new();
-    for (port, e) in evidence {
-        by_port.entry(port).or_default().push(e);
-    }
-
+    // Stable: connections with equal first samples stay in id order.
+    evidence.sort_by(|x, y| x.port.cmp(&y.port).then(x.t.total_cmp(&y.t)));
     let mut backends: Vec<Found> = Vec::new();
-    for (_, mut ev) in by_port {
-        ev.sort_by(|x, y| x.first.0.total_cmp(&y.first.0));
-        let mut candidates: Vec<f64> = ev.iter().filter_map(|e| e.rate).collect();
+    for ev in evidence.chunk_by(|x, y| x.port == y.port) {
+        let mut candidates: Vec<f64> = ev.iter().filter_map(Evidence::rate).collect();
         candidates.sort_by(|x, y| y.total_cmp(x));
         candidates.dedup();
         if candidates.is_empty() {
             candidates = COMMON_RATES.to_vec();
         }
-        let clusters = cluster(&ev, &candidates);
+        let clusters = cluster(ev, &candidates);
         // Each connection goes to the largest cluster holding it (by evidence index).
         let mut best: Vec<Option<usize>> = vec![None; ev.len()];
         for (ci, cl) in clusters.iter().enumerate() {
@@ -184,11 +202,8 @@ pub fn detect(a: &mut Analysis) {
                     .filter_map(|e| a.connections.get(e.id))
                     .flat_map(samples_of)
                     .collect();
-                let first_seen = evs.iter().map(|e| e.first.0).fold(f64::NAN, f64::min);
-                let last_seen = evs
-                    .iter()
-                    .map(|e| e.first.0 + e.span)
-                    .fold(f64::NAN, f64::max);
+                let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
+                let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
                 backends.push(Found {
                     ids: evs.iter().map(|e| e.id).collect(),
                     rate: cl.rate,
@@ -268,10 +283,10 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
     // Per candidate rate: offset key → cluster indices.
     let mut index: Vec<BTreeMap<u32, Vec<usize>>> = vec![BTreeMap::new(); candidates.len()];
     for (i, e) in ev.iter().enumerate() {
-        let first = e.first;
+        let first = e.first();
         let mut matched: Option<(usize, usize)> = None; // (cluster, rate index)
         for (ri, &rate) in candidates.iter().enumerate() {
-            if e.rate.is_some_and(|r| r != rate) {
+            if e.rate().is_some_and(|r| r != rate) {
                 continue;
             }
             let key = offset_key(rate, first);
@@ -309,7 +324,7 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
             }
             None => {
                 for (ri, &rate) in candidates.iter().enumerate() {
-                    if e.rate.is_some_and(|r| r != rate) {
+                    if e.rate().is_some_and(|r| r != rate) {
                         continue;
                     }
                     let key = offset_key(rate, first);

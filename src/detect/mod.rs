@@ -49,10 +49,31 @@ impl Default for DetectConfig {
 
 /// What detectors read besides the analysis.
 pub struct Context<'a> {
-    /// DNS seen in the capture.
-    pub dns: &'a DnsTable,
+    /// DNS seen in the capture, until no later detector reads it.
+    dns: Option<DnsTable>,
+    /// The detector running now is the last one that reads DNS.
+    last_dns_reader: bool,
+    /// An empty table, read once `dns` is gone.
+    none: DnsTable,
     /// Settings.
     pub cfg: &'a DetectConfig,
+}
+
+impl Context<'_> {
+    /// DNS seen in the capture (empty after the last detector that declares
+    /// [`Detector::reads_dns`]).
+    pub fn dns(&self) -> &DnsTable {
+        self.dns.as_ref().unwrap_or(&self.none)
+    }
+
+    /// The running detector no longer needs DNS: the table is freed now if no later detector
+    /// reads it (on a DNS-heavy capture it is a fifth of the report's memory, better gone
+    /// before the detector builds its own results).
+    pub fn done_with_dns(&mut self) {
+        if self.last_dns_reader && self.dns.take().is_some() {
+            crate::memory::give_back();
+        }
+    }
 }
 
 /// One detector: reads the analysis, adds its findings.
@@ -60,8 +81,9 @@ pub trait Detector {
     /// Short name (for diagnostics).
     fn name(&self) -> &'static str;
     /// Run over the analysis.
-    fn run(&self, a: &mut Analysis, ctx: &Context<'_>);
-    /// Reads [`Context::dns`] (the DNS table is freed after the last detector that does).
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>);
+    /// Reads [`Context::dns`] (the DNS table is freed after the last detector that does, or
+    /// as soon as that one calls [`Context::done_with_dns`]).
     fn reads_dns(&self) -> bool {
         false
     }
@@ -75,8 +97,8 @@ impl Detector for Hosts {
     fn reads_dns(&self) -> bool {
         true
     }
-    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
-        a.hosts = hosts::assign(&mut a.connections, ctx.dns, ctx.cfg.race_window);
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        a.hosts = hosts::assign(&mut a.connections, ctx.dns(), ctx.cfg.race_window);
     }
 }
 
@@ -88,8 +110,8 @@ impl Detector for Names {
     fn reads_dns(&self) -> bool {
         true
     }
-    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
-        names::assign(&mut a.connections, &a.hosts, ctx.dns, &ctx.cfg.services);
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        names::assign(&mut a.connections, &a.hosts, ctx.dns(), &ctx.cfg.services);
     }
 }
 
@@ -101,8 +123,8 @@ impl Detector for Races {
     fn reads_dns(&self) -> bool {
         true
     }
-    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
-        race::detect(a, ctx.dns, ctx.cfg);
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        race::detect(a, ctx);
         race::delay_profiles(a);
     }
 }
@@ -112,7 +134,7 @@ impl Detector for Backends {
     fn name(&self) -> &'static str {
         "backends"
     }
-    fn run(&self, a: &mut Analysis, _ctx: &Context<'_>) {
+    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
         backend::detect(a);
         sequence::detect(a);
     }
@@ -123,7 +145,7 @@ impl Detector for Stale {
     fn name(&self) -> &'static str {
         "stale"
     }
-    fn run(&self, a: &mut Analysis, ctx: &Context<'_>) {
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
         stale::detect(a, ctx.cfg);
     }
 }
@@ -133,7 +155,7 @@ impl Detector for Summary {
     fn name(&self) -> &'static str {
         "summary"
     }
-    fn run(&self, a: &mut Analysis, _ctx: &Context<'_>) {
+    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
         summary::services(a);
         summary::summarize(a);
     }
@@ -152,24 +174,26 @@ pub fn registry() -> Vec<Box<dyn Detector>> {
 }
 
 /// Run every detector; returns each one's name and wall-clock seconds (for `--stats`). The DNS
-/// table is dropped as soon as no later detector reads it (on a DNS-heavy capture it is a
-/// fifth of the report's memory).
+/// table is dropped as soon as no later detector reads it.
 pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<(&'static str, f64)> {
     let detectors = registry();
     let last_reader = detectors.iter().rposition(|d| d.reads_dns());
-    let mut dns = Some(dns);
-    let none = DnsTable::default();
+    let mut ctx = Context {
+        dns: Some(dns),
+        last_dns_reader: false,
+        none: DnsTable::default(),
+        cfg,
+    };
     let mut timings = Vec::with_capacity(detectors.len());
     for (i, d) in detectors.iter().enumerate() {
         let started = std::time::Instant::now();
-        let ctx = Context {
-            dns: dns.as_ref().unwrap_or(&none),
-            cfg,
-        };
-        d.run(a, &ctx);
-        if Some(i) == last_reader {
-            dns = None;
+        ctx.last_dns_reader = Some(i) == last_reader;
+        d.run(a, &mut ctx);
+        if ctx.last_dns_reader {
+            ctx.done_with_dns();
         }
+        // The detector's working set is freed: its pages go back before the next one.
+        crate::memory::give_back();
         timings.push((d.name(), started.elapsed().as_secs_f64()));
     }
     timings

@@ -10,10 +10,11 @@
 use std::collections::BTreeMap;
 
 use super::dns::DnsTable;
-use super::DetectConfig;
+use super::{Context, DetectConfig};
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
 use crate::model::{
-    Analysis, Cancel, Connection, DuplicateRequest, Fate, Name, NameSource, Race, RaceDns, Role,
+    Analysis, Cancel, Connection, DuplicateRequest, Fate, Name, NameSource, PerAttempt, Race,
+    RaceDns, Role,
 };
 
 /// An attempt group being built.
@@ -26,7 +27,45 @@ struct Group {
 }
 
 /// Find the races and set `race`, `role` and `service` on their attempts.
-pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
+pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
+    use rayon::prelude::*;
+    let groups = group_attempts(a, ctx.cfg);
+    // What DNS says of each race, looked up first so that the DNS table is freed before the
+    // races are built. Each race reads only its own attempts: all built in parallel.
+    let looked_up: Vec<DnsFacts> = {
+        let (a, dns): (&Analysis, &DnsTable) = (a, ctx.dns());
+        groups.par_iter().map(|m| dns_facts(m, a, dns)).collect()
+    };
+    ctx.done_with_dns();
+    let races: Vec<Race> = {
+        let a: &Analysis = a;
+        let cancel_by = ctx.cfg.cancel_by;
+        groups
+            .par_iter()
+            .zip(looked_up)
+            .enumerate()
+            .map(|(race_id, (members, facts))| build(race_id, members, a, facts, cancel_by))
+            .collect()
+    };
+    for (race_id, race) in races.iter().enumerate() {
+        for &id in &race.attempts {
+            if let Some(c) = a.connections.get_mut(id) {
+                c.race = Some(race_id);
+                c.role = if Some(id) == race.winner {
+                    Role::Winner
+                } else {
+                    Role::AlsoRan
+                };
+                c.service = race.service.clone();
+            }
+        }
+    }
+    // Moved, not pushed one by one: the races are a large part of the report's memory.
+    a.races = races;
+}
+
+/// The attempt groups that are races, each in SYN order, the groups in order of first SYN.
+fn group_attempts(a: &Analysis, cfg: &DetectConfig) -> Vec<Vec<usize>> {
     let conns = &a.connections;
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order.
     let mut by_key: BTreeMap<(usize, u16), Vec<(Nanos, usize)>> = BTreeMap::new();
@@ -97,32 +136,7 @@ pub fn detect(a: &mut Analysis, dns: &DnsTable, cfg: &DetectConfig) {
             first,
         )
     });
-
-    // Each race reads only its own attempts: build them all in parallel, then mark them.
-    let races: Vec<Race> = {
-        use rayon::prelude::*;
-        let a: &Analysis = a;
-        groups
-            .par_iter()
-            .enumerate()
-            .map(|(race_id, members)| build(race_id, members, a, dns, cfg.cancel_by))
-            .collect()
-    };
-    for (race_id, race) in races.iter().enumerate() {
-        for &id in &race.attempts {
-            if let Some(c) = a.connections.get_mut(id) {
-                c.race = Some(race_id);
-                c.role = if Some(id) == race.winner {
-                    Role::Winner
-                } else {
-                    Role::AlsoRan
-                };
-                c.service = race.service.clone();
-            }
-        }
-    }
-    // Moved, not pushed one by one: the races are a large part of the report's memory.
-    a.races = races;
+    groups
 }
 
 /// Implementations' fixed Connection Attempt Delays, ms: RFC 8305's minimum (100), curl (200),
@@ -175,19 +189,52 @@ pub fn delay_profiles(a: &mut Analysis) {
     }
 }
 
-fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: Stage) -> Race {
-    let get = |i: usize| a.connections.get(i);
-    let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
-    let start_time = attempts
+/// What the DNS table says of one race.
+struct DnsFacts {
+    /// Its DNS timing.
+    timing: Option<RaceDns>,
+    /// An attempt went to a NAT64-synthesised address.
+    nat64: bool,
+}
+
+fn dns_facts(members: &[usize], a: &Analysis, dns: &DnsTable) -> DnsFacts {
+    let attempts: Vec<&Connection> = members
+        .iter()
+        .filter_map(|&i| a.connections.get(i))
+        .collect();
+    DnsFacts {
+        timing: race_dns(
+            &attempts,
+            &best_name(&attempts),
+            a,
+            dns,
+            start_time(&attempts),
+        ),
+        nat64: attempts.iter().any(|c| dns.is_nat64(&c.rec.server.ip)),
+    }
+}
+
+/// The race's first SYN.
+fn start_time(attempts: &[&Connection]) -> Nanos {
+    attempts
         .first()
         .and_then(|c| c.rec.syn_time.get())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
 
-    // The best name any attempt has.
+/// The best name any attempt has.
+fn best_name(attempts: &[&Connection]) -> Name {
     let best = attempts
         .iter()
         .max_by_key(|c| (c.service_source, std::cmp::Reverse(c.id)));
-    let service = best.map(|c| c.service.clone()).unwrap_or_default();
+    best.map(|c| c.service.clone()).unwrap_or_default()
+}
+
+fn build(id: usize, members: &[usize], a: &Analysis, dns: DnsFacts, cancel_by: Stage) -> Race {
+    let get = |i: usize| a.connections.get(i);
+    let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
+    let start_time = start_time(&attempts);
+    let service = best_name(&attempts);
     let client = a.host_label(attempts.first().map_or(0, |c| c.host));
 
     // Winner: among attempts that connected, the one the client closed last (never = last);
@@ -214,7 +261,7 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: 
             }
         }
     }
-    let attempt_delays_ms: Vec<f64> = firsts
+    let attempt_delays_ms: PerAttempt<f64> = firsts
         .windows(2)
         .map(|w| match w {
             [(_, t0), (_, t1)] => ms_between(*t0, *t1),
@@ -222,12 +269,12 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: 
         })
         .collect();
 
-    let also_rans: Vec<usize> = attempts
+    let also_rans: PerAttempt<usize> = attempts
         .iter()
         .map(|c| c.id)
         .filter(|&i| Some(i) != winner)
         .collect();
-    let also_ran_cancel: Vec<Cancel> = also_rans
+    let also_ran_cancel: smallvec::SmallVec<[Cancel; 1]> = also_rans
         .iter()
         .filter_map(|&i| get(i))
         .map(|c| {
@@ -249,15 +296,8 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: 
     let (duplicate_upgrade, duplicate_upgrade_inferred) = duplicate_upgrade(&attempts);
     let duplicate_request = duplicate_request(&attempts, winner);
 
-    let families: Vec<Family> = attempts.iter().map(|c| c.rec.family()).collect();
-    let findings = rfc8305_findings(
-        &attempt_delays_ms,
-        &also_ran_cancel,
-        &families,
-        &attempts,
-        dns,
-    );
-    let dns_timing = race_dns(&attempts, &service, a, dns, start_time);
+    let families: PerAttempt<Family> = attempts.iter().map(|c| c.rec.family()).collect();
+    let findings = rfc8305_findings(&attempt_delays_ms, &also_ran_cancel, &families, dns.nat64);
 
     Race {
         id,
@@ -275,7 +315,7 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: &DnsTable, cancel_by: 
         duplicate_request,
         cancel_rules_broken,
         findings,
-        dns: dns_timing,
+        dns: dns.timing,
     }
 }
 
@@ -300,7 +340,10 @@ fn duplicate_upgrade(attempts: &[&Connection]) -> (bool, bool) {
 }
 
 /// Two or more attempts sent an HTTP request; credentials on the also-rans' copies.
-fn duplicate_request(attempts: &[&Connection], winner: Option<usize>) -> Option<DuplicateRequest> {
+fn duplicate_request(
+    attempts: &[&Connection],
+    winner: Option<usize>,
+) -> Option<Box<DuplicateRequest>> {
     let with: Vec<&&Connection> = attempts.iter().filter(|c| c.request().is_some()).collect();
     if with.len() < 2 {
         return None;
@@ -310,11 +353,11 @@ fn duplicate_request(attempts: &[&Connection], winner: Option<usize>) -> Option<
             .filter(|c| Some(c.id) != winner)
             .filter_map(|c| c.request())
     };
-    Some(DuplicateRequest {
+    Some(Box::new(DuplicateRequest {
         attempts: with.iter().map(|c| c.id).collect(),
         authorization: losers().any(|r| r.authorization),
         cookie: losers().any(|r| r.cookie),
-    })
+    }))
 }
 
 /// Which cancel rules the race broke, judging each also-ran the client kept past the winner's
@@ -372,8 +415,7 @@ fn rfc8305_findings(
     delays: &[f64],
     cancels: &[Cancel],
     families: &[Family],
-    attempts: &[&Connection],
-    dns: &DnsTable,
+    nat64: bool,
 ) -> Vec<String> {
     let mut out = Vec::new();
     for d in delays {
@@ -410,7 +452,7 @@ fn rfc8305_findings(
     if both && first == Some(Family::Ipv4) {
         out.push("first_family_not_ipv6".to_string());
     }
-    if attempts.iter().any(|c| dns.is_nat64(&c.rec.server.ip)) {
+    if nat64 {
         out.push("nat64_synthesised_ipv6".to_string());
     }
     out

@@ -31,10 +31,7 @@ pub fn detect(a: &mut Analysis) {
         ids.sort_by_key(|i| (start(i), *i));
         let conns: Vec<_> = ids.iter().filter_map(|&i| a.connections.get(i)).collect();
         let families: Vec<_> = conns.iter().map(|c| c.rec.family()).collect();
-        let backends: Vec<Option<String>> = conns
-            .iter()
-            .map(|c| c.backend.as_deref().map(str::to_string))
-            .collect();
+        let backends: Vec<Option<Name>> = conns.iter().map(|c| c.backend.clone()).collect();
         let switches: Vec<Switch> = conns
             .windows(2)
             .filter_map(|w| match w {
@@ -56,20 +53,17 @@ pub fn detect(a: &mut Analysis) {
             })
             .collect();
         // Backend switches: adjacent pairs among the connections with a known backend.
-        let known: Vec<&String> = backends.iter().flatten().collect();
+        let known: Vec<&Name> = backends.iter().flatten().collect();
         let backend_switches = known.windows(2).filter(|w| w[0] != w[1]).count();
-        let strip = families
-            .iter()
-            .zip(&backends)
-            .map(|(f, b)| {
-                let tag = b
-                    .as_deref()
-                    .map(|b| b.trim_start_matches('B').to_string())
-                    .unwrap_or_else(|| "?".into());
-                format!("{}{}", f.digit(), tag)
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        // "6B1 4B2 4?": family digit and backend number (or ?) per connection.
+        let mut strip = String::with_capacity(4 * families.len());
+        for (i, (f, b)) in families.iter().zip(&backends).enumerate() {
+            if i > 0 {
+                strip.push(' ');
+            }
+            strip.push(f.digit());
+            strip.push_str(b.as_deref().map_or("?", |b| b.trim_start_matches('B')));
+        }
         out.push(Sequence {
             client: a.host_label(host),
             service,

@@ -584,11 +584,11 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .y_labels(n)
         .y_label_formatter(&label)
         .draw()?;
-    let color_of = |b: &Option<String>| match b {
+    let color_of = |b: &Option<crate::model::Name>| match b {
         Some(id) => a
             .backends
             .iter()
-            .position(|x| &x.id == id)
+            .position(|x| *x.id == **id)
             .map_or(GREY, |i| PALETTE[i % PALETTE.len()]),
         None => GREY,
     };

@@ -124,7 +124,7 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
     let creds = a
         .races
         .iter()
-        .filter_map(|r| r.duplicate_request.as_ref())
+        .filter_map(|r| r.duplicate_request.as_deref())
         .filter(|d| d.authorization || d.cookie)
         .count();
     if creds > 0 {

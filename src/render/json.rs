@@ -288,7 +288,7 @@ fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
         rfc8305: &r.findings,
         dns: r.dns.as_ref(),
         duplicate_upgrade_inferred: r.duplicate_upgrade_inferred,
-        duplicate_request: r.duplicate_request.as_ref(),
+        duplicate_request: r.duplicate_request.as_deref(),
         cancel_rules_broken: &r.cancel_rules_broken,
         late_cancels: r.also_ran_cancel.iter().filter(|c| c.late).count(),
     }
@@ -536,7 +536,7 @@ struct HostJson<'a> {
 
 /// Items serialised per parallel task: big enough to amortise the task, small enough that
 /// the buffers of one round stay a few MB.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 1024;
 
 /// Write the analysis as one JSON document.
 ///

@@ -150,7 +150,7 @@ pub fn sequences(a: &Analysis) -> PolarsResult<DataFrame> {
         "service" => s.iter().map(|x| &*x.service).collect::<Vec<_>>(),
         "connections" => s.iter().map(|x| join(&x.connections)).collect::<Vec<_>>(),
         "families" => s.iter().map(|x| join(x.families.iter().map(|f| f.as_str()))).collect::<Vec<_>>(),
-        "backends" => s.iter().map(|x| join(x.backends.iter().map(|b| b.clone().unwrap_or_default()))).collect::<Vec<_>>(),
+        "backends" => s.iter().map(|x| join(x.backends.iter().map(|b| b.as_deref().unwrap_or_default()))).collect::<Vec<_>>(),
         "family_switches" => s.iter().map(|x| x.family_switches as u32).collect::<Vec<_>>(),
         "backend_switches" => s.iter().map(|x| x.backend_switches as u32).collect::<Vec<_>>(),
         "family_and_backend_switches" => s.iter().map(|x| x.family_and_backend_switches as u32).collect::<Vec<_>>(),

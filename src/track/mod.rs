@@ -29,7 +29,7 @@ pub struct TrackConfig {
     /// A client send after this much quiet (no payload either way) on a connection that
     /// already served a response is watched as a possible stale reuse.
     pub reuse_idle: Nanos,
-    /// Records per chunk of a tracker's output (131,072 by default): the granularity at which
+    /// Records per chunk of a tracker's output (16,384 by default): the granularity at which
     /// the merge frees them. Tests set it small to cross many chunk boundaries.
     pub record_chunk: usize,
 }
@@ -129,12 +129,12 @@ struct Slots {
     chunk: usize,
 }
 
-/// Records per chunk of [`Slots`] by default: 131,072 records are ~46 MB, above the size from
-/// which the allocator maps each allocation on its own (glibc: 32 MB at most), so a chunk goes
-/// back to the system as soon as the merge has read it. Smaller chunks would be recycled inside
-/// the heap and stay resident while the connection list fills (1 M connections: 1,065 MB peak
-/// with chunks of 4,096, 744 MB with these). Untouched pages of the last chunk cost nothing.
-const SLOT_CHUNK: usize = 1 << 17;
+/// Records per chunk of [`Slots`] by default: 16,384 records are ~5.8 MB, above the size from
+/// which the binary has the allocator map each allocation on its own
+/// ([`crate::memory::tune_allocator`]), so a chunk goes back to the system as soon as the merge
+/// has read it, and the merge holds at most one partly read chunk per shard beside the growing
+/// connection list. Untouched pages of the last chunk cost nothing.
+const SLOT_CHUNK: usize = 1 << 14;
 
 /// The records of one tracker, in order of first packet, each chunk freed once read.
 type SlotRecords =
