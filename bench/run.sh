@@ -55,6 +55,31 @@ SMALLPK=bench-data/small_600000000.pcap
 [ -f "$SMALLPK" ] || "$BIN/gen_capture" "$SMALLPK" --bytes 600000000 --segment 120
 measure "$SMALLPK"
 
+# tshark in the same run (when installed), as the issue measured it: field extraction of the
+# SYN and TSval columns over a 60 MB slice of the small-packet file (the whole file would take
+# minutes), against racetrace on the same slice.
+if command -v tshark > /dev/null; then
+  SLICE=bench-data/slice_60mb.pcap
+  python3 - "$SMALLPK" "$SLICE" <<'PY'
+import struct, sys
+with open(sys.argv[1], 'rb') as f, open(sys.argv[2], 'wb') as g:
+    g.write(f.read(24)); n = 24
+    while n < 60_000_000:
+        h = f.read(16)
+        if len(h) < 16: break
+        caplen = struct.unpack('<I', h[8:12])[0]
+        g.write(h); g.write(f.read(caplen)); n += 16 + caplen
+PY
+  bytes=$(stat -c %s "$SLICE")
+  /usr/bin/time -v tshark -n -r "$SLICE" -T fields -e frame.time_epoch -e tcp.flags.syn \
+    -e tcp.options.timestamp.tsval > /dev/null 2> bench-data/time.txt
+  ts=$(awk -F': ' '/Elapsed/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' bench-data/time.txt)
+  tsrss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
+  sl=$(best "$BIN/racetrace" analyze "$SLICE" --json /dev/null)
+  awk -v b="$bytes" -v t="$ts" -v r="$tsrss" -v a="$sl" 'BEGIN {
+    printf "tshark fields    %6.2f s  %7.1f MB/s  (60 MB slice, peak RSS %.0f MiB); racetrace on the slice %.2f s = %.0fx tshark\n", t, b/t/1e6, r, a, t/a }'
+fi
+
 SMALL=bench-data/short_${SHORT}.pcap
 [ -f "$SMALL" ] || "$BIN/gen_capture" "$SMALL" --short "$SHORT"
 for n in $(python3 -c "print(' '.join(str(int($SHORT*f)) for f in (0.1, 0.25, 0.5, 1.0)))"); do

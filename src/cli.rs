@@ -449,15 +449,6 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     Ok(())
 }
 
-/// Free an analysis off the main thread: hundreds of thousands of connections take a while to
-/// free, and the process need not wait for that before it moves on or exits.
-/// Should no thread be spawned, the closure, and `a` with it, is dropped here instead.
-fn drop_in_background(a: Analysis) {
-    let _ = std::thread::Builder::new()
-        .name("racetrace-free".into())
-        .spawn(move || drop(a));
-}
-
 /// The `--stats` line: sizes, the time of each stage and the throughput of the whole.
 fn print_stats(a: &Analysis, render_secs: f64) {
     let t = &a.timings;
@@ -556,7 +547,7 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
                         print_stats(&a, started.elapsed().as_secs_f64() + folder_secs);
                     }
                     index.push(IndexEntry::new(&stem, &a));
-                    drop_in_background(a);
+                    crate::memory::drop_in_background(a);
                 }
                 Err(e) => {
                     eprintln!("racetrace: {e}");

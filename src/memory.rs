@@ -39,6 +39,15 @@ pub fn give_back() {
     }
 }
 
+/// Free `value` off the calling thread: hundreds of thousands of connections, or DNS
+/// exchanges, take tens of ms to free, and the caller need not wait for that. Should no thread
+/// be spawned, `value` is dropped here instead.
+pub fn drop_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("racetrace-free".into())
+        .spawn(move || drop(value));
+}
+
 /// The process's peak resident memory so far, in bytes (Linux: `VmHWM`; elsewhere `None`).
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -66,9 +66,11 @@ impl Context<'_> {
         self.dns.as_ref().unwrap_or(&self.none)
     }
 
-    /// The running detector no longer needs DNS: the table is freed now if no later detector
-    /// reads it (on a DNS-heavy capture it is a fifth of the report's memory, better gone
-    /// before the detector builds its own results).
+    /// The running detector no longer needs DNS: the table is freed now, and its pages given
+    /// back, if no later detector reads it (on a DNS-heavy capture it is a fifth of the
+    /// report's memory, better gone before the detector builds its own results). Freed here,
+    /// not on a background thread: that raced with the detector's own allocations, and the
+    /// 600 MB benchmark capture peaked 30 MB higher.
     pub fn done_with_dns(&mut self) {
         if self.last_dns_reader && self.dns.take().is_some() {
             crate::memory::give_back();

@@ -18,12 +18,14 @@ use crate::model::{
 };
 
 /// An attempt group being built.
-struct Group {
+struct Group<'a> {
     members: Vec<usize>,
     last_syn: Nanos,
     /// The earliest time one member was established: later SYNs are not part of this race.
     kept_at: Option<Nanos>,
-    name: Option<Name>,
+    /// The first member's name, when it has one (borrowed: the groups of both cores cloning
+    /// one shared name would contend on its count).
+    name: Option<&'a str>,
 }
 
 /// Find the races and set `race`, `role` and `service` on their attempts.
@@ -66,58 +68,75 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
 
 /// The attempt groups that are races, each in SYN order, the groups in order of first SYN.
 fn group_attempts(a: &Analysis, cfg: &DetectConfig) -> Vec<Vec<usize>> {
+    use rayon::prelude::*;
     let conns = &a.connections;
-    // Attempts whose SYN is in the capture, by (host, server port), in SYN order.
-    let mut by_key: BTreeMap<(usize, u16), Vec<(Nanos, usize)>> = BTreeMap::new();
-    for c in conns.iter() {
-        if let Some(t) = c.rec.syn_time.get() {
-            by_key
-                .entry((c.host, c.rec.server.port))
-                .or_default()
-                .push((t, c.id));
-        }
-    }
+    // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
+    // list sorted on every core, then each (host, port) run grouped on its own.
+    let mut attempts: Vec<Attempt> = conns
+        .iter()
+        .filter_map(|c| Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id)))
+        .collect();
+    // Connection ids are unique: the order is total, an unstable sort is deterministic.
+    attempts.par_sort_unstable();
+    let mut groups: Vec<Vec<usize>> = attempts
+        .par_chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
+        .flat_map_iter(|run| group_run(run, conns, cfg))
+        .collect();
+    groups.par_sort_unstable_by_key(|m| {
+        let first = m.first().copied();
+        (
+            first
+                .and_then(|i| conns.get(i))
+                .and_then(|c| c.rec.syn_time.get()),
+            first,
+        )
+    });
+    groups
+}
+
+/// An attempt to group: (client host, server port, first SYN, connection id).
+type Attempt = (usize, u16, Nanos, usize);
+
+/// The races among one client host's attempts to one server port, in SYN order.
+fn group_run(run: &[Attempt], conns: &[Connection], cfg: &DetectConfig) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    for list in by_key.values_mut() {
-        list.sort();
-        let mut open: Vec<Group> = Vec::new();
-        for &(t, id) in list.iter() {
-            let Some(c) = conns.get(id) else { continue };
-            let name = (c.service_source != NameSource::Address).then(|| c.service.clone());
-            let fits = |g: &Group| {
-                t - g.last_syn <= cfg.race_window
-                    && g.kept_at.is_none_or(|k| t < k)
-                    && (name.is_none() || g.name.is_none() || name == g.name)
-            };
-            let est = c.rec.established_time.get();
-            // Groups whose last SYN is past the window can take no later attempt: close them,
-            // so the search stays over the few groups still open.
-            groups.extend(
-                open.extract_if(.., |g| t - g.last_syn > cfg.race_window)
-                    .map(|g| g.members),
-            );
-            match open.iter_mut().rev().find(|g| fits(g)) {
-                Some(g) => {
-                    g.members.push(id);
-                    g.last_syn = t;
-                    g.kept_at = match (g.kept_at, est) {
-                        (Some(k), Some(e)) => Some(k.min(e)),
-                        (k, e) => k.or(e),
-                    };
-                    if g.name.is_none() {
-                        g.name = name;
-                    }
+    let mut open: Vec<Group<'_>> = Vec::new();
+    for &(_, _, t, id) in run {
+        let Some(c) = conns.get(id) else { continue };
+        let name = (c.service_source != NameSource::Address).then_some(&*c.service);
+        let fits = |g: &Group| {
+            t - g.last_syn <= cfg.race_window
+                && g.kept_at.is_none_or(|k| t < k)
+                && (name.is_none() || g.name.is_none() || name == g.name)
+        };
+        let est = c.rec.established_time.get();
+        // Groups whose last SYN is past the window can take no later attempt: close them, so
+        // the search stays over the few groups still open.
+        groups.extend(
+            open.extract_if(.., |g| t - g.last_syn > cfg.race_window)
+                .map(|g| g.members),
+        );
+        match open.iter_mut().rev().find(|g| fits(g)) {
+            Some(g) => {
+                g.members.push(id);
+                g.last_syn = t;
+                g.kept_at = match (g.kept_at, est) {
+                    (Some(k), Some(e)) => Some(k.min(e)),
+                    (k, e) => k.or(e),
+                };
+                if g.name.is_none() {
+                    g.name = name;
                 }
-                None => open.push(Group {
-                    members: vec![id],
-                    last_syn: t,
-                    kept_at: est,
-                    name,
-                }),
             }
+            None => open.push(Group {
+                members: vec![id],
+                last_syn: t,
+                kept_at: est,
+                name,
+            }),
         }
-        groups.extend(open.into_iter().map(|g| g.members));
     }
+    groups.extend(open.into_iter().map(|g| g.members));
     // A race reaches two or more addresses; a pool of connections to one address is not one.
     groups.retain(|m| {
         let mut ips = m
@@ -126,15 +145,6 @@ fn group_attempts(a: &Analysis, cfg: &DetectConfig) -> Vec<Vec<usize>> {
             .map(|c| c.rec.server.ip);
         let first = ips.next();
         ips.any(|ip| Some(ip) != first)
-    });
-    groups.sort_by_key(|m| {
-        let first = m.first().copied();
-        (
-            first
-                .and_then(|i| conns.get(i))
-                .and_then(|c| c.rec.syn_time.get()),
-            first,
-        )
     });
     groups
 }
