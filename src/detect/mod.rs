@@ -192,9 +192,10 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<(&'static
         ctx.last_dns_reader = Some(i) == last_reader;
         d.run(a, &mut ctx);
         if ctx.last_dns_reader {
-            ctx.done_with_dns();
+            ctx.dns = None;
         }
-        // The detector's working set is freed: its pages go back before the next one.
+        // The detector's working set (and the DNS table after its last reader) is freed: its
+        // pages go back before the next one.
         crate::memory::give_back();
         timings.push((d.name(), started.elapsed().as_secs_f64()));
     }

@@ -23,7 +23,7 @@ struct Group<'a> {
     last_syn: Nanos,
     /// The earliest time one member was established: later SYNs are not part of this race.
     kept_at: Option<Nanos>,
-    /// The first member's name, when it has one (borrowed: the groups of both cores cloning
+    /// The name of its first member that has one (borrowed: the groups of both cores cloning
     /// one shared name would contend on its count).
     name: Option<&'a str>,
 }
