@@ -66,6 +66,49 @@ fn curl_like_keeps_racing_and_the_late_synack_is_reset() {
     assert_eq!(r.connections[1].role, "winner");
     assert_eq!(r.connections[0].service, "www.example");
     assert_eq!(r.summary.median_attempt_delay_ms, Some(200.0));
+    // DNS timing, looked up before the race is built (the table is freed first): queries at
+    // 0 and 0.1 ms, answers at 1.0 and 1.2 ms, first SYN at 2.0 ms.
+    let dns = race.dns.as_ref().expect("race DNS timing");
+    assert_eq!(dns.name, "www.example");
+    let before_syn_ms = |t: Option<f64>| ((race.start_time - t.unwrap()) * 1e3 * 1e3).round() / 1e3;
+    assert_eq!(before_syn_ms(dns.aaaa_query_time), 2.0);
+    assert_eq!(before_syn_ms(dns.aaaa_answer_time), 1.0);
+    assert_eq!(before_syn_ms(dns.a_query_time), 1.9);
+    assert_eq!(before_syn_ms(dns.a_answer_time), 0.8);
+    assert_eq!(dns.answer_to_first_syn_ms, Some(1.0));
+    assert!(race.rfc8305.iter().all(|f| f != "nat64_synthesised_ipv6"));
+}
+
+#[test]
+fn nat64_synthesised_ipv6_attempt_is_a_finding() {
+    // The IPv6 attempt goes to 64:ff9b::/96 (RFC 6052's well-known prefix), as answered by DNS.
+    let mut s = dual();
+    s.dns(
+        "198.18.0.1",
+        "198.18.0.53",
+        0.0,
+        1.0,
+        "v4only.example",
+        28,
+        &["64:ff9b::c612:2"],
+    );
+    let v6 = s.tcp("fd18::1", 40000, "64:ff9b::c612:2", 443);
+    s.syn(v6, 2.0);
+    let v4 = s.tcp("198.18.0.1", 40001, "198.18.0.2", 443);
+    s.handshake(v4, 252.0, 5.0);
+    s.rst(v6, Side::Client, 260.0);
+    let r = run(&s, "nat64");
+    assert_eq!(r.races.len(), 1);
+    let race = &r.races[0];
+    assert_eq!(race.attempts, vec![0, 1]);
+    assert!(
+        race.rfc8305.iter().any(|f| f == "nat64_synthesised_ipv6"),
+        "{:?}",
+        race.rfc8305
+    );
+    let dns = race.dns.as_ref().expect("race DNS timing");
+    assert_eq!(dns.name, "v4only.example");
+    assert!(dns.a_query_time.is_none());
 }
 
 #[test]

@@ -67,7 +67,7 @@ impl Evidence {
 
     /// Snapped rate, when measured, Hz.
     fn rate(&self) -> Option<f64> {
-        COMMON_RATES.get(usize::from(self.rate?)).copied()
+        rate_at(self.rate?)
     }
 }
 
@@ -107,7 +107,12 @@ fn tolerance(rate: f64, dt: f64) -> f64 {
 
 /// Snap a fitted rate to a common one within 10 %.
 pub fn snap(fitted: f64) -> Option<f64> {
-    COMMON_RATES.get(usize::from(snap_index(fitted)?)).copied()
+    rate_at(snap_index(fitted)?)
+}
+
+/// The common rate at index `i` of [`COMMON_RATES`].
+fn rate_at(i: u8) -> Option<f64> {
+    COMMON_RATES.get(usize::from(i)).copied()
 }
 
 /// The index in [`COMMON_RATES`] of the rate `fitted` snaps to.

@@ -152,6 +152,18 @@ pub struct Race {
     pub attempt_delays_ms: Vec<f64>,
     pub also_ran_cancel: Vec<Cancel>,
     pub rfc8305: Vec<String>,
+    pub dns: Option<RaceDns>,
+}
+
+/// A race's DNS timing (times in seconds since the epoch).
+#[derive(Debug, Deserialize)]
+pub struct RaceDns {
+    pub name: String,
+    pub aaaa_query_time: Option<f64>,
+    pub aaaa_answer_time: Option<f64>,
+    pub a_query_time: Option<f64>,
+    pub a_answer_time: Option<f64>,
+    pub answer_to_first_syn_ms: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
