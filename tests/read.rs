@@ -377,3 +377,54 @@ fn merge_reads_rotated_files_as_one_capture_in_time_order() {
     assert!(r.capture.file.contains("part1.pcap, ") && r.capture.file.contains("part0.pcap"));
     check_one(&r, &s);
 }
+
+#[test]
+fn records_cut_by_buffer_ends_and_a_record_larger_than_the_buffer() {
+    // 2,000 connections (~2.6 MB: the reader's 1.25 MiB buffer ends inside records several
+    // times) and, in the middle, one 3 MB frame that no buffer holds until it grows.
+    let mut s = Scenario::new();
+    for i in 0..2000u32 {
+        let client = format!("198.18.{}.{}", i / 250, i % 250 + 1);
+        let c = s.tcp(&client, 40000, "198.18.200.1", 80);
+        let t = f64::from(i) * 5.0;
+        s.handshake(c, t, 1.0); // SYN at t, SYN-ACK 1 ms later
+        s.data(
+            c,
+            Side::Client,
+            t + 1.1,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        s.data(c, Side::Server, t + 2.0, &[b'a'; 1200]);
+        s.fin(c, Side::Client, t + 3.0)
+            .fin(c, Side::Server, t + 3.5)
+            .ack(c, Side::Client, t + 3.6);
+    }
+    let mut frames = s.frames(Link::Ethernet);
+    let n = frames.len();
+    let mut big = vec![0u8; 3 << 20];
+    big[12..14].copy_from_slice(&0x88b5u16.to_be_bytes()); // local experimental EtherType
+    let at = n / 2;
+    let t = frames[at].0;
+    frames.insert(at, (t, big));
+    for (name, bytes) in [
+        (
+            "big.pcap",
+            write_pcap(&frames, Link::Ethernet, false, 8 << 20),
+        ),
+        ("big.pcapng", write_pcapng(&frames, Link::Ethernet, 9)),
+    ] {
+        assert!(bytes.len() > 5 << 20);
+        let r = analyze_json(&write_temp("bigrec", name, &bytes), &[]);
+        assert!(!r.capture.truncated, "{name}: {:?}", r.warnings);
+        assert_eq!(r.capture.packets, n as u64 + 1, "{name}");
+        assert_eq!(r.capture.decode["not_ip"], 1, "{name}");
+        assert_eq!(r.connections.len(), 2000, "{name}");
+        assert!(r
+            .connections
+            .iter()
+            .all(|c| c.bytes_server == 1200 && c.bytes_client == 27 && c.conn_state == "SF"));
+        // Records after the big one are numbered on from it.
+        let last = r.connections.last().unwrap();
+        assert_eq!(last.last_record, n as u64 + 1, "{name}");
+    }
+}

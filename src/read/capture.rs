@@ -1,17 +1,26 @@
-//! The block loop over pcap-parser: turns legacy pcap records and pcapng packet blocks
-//! (enhanced, simple, obsolete) into frames with per-interface link type and time, and turns
-//! every way a file can be damaged into a warning with a record number.
+//! The block loop: turns legacy pcap records and pcapng packet blocks (enhanced, simple,
+//! obsolete) into frames with per-interface link type and time, and turns every way a file can
+//! be damaged into a warning with a record number.
+//!
+//! The reader owns its buffer and parses records in place with pcap-parser's block parsers.
+//! When a batch is full the buffer itself becomes the batch's bytes (the frames are offsets
+//! into it) and the batch's previous buffer comes back for the next fill: packet bytes are
+//! copied once, by the read from the source, never again on the way to the decoder. Only the
+//! part of a record cut by the end of a buffer is copied, to the front of the next one.
 
-use pcap_parser::pcapng::Block;
-use pcap_parser::traits::PcapReaderIterator;
-use pcap_parser::{PcapBlockOwned, PcapError};
+use pcap_parser::nom::{self, Needed};
+use pcap_parser::pcap::{
+    parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header,
+};
+use pcap_parser::pcapng::{parse_block_be, parse_block_le, parse_sectionheaderblock, Block};
+use pcap_parser::{LegacyPcapBlock, PcapBlockOwned, PcapError};
 
-use super::{open, Batch, CaptureInfo, Format, LinkType};
+use super::{open, Batch, CaptureInfo, Format, FrameIndex, LinkType};
 use crate::domain::Nanos;
 use crate::error::{Diagnostics, Error, Result};
 
-/// Initial size of the reader's buffer.
-const BUFFER_BYTES: usize = 1 << 20;
+/// Size of the reader's buffer: a batch's worth of records plus room for the one cut at its end.
+const BUFFER_BYTES: usize = Batch::TARGET_BYTES + (256 << 10);
 /// The buffer may grow to hold one large record, up to this size. A record claiming more is
 /// damaged (libpcap itself refuses records over 256 KiB for most link types).
 const MAX_RECORD_BYTES: usize = 64 << 20;
@@ -30,14 +39,34 @@ struct Interface {
     offset_sec: i64,
 }
 
+/// A legacy record parser (pcap-parser's, for one byte order or the modified format).
+type LegacyParse =
+    for<'a> fn(&'a [u8]) -> nom::IResult<&'a [u8], LegacyPcapBlock<'a>, PcapError<&'a [u8]>>;
+
+/// The file's format, and for legacy pcap the record parser its header calls for.
+#[derive(Clone, Copy)]
+enum Kind {
+    Legacy(LegacyParse),
+    Ng,
+}
+
 /// Streams one capture's records.
 pub struct CaptureReader {
-    inner: Box<dyn PcapReaderIterator + Send>,
+    src: Box<dyn std::io::Read + Send>,
+    kind: Kind,
+    /// Bytes read from the source; `buf[pos..filled]` is not parsed yet.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    /// The source returned end of file.
+    exhausted: bool,
+    /// Bytes parsed so far (the input's size when reading standard input).
+    consumed: u64,
     st: State,
 }
 
-/// Everything the reader knows besides pcap-parser's buffer (kept apart so a block borrowed
-/// from the buffer can be handled while the state is updated).
+/// Everything the reader knows besides its buffer (kept apart so a block borrowed from the
+/// buffer can be handled while the state is updated).
 struct State {
     info: CaptureInfo,
     diag: Diagnostics,
@@ -50,46 +79,40 @@ struct State {
     done: bool,
 }
 
+/// What one parse attempt at the head of the buffer gave.
+enum Next<'b> {
+    /// A block and its length.
+    Block(usize, PcapBlockOwned<'b>),
+    /// The record at the head runs past the bytes read so far; `Some(n)`: by `n` bytes.
+    Incomplete(Option<usize>),
+    /// The record at the head does not parse.
+    Error(String),
+}
+
 impl CaptureReader {
     /// Open and recognise a capture (`-` reads standard input).
     pub fn open(name: &str) -> Result<CaptureReader> {
         let src = open(name)?;
-        let inner = pcap_parser::create_reader(BUFFER_BYTES, src.reader).map_err(|e| match e {
-            PcapError::Eof => Error::Empty {
-                file: name.to_string(),
-            },
-            PcapError::HeaderNotRecognized => Error::NotACapture {
-                file: name.to_string(),
-                detail: "unknown magic number".into(),
-            },
-            PcapError::Incomplete(_) | PcapError::UnexpectedEof => Error::NotACapture {
-                file: name.to_string(),
-                detail: "too short for a capture header".into(),
-            },
-            PcapError::ReadError => Error::Io {
-                file: name.to_string(),
-                source: std::io::Error::other("read error (damaged compressed stream?)"),
-            },
-            other => Error::NotACapture {
-                file: name.to_string(),
-                detail: other.to_string(),
-            },
-        })?;
-        let info = CaptureInfo {
-            file: name.to_string(),
-            format: Format::Pcap,
-            link_types: Vec::new(),
-            packets: 0,
-            bytes: src.size.unwrap_or(0),
-            first_time: None,
-            last_time: None,
-            truncated: false,
-            compression: src.compression,
-        };
-        Ok(CaptureReader {
-            inner,
+        let mut r = CaptureReader {
+            src: src.reader,
+            kind: Kind::Ng,
+            buf: vec![0; BUFFER_BYTES],
+            pos: 0,
+            filled: 0,
+            exhausted: false,
+            consumed: 0,
             st: State {
-                info,
+                info: CaptureInfo {
+                    file: name.to_string(),
+                    format: Format::Pcap,
+                    link_types: Vec::new(),
+                    packets: 0,
+                    bytes: src.size.unwrap_or(0),
+                    first_time: None,
+                    last_time: None,
+                    truncated: false,
+                    compression: src.compression,
+                },
                 diag: Diagnostics::default(),
                 legacy: None,
                 interfaces: Vec::new(),
@@ -97,7 +120,36 @@ impl CaptureReader {
                 last_time: 0,
                 done: false,
             },
-        })
+        };
+        let not_a_capture = |detail: &str| Error::NotACapture {
+            file: name.to_string(),
+            detail: detail.into(),
+        };
+        if r.read_more().is_err() {
+            return Err(Error::Io {
+                file: name.to_string(),
+                source: std::io::Error::other("read error (damaged compressed stream?)"),
+            });
+        }
+        let head = r.buf.get(..r.filled).unwrap_or_default();
+        if head.is_empty() {
+            return Err(Error::Empty {
+                file: name.to_string(),
+            });
+        }
+        if parse_sectionheaderblock(head).is_ok() {
+            return Ok(r);
+        }
+        r.kind = match parse_pcap_header(head) {
+            Ok((_, h)) if h.is_modified_format() => Kind::Legacy(parse_pcap_frame_modified),
+            Ok((_, h)) if h.is_bigendian() => Kind::Legacy(parse_pcap_frame_be),
+            Ok(_) => Kind::Legacy(parse_pcap_frame),
+            Err(nom::Err::Incomplete(_)) => {
+                return Err(not_a_capture("too short for a capture header"))
+            }
+            Err(_) => return Err(not_a_capture("unknown magic number")),
+        };
+        Ok(r)
     }
 
     /// What has been learned so far; complete once [`CaptureReader::fill`] returned false.
@@ -109,7 +161,7 @@ impl CaptureReader {
     pub fn finish(self) -> (CaptureInfo, Diagnostics) {
         let mut info = self.st.info;
         if info.bytes == 0 {
-            info.bytes = self.inner.consumed() as u64;
+            info.bytes = self.consumed;
         }
         (info, self.st.diag)
     }
@@ -117,79 +169,150 @@ impl CaptureReader {
     /// Fill `batch` with the next frames (about [`Batch::TARGET_BYTES`]). Returns false when
     /// the capture is exhausted and the batch is empty.
     pub fn fill(&mut self, batch: &mut Batch) -> bool {
-        batch.clear();
-        while !self.st.done && batch.bytes.len() < Batch::TARGET_BYTES {
-            self.step(batch);
+        batch.frames.clear();
+        while !self.st.done && self.pos < Batch::TARGET_BYTES {
+            if !self.step(batch) {
+                break;
+            }
         }
+        self.hand_over(batch);
         !batch.is_empty()
     }
 
-    /// Read one block (or handle one error) and copy a packet into `batch` if it was one.
-    fn step(&mut self, batch: &mut Batch) {
-        let record = self.st.info.packets + 1;
-        let error = match self.inner.next() {
-            Ok((offset, block)) => {
-                if let Some((time, link, data, orig_len)) = self.st.block(block, record) {
-                    batch.push(record, time, link, data, orig_len);
-                    self.st.note_frame(time, link);
-                }
-                self.inner.consume(offset);
-                return;
+    /// The buffer becomes the batch's bytes (its frames index into it); the batch's previous
+    /// buffer is reused for the next fill, starting with the unparsed rest of this one.
+    fn hand_over(&mut self, batch: &mut Batch) {
+        let rest = self.filled - self.pos;
+        let mut next = std::mem::take(&mut batch.bytes);
+        // Zeroed once per buffer (the same few buffers circulate), and after a large record.
+        let size = BUFFER_BYTES.max(rest);
+        if next.len() != size {
+            next.resize(size, 0);
+            if next.capacity() > 2 * size {
+                next.shrink_to_fit();
             }
-            Err(e) => e.to_owned_vec(),
-        };
-        match error {
-            PcapError::Eof => self.st.done = true,
-            // pcapng: the parser wants more bytes than the block's own length holds (a packet
-            // length running past its block). The block is damaged, not the file: skip it.
-            PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::BufferTooSmall
-                if self.whole_ng_block_buffered() =>
-            {
-                self.skip_damaged_block(record, "a length field runs past its block");
-            }
-            PcapError::Incomplete(_) => self.refill(record),
-            PcapError::UnexpectedEof => {
-                let left = self.inner.data().len();
-                self.st.stop_damaged(
-                    "truncated",
-                    record,
-                    &format!("the file ends inside record {record} ({left} bytes of it present)"),
-                );
-            }
-            PcapError::BufferTooSmall => {
-                let need = self.claimed_record_len();
-                if need <= MAX_RECORD_BYTES && self.inner.grow(need.max(BUFFER_BYTES) * 2) {
-                    self.refill(record);
-                } else {
-                    self.st.stop_damaged(
-                        "absurd_length",
-                        record,
-                        &format!(
-                            "record {record} claims {need} bytes; the file is damaged from here on"
-                        ),
-                    );
-                }
-            }
-            PcapError::ReadError => self.st.stop_damaged(
-                "read_error",
-                record,
-                "read failed (damaged compressed stream?)",
-            ),
-            e => self.skip_damaged_block(record, &e.to_string()),
         }
+        if let (Some(to), Some(from)) = (next.get_mut(..rest), self.buf.get(self.pos..self.filled))
+        {
+            to.copy_from_slice(from);
+        }
+        batch.bytes = std::mem::replace(&mut self.buf, next);
+        self.pos = 0;
+        self.filled = rest;
     }
 
-    fn refill(&mut self, record: u64) {
-        if let Err(e) = self.inner.refill().map_err(|e| e.to_string()) {
+    /// Read once from the source into the free end of the buffer (the source fills it unless
+    /// the stream ends).
+    fn read_more(&mut self) -> std::io::Result<()> {
+        let space = self.buf.get_mut(self.filled..).unwrap_or_default();
+        if space.is_empty() {
+            return Ok(());
+        }
+        let n = self.src.read(space)?;
+        self.exhausted = n == 0;
+        self.filled += n;
+        Ok(())
+    }
+
+    /// Read one block (or handle one error) and index a packet into the buffer if it was one.
+    /// Returns false when the batch must be handed over first (the record at the head needs
+    /// more room than the buffer has left, and earlier frames index into it).
+    fn step(&mut self, batch: &mut Batch) -> bool {
+        let record = self.st.info.packets + 1;
+        if self.pos == self.filled && self.exhausted {
+            self.st.done = true;
+            return true;
+        }
+        let base = self.buf.as_ptr() as usize;
+        let head = self.buf.get(self.pos..self.filled).unwrap_or_default();
+        // (A section header block sets the byte order in `State::block`.)
+        let at_start = self.consumed == 0;
+        let (len, frame) = match parse_head(head, self.kind, at_start, self.st.big_endian) {
+            Next::Block(len, block) => {
+                let frame = self
+                    .st
+                    .block(block, record)
+                    .map(|(time, link, data, orig_len)| {
+                        let start = data.as_ptr() as usize - base;
+                        (time, link, start..start + data.len(), orig_len)
+                    });
+                (len, frame)
+            }
+            Next::Incomplete(more) => return self.incomplete(more, record, batch),
+            Next::Error(e) => {
+                self.skip_damaged_block(record, &e);
+                return true;
+            }
+        };
+        if let Some((time, link, span, orig_len)) = frame {
+            batch.frames.push(FrameIndex {
+                record,
+                time,
+                link,
+                orig_len,
+                start: span.start,
+                end: span.end,
+            });
+            self.st.note_frame(time, link);
+        }
+        self.pos += len;
+        self.consumed += len as u64;
+        true
+    }
+
+    /// The record at the head runs past the bytes read (by `more` bytes, when the parser
+    /// knows): read on, make room, or report the damage.
+    fn incomplete(&mut self, more: Option<usize>, record: u64, batch: &Batch) -> bool {
+        let have = self.filled - self.pos;
+        // pcapng: the parser wants more bytes than the block's own length holds (a packet
+        // length running past its block). The block is damaged, not the file: skip it.
+        if self.whole_ng_block_buffered() {
+            self.skip_damaged_block(record, "a length field runs past its block");
+            return true;
+        }
+        if self.exhausted {
+            let msg = format!("the file ends inside record {record} ({have} bytes of it present)");
+            self.st.stop_damaged("truncated", record, &msg);
+            return true;
+        }
+        // The head record needs at least this many bytes; one too large for any sane buffer
+        // is damage, not data (a legacy caplen or a pcapng block length gone wild).
+        let need = have.saturating_add(more.unwrap_or(1));
+        if need > BUFFER_BYTES {
+            let claimed = self.claimed_record_len().max(need);
+            if claimed > MAX_RECORD_BYTES {
+                let msg = format!(
+                    "record {record} claims {claimed} bytes; the file is damaged from here on"
+                );
+                self.st.stop_damaged("absurd_length", record, &msg);
+                return true;
+            }
+        }
+        if self.buf.len() - self.pos < need {
+            // No room after the head: hand the batch over (the next buffer starts with this
+            // record), or, when no frame indexes this buffer, move the record to the front
+            // and grow the buffer to hold it.
+            if !batch.frames.is_empty() {
+                return false;
+            }
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled = have;
+            self.pos = 0;
+            if self.buf.len() < need {
+                self.buf.resize(need.max(BUFFER_BYTES), 0);
+            }
+        }
+        if let Err(e) = self.read_more() {
             self.st
                 .stop_damaged("read_error", record, &format!("read failed: {e}"));
         }
+        true
     }
 
     /// The length the record at the head of the buffer claims, from its header: a legacy
     /// record's captured length plus its 16-byte header, or a pcapng block's total length.
     fn claimed_record_len(&self) -> usize {
-        let data = self.inner.data();
+        let data = self.buf.get(self.pos..self.filled).unwrap_or_default();
         let legacy = self.st.legacy.is_some();
         let at = if legacy { 8 } else { 4 };
         let Some(b) = data
@@ -212,23 +335,21 @@ impl CaptureReader {
         self.st.legacy.is_none()
             && len >= 12
             && len.is_multiple_of(4)
-            && len <= self.inner.data().len()
+            && len <= self.filled - self.pos
     }
 
     /// pcapng: skip a block that does not parse, using its length field when that is sane.
     fn skip_damaged_block(&mut self, record: u64, detail: &str) {
         if self.whole_ng_block_buffered() {
             let len = self.claimed_record_len();
-            {
-                let file = &self.st.info.file;
-                let msg = format!(
-                    "{file}: a damaged block before record {record} was skipped ({detail})"
-                );
-                self.st.diag.warn("damaged_block", Some(record), msg);
-                self.st.info.truncated = true;
-                self.inner.consume(len);
-                return;
-            }
+            let file = &self.st.info.file;
+            let msg =
+                format!("{file}: a damaged block before record {record} was skipped ({detail})");
+            self.st.diag.warn("damaged_block", Some(record), msg);
+            self.st.info.truncated = true;
+            self.pos += len;
+            self.consumed += len as u64;
+            return;
         }
         self.st.stop_damaged(
             "damaged_block",
@@ -237,6 +358,26 @@ impl CaptureReader {
                 "record {record} cannot be parsed ({detail}); the rest of the file is skipped"
             ),
         );
+    }
+}
+
+/// Parse the block at the head of the buffer: for legacy pcap the file header first, as
+/// pcap-parser's own reader hands it, then records; for pcapng blocks in the section's byte
+/// order.
+fn parse_head(data: &[u8], kind: Kind, at_start: bool, big_endian: bool) -> Next<'_> {
+    let parsed = match kind {
+        Kind::Legacy(_) if at_start => {
+            parse_pcap_header(data).map(|(r, h)| (r, PcapBlockOwned::from(h)))
+        }
+        Kind::Legacy(parse) => parse(data).map(|(r, b)| (r, PcapBlockOwned::from(b))),
+        Kind::Ng if big_endian => parse_block_be(data).map(|(r, b)| (r, PcapBlockOwned::from(b))),
+        Kind::Ng => parse_block_le(data).map(|(r, b)| (r, PcapBlockOwned::from(b))),
+    };
+    match parsed {
+        Ok((rest, block)) => Next::Block(data.len() - rest.len(), block),
+        Err(nom::Err::Incomplete(Needed::Size(n))) => Next::Incomplete(Some(n.get())),
+        Err(nom::Err::Incomplete(Needed::Unknown)) => Next::Incomplete(None),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Next::Error(e.to_string()),
     }
 }
 

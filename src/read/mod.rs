@@ -3,8 +3,9 @@
 //!
 //! Reading streams through a bounded buffer (pcap-parser's next/consume/refill loop): memory
 //! does not grow with the file. A damaged or truncated capture yields a [`Warning`] naming the
-//! file and record, and every record before the damage is still handed on. Frames are copied
-//! into [`Batch`]es so that the read can run on its own thread ahead of decoding.
+//! file and record, and every record before the damage is still handed on. The reader's
+//! buffer itself becomes a [`Batch`] (frames are offsets into it), so that the read runs on
+//! its own thread ahead of decoding without copying packet bytes.
 //!
 //! [`Warning`]: crate::error::Warning
 
@@ -121,8 +122,9 @@ struct FrameIndex {
     end: usize,
 }
 
-/// A run of frames copied out of the reader's buffer, so that reading and decoding can run on
-/// different threads. Reused between fills to avoid allocation.
+/// A run of frames and the bytes they sit in: the capture reader's buffer, handed over whole
+/// (or, when several files are merged, frames copied from each file's batch), so that reading
+/// and decoding can run on different threads. Reused between fills to avoid allocation.
 #[derive(Debug, Default)]
 pub struct Batch {
     bytes: Vec<u8>,
@@ -133,8 +135,8 @@ impl Batch {
     /// Fill up to about this many bytes per batch.
     pub const TARGET_BYTES: usize = 1 << 20;
 
-    /// Empty the batch for the next fill; a new batch gets its full size at once (growing
-    /// it by doubling would copy each batch's bytes about once more).
+    /// Empty the batch for frames to be copied in ([`Batch::push_from`]); a new batch gets its
+    /// full size at once (growing it by doubling would copy each batch's bytes about once more).
     pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.frames.clear();
