@@ -6,7 +6,8 @@
 //! read      file/stdin → (gzip|zstd) → pcap|pcapng blocks → Frame {record, time, link, bytes}
 //!   │       (a reader thread fills Batches of frames ahead of the decoder)
 //! decode    Frame → Packet {addresses, TCP header + typed options | UDP, payload}
-//!   │       (per batch, runs of frames decoded on every core: track::parallel)
+//!   │       (per batch, runs of frames decoded on every core while the batch before is
+//!   │       tracked: track::parallel)
 //! track     TCP → connection table (4-tuple) → ConnRecord per attempt   UDP → DnsTable
 //!   │       (one table per shard of 4-tuples, so each connection stays in order)
 //!   │
@@ -79,10 +80,14 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         // read and handed back undecoded (the report is then empty).
         let read_only = std::env::var_os("RACETRACE_BENCH_READ_ONLY").is_some();
         for batch in full_rx {
-            if !read_only {
-                sharded.feed(&batch);
+            let done = if read_only {
+                Some(batch)
+            } else {
+                sharded.feed(batch)
+            };
+            if let Some(b) = done {
+                let _ = empty_tx.send(b);
             }
-            let _ = empty_tx.send(batch);
         }
         producer.join()
     });

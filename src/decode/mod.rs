@@ -105,6 +105,59 @@ pub struct Packet<'a> {
     pub l4: L4<'a>,
 }
 
+impl<'a> Packet<'a> {
+    /// The view without its payload bytes, and those bytes: the view can then outlive the
+    /// frame it was decoded from (the tracker re-attaches the payload with [`Packet::attach`]).
+    pub fn detach(self) -> (Packet<'static>, &'a [u8]) {
+        let (l4, payload) = match self.l4 {
+            L4::Tcp(t) => (
+                L4::Tcp(TcpView {
+                    src_port: t.src_port,
+                    dst_port: t.dst_port,
+                    seq: t.seq,
+                    ack: t.ack,
+                    flags: t.flags,
+                    window: t.window,
+                    options: t.options,
+                    payload: &[],
+                    payload_len: t.payload_len,
+                }),
+                t.payload,
+            ),
+            L4::Udp(u) => (
+                L4::Udp(UdpView {
+                    src_port: u.src_port,
+                    dst_port: u.dst_port,
+                    payload: &[],
+                }),
+                u.payload,
+            ),
+        };
+        let packet = Packet {
+            record: self.record,
+            time: self.time,
+            src_mac: self.src_mac,
+            src: self.src,
+            dst: self.dst,
+            l4,
+        };
+        (packet, payload)
+    }
+
+    /// The view with `payload` as its payload bytes (undoes [`Packet::detach`]).
+    pub fn attach<'b>(self, payload: &'b [u8]) -> Packet<'b>
+    where
+        'a: 'b,
+    {
+        let mut p: Packet<'b> = self;
+        match &mut p.l4 {
+            L4::Tcp(t) => t.payload = payload,
+            L4::Udp(u) => u.payload = payload,
+        }
+        p
+    }
+}
+
 /// Decode one frame.
 pub fn decode<'a>(frame: &Frame<'a>) -> Result<Packet<'a>, Skip> {
     let net = link::network(frame.link, frame.data)?;

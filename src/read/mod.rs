@@ -183,6 +183,22 @@ impl Batch {
         (0..self.frames.len()).filter_map(move |i| self.get(i))
     }
 
+    /// Where `bytes`, a part of one of this batch's frames, sits in the batch (an empty range
+    /// for an empty or foreign slice): with [`Batch::bytes_at`], a way to refer to frame bytes
+    /// without borrowing the batch.
+    pub fn locate(&self, bytes: &[u8]) -> std::ops::Range<usize> {
+        let start = (bytes.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+        match start.checked_add(bytes.len()) {
+            Some(end) if !bytes.is_empty() && end <= self.bytes.len() => start..end,
+            _ => 0..0,
+        }
+    }
+
+    /// The bytes at `range` (from [`Batch::locate`]); empty when out of range.
+    pub fn bytes_at(&self, range: std::ops::Range<usize>) -> &[u8] {
+        self.bytes.get(range).unwrap_or_default()
+    }
+
     /// Capture time of the frame at `i`.
     pub fn time(&self, i: usize) -> Option<Nanos> {
         self.frames.get(i).map(|f| f.time)

@@ -1,13 +1,16 @@
 //! Decode and track on every core, keeping each connection's packets in capture order.
 //!
-//! Per batch of frames from the reader, two parallel steps:
+//! Per batch of frames from the reader, two steps, each parallel in itself and run at the same
+//! time as the other's work on the neighbouring batch (batch k+1 is decoded while batch k is
+//! tracked, so neither waits for the slower half of the other):
 //!
 //! 1. **Decode**: the batch is cut into runs of frames, each decoded on its own rayon task into
-//!    packet views (borrowing the batch) tagged with their shard.
+//!    TCP segments tagged with their shard (packet views whose payload is a range of the
+//!    batch, so they can wait for the next step) and parsed DNS messages.
 //! 2. **Track**: each shard owns a [`Tracker`] for the connections whose 4-tuple hashes to it
 //!    (the hash is symmetric, so both directions land in one shard) and walks the decoded runs
-//!    in order, taking its own packets. DNS messages, parsed in step 1, are recorded in the
-//!    [`DnsTable`] on a task of their own beside the shards.
+//!    in order, taking its own packets. DNS messages are recorded in the [`DnsTable`] on a
+//!    task of their own beside the shards.
 //!
 //! A connection is only ever touched by one shard, in capture order, so the result is the same
 //! as one tracker's whatever the number of shards; the records are merged by first record.
@@ -26,8 +29,18 @@ const RUN: usize = 2048;
 /// A datagram on the DNS port, its message parsed in the decode step.
 type DnsItem = (Seen, Result<Option<DnsMessage>, Malformed>);
 
+/// A decoded TCP segment held apart from its batch: the packet view without its payload, and
+/// where the payload sits in the batch.
+type Segment = (Packet<'static>, std::ops::Range<usize>);
+
 /// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts.
-type Run<'a> = (Vec<Vec<Packet<'a>>>, Vec<DnsItem>, DecodeStats);
+type Run = (Vec<Vec<Segment>>, Vec<DnsItem>, DecodeStats);
+
+/// A batch decoded and waiting to be tracked.
+struct Decoded {
+    batch: Batch,
+    runs: Vec<Run>,
+}
 
 /// The decode and track stages over `n` shards.
 pub struct Sharded {
@@ -35,6 +48,8 @@ pub struct Sharded {
     dns: DnsTable,
     stats: DecodeStats,
     table_peak: usize,
+    /// The last batch fed, decoded; tracked while the next one is decoded.
+    pending: Option<Decoded>,
 }
 
 /// What the decode and track stages hand on.
@@ -68,11 +83,19 @@ fn shard_of(p: &Packet<'_>, n: usize) -> usize {
     (h >> 16) as usize % n.max(1)
 }
 
+/// Decode every frame of `batch`, in runs on every core.
+fn decode_batch(batch: &Batch, n: usize) -> Vec<Run> {
+    (0..batch.len().div_ceil(RUN))
+        .into_par_iter()
+        .map(|r| decode_run(batch, r * RUN..batch.len().min((r + 1) * RUN), n))
+        .collect()
+}
+
 /// Decode frames `range` of `batch`.
-fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize) -> Run<'_> {
+fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize) -> Run {
     let mut stats = DecodeStats::default();
     let per_shard = range.len() / n.max(1) + 16;
-    let mut tcp: Vec<Vec<Packet<'_>>> = (0..n.max(1))
+    let mut tcp: Vec<Vec<Segment>> = (0..n.max(1))
         .map(|_| Vec::with_capacity(per_shard))
         .collect();
     let mut dns = Vec::new();
@@ -83,7 +106,8 @@ fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize) -> Run<'_>
             Ok(p) => match p.l4 {
                 L4::Tcp(_) => {
                     if let Some(shard) = tcp.get_mut(shard_of(&p, n)) {
-                        shard.push(p);
+                        let (view, payload) = p.detach();
+                        shard.push((view, batch.locate(payload)));
                     }
                 }
                 L4::Udp(u) if is_dns(&u) => {
@@ -105,24 +129,34 @@ impl Sharded {
             dns: DnsTable::default(),
             stats: DecodeStats::default(),
             table_peak: 0,
+            pending: None,
         }
     }
 
-    /// Decode and track one batch.
-    pub fn feed(&mut self, batch: &Batch) {
+    /// Decode `batch` while tracking the batch fed before it; returns that one, done with,
+    /// for reuse.
+    pub fn feed(&mut self, batch: Batch) -> Option<Batch> {
         let n = self.trackers.len();
-        let runs: Vec<Run<'_>> = (0..batch.len().div_ceil(RUN))
-            .into_par_iter()
-            .map(|r| decode_run(batch, r * RUN..batch.len().min((r + 1) * RUN), n))
-            .collect();
-        let mut tcp = Vec::with_capacity(runs.len());
+        let mut pending = self.pending.take();
+        let (runs, ()) = rayon::join(
+            || decode_batch(&batch, n),
+            || {
+                if let Some(d) = &mut pending {
+                    self.track(d);
+                }
+            },
+        );
+        self.pending = Some(Decoded { batch, runs });
+        pending.map(|d| d.batch)
+    }
+
+    /// Track one decoded batch: DNS beside the shards, each shard its own segments in order.
+    fn track(&mut self, d: &mut Decoded) {
         let mut dns = Vec::new();
-        for (t, d, s) in runs {
-            self.stats.add(&s);
-            tcp.push(t);
-            dns.extend(d);
+        for (_, items, s) in &mut d.runs {
+            self.stats.add(s);
+            dns.append(items);
         }
-        // DNS state is apart from the connection tables: it is recorded beside the shards.
         let table = &mut self.dns;
         rayon::join(
             || {
@@ -135,10 +169,11 @@ impl Sharded {
                     .par_iter_mut()
                     .enumerate()
                     .for_each(|(k, tracker)| {
-                        let mine = tcp.iter().filter_map(|run| run.get(k)).flatten();
-                        for p in mine {
+                        let mine = d.runs.iter().filter_map(|(tcp, _, _)| tcp.get(k)).flatten();
+                        for (view, payload) in mine {
+                            let p = view.attach(d.batch.bytes_at(payload.clone()));
                             if let L4::Tcp(t) = &p.l4 {
-                                tracker.on_tcp(p, t);
+                                tracker.on_tcp(&p, t);
                             }
                         }
                     })
@@ -149,8 +184,12 @@ impl Sharded {
         self.table_peak = self.table_peak.max(open);
     }
 
-    /// Drain every shard and merge their records in order of first record.
+    /// Track the last batch, drain every shard and merge their records in order of first
+    /// record.
     pub fn finish(mut self) -> Output {
+        if let Some(mut d) = self.pending.take() {
+            self.track(&mut d);
+        }
         self.dns.shrink_to_fit();
         let parts: Vec<Tracked> = self.trackers.into_iter().map(Tracker::finish).collect();
         let (records, vantage, table_peak) = Tracked::merge(parts);
