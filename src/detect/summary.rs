@@ -10,7 +10,7 @@ use crate::model::{Analysis, ClockRegime, Role, Service, Summary};
 pub fn services(a: &mut Analysis) {
     #[derive(Default)]
     struct Acc {
-        ips: Vec<String>,
+        ips: Vec<std::net::IpAddr>,
         connections: usize,
         idle_closes: Vec<f64>,
         with_ts: usize,
@@ -22,9 +22,8 @@ pub fn services(a: &mut Analysis) {
         let e = by
             .entry((c.service.clone(), c.rec.server.port))
             .or_default();
-        let ip = c.rec.server.ip.to_string();
-        if !e.ips.contains(&ip) {
-            e.ips.push(ip);
+        if !e.ips.contains(&c.rec.server.ip) {
+            e.ips.push(c.rec.server.ip);
         }
         e.connections += 1;
         let regime = super::backend::regime(c);
@@ -51,7 +50,9 @@ pub fn services(a: &mut Analysis) {
     a.services = by
         .into_iter()
         .map(|((name, server_port), mut acc)| {
-            acc.ips.sort();
+            // Spelled out once per service, not once per connection; in text order.
+            let mut ips: Vec<String> = acc.ips.iter().map(ToString::to_string).collect();
+            ips.sort();
             acc.idle_closes.sort_by(f64::total_cmp);
             acc.regimes.sort();
             if acc.with_ts >= 2 && acc.identified == 0 {
@@ -66,7 +67,7 @@ pub fn services(a: &mut Analysis) {
             }
             Service {
                 name: name.to_string(),
-                server_ips: acc.ips,
+                server_ips: ips,
                 server_port,
                 connections: acc.connections,
                 server_idle_timeout_ms: median(&acc.idle_closes),

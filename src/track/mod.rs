@@ -136,9 +136,27 @@ struct Slots {
 /// connection list. Untouched pages of the last chunk cost nothing.
 const SLOT_CHUNK: usize = 1 << 14;
 
-/// The records of one tracker, in order of first packet, each chunk freed once read.
-type SlotRecords =
-    std::iter::Flatten<std::iter::Flatten<std::vec::IntoIter<Vec<Option<ConnRecord>>>>>;
+/// The records of one tracker, in order of first packet, read in place: the record at the head
+/// is looked at where it lies and moved out once, and each chunk is freed once read.
+struct SlotRecords {
+    chunks: std::vec::IntoIter<Vec<Option<ConnRecord>>>,
+    current: std::vec::IntoIter<Option<ConnRecord>>,
+}
+
+impl SlotRecords {
+    /// First record of the next record (empty slots and read chunks are skipped).
+    fn head(&mut self) -> Option<u64> {
+        loop {
+            match self.current.as_slice().first() {
+                Some(Some(r)) => return Some(r.first_record),
+                Some(None) => {
+                    self.current.next();
+                }
+                None => self.current = self.chunks.next()?.into_iter(),
+            }
+        }
+    }
+}
 
 impl Slots {
     /// A new empty slot; returns its index.
@@ -160,7 +178,10 @@ impl Slots {
     }
 
     fn into_records(self) -> SlotRecords {
-        self.chunks.into_iter().flatten().flatten()
+        SlotRecords {
+            chunks: self.chunks.into_iter(),
+            current: Vec::new().into_iter(),
+        }
     }
 }
 
@@ -213,7 +234,7 @@ pub struct Tracker {
 /// The records of several trackers that saw disjoint connections, merged in order of first
 /// record as they are read (see [`Tracked::merge`]).
 pub struct Merged {
-    parts: Vec<std::iter::Peekable<SlotRecords>>,
+    parts: Vec<SlotRecords>,
     left: usize,
 }
 
@@ -223,13 +244,18 @@ impl Iterator for Merged {
     type Item = ConnRecord;
 
     fn next(&mut self) -> Option<ConnRecord> {
-        let (_, k) = self
-            .parts
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(k, it)| it.peek().map(|r| (r.first_record, k)))
-            .min()?;
-        let rec = self.parts.get_mut(k)?.next()?;
+        // The part whose head came first (the first part on a tie). The records are large:
+        // looked at in place and moved once (a peeking adapter moved each several times).
+        let mut first: Option<(u64, usize)> = None;
+        for (k, part) in self.parts.iter_mut().enumerate() {
+            if let Some(f) = part.head() {
+                if first.is_none_or(|(b, _)| f < b) {
+                    first = Some((f, k));
+                }
+            }
+        }
+        let (_, k) = first?;
+        let rec = self.parts.get_mut(k)?.current.next().flatten()?;
         self.left = self.left.saturating_sub(1);
         Some(rec)
     }
@@ -262,7 +288,7 @@ impl Tracked {
             .map(|p| {
                 vantage.add(&p.vantage);
                 table_peak = table_peak.max(p.table_peak);
-                p.slots.into_records().peekable()
+                p.slots.into_records()
             })
             .collect();
         (Merged { parts, left }, vantage, table_peak)
