@@ -8,49 +8,74 @@ use std::net::IpAddr;
 use super::dns::DnsTable;
 use crate::model::{Connection, Host, Interner, Name, NameSource};
 
-/// Name every connection.
+/// Where a connection's name comes from, found without touching the connection.
+enum Found<'d> {
+    /// The `--service` entry at this index.
+    Cli(usize),
+    /// The connection's own SNI or Host.
+    App(String, NameSource),
+    /// A DNS answer.
+    Dns(&'d str),
+    /// None: the server address and port.
+    Address,
+}
+
+/// Name every connection: the sources looked up on every core (DNS lookups are most of the
+/// work), then the names interned in connection order.
 pub fn assign(
     conns: &mut [Connection],
     hosts: &[Host],
     dns: &DnsTable,
     cli: &[(String, Vec<IpAddr>)],
 ) {
+    use rayon::prelude::*;
+    let found: Vec<(Found<'_>, bool)> = conns
+        .par_iter()
+        .map(|c| {
+            let server = c.rec.server.ip;
+            let nat64 = dns.is_nat64(&server);
+            if let Some(i) = cli.iter().position(|(_, addrs)| addrs.contains(&server)) {
+                return (Found::Cli(i), nat64);
+            }
+            if let Some((name, source)) = app_name(c) {
+                return (Found::App(name, source), nat64);
+            }
+            let clients = hosts
+                .get(c.host)
+                .map(|h| h.addrs.as_slice())
+                .unwrap_or_default();
+            let at = c.rec.syn_time.get().unwrap_or(c.rec.first_time);
+            match dns.name_for(&server, clients, at) {
+                Some(name) => (Found::Dns(name), nat64),
+                None => (Found::Address, nat64),
+            }
+        })
+        .collect();
     let mut names = Interner::default();
     // "ADDRESS port" names, by address and port (formatted once each).
     let mut by_address: foldhash::HashMap<(IpAddr, u16), Name> = Default::default();
-    for c in conns.iter_mut() {
-        let server = c.rec.server.ip;
-        c.nat64 = dns.is_nat64(&server);
-        if let Some((name, _)) = cli.iter().find(|(_, addrs)| addrs.contains(&server)) {
-            c.service = names.get(name);
-            c.service_source = NameSource::Cli;
-            continue;
-        }
-        if let Some(name) = app_name(c) {
-            c.service = names.get(&name.0);
-            c.service_source = name.1;
-            continue;
-        }
-        let clients = hosts
-            .get(c.host)
-            .map(|h| h.addrs.as_slice())
-            .unwrap_or_default();
-        let at = c.rec.syn_time.get().unwrap_or(c.rec.first_time);
-        if let Some(name) = dns.name_for(&server, clients, at) {
-            c.service = names.get(name);
-            c.service_source = NameSource::Dns;
-        } else {
-            let key = (server, c.rec.server.port);
-            c.service = match by_address.get(&key) {
-                Some(n) => n.clone(),
-                None => {
-                    let n = names.get(&c.address_service());
-                    by_address.insert(key, n.clone());
-                    n
-                }
-            };
-            c.service_source = NameSource::Address;
-        }
+    for (c, (found, nat64)) in conns.iter_mut().zip(found) {
+        c.nat64 = nat64;
+        (c.service, c.service_source) = match found {
+            Found::Cli(i) => {
+                let name = cli.get(i).map_or("", |(n, _)| n.as_str());
+                (names.get(name), NameSource::Cli)
+            }
+            Found::App(name, source) => (names.get(&name), source),
+            Found::Dns(name) => (names.get(name), NameSource::Dns),
+            Found::Address => {
+                let key = (c.rec.server.ip, c.rec.server.port);
+                let name = match by_address.get(&key) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = names.get(&c.address_service());
+                        by_address.insert(key, n.clone());
+                        n
+                    }
+                };
+                (name, NameSource::Address)
+            }
+        };
     }
 }
 
