@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::HashMap;
+use rayon::slice::ParallelSliceMut;
 use std::net::IpAddr;
 
 use super::dns::DnsTable;
@@ -101,7 +102,8 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
             ))
         })
         .collect();
-    syns.sort();
+    // Equal tuples are indistinguishable: an unstable sort on every core gives the same order.
+    syns.par_sort_unstable();
     let mut note = |a: usize, b: usize, why: &'static str| {
         if a != b && !is_tied(a) && !is_tied(b) {
             let (fa, fb) = (addrs.get(a).map(Family::of), addrs.get(b).map(Family::of));
