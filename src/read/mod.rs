@@ -1,11 +1,11 @@
 //! Read stage: pcap, pcapng and compressed inputs → [`Frame`]s, each with its record number
 //! (1-based, as Wireshark numbers frames), capture time in nanoseconds and link type.
 //!
-//! Reading streams through a bounded buffer (pcap-parser's next/consume/refill loop): memory
-//! does not grow with the file. A damaged or truncated capture yields a [`Warning`] naming the
-//! file and record, and every record before the damage is still handed on. The reader's
-//! buffer itself becomes a [`Batch`] (frames are offsets into it), so that the read runs on
-//! its own thread ahead of decoding without copying packet bytes.
+//! Reading streams through a bounded buffer (the reader's own, its records parsed in place by
+//! pcap-parser's block parsers): memory does not grow with the file. A damaged or truncated
+//! capture yields a [`Warning`] naming the file and record, and every record before the damage
+//! is still handed on. The reader's buffer itself becomes a [`Batch`] (frames are offsets into
+//! it), so that the read runs on its own thread ahead of decoding without copying packet bytes.
 //!
 //! [`Warning`]: crate::error::Warning
 
