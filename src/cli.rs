@@ -1,4 +1,4 @@
-//! Command line: clap arguments → a validated [`Options`](crate::Options) and the command to
+//! Command line: clap arguments → a validated [`Options`] and the command to
 //! run. `main` maps [`run`]'s outcome to the exit code.
 
 use std::io::{self, BufWriter, IsTerminal, Write};

@@ -94,7 +94,7 @@ pub struct DnsMessage {
 
 impl DnsMessage {
     /// Parse a UDP payload; `None` when it is a DNS message without a question. The common
-    /// message is parsed in place ([`wire`]); anything else by simple-dns.
+    /// message is parsed in place (the `wire` module); anything else by simple-dns.
     pub fn parse(payload: &[u8]) -> Result<Option<DnsMessage>, Malformed> {
         match wire::parse(payload) {
             Some(m) => Ok(Some(m)),
