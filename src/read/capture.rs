@@ -15,7 +15,7 @@ use pcap_parser::pcap::{
 use pcap_parser::pcapng::{parse_block_be, parse_block_le, parse_sectionheaderblock, Block};
 use pcap_parser::{LegacyPcapBlock, PcapBlockOwned, PcapError};
 
-use super::{open, Batch, CaptureInfo, Format, FrameIndex, LinkType};
+use super::{open, span_in, Batch, CaptureInfo, Format, FrameIndex, LinkType};
 use crate::domain::Nanos;
 use crate::error::{Diagnostics, Error, Result};
 
@@ -223,7 +223,6 @@ impl CaptureReader {
             self.st.done = true;
             return true;
         }
-        let base = self.buf.as_ptr() as usize;
         let head = self.buf.get(self.pos..self.filled).unwrap_or_default();
         // (A section header block sets the byte order in `State::block`.)
         let at_start = self.consumed == 0;
@@ -233,8 +232,9 @@ impl CaptureReader {
                     .st
                     .block(block, record)
                     .map(|(time, link, data, orig_len)| {
-                        let start = data.as_ptr() as usize - base;
-                        (time, link, start..start + data.len(), orig_len)
+                        // The parsers hand back parts of the buffer: always found.
+                        let span = span_in(&self.buf, data).unwrap_or(0..0);
+                        (time, link, span, orig_len)
                     });
                 (len, frame)
             }

@@ -187,11 +187,9 @@ impl Batch {
     /// for an empty or foreign slice): with [`Batch::bytes_at`], a way to refer to frame bytes
     /// without borrowing the batch.
     pub fn locate(&self, bytes: &[u8]) -> std::ops::Range<usize> {
-        let start = (bytes.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
-        match start.checked_add(bytes.len()) {
-            Some(end) if !bytes.is_empty() && end <= self.bytes.len() => start..end,
-            _ => 0..0,
-        }
+        span_in(&self.bytes, bytes)
+            .filter(|r| !r.is_empty())
+            .unwrap_or(0..0)
     }
 
     /// The bytes at `range` (from [`Batch::locate`]); empty when out of range.
@@ -219,6 +217,13 @@ impl Batch {
     }
 }
 
+/// Where `inner`, a part of `outer`, sits in it; `None` when it lies elsewhere.
+fn span_in(outer: &[u8], inner: &[u8]) -> Option<std::ops::Range<usize>> {
+    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
+    let end = start.checked_add(inner.len())?;
+    (end <= outer.len()).then_some(start..end)
+}
+
 /// What the read stage learned about a capture (the contract's `capture` object).
 #[derive(Clone, Debug)]
 pub struct CaptureInfo {
@@ -240,4 +245,20 @@ pub struct CaptureInfo {
     pub truncated: bool,
     /// Compression recognised on the input.
     pub compression: Option<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span_in;
+
+    #[test]
+    fn span_in_finds_parts_and_refuses_foreign_slices() {
+        let outer = [0u8; 64];
+        assert_eq!(span_in(&outer, &outer[10..20]), Some(10..20));
+        assert_eq!(span_in(&outer, &outer[64..]), Some(64..64));
+        let other = [0u8; 8];
+        let foreign = span_in(&outer, &other);
+        // Another array lies before or after `outer`, never inside it.
+        assert!(foreign.is_none(), "{foreign:?}");
+    }
 }
