@@ -2,11 +2,11 @@
 //!
 //! The report's data (connections, races, backends) is most of the peak. What the stages free
 //! between them (the reader's batches and the trackers' tables after tracking, the DNS table
-//! after the last detector that reads it, each detector's working sets) would otherwise stay
-//! resident in the allocator's free lists: glibc returns free memory in the middle of a heap,
-//! or in another thread's arena, only when asked. On the 600 MB benchmark capture, once the
-//! DNS table was dropped, glibc held 52 MB free but resident (`malloc_stats`); giving it back
-//! between stages lowered the peak by 18 MB.
+//! after the last detector that reads it) would otherwise stay resident in the allocator's
+//! free lists: glibc returns free memory in the middle of a heap, or in another thread's
+//! arena, only when asked. On the 600 MB benchmark capture, once the DNS table was dropped,
+//! glibc held 52 MB free but resident (`malloc_stats`); giving it back lowered the peak by
+//! 18 MB. The detectors' smaller working sets are left for the allocator to reuse.
 
 /// Allocations of this size and more get pages of their own from the system, returned as soon
 /// as they are freed (see [`tune_allocator`]).
@@ -30,7 +30,7 @@ pub fn tune_allocator() {
 }
 
 /// Give the pages of freed memory back to the system (every arena, not only a heap's top).
-/// Called between stages, after large working sets are freed; a few ms. A no-op off glibc.
+/// Called after large working sets are freed; 3-30 ms. A no-op off glibc.
 pub fn give_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free pages of the allocator's own heaps; it is

@@ -125,6 +125,7 @@ fn snap_index(fitted: f64) -> Option<u8> {
 
 /// Find the backends and set `backend` on their connections.
 pub fn detect(a: &mut Analysis) {
+    use rayon::prelude::*;
     let epoch = a.epoch();
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
 
@@ -136,32 +137,30 @@ pub fn detect(a: &mut Analysis) {
             .collect::<Vec<(f64, u32)>>()
     };
     // Per server port, in time order: sorted in place (no map of copies).
-    let mut evidence: Vec<Evidence> = {
-        use rayon::prelude::*;
-        a.connections
-            .par_iter()
-            .filter_map(|c| {
-                let s = &c.rec.ts_samples;
-                let (first, last) = (s.first()?, s.last()?);
-                let t = secs(first.time);
-                let span = secs(last.time) - t;
-                let ticks = f64::from(last.tsval.wrapping_sub(first.tsval));
-                let rate = (span >= 1.0 && ticks >= 20.0)
-                    .then(|| snap_index(ticks / span))
-                    .flatten();
-                Some(Evidence {
-                    t,
-                    span,
-                    id: c.id,
-                    tsval: first.tsval,
-                    port: c.rec.server.port,
-                    rate,
-                })
+    let mut evidence: Vec<Evidence> = a
+        .connections
+        .par_iter()
+        .filter_map(|c| {
+            let s = &c.rec.ts_samples;
+            let (first, last) = (s.first()?, s.last()?);
+            let t = secs(first.time);
+            let span = secs(last.time) - t;
+            let ticks = f64::from(last.tsval.wrapping_sub(first.tsval));
+            let rate = (span >= 1.0 && ticks >= 20.0)
+                .then(|| snap_index(ticks / span))
+                .flatten();
+            Some(Evidence {
+                t,
+                span,
+                id: c.id,
+                tsval: first.tsval,
+                port: c.rec.server.port,
+                rate,
             })
-            .collect()
-    };
+        })
+        .collect();
     // Stable: connections with equal first samples stay in id order.
-    evidence.sort_by(|x, y| x.port.cmp(&y.port).then(x.t.total_cmp(&y.t)));
+    evidence.par_sort_by(|x, y| x.port.cmp(&y.port).then(x.t.total_cmp(&y.t)));
     let mut backends: Vec<Found> = Vec::new();
     for ev in evidence.chunk_by(|x, y| x.port == y.port) {
         let mut candidates: Vec<f64> = ev.iter().filter_map(Evidence::rate).collect();

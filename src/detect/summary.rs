@@ -8,6 +8,9 @@ use crate::model::{Analysis, ClockRegime, Role, Service, Summary};
 
 /// One entry per (service, server port), with its addresses and connection count.
 pub fn services(a: &mut Analysis) {
+    use rayon::prelude::*;
+    /// One service's facts, from any subset of its connections (subsets merge in any order:
+    /// every list is sorted before it is reported).
     #[derive(Default)]
     struct Acc {
         ips: Vec<std::net::IpAddr>,
@@ -17,35 +20,62 @@ pub fn services(a: &mut Analysis) {
         identified: usize,
         regimes: Vec<ClockRegime>,
     }
-    let mut by: BTreeMap<(crate::model::Name, u16), Acc> = BTreeMap::new();
-    for c in &a.connections {
-        let e = by
-            .entry((c.service.clone(), c.rec.server.port))
-            .or_default();
-        if !e.ips.contains(&c.rec.server.ip) {
-            e.ips.push(c.rec.server.ip);
-        }
-        e.connections += 1;
-        let regime = super::backend::regime(c);
-        if regime != ClockRegime::NoTimestamps {
-            e.with_ts += 1;
-        }
-        if regime == ClockRegime::Stable {
-            e.identified += 1;
-        }
-        if !e.regimes.contains(&regime) {
-            e.regimes.push(regime);
-        }
-        // The server closed first, after an exchange: its idle timeout.
-        let server_closed = matches!(c.rec.end(), Some((_, Side::Server, false)));
-        // A FIN within 100 ms of the last payload is an application close (a response
-        // with `Connection: close`, a WebSocket close), not an idle timeout.
-        if let (true, Some(idle)) = (server_closed, c.rec.server_fin_idle.get()) {
-            if c.rec.bytes[1] > 0 && idle >= 100_000_000 {
-                e.idle_closes.push(ms_between(0, idle));
+    impl Acc {
+        fn merge(&mut self, o: Acc) {
+            for ip in o.ips {
+                if !self.ips.contains(&ip) {
+                    self.ips.push(ip);
+                }
             }
+            for r in o.regimes {
+                if !self.regimes.contains(&r) {
+                    self.regimes.push(r);
+                }
+            }
+            self.connections += o.connections;
+            self.idle_closes.extend(o.idle_closes);
+            self.with_ts += o.with_ts;
+            self.identified += o.identified;
         }
     }
+    type ByService<'a> = BTreeMap<(&'a str, u16), Acc>;
+    // Folded on every core, keyed by the name's text (no shared count touched per connection).
+    let by: ByService<'_> = a
+        .connections
+        .par_iter()
+        .fold(ByService::new, |mut by, c| {
+            let e = by.entry((&*c.service, c.rec.server.port)).or_default();
+            if !e.ips.contains(&c.rec.server.ip) {
+                e.ips.push(c.rec.server.ip);
+            }
+            e.connections += 1;
+            let regime = super::backend::regime(c);
+            if regime != ClockRegime::NoTimestamps {
+                e.with_ts += 1;
+            }
+            if regime == ClockRegime::Stable {
+                e.identified += 1;
+            }
+            if !e.regimes.contains(&regime) {
+                e.regimes.push(regime);
+            }
+            // The server closed first, after an exchange: its idle timeout.
+            let server_closed = matches!(c.rec.end(), Some((_, Side::Server, false)));
+            // A FIN within 100 ms of the last payload is an application close (a response
+            // with `Connection: close`, a WebSocket close), not an idle timeout.
+            if let (true, Some(idle)) = (server_closed, c.rec.server_fin_idle.get()) {
+                if c.rec.bytes[1] > 0 && idle >= 100_000_000 {
+                    e.idle_closes.push(ms_between(0, idle));
+                }
+            }
+            by
+        })
+        .reduce(ByService::new, |mut x, y| {
+            for (k, acc) in y {
+                x.entry(k).or_default().merge(acc);
+            }
+            x
+        });
     let mut warnings = Vec::new();
     a.services = by
         .into_iter()
