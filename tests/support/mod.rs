@@ -10,10 +10,12 @@ use serde::Deserialize;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh temporary directory for one test.
+/// A fresh temporary directory for one test, under the target directory's scratch space
+/// (Cargo's `CARGO_TARGET_TMPDIR`), so that test runs leave nothing in the system's `/tmp`.
 pub fn tempdir(tag: &str) -> PathBuf {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("racetrace-test-{}-{tag}-{n}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("racetrace-test-{}-{tag}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
