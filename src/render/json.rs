@@ -616,13 +616,14 @@ where
 {
     use rayon::prelude::*;
     let chunks_per_round = 2 * rayon::current_num_threads().max(1);
-    // Serialise round `r` (`part`) into `bufs`, one buffer per chunk.
+    // Serialise round `r` (`part`) into `bufs`, one buffer per chunk; the buffers a short last
+    // round leaves unused are emptied too.
     let render = |r: usize, part: &'a [T], bufs: &mut [Vec<u8>]| -> std::io::Result<()> {
+        bufs.iter_mut().for_each(Vec::clear);
         part.par_chunks(CHUNK)
             .zip(bufs.par_iter_mut())
             .enumerate()
             .try_for_each(|(k, (chunk, buf))| {
-                buf.clear();
                 for (i, item) in chunk.iter().enumerate() {
                     if r + k + i > 0 {
                         buf.push(b',');
@@ -647,11 +648,6 @@ where
         written?;
         rendered?;
         std::mem::swap(&mut ready, &mut filling);
-        // Written once: a short last round leaves stale buffers behind.
-        let used = part.len().div_ceil(CHUNK);
-        for b in ready.iter_mut().skip(used) {
-            b.clear();
-        }
     }
     ready.iter().try_for_each(|b| w.write_all(b))?;
     w.write_all(b"]")
