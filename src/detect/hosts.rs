@@ -142,7 +142,7 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
             if t - at > window {
                 break;
             }
-            if ex.addrs.contains(&server) {
+            if dns.addrs(ex).contains(&server) {
                 note(a, b, "dns");
             }
         }

@@ -7,8 +7,6 @@
 //! first SYNs to each *new* address, so parallel connect jobs to one address do not read as
 //! 3 ms delays), each also-ran's cancel stage and fate, and the RFC 8305 rules it broke.
 
-use std::collections::BTreeMap;
-
 use super::dns::DnsTable;
 use super::{Context, DetectConfig};
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
@@ -19,7 +17,9 @@ use crate::model::{
 
 /// An attempt group being built.
 struct Group<'a> {
-    members: Vec<usize>,
+    members: PerAttempt<usize>,
+    /// Its first member's SYN: the order of the races.
+    first_syn: Nanos,
     last_syn: Nanos,
     /// The earliest time one member was established: later SYNs are not part of this race.
     kept_at: Option<Nanos>,
@@ -67,39 +67,37 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
 }
 
 /// The attempt groups that are races, each in SYN order, the groups in order of first SYN.
-fn group_attempts(a: &Analysis, cfg: &DetectConfig) -> Vec<Vec<usize>> {
+fn group_attempts(a: &Analysis, cfg: &DetectConfig) -> Vec<PerAttempt<usize>> {
     use rayon::prelude::*;
     let conns = &a.connections;
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
     // list sorted on every core, then each (host, port) run grouped on its own.
     let mut attempts: Vec<Attempt> = conns
-        .iter()
+        .par_iter()
         .filter_map(|c| Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id)))
         .collect();
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
     attempts.par_sort_unstable();
-    let mut groups: Vec<Vec<usize>> = attempts
+    let mut groups: Vec<(Nanos, PerAttempt<usize>)> = attempts
         .par_chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
         .flat_map_iter(|run| group_run(run, conns, cfg))
         .collect();
-    groups.par_sort_unstable_by_key(|m| {
-        let first = m.first().copied();
-        (
-            first
-                .and_then(|i| conns.get(i))
-                .and_then(|c| c.rec.syn_time.get()),
-            first,
-        )
-    });
-    groups
+    // By first SYN, then first member (ids are unique: a total order).
+    groups.par_sort_unstable_by_key(|(syn, m)| (*syn, m.first().copied()));
+    groups.into_iter().map(|(_, m)| m).collect()
 }
 
 /// An attempt to group: (client host, server port, first SYN, connection id).
 type Attempt = (usize, u16, Nanos, usize);
 
-/// The races among one client host's attempts to one server port, in SYN order.
-fn group_run(run: &[Attempt], conns: &[Connection], cfg: &DetectConfig) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
+/// The races among one client host's attempts to one server port, in SYN order, each with its
+/// first SYN. Members are inline (no allocation for the single attempts that most groups are).
+fn group_run(
+    run: &[Attempt],
+    conns: &[Connection],
+    cfg: &DetectConfig,
+) -> Vec<(Nanos, PerAttempt<usize>)> {
+    let mut groups: Vec<(Nanos, PerAttempt<usize>)> = Vec::new();
     let mut open: Vec<Group<'_>> = Vec::new();
     for &(_, _, t, id) in run {
         let Some(c) = conns.get(id) else { continue };
@@ -114,7 +112,7 @@ fn group_run(run: &[Attempt], conns: &[Connection], cfg: &DetectConfig) -> Vec<V
         // the search stays over the few groups still open.
         groups.extend(
             open.extract_if(.., |g| t - g.last_syn > cfg.race_window)
-                .map(|g| g.members),
+                .map(|g| (g.first_syn, g.members)),
         );
         match open.iter_mut().rev().find(|g| fits(g)) {
             Some(g) => {
@@ -129,22 +127,23 @@ fn group_run(run: &[Attempt], conns: &[Connection], cfg: &DetectConfig) -> Vec<V
                 }
             }
             None => open.push(Group {
-                members: vec![id],
+                members: smallvec::smallvec![id],
+                first_syn: t,
                 last_syn: t,
                 kept_at: est,
                 name,
             }),
         }
     }
-    groups.extend(open.into_iter().map(|g| g.members));
+    groups.extend(open.into_iter().map(|g| (g.first_syn, g.members)));
     // A race reaches two or more addresses; a pool of connections to one address is not one.
-    groups.retain(|m| {
+    groups.retain(|(_, m)| {
         let mut ips = m
             .iter()
             .filter_map(|&i| conns.get(i))
             .map(|c| c.rec.server.ip);
-        let first = ips.next();
-        ips.any(|ip| Some(ip) != first)
+        // A single attempt (most groups) needs no look at its connection.
+        m.len() >= 2 && ips.next().is_some_and(|first| ips.any(|ip| ip != first))
     });
     groups
 }
@@ -155,19 +154,20 @@ const KNOWN_DELAYS_MS: [u32; 4] = [100, 200, 250, 300];
 
 /// Per client host: is its attempt delay fixed near one value, or dynamic?
 pub fn delay_profiles(a: &mut Analysis) {
-    let mut by_host: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    for r in &a.races {
-        let host = r
-            .attempts
-            .first()
-            .and_then(|&i| a.connections.get(i))
-            .map(|c| c.host);
-        if let (Some(h), Some(&d)) = (host, r.attempt_delays_ms.first()) {
-            by_host.entry(h).or_default().push(d);
-        }
-    }
-    for (h, mut v) in by_host {
-        v.sort_by(f64::total_cmp);
+    use rayon::prelude::*;
+    // (client host, first attempt delay) of every race, sorted: each host's delays in order.
+    let mut delays: Vec<(usize, f64)> = a
+        .races
+        .par_iter()
+        .filter_map(|r| {
+            let host = a.connections.get(*r.attempts.first()?)?.host;
+            Some((host, *r.attempt_delays_ms.first()?))
+        })
+        .collect();
+    delays.par_sort_unstable_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
+    for run in delays.chunk_by(|x, y| x.0 == y.0) {
+        let h = run.first().map_or(0, |d| d.0);
+        let v: Vec<f64> = run.iter().map(|d| d.1).collect();
         let (Some(&min), Some(&max), Some(median)) =
             (v.first(), v.last(), super::summary::median(&v))
         else {
