@@ -43,6 +43,17 @@ pub enum Role {
     Single,
 }
 
+impl Role {
+    /// The JSON name (what serde writes; a test holds the two equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Winner => "winner",
+            Role::AlsoRan => "also_ran",
+            Role::Single => "single",
+        }
+    }
+}
+
 /// Where a service name came from, best last.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +69,19 @@ pub enum NameSource {
     Sni,
     /// `--service NAME=ADDR…` on the command line.
     Cli,
+}
+
+impl NameSource {
+    /// The JSON name (what serde writes; a test holds the two equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::Address => "address",
+            NameSource::Dns => "dns",
+            NameSource::Host => "host",
+            NameSource::Sni => "sni",
+            NameSource::Cli => "cli",
+        }
+    }
 }
 
 /// One TCP connection attempt with everything the detectors learned about it.

@@ -306,11 +306,13 @@ struct Obj<'b> {
 }
 
 impl<'b> Obj<'b> {
+    #[inline(always)]
     fn open(buf: &'b mut Vec<u8>) -> Obj<'b> {
         buf.push(b'{');
         Obj { buf, first: true }
     }
 
+    #[inline(always)]
     fn key(&mut self, k: &str) {
         if !self.first {
             self.buf.push(b',');
@@ -322,33 +324,49 @@ impl<'b> Obj<'b> {
     }
 
     /// Any value, through serde_json.
+    #[inline(always)]
     fn val<T: Serialize + ?Sized>(&mut self, k: &str, v: &T) -> std::io::Result<()> {
         self.key(k);
         serde_json::to_writer(&mut *self.buf, v).map_err(std::io::Error::from)
     }
 
     /// A string known to hold no `"`, `\\` or control character (codes, host labels).
+    #[inline(always)]
     fn text(&mut self, k: &str, v: &str) {
         self.key(k);
-        self.buf.push(b'"');
-        self.buf.extend_from_slice(v.as_bytes());
-        self.buf.push(b'"');
+        push_text(self.buf, v);
     }
 
-    /// An address as a string.
-    fn ip(&mut self, k: &str, ip: &std::net::IpAddr) {
+    /// An optional [`Obj::text`].
+    #[inline(always)]
+    fn opt_text(&mut self, k: &str, v: Option<&str>) {
+        self.key(k);
+        match v {
+            Some(v) => push_text(self.buf, v),
+            None => self.buf.extend_from_slice(b"null"),
+        }
+    }
+
+    /// An address as a string; returns where its text stands in the buffer.
+    #[inline(always)]
+    fn ip(&mut self, k: &str, ip: &std::net::IpAddr) -> std::ops::Range<usize> {
         self.key(k);
         self.buf.push(b'"');
+        let start = self.buf.len();
         crate::domain::push_ip(self.buf, ip);
+        let end = self.buf.len();
         self.buf.push(b'"');
+        start..end
     }
 
+    #[inline(always)]
     fn uint<T: itoa::Integer>(&mut self, k: &str, v: T) {
         self.key(k);
         self.buf
             .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
+    #[inline(always)]
     fn opt_uint<T: itoa::Integer>(&mut self, k: &str, v: Option<T>) {
         match v {
             Some(v) => self.uint(k, v),
@@ -373,6 +391,7 @@ impl<'b> Obj<'b> {
         self.buf.push(b']');
     }
 
+    #[inline(always)]
     fn bool(&mut self, k: &str, v: bool) {
         self.key(k);
         self.buf
@@ -380,13 +399,23 @@ impl<'b> Obj<'b> {
     }
 
     /// A capture time as the contract's seconds, or null.
+    #[inline(always)]
     fn time(&mut self, k: &str, t: Option<Nanos>) -> std::io::Result<()> {
         self.val(k, &opt_time(t))
     }
 
+    #[inline(always)]
     fn close(self) {
         self.buf.push(b'}');
     }
+}
+
+/// A string known to hold no `"`, `\\` or control character, quoted.
+#[inline(always)]
+fn push_text(buf: &mut Vec<u8>, v: &str) {
+    buf.push(b'"');
+    buf.extend_from_slice(v.as_bytes());
+    buf.push(b'"');
 }
 
 /// One `connections[]` object (the members of [`ConnectionJson`], in its order).
@@ -396,10 +425,10 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
     o.uint("id", c.id);
     o.uint("first_record", r.first_record);
     o.uint("last_record", r.last_record);
-    o.val("family", &r.family())?;
-    o.ip("client_ip", &r.client.ip);
+    o.text("family", r.family().as_str());
+    let client_ip = o.ip("client_ip", &r.client.ip);
     o.uint("client_port", r.client.port);
-    o.ip("server_ip", &r.server.ip);
+    let server_ip = o.ip("server_ip", &r.server.ip);
     o.uint("server_port", r.server.port);
     o.bool("handshake_seen", r.handshake_seen);
     o.time("syn_time", r.syn_time.get())?;
@@ -410,22 +439,22 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
     o.text("end_reason", r.end_reason());
     o.uint("bytes_client", r.bytes[0]);
     o.uint("bytes_server", r.bytes[1]);
-    o.val("stage", &r.stage())?;
+    o.text("stage", r.stage().as_str());
     o.opt_uint("server_tsval", r.server_tsval);
     o.val("tls_sni", &c.tls().and_then(|t| t.sni.as_deref()))?;
     o.val("http", &http_json(c))?;
     o.val("service", &*c.service)?;
     o.opt_uint("race", c.race);
-    o.val("role", &c.role)?;
+    o.text("role", c.role.as_str());
     o.val("backend", &c.backend.as_deref())?;
     o.text("client", a.hosts.get(c.host).map_or("", |h| h.label()));
-    o.val("service_source", &c.service_source)?;
+    o.text("service_source", c.service_source.as_str());
     o.bool("nat64", c.nat64);
     o.text("history", r.history.as_str());
     o.text("conn_state", r.conn_state());
     o.key("wireshark_filter");
     o.buf.push(b'"');
-    r.wireshark_filter().push_to(o.buf);
+    r.wireshark_filter().push_to(o.buf, [client_ip, server_ip]);
     o.buf.push(b'"');
     o.uint("synack_count", r.synack_count);
     o.uint("packets_client", r.packets[0]);
@@ -486,16 +515,51 @@ fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> 
     o.text("client", j.client);
     o.val("start_time", &j.start_time)?;
     o.uints("attempts", j.attempts);
-    o.val("families", j.families)?;
-    o.val("first_family", &j.first_family)?;
+    o.key("families");
+    o.buf.push(b'[');
+    for (i, f) in j.families.iter().enumerate() {
+        if i > 0 {
+            o.buf.push(b',');
+        }
+        push_text(o.buf, f.as_str());
+    }
+    o.buf.push(b']');
+    o.opt_text("first_family", j.first_family.map(Family::as_str));
     o.opt_uint("winner", j.winner);
-    o.val("winner_family", &j.winner_family)?;
+    o.opt_text("winner_family", j.winner_family.map(Family::as_str));
     o.uints("also_rans", j.also_rans);
     o.val("attempt_delays_ms", j.attempt_delays_ms)?;
-    o.val("also_ran_cancel", j.also_ran_cancel)?;
+    o.key("also_ran_cancel");
+    o.buf.push(b'[');
+    for (i, c) in j.also_ran_cancel.iter().enumerate() {
+        if i > 0 {
+            o.buf.push(b',');
+        }
+        let mut p = Obj::open(o.buf);
+        p.uint("id", c.id);
+        p.text("stage", c.stage.as_str());
+        p.val("after_winner_ms", &c.after_winner_ms)?;
+        p.text("fate", c.fate.as_str());
+        p.bool("late", c.late);
+        p.close();
+    }
+    o.buf.push(b']');
     o.bool("duplicate_upgrade", j.duplicate_upgrade);
     o.val("rfc8305", j.rfc8305)?;
-    o.val("dns", &j.dns)?;
+    o.key("dns");
+    match j.dns {
+        None => o.buf.extend_from_slice(b"null"),
+        Some(d) => {
+            let mut p = Obj::open(o.buf);
+            p.val("name", &*d.name)?;
+            p.val("aaaa_query_time", &d.aaaa_query_time)?;
+            p.val("aaaa_answer_time", &d.aaaa_answer_time)?;
+            p.val("a_query_time", &d.a_query_time)?;
+            p.val("a_answer_time", &d.a_answer_time)?;
+            p.val("answer_to_first_syn_ms", &d.answer_to_first_syn_ms)?;
+            p.close();
+        }
+    }
     o.bool("duplicate_upgrade_inferred", j.duplicate_upgrade_inferred);
     o.val("duplicate_request", &j.duplicate_request)?;
     o.val("cancel_rules_broken", j.cancel_rules_broken)?;
@@ -656,6 +720,59 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names the hand-written objects spell are serde's, for every variant (the samples
+    /// need not hold them all: `cli` names come only from `--service`).
+    #[test]
+    fn enum_names_are_serdes() {
+        use crate::domain::{Family, Stage};
+        use crate::model::{Fate, NameSource, Role};
+        fn serde_name<T: Serialize>(v: T) -> String {
+            serde_json::to_string(&v)
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string()
+        }
+        for r in [Role::Winner, Role::AlsoRan, Role::Single] {
+            assert_eq!(r.as_str(), serde_name(r));
+        }
+        for n in [
+            NameSource::Address,
+            NameSource::Dns,
+            NameSource::Host,
+            NameSource::Sni,
+            NameSource::Cli,
+        ] {
+            assert_eq!(n.as_str(), serde_name(n));
+        }
+        for f in [Family::Ipv4, Family::Ipv6] {
+            assert_eq!(f.as_str(), serde_name(f));
+        }
+        for f in [
+            Fate::NeverAnswered,
+            Fate::Refused,
+            Fate::LateSynackReset,
+            Fate::AbortedBeforeConnect,
+            Fate::UnusedParallel,
+            Fate::ClosedAfterConnect,
+            Fate::LeftOpen,
+        ] {
+            assert_eq!(f.as_str(), serde_name(f));
+        }
+        for st in [
+            Stage::Syn,
+            Stage::Refused,
+            Stage::Synack,
+            Stage::Tcp,
+            Stage::Data,
+            Stage::TlsHello,
+            Stage::Tls,
+            Stage::Http,
+            Stage::Ws,
+        ] {
+            assert_eq!(st.as_str(), serde_name(st));
+        }
+    }
 
     /// The hand-written connection and race objects equal the derived serde ones byte for byte,
     /// on every sample and shared capture (TLS, HTTP, WebSocket, refused, mid-stream, IPv4 and
