@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use serde::ser::{SerializeSeq, Serializer};
+use serde::ser::Serializer;
 use serde::Serialize;
 
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos};
@@ -568,28 +568,6 @@ fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Serialise items one at a time.
-struct Each<'a, T, F>(&'a [T], F);
-
-/// Build an [`Each`] (a function, so the closure's lifetimes are inferred from `items`).
-fn each<'a, T, J: Serialize, F: Fn(&'a T) -> J>(items: &'a [T], f: F) -> Each<'a, T, F> {
-    Each(items, f)
-}
-
-impl<'a, T, F, J> Serialize for Each<'a, T, F>
-where
-    F: Fn(&'a T) -> J,
-    J: Serialize,
-{
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for item in self.0 {
-            seq.serialize_element(&(self.1)(item))?;
-        }
-        seq.end()
-    }
-}
-
 #[derive(Serialize)]
 struct HostJson<'a> {
     client: &'a str,
@@ -636,24 +614,38 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     field(w, "summary", &a.summary, false)?;
     w.write_all(b",\"connections\":")?;
     array(w, &a.connections, |c, buf| write_connection(buf, c, a))?;
-    field(w, "services", &a.services, false)?;
+    // The other lists through serde, item by item, in the same parallel chunks.
+    w.write_all(b",\"services\":")?;
+    array(w, &a.services, serde_item)?;
     w.write_all(b",\"races\":")?;
     array(w, &a.races, |r, buf| write_race(buf, r, a))?;
-    field(w, "backends", &a.backends, false)?;
-    field(w, "sequences", &a.sequences, false)?;
-    field(w, "stale_reuses", &a.stale_reuses, false)?;
-    field(w, "warnings", &a.warnings, false)?;
-    let clients = each(&a.hosts, |h| HostJson {
-        client: h.label(),
-        addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
-        tied_by: h.ties.clone(),
-        attempt_delay: h.delays.as_ref(),
-    });
-    field(w, "clients", &clients, false)?;
+    w.write_all(b",\"backends\":")?;
+    array(w, &a.backends, serde_item)?;
+    w.write_all(b",\"sequences\":")?;
+    array(w, &a.sequences, serde_item)?;
+    w.write_all(b",\"stale_reuses\":")?;
+    array(w, &a.stale_reuses, serde_item)?;
+    w.write_all(b",\"warnings\":")?;
+    array(w, &a.warnings, serde_item)?;
+    w.write_all(b",\"clients\":")?;
+    array(w, &a.hosts, |h, buf| {
+        let client = HostJson {
+            client: h.label(),
+            addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
+            tied_by: h.ties.clone(),
+            attempt_delay: h.delays.as_ref(),
+        };
+        serde_item(&client, buf)
+    })?;
     w.write_all(b"}")
 }
 
 /// `"name":value`, preceded by a comma unless it is the object's first member.
+/// One item of a list, through serde (for [`array`]).
+fn serde_item<T: Serialize>(item: &T, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    serde_json::to_writer(buf, item).map_err(std::io::Error::from)
+}
+
 fn field<W: Write, T: Serialize + ?Sized>(
     w: &mut W,
     name: &str,
