@@ -619,11 +619,11 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     array(w, &a.services, serde_item)?;
     w.write_all(b",\"races\":")?;
     array(w, &a.races, |r, buf| write_race(buf, r, a))?;
-    w.write_all(b",\"backends\":")?;
-    array(w, &a.backends, serde_item)?;
-    // Streamed: one host's sequence holds all its connections, so a sequence alone can be
-    // megabytes, and a chunk of them in memory at once would raise the peak (the 600 MB
-    // benchmark capture's 1,000 sequences are 24 MB, one chunk: its peak rose 18-21 MB).
+    // Streamed: a backend lists all its connections and one host's sequence holds all of its
+    // own, so one item alone can be megabytes, and a chunk of them in memory at once would
+    // raise the peak (the 600 MB benchmark capture's 1,000 sequences are 24 MB, one chunk:
+    // its peak rose 18-21 MB).
+    field(w, "backends", &a.backends, false)?;
     field(w, "sequences", &a.sequences, false)?;
     w.write_all(b",\"stale_reuses\":")?;
     array(w, &a.stale_reuses, serde_item)?;
