@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foldhash::HashMap;
-use rayon::slice::ParallelSliceMut;
+use foldhash::{HashMap, HashSet};
+use rayon::prelude::*;
 use std::net::IpAddr;
 
 use super::dns::DnsTable;
@@ -43,15 +43,32 @@ impl Union {
     }
 }
 
+/// The distinct values `f` gives for the connections, gathered on every core.
+fn distinct<T, F>(conns: &[Connection], f: F) -> HashSet<T>
+where
+    T: Eq + std::hash::Hash + Send,
+    F: Fn(&Connection) -> Option<T> + Sync,
+{
+    conns
+        .par_iter()
+        .fold(HashSet::default, |mut set, c| {
+            set.extend(f(c));
+            set
+        })
+        .reduce(HashSet::default, |mut a, b| {
+            a.extend(b);
+            a
+        })
+}
+
 /// Assign every connection its client host; returns the hosts.
 pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Host> {
-    // Every client address, in a stable order.
-    let addrs: Vec<IpAddr> = conns
-        .iter()
-        .map(|c| c.rec.client.ip)
-        .collect::<BTreeSet<_>>()
+    // Every client address, in a stable order: the distinct ones gathered on every core (a
+    // few thousand among hundreds of thousands of connections), then sorted.
+    let mut addrs: Vec<IpAddr> = distinct(conns, |c| Some(c.rec.client.ip))
         .into_iter()
         .collect();
+    addrs.sort_unstable();
     let index: HashMap<IpAddr, usize> = addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
     let mut uf = Union {
         parent: (0..addrs.len()).collect(),
@@ -60,12 +77,16 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
 
     // 1. MAC: a MAC that sends SYNs from one address per family is one host.
     let mut by_mac: BTreeMap<[u8; 6], [BTreeSet<IpAddr>; 2]> = BTreeMap::new();
-    for c in conns.iter().filter(|c| c.rec.handshake_seen) {
-        if let Some(mac) = c.rec.client_mac {
-            let fam = usize::from(c.rec.family() == Family::Ipv6);
-            if let Some(set) = by_mac.entry(mac).or_default().get_mut(fam) {
-                set.insert(c.rec.client.ip);
-            }
+    let senders = distinct(conns, |c| {
+        c.rec
+            .client_mac
+            .filter(|_| c.rec.handshake_seen)
+            .map(|mac| (mac, c.rec.client.ip))
+    });
+    for (mac, ip) in senders {
+        let fam = usize::from(Family::of(&ip) == Family::Ipv6);
+        if let Some(set) = by_mac.entry(mac).or_default().get_mut(fam) {
+            set.insert(ip);
         }
     }
     for [v4, v6] in by_mac.values() {
@@ -92,7 +113,7 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
     let mut partners: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
     let mut how: BTreeMap<(usize, usize), &'static str> = BTreeMap::new();
     let mut syns: Vec<(Nanos, u16, IpAddr, usize)> = conns
-        .iter()
+        .par_iter()
         .filter_map(|c| {
             Some((
                 c.rec.syn_time.get()?,
@@ -181,12 +202,12 @@ pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Ho
             *slot = h;
         }
     }
-    for c in conns.iter_mut() {
+    conns.par_iter_mut().for_each(|c| {
         c.host = index
             .get(&c.rec.client.ip)
             .and_then(|&i| host_of_addr.get(i).copied())
             .unwrap_or(0);
-    }
+    });
     for h in &mut hosts {
         h.set_label();
     }
