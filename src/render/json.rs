@@ -8,7 +8,7 @@ use serde::ser::Serializer;
 use serde::Serialize;
 
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos};
-use crate::model::{Analysis, Cancel, Connection, Race, RaceDns};
+use crate::model::{Analysis, Cancel, Connection, Race, RaceDns, Sequence};
 use crate::track::{Vantage, VantageVotes};
 
 /// Serialise a capture time as the contract's seconds with microsecond precision.
@@ -624,7 +624,17 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     // raise the peak (the 600 MB benchmark capture's 1,000 sequences are 24 MB, one chunk:
     // its peak rose 18-21 MB).
     field(w, "backends", &a.backends, false)?;
-    field(w, "sequences", &a.sequences, false)?;
+    w.write_all(b",\"sequences\":[")?;
+    let mut buf = Vec::new();
+    for (i, seq) in a.sequences.iter().enumerate() {
+        buf.clear();
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_sequence(&mut buf, seq)?;
+        w.write_all(&buf)?;
+    }
+    w.write_all(b"]")?;
     w.write_all(b",\"stale_reuses\":")?;
     array(w, &a.stale_reuses, serde_item)?;
     w.write_all(b",\"warnings\":")?;
@@ -660,6 +670,53 @@ fn field<W: Write, T: Serialize + ?Sized>(
     serde_json::to_writer(&mut *w, name)?;
     w.write_all(b":")?;
     serde_json::to_writer(&mut *w, value)?;
+    Ok(())
+}
+
+/// One `sequences[]` object (the members of [`Sequence`], in its order).
+fn write_sequence(buf: &mut Vec<u8>, s: &Sequence) -> std::io::Result<()> {
+    let mut o = Obj::open(buf);
+    o.val("client", &*s.client)?;
+    o.val("service", &*s.service)?;
+    o.uints("connections", &s.connections);
+    o.key("families");
+    o.buf.push(b'[');
+    for (i, f) in s.families.iter().enumerate() {
+        if i > 0 {
+            o.buf.push(b',');
+        }
+        push_text(o.buf, f.as_str());
+    }
+    o.buf.push(b']');
+    o.uint("family_switches", s.family_switches);
+    o.uint("backend_switches", s.backend_switches);
+    o.key("backends");
+    o.buf.push(b'[');
+    for (i, b) in s.backends.iter().enumerate() {
+        if i > 0 {
+            o.buf.push(b',');
+        }
+        serde_json::to_writer(&mut *o.buf, &b.as_deref())?;
+    }
+    o.buf.push(b']');
+    o.key("switches");
+    o.buf.push(b'[');
+    for (i, w) in s.switches.iter().enumerate() {
+        if i > 0 {
+            o.buf.push(b',');
+        }
+        let mut p = Obj::open(o.buf);
+        p.uint("from", w.from);
+        p.uint("to", w.to);
+        p.val("gap_ms", &w.gap_ms)?;
+        p.bool("family_switch", w.family_switch);
+        p.val("backend_switch", &w.backend_switch)?;
+        p.close();
+    }
+    o.buf.push(b']');
+    o.uint("family_and_backend_switches", s.family_and_backend_switches);
+    o.val("strip", &s.strip)?;
+    o.close();
     Ok(())
 }
 
@@ -768,11 +825,11 @@ mod tests {
         }
     }
 
-    /// The hand-written connection and race objects equal the derived serde ones byte for byte,
-    /// on every sample and shared capture (TLS, HTTP, WebSocket, refused, mid-stream, IPv4 and
-    /// IPv6, races with cancels, DNS timing and duplicate upgrades).
+    /// The hand-written connection, race and sequence objects equal the derived serde ones byte
+    /// for byte, on every sample and shared capture (TLS, HTTP, WebSocket, refused, mid-stream,
+    /// IPv4 and IPv6, races with cancels, DNS timing and duplicate upgrades, backend switches).
     #[test]
-    fn connection_and_race_objects_match_the_serde_oracle() {
+    fn hand_written_objects_match_the_serde_oracle() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files = Vec::new();
         for dir in [root.join("samples"), root.join("../shared/captures")] {
@@ -793,7 +850,7 @@ mod tests {
                 "{what}"
             );
         }
-        let (mut compared, mut races) = (0, 0);
+        let (mut compared, mut races, mut sequences) = (0, 0, 0);
         for f in files.iter().filter_map(|f| f.to_str()) {
             let a = crate::analyze(&[f.to_string()], &crate::Options::default())
                 .unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -803,6 +860,12 @@ mod tests {
                 let oracle = serde_json::to_vec(&connection_json(c, &a));
                 same(fast, oracle, &format!("{f}: connection {}", c.id));
                 compared += 1;
+            }
+            for (k, seq) in a.sequences.iter().enumerate() {
+                let mut fast = Vec::new();
+                let fast = write_sequence(&mut fast, seq).map(|()| fast);
+                same(fast, serde_json::to_vec(seq), &format!("{f}: sequence {k}"));
+                sequences += 1;
             }
             for r in &a.races {
                 let mut fast = Vec::new();
@@ -817,6 +880,7 @@ mod tests {
         }
         assert!(compared > 100, "{compared} connections compared");
         assert!(races > 10, "{races} races compared");
+        assert!(sequences > 10, "{sequences} sequences compared");
     }
 
     /// The chunked, double-buffered array writer gives serde's array for every length around
