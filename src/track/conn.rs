@@ -644,11 +644,6 @@ impl ConnState {
     /// (and doubling the gap) when it fills: the samples stay spread over the connection.
     fn ts_sample(&mut self, s: TsSample) {
         let samples = &mut self.rec.ts_samples;
-        if samples.capacity() == 0 {
-            // Room for the whole set and the latest sample at once: growing 4 -> 8 -> 16 cost two
-            // reallocations and copies per connection; the record shrinks it when it closes.
-            samples.reserve_exact(TS_SAMPLES + 1);
-        }
         let due = samples
             .last()
             .is_none_or(|last| s.time - last.time >= self.ts_min_gap);
