@@ -377,18 +377,41 @@ impl<'b> Obj<'b> {
         }
     }
 
-    /// An array of ids.
-    fn uints(&mut self, k: &str, v: &[usize]) {
+    /// An array whose elements `each` writes.
+    #[inline(always)]
+    fn list<T>(
+        &mut self,
+        k: &str,
+        items: impl IntoIterator<Item = T>,
+        mut each: impl FnMut(&mut Vec<u8>, T) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         self.key(k);
         self.buf.push(b'[');
-        let mut n = itoa::Buffer::new();
-        for (i, x) in v.iter().enumerate() {
+        for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
                 self.buf.push(b',');
             }
-            self.buf.extend_from_slice(n.format(*x).as_bytes());
+            each(self.buf, item)?;
         }
         self.buf.push(b']');
+        Ok(())
+    }
+
+    /// An array of ids (writing one cannot fail: the result is `Ok`).
+    fn uints(&mut self, k: &str, v: &[usize]) {
+        let mut n = itoa::Buffer::new();
+        let _ = self.list(k, v, |buf, x| {
+            buf.extend_from_slice(n.format(*x).as_bytes());
+            Ok(())
+        });
+    }
+
+    /// An array of address families (cannot fail either).
+    fn families(&mut self, k: &str, v: &[Family]) {
+        let _ = self.list(k, v, |buf, f| {
+            push_text(buf, f.as_str());
+            Ok(())
+        });
     }
 
     #[inline(always)]
@@ -463,21 +486,15 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
         "handshake_rtt_ms",
         &r.handshake_legs().map(|(x, y)| ms_between(0, x + y)),
     )?;
-    o.key("syn_options");
-    o.buf.push(b'[');
-    for i in 0..2 {
-        if i > 0 {
-            o.buf.push(b',');
-        }
-        let opt = r.syn_options.get(i).copied().unwrap_or_default();
-        let mut s = Obj::open(o.buf);
+    o.list("syn_options", r.syn_options, |buf, opt| {
+        let mut s = Obj::open(buf);
         s.opt_uint("mss", opt.mss);
         s.opt_uint("wscale", opt.wscale);
         s.bool("sack_permitted", opt.sack_permitted);
         s.bool("timestamps", opt.timestamps);
         s.close();
-    }
-    o.buf.push(b']');
+        Ok(())
+    })?;
     o.val("last_time", &epoch_seconds(r.last_time))?;
     o.key("app");
     match app_json(c) {
@@ -515,35 +532,22 @@ fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> 
     o.text("client", j.client);
     o.val("start_time", &j.start_time)?;
     o.uints("attempts", j.attempts);
-    o.key("families");
-    o.buf.push(b'[');
-    for (i, f) in j.families.iter().enumerate() {
-        if i > 0 {
-            o.buf.push(b',');
-        }
-        push_text(o.buf, f.as_str());
-    }
-    o.buf.push(b']');
+    o.families("families", j.families);
     o.opt_text("first_family", j.first_family.map(Family::as_str));
     o.opt_uint("winner", j.winner);
     o.opt_text("winner_family", j.winner_family.map(Family::as_str));
     o.uints("also_rans", j.also_rans);
     o.val("attempt_delays_ms", j.attempt_delays_ms)?;
-    o.key("also_ran_cancel");
-    o.buf.push(b'[');
-    for (i, c) in j.also_ran_cancel.iter().enumerate() {
-        if i > 0 {
-            o.buf.push(b',');
-        }
-        let mut p = Obj::open(o.buf);
+    o.list("also_ran_cancel", j.also_ran_cancel, |buf, c| {
+        let mut p = Obj::open(buf);
         p.uint("id", c.id);
         p.text("stage", c.stage.as_str());
         p.val("after_winner_ms", &c.after_winner_ms)?;
         p.text("fate", c.fate.as_str());
         p.bool("late", c.late);
         p.close();
-    }
-    o.buf.push(b']');
+        Ok(())
+    })?;
     o.bool("duplicate_upgrade", j.duplicate_upgrade);
     o.val("rfc8305", j.rfc8305)?;
     o.key("dns");
@@ -679,41 +683,22 @@ fn write_sequence(buf: &mut Vec<u8>, s: &Sequence) -> std::io::Result<()> {
     o.val("client", &*s.client)?;
     o.val("service", &*s.service)?;
     o.uints("connections", &s.connections);
-    o.key("families");
-    o.buf.push(b'[');
-    for (i, f) in s.families.iter().enumerate() {
-        if i > 0 {
-            o.buf.push(b',');
-        }
-        push_text(o.buf, f.as_str());
-    }
-    o.buf.push(b']');
+    o.families("families", &s.families);
     o.uint("family_switches", s.family_switches);
     o.uint("backend_switches", s.backend_switches);
-    o.key("backends");
-    o.buf.push(b'[');
-    for (i, b) in s.backends.iter().enumerate() {
-        if i > 0 {
-            o.buf.push(b',');
-        }
-        serde_json::to_writer(&mut *o.buf, &b.as_deref())?;
-    }
-    o.buf.push(b']');
-    o.key("switches");
-    o.buf.push(b'[');
-    for (i, w) in s.switches.iter().enumerate() {
-        if i > 0 {
-            o.buf.push(b',');
-        }
-        let mut p = Obj::open(o.buf);
+    o.list("backends", &s.backends, |buf, b| {
+        serde_item(&b.as_deref(), buf)
+    })?;
+    o.list("switches", &s.switches, |buf, w| {
+        let mut p = Obj::open(buf);
         p.uint("from", w.from);
         p.uint("to", w.to);
         p.val("gap_ms", &w.gap_ms)?;
         p.bool("family_switch", w.family_switch);
         p.val("backend_switch", &w.backend_switch)?;
         p.close();
-    }
-    o.buf.push(b']');
+        Ok(())
+    })?;
     o.uint("family_and_backend_switches", s.family_and_backend_switches);
     o.val("strip", &s.strip)?;
     o.close();
