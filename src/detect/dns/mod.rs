@@ -227,7 +227,6 @@ impl DnsTable {
             return;
         };
         ex.answer_time = OptNanos::some(seen.time);
-        // A second answer to one query replaces the first (its addresses stay unreferenced).
         // Ranges are u32: an answer that would take the list past 2^32 addresses (thousands
         // of addresses in each of the MAX_EXCHANGES answers) keeps none.
         let start = self.answer_addrs.len();
