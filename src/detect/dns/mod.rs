@@ -89,12 +89,17 @@ const WKP: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
 pub struct DnsMessage {
     id: u16,
     response: bool,
-    /// The first question's name, normalised.
-    name: String,
+    /// The first question's name, normalised (inline up to 24 bytes: most names make no
+    /// allocation on the decoding thread and no `free` on the table's).
+    name: compact_str::CompactString,
     qtype: u16,
-    /// A and AAAA answers (after any CNAME chain).
-    addrs: Vec<IpAddr>,
+    /// A and AAAA answers (after any CNAME chain); two inline.
+    addrs: Answers,
 }
+
+/// A message's A and AAAA answers: the common one or two (an A, or an AAAA and an A after a
+/// CNAME) without an allocation.
+type Answers = smallvec::SmallVec<[IpAddr; 2]>;
 
 impl DnsMessage {
     /// Parse a UDP payload; `None` when it is a DNS message without a question. The common
@@ -123,12 +128,12 @@ impl DnsMessage {
                 })
                 .collect()
         } else {
-            Vec::new()
+            Answers::new()
         };
         Ok(Some(DnsMessage {
             id: msg.id(),
             response,
-            name: normalize(&q.qname.to_string()),
+            name: normalize(&q.qname.to_string()).into(),
             qtype: u16::from(q.qtype),
             addrs,
         }))
@@ -197,7 +202,7 @@ impl DnsTable {
         };
         let key = (client, client_port, id);
         if !response {
-            if let Some(idx) = self.open_exchange(client, name, qtype, OptNanos::some(seen.time)) {
+            if let Some(idx) = self.open_exchange(client, &name, qtype, OptNanos::some(seen.time)) {
                 self.pending.insert(key, idx);
             }
             return;
@@ -205,7 +210,7 @@ impl DnsTable {
         // An answer whose query was not captured opens its own exchange.
         let idx = match self.pending.remove(&key) {
             Some(i) => i,
-            None => match self.open_exchange(client, name, qtype, OptNanos::NONE) {
+            None => match self.open_exchange(client, &name, qtype, OptNanos::NONE) {
                 Some(i) => i,
                 None => return,
             },
@@ -243,7 +248,7 @@ impl DnsTable {
     fn open_exchange(
         &mut self,
         client: IpAddr,
-        name: String,
+        name: &str,
         qtype: u16,
         query_time: OptNanos,
     ) -> Option<usize> {
@@ -251,7 +256,7 @@ impl DnsTable {
             return None;
         }
         let idx = self.exchanges.len();
-        let name = self.names.get(&name);
+        let name = self.names.get(name);
         self.by_client.entry(client).or_default().push(idx);
         self.exchanges.push(Exchange {
             client,

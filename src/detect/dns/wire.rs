@@ -48,7 +48,7 @@ pub(super) fn parse(p: &[u8]) -> Option<DnsMessage> {
         return None;
     }
     pos += 4;
-    let mut addrs = Vec::with_capacity(usize::from(an));
+    let mut addrs = super::Answers::new();
     for i in 0..an + ar {
         let name_at = pos;
         pos = skip_name(p, pos)?;
@@ -95,21 +95,25 @@ pub(super) fn parse(p: &[u8]) -> Option<DnsMessage> {
 }
 
 /// The question's name: plain labels of letters, digits, `-` and `_` only (lower-cased, joined
-/// with `.`), and where it ends. Compression or any other byte: `None`.
-fn question_name(p: &[u8], mut pos: usize) -> Option<(String, usize)> {
-    let mut name = String::with_capacity(32);
+/// with `.`), and where it ends. Compression or any other byte: `None`. The text is gathered
+/// on the stack and made a string once (a character at a time cost ~700 instructions a name).
+fn question_name(p: &[u8], mut pos: usize) -> Option<(compact_str::CompactString, usize)> {
+    // The text is never longer than the wire form (each label's length byte becomes a dot).
+    let mut text = [0u8; MAX_NAME];
+    let mut len = 0;
     let mut wire = 1;
     loop {
-        let len = usize::from(*p.get(pos)?);
+        let n = usize::from(*p.get(pos)?);
         pos += 1;
-        if len == 0 {
-            return Some((name, pos));
+        if n == 0 {
+            let name = std::str::from_utf8(text.get(..len)?).ok()?;
+            return Some((name.into(), pos));
         }
-        if len > 63 {
+        if n > 63 {
             return None;
         }
-        let label = p.get(pos..pos + len)?;
-        wire += len + 1;
+        let label = p.get(pos..pos + n)?;
+        wire += n + 1;
         if wire > MAX_NAME
             || !label
                 .iter()
@@ -117,11 +121,15 @@ fn question_name(p: &[u8], mut pos: usize) -> Option<(String, usize)> {
         {
             return None;
         }
-        if !name.is_empty() {
-            name.push('.');
+        if len > 0 {
+            *text.get_mut(len)? = b'.';
+            len += 1;
         }
-        name.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
-        pos += len;
+        for (to, from) in text.get_mut(len..len + n)?.iter_mut().zip(label) {
+            *to = from.to_ascii_lowercase();
+        }
+        len += n;
+        pos += n;
     }
 }
 
@@ -265,8 +273,8 @@ mod tests {
                 assert_eq!(r.qtype, TYPE_AAAA);
                 assert!(r.response);
                 assert_eq!(
-                    r.addrs,
-                    vec![
+                    r.addrs.as_slice(),
+                    [
                         "198.51.100.1"
                             .parse::<IpAddr>()
                             .unwrap_or(IpAddr::V4(0.into())),
