@@ -397,21 +397,21 @@ impl<'b> Obj<'b> {
         Ok(())
     }
 
-    /// An array of ids (writing one cannot fail: the result is `Ok`).
-    fn uints(&mut self, k: &str, v: &[usize]) {
+    /// An array of ids.
+    fn uints(&mut self, k: &str, v: &[usize]) -> std::io::Result<()> {
         let mut n = itoa::Buffer::new();
-        let _ = self.list(k, v, |buf, x| {
+        self.list(k, v, |buf, x| {
             buf.extend_from_slice(n.format(*x).as_bytes());
             Ok(())
-        });
+        })
     }
 
-    /// An array of address families (cannot fail either).
-    fn families(&mut self, k: &str, v: &[Family]) {
-        let _ = self.list(k, v, |buf, f| {
+    /// An array of address families.
+    fn families(&mut self, k: &str, v: &[Family]) -> std::io::Result<()> {
+        self.list(k, v, |buf, f| {
             push_text(buf, f.as_str());
             Ok(())
-        });
+        })
     }
 
     #[inline(always)]
@@ -531,12 +531,12 @@ fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> 
     o.val("service", j.service)?;
     o.text("client", j.client);
     o.val("start_time", &j.start_time)?;
-    o.uints("attempts", j.attempts);
-    o.families("families", j.families);
+    o.uints("attempts", j.attempts)?;
+    o.families("families", j.families)?;
     o.opt_text("first_family", j.first_family.map(Family::as_str));
     o.opt_uint("winner", j.winner);
     o.opt_text("winner_family", j.winner_family.map(Family::as_str));
-    o.uints("also_rans", j.also_rans);
+    o.uints("also_rans", j.also_rans)?;
     o.val("attempt_delays_ms", j.attempt_delays_ms)?;
     o.list("also_ran_cancel", j.also_ran_cancel, |buf, c| {
         let mut p = Obj::open(buf);
@@ -656,12 +656,12 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     w.write_all(b"}")
 }
 
-/// `"name":value`, preceded by a comma unless it is the object's first member.
 /// One item of a list, through serde (for [`array`]).
 fn serde_item<T: Serialize>(item: &T, buf: &mut Vec<u8>) -> std::io::Result<()> {
     serde_json::to_writer(buf, item).map_err(std::io::Error::from)
 }
 
+/// `"name":value`, preceded by a comma unless it is the object's first member.
 fn field<W: Write, T: Serialize + ?Sized>(
     w: &mut W,
     name: &str,
@@ -682,8 +682,8 @@ fn write_sequence(buf: &mut Vec<u8>, s: &Sequence) -> std::io::Result<()> {
     let mut o = Obj::open(buf);
     o.val("client", &*s.client)?;
     o.val("service", &*s.service)?;
-    o.uints("connections", &s.connections);
-    o.families("families", &s.families);
+    o.uints("connections", &s.connections)?;
+    o.families("families", &s.families)?;
     o.uint("family_switches", s.family_switches);
     o.uint("backend_switches", s.backend_switches);
     o.list("backends", &s.backends, |buf, b| {

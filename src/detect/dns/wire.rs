@@ -1,7 +1,8 @@
 //! The common DNS message, parsed in place: one A or AAAA question with a plain name, answers
 //! that are A, AAAA or CNAME records of class IN, and at most an EDNS OPT record. That is
-//! nearly every query and answer a client's resolver exchanges, and parsing it needs no
-//! allocation but the name and the address list (simple-dns builds every record and name).
+//! nearly every query and answer a client's resolver exchanges, and parsing it allocates
+//! nothing unless the name is longer than 24 bytes or there are more than two addresses
+//! (simple-dns builds every record and name).
 //!
 //! Anything else (a compressed or unusual question name, another class or opcode, authority
 //! records, an OPT that does not parse, bytes past the last record) gets `None`: the caller
