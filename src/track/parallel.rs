@@ -33,8 +33,15 @@ type DnsItem = (Seen, Result<Option<DnsMessage>, Malformed>);
 /// where the payload sits in the batch.
 type Segment = (Packet<'static>, std::ops::Range<usize>);
 
-/// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts.
-type Run = (Vec<Vec<Segment>>, Vec<DnsItem>, DecodeStats);
+/// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts. Emptied
+/// once tracked and refilled by a later batch, so the decode step allocates (and the system
+/// maps fresh pages) only while the buffers grow to a batch's size.
+#[derive(Default)]
+struct Run {
+    tcp: Vec<Vec<Segment>>,
+    dns: Vec<DnsItem>,
+    stats: DecodeStats,
+}
 
 /// A batch decoded and waiting to be tracked.
 struct Decoded {
@@ -50,6 +57,8 @@ pub struct Sharded {
     table_peak: usize,
     /// The last batch fed, decoded; tracked while the next one is decoded.
     pending: Option<Decoded>,
+    /// Emptied runs of a batch already tracked, for the next batch to decode into.
+    spare: Vec<Run>,
 }
 
 /// What the decode and track stages hand on.
@@ -83,42 +92,42 @@ fn shard_of(p: &Packet<'_>, n: usize) -> usize {
     (h >> 16) as usize % n.max(1)
 }
 
-/// Decode every frame of `batch`, in runs on every core.
-fn decode_batch(batch: &Batch, n: usize) -> Vec<Run> {
-    (0..batch.len().div_ceil(RUN))
-        .into_par_iter()
-        .map(|r| decode_run(batch, r * RUN..batch.len().min((r + 1) * RUN), n))
-        .collect()
+/// Decode every frame of `batch`, in runs on every core, into `runs` (emptied runs of an
+/// earlier batch, or none).
+fn decode_batch(batch: &Batch, n: usize, mut runs: Vec<Run>) -> Vec<Run> {
+    runs.resize_with(batch.len().div_ceil(RUN), Run::default);
+    runs.par_iter_mut()
+        .enumerate()
+        .for_each(|(r, run)| decode_run(batch, r * RUN..batch.len().min((r + 1) * RUN), n, run));
+    runs
 }
 
-/// Decode frames `range` of `batch`.
-fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize) -> Run {
-    let mut stats = DecodeStats::default();
-    let per_shard = range.len() / n.max(1) + 16;
-    let mut tcp: Vec<Vec<Segment>> = (0..n.max(1))
-        .map(|_| Vec::with_capacity(per_shard))
-        .collect();
-    let mut dns = Vec::new();
+/// Decode frames `range` of `batch` into the empty `run`.
+fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize, run: &mut Run) {
+    let n = n.max(1);
+    if run.tcp.len() != n {
+        let per_shard = range.len() / n + 16;
+        run.tcp = (0..n).map(|_| Vec::with_capacity(per_shard)).collect();
+    }
     for frame in range.filter_map(|i| batch.get(i)) {
         let outcome = decode(&frame);
-        stats.count(&outcome);
+        run.stats.count(&outcome);
         match outcome {
             Ok(p) => match p.l4 {
                 L4::Tcp(_) => {
-                    if let Some(shard) = tcp.get_mut(shard_of(&p, n)) {
+                    if let Some(shard) = run.tcp.get_mut(shard_of(&p, n)) {
                         let (view, payload) = p.detach();
                         shard.push((view, batch.locate(payload)));
                     }
                 }
-                L4::Udp(u) if is_dns(&u) => {
-                    dns.push((Seen::of(&p, &u), DnsMessage::parse(u.payload)))
-                }
+                L4::Udp(u) if is_dns(&u) => run
+                    .dns
+                    .push((Seen::of(&p, &u), DnsMessage::parse(u.payload))),
                 L4::Udp(_) => {}
             },
             Err(_) => continue,
         }
     }
-    (tcp, dns, stats)
 }
 
 impl Sharded {
@@ -130,6 +139,7 @@ impl Sharded {
             stats: DecodeStats::default(),
             table_peak: 0,
             pending: None,
+            spare: Vec::new(),
         }
     }
 
@@ -138,8 +148,9 @@ impl Sharded {
     pub fn feed(&mut self, batch: Batch) -> Option<Batch> {
         let n = self.trackers.len();
         let mut pending = self.pending.take();
+        let spare = std::mem::take(&mut self.spare);
         let (runs, ()) = rayon::join(
-            || decode_batch(&batch, n),
+            || decode_batch(&batch, n, spare),
             || {
                 if let Some(d) = &mut pending {
                     self.track(d);
@@ -147,31 +158,40 @@ impl Sharded {
             },
         );
         self.pending = Some(Decoded { batch, runs });
-        pending.map(|d| d.batch)
+        pending.map(|d| {
+            self.spare = d.runs;
+            d.batch
+        })
     }
 
     /// Track one decoded batch: DNS beside the shards, each shard its own segments in order.
+    /// The runs are left empty for reuse.
     fn track(&mut self, d: &mut Decoded) {
-        let mut dns = Vec::new();
-        for (_, items, s) in &mut d.runs {
-            self.stats.add(s);
-            dns.append(items);
+        let mut tcp = Vec::with_capacity(d.runs.len());
+        let mut dns = Vec::with_capacity(d.runs.len());
+        for run in &mut d.runs {
+            self.stats.add(&std::mem::take(&mut run.stats));
+            tcp.push(&mut run.tcp);
+            dns.push(&mut run.dns);
         }
-        let table = &mut self.dns;
+        let (table, batch) = (&mut self.dns, &d.batch);
         rayon::join(
             || {
-                for (seen, msg) in dns {
-                    table.on_message(seen, msg);
+                for items in dns {
+                    for (seen, msg) in items.drain(..) {
+                        table.on_message(seen, msg);
+                    }
                 }
             },
             || {
+                let tcp = &tcp;
                 self.trackers
                     .par_iter_mut()
                     .enumerate()
                     .for_each(|(k, tracker)| {
-                        let mine = d.runs.iter().filter_map(|(tcp, _, _)| tcp.get(k)).flatten();
+                        let mine = tcp.iter().filter_map(|shards| shards.get(k)).flatten();
                         for (view, payload) in mine {
-                            let p = view.attach(d.batch.bytes_at(payload.clone()));
+                            let p = view.attach(batch.bytes_at(payload.clone()));
                             if let L4::Tcp(t) = &p.l4 {
                                 tracker.on_tcp(&p, t);
                             }
@@ -179,6 +199,9 @@ impl Sharded {
                     })
             },
         );
+        for shards in tcp {
+            shards.iter_mut().for_each(Vec::clear);
+        }
         // Sampled once per batch (the shards' tables are not in step within one).
         let open: usize = self.trackers.iter().map(Tracker::open).sum();
         self.table_peak = self.table_peak.max(open);
