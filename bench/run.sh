@@ -2,7 +2,8 @@
 # Benchmark: racetrace `analyze --json` against a bare pcap-parser record walk over the same
 # generated classic pcaps (in page cache), with peak memory: ~1 GB of fetches with full-size
 # responses and ~600 MB of mostly small packets; then the tracker's memory on a stream of
-# short connections. Figures go to the README.
+# short connections. Figures go to the README. The run stops if the analysis read fewer or more
+# records than the walk.
 #
 #   bash bench/run.sh [SIZE_BYTES] [SHORT_CONNECTIONS]     (defaults: 1e9 and 10e6)
 #
@@ -39,7 +40,15 @@ measure() {
   analyze=$(best "$BIN/racetrace" analyze "$f" --json /dev/null)
   /usr/bin/time -v "$BIN/racetrace" analyze "$f" --json /dev/null --stats 2> bench-data/time.txt
   rss=$(awk -F: '/Maximum resident/ {print $2/1024}' bench-data/time.txt)
-  echo "== $f ($bytes bytes)"
+  # The analysis must have read every record the walk read, or the ratio measures nothing.
+  local walked analysed
+  walked=$("$BIN/walk" "$f" | awk '{print $1}')
+  analysed=$(grep -o '[0-9]* packets,' bench-data/time.txt | head -1 | awk '{print $1}')
+  if [ "$walked" != "$analysed" ]; then
+    echo "$f: the walk read $walked records, analyze $analysed" >&2
+    exit 1
+  fi
+  echo "== $f ($bytes bytes, $walked records: walk and analyze agree)"
   grep 'stats:' bench-data/time.txt
   awk -v b="$bytes" -v w="$walk" -v a="$analyze" -v r="$rss" 'BEGIN {
     printf "record walk      %6.2f s  %7.1f MB/s\n", w, b/w/1e6;
