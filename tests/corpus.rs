@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use support::*;
 
 #[test]
@@ -16,7 +18,98 @@ fn every_corpus_file_reads_without_panic() {
     files.retain(|p| p.extension().is_some_and(|e| e != "tsv" && e != "md"));
     files.sort();
     assert!(files.len() >= 800, "corpus has {} files", files.len());
-    let (mut ok, mut errors) = (0, 0);
+    let (ok, errors, _) = read_all(&files);
+    eprintln!("corpus: {ok} analysed, {errors} refused with an error");
+    assert!(ok > 700);
+}
+
+/// Damaged copies of the samples and of the corpus's pcapng files (bytes changed, runs of
+/// bytes cut out or put in, files cut short), made by a fixed-seed generator: every one is read
+/// without a panic, like the corpus itself. Both outcomes must occur, or the damage tested
+/// nothing: reports (of what could be read, with warnings) and refusals.
+#[test]
+fn damaged_captures_read_without_panic() {
+    let mut sources: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+            .collect();
+    let corpus = shared().join("corpus");
+    sources.extend(
+        std::fs::read_dir(&corpus)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pcapng")),
+    );
+    sources.sort();
+    assert!(sources.len() >= 50, "{} sources", sources.len());
+    let dir = tempdir("damaged");
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut files = Vec::new();
+    for (k, src) in sources.iter().enumerate() {
+        let bytes = std::fs::read(src).unwrap();
+        for m in 0..6 {
+            let path = dir.join(format!("damaged-{k}-{m}.pcap"));
+            std::fs::write(&path, damage(&bytes, &mut rng)).unwrap();
+            files.push(path);
+        }
+    }
+    let (ok, errors, warnings) = read_all(&files);
+    eprintln!("damaged: {ok} analysed ({warnings} warnings), {errors} refused with an error");
+    assert!(
+        ok > 0 && errors > 0 && warnings > 0,
+        "{ok} analysed ({warnings} warnings), {errors} refused"
+    );
+}
+
+/// A small deterministic generator (xorshift64), so a failure can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// 1 to 20 changes: a byte set, up to 64 bytes cut out, or up to 64 random bytes put in; then,
+/// one time in five, the file cut short.
+fn damage(bytes: &[u8], rng: &mut XorShift) -> Vec<u8> {
+    let mut d = bytes.to_vec();
+    for _ in 0..1 + rng.below(20) {
+        if d.is_empty() {
+            break;
+        }
+        let at = rng.below(d.len());
+        match rng.below(10) {
+            0..=5 => d[at] = rng.next() as u8,
+            6 | 7 => {
+                let end = (at + 1 + rng.below(64)).min(d.len());
+                d.drain(at..end);
+            }
+            _ => {
+                let run: Vec<u8> = (0..1 + rng.below(64)).map(|_| rng.next() as u8).collect();
+                d.splice(at..at, run);
+            }
+        }
+    }
+    if rng.below(5) == 0 {
+        d.truncate(rng.below(d.len() + 1));
+    }
+    d
+}
+
+/// Analyse `files` in batches of 100 through the binary: no panic, exit 0 or 2, every report
+/// valid against the schema, every error naming its file, one outcome per file. Returns the
+/// counts of reports, of errors and of warnings.
+fn read_all(files: &[PathBuf]) -> (usize, usize, usize) {
+    let (mut ok, mut errors, mut warnings) = (0, 0, 0);
     // One process per chunk of files keeps the run short; a panic anywhere fails the chunk.
     for chunk in files.chunks(100) {
         let mut args: Vec<&str> = vec!["analyze", "--json", "-"];
@@ -34,6 +127,7 @@ fn every_corpus_file_reads_without_panic() {
             validate(doc);
             ok += 1;
         }
+        warnings += stderr.lines().filter(|l| l.contains("warning:")).count();
         for line in stderr.lines().filter(|l| !l.contains("warning:")) {
             assert!(
                 chunk
@@ -48,6 +142,5 @@ fn every_corpus_file_reads_without_panic() {
             chunk.len()
         );
     }
-    eprintln!("corpus: {ok} analysed, {errors} refused with an error");
-    assert!(ok > 700);
+    (ok, errors, warnings)
 }
