@@ -12,20 +12,6 @@ use support::*;
 const VIP4: &str = "198.51.100.10";
 const VIP6: &str = "2001:db8::10";
 
-/// A small deterministic generator (xorshift), so the scenarios are reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() % 1_000_000) as f64 / 1_000_000.0
-    }
-}
-
 /// One connection to a VIP whose server side runs `clock` (hz, offset); long connections
 /// carry server data for 2 s so their own rate can be measured. Returns its start.
 #[allow(clippy::too_many_arguments)]

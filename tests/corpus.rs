@@ -46,7 +46,7 @@ fn damaged_captures_read_without_panic() {
     sources.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     assert!(sources.len() >= 50, "{} sources", sources.len());
     let dir = tempdir("damaged");
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut files = Vec::new();
     for (k, src) in sources.iter().enumerate() {
         let bytes = std::fs::read(src).unwrap();
@@ -64,24 +64,9 @@ fn damaged_captures_read_without_panic() {
     );
 }
 
-/// A small deterministic generator (xorshift64), so a failure can be replayed.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// 1 to 20 changes: a byte set, up to 64 bytes cut out, or up to 64 random bytes put in; then,
 /// one time in five, the file cut short.
-fn damage(bytes: &[u8], rng: &mut XorShift) -> Vec<u8> {
+fn damage(bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut d = bytes.to_vec();
     for _ in 0..1 + rng.below(20) {
         if d.is_empty() {

@@ -28,6 +28,30 @@ pub fn write_temp(tag: &str, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// A small deterministic generator (xorshift64), so generated scenarios and damaged captures
+/// are the same on every run and a failure can be replayed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in [0, 1), in steps of one millionth.
+    pub fn unit(&mut self) -> f64 {
+        (self.next() % 1_000_000) as f64 / 1_000_000.0
+    }
+
+    /// A number in [0, n) (0 when n is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
 /// Run the racetrace binary.
 pub fn racetrace(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_racetrace"))
