@@ -292,37 +292,6 @@ impl ConnRecord {
 #[derive(Clone, Copy, Debug)]
 pub struct WiresharkFilter<'a>(&'a ConnRecord);
 
-impl WiresharkFilter<'_> {
-    /// Append the filter's text (what `Display` writes) without the formatting machinery.
-    /// `written` says where the client's and the server's addresses already stand in `out` as
-    /// text (the JSON object spells them a few members earlier): they are copied from there,
-    /// not formatted again.
-    pub fn push_to(&self, out: &mut Vec<u8>, written: [std::ops::Range<usize>; 2]) {
-        let r = self.0;
-        let ip: &[u8] = match r.family() {
-            Family::Ipv4 => b"ip.addr",
-            Family::Ipv6 => b"ipv6.addr",
-        };
-        let [client, server] = written;
-        let mut n = itoa::Buffer::new();
-        out.extend_from_slice(ip);
-        out.extend_from_slice(b" == ");
-        out.extend_from_within(client);
-        out.extend_from_slice(b" && ");
-        out.extend_from_slice(ip);
-        out.extend_from_slice(b" == ");
-        out.extend_from_within(server);
-        out.extend_from_slice(b" && tcp.port == ");
-        out.extend_from_slice(n.format(r.client.port).as_bytes());
-        out.extend_from_slice(b" && tcp.port == ");
-        out.extend_from_slice(n.format(r.server.port).as_bytes());
-        out.extend_from_slice(b" && frame.number >= ");
-        out.extend_from_slice(n.format(r.first_record).as_bytes());
-        out.extend_from_slice(b" && frame.number <= ");
-        out.extend_from_slice(n.format(r.last_record).as_bytes());
-    }
-}
-
 impl std::fmt::Display for WiresharkFilter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self.0;
