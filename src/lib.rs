@@ -105,6 +105,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     } = sharded.finish();
     // Moved straight from the shards' record chunks (each freed once read) into the report.
     let mut connections = Vec::with_capacity(records.len());
+    memory::prefer_huge_pages(&mut connections);
     connections.extend(
         records
             .enumerate()

@@ -163,7 +163,9 @@ impl Slots {
     fn push(&mut self) -> usize {
         let chunk = self.chunk.max(1);
         if self.chunks.last().is_none_or(|c| c.len() >= chunk) {
-            self.chunks.push(Vec::with_capacity(chunk));
+            let mut fresh = Vec::with_capacity(chunk);
+            crate::memory::prefer_huge_pages(&mut fresh);
+            self.chunks.push(fresh);
         }
         if let Some(c) = self.chunks.last_mut() {
             c.push(None);
