@@ -26,6 +26,9 @@ use crate::read::Batch;
 /// Frames decoded per task.
 const RUN: usize = 2048;
 
+/// How many frames ahead of the one being decoded the next frame's headers are prefetched.
+const PREFETCH: usize = 8;
+
 /// A datagram on the DNS port, its message parsed in the decode step.
 type DnsItem = (Seen, Result<Option<DnsMessage>, Malformed>);
 
@@ -109,7 +112,9 @@ fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize, run: &mut 
         let per_shard = range.len() / n + 16;
         run.tcp = (0..n).map(|_| Vec::with_capacity(per_shard)).collect();
     }
-    for frame in range.filter_map(|i| batch.get(i)) {
+    for i in range {
+        batch.prefetch(i + PREFETCH);
+        let Some(frame) = batch.get(i) else { continue };
         let outcome = decode(&frame);
         run.stats.count(&outcome);
         match outcome {
