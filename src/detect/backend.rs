@@ -71,25 +71,16 @@ impl Evidence {
     }
 }
 
-/// A cluster that qualified as a backend: member connection ids, rate, the members whose
-/// samples feed the fit (up to [`FIT_CONNECTIONS`], evenly spaced), and whether the rate was
-/// inferred (no member measured it).
+/// A cluster that qualified as a backend: member connection ids, rate, the samples of up to
+/// [`FIT_CONNECTIONS`] members, and whether the rate was inferred (no member measured it).
 struct Found {
     ids: Vec<usize>,
     rate: f64,
-    fit: Vec<usize>,
+    samples: Vec<(f64, u32)>,
     /// Seconds from the members' first sample to their last.
     span: f64,
     rate_inferred: bool,
 }
-
-/// Every connection's clock evidence, gathered from the tracker's records ([`gather`]): all
-/// the clustering reads, so it can run beside the detectors that annotate the connections.
-pub struct Evidences(Vec<Evidence>);
-
-/// The clocks the clustering found ([`cluster`]), waiting to be labelled backends
-/// ([`detect`]).
-pub struct Clocks(Vec<Found>);
 
 struct Cluster {
     rate: f64,
@@ -132,12 +123,20 @@ fn snap_index(fitted: f64) -> Option<u8> {
     u8::try_from(i).ok()
 }
 
-/// Step 1: each connection's rate and first sample, ordered by server port and time. Reads
-/// only what the tracker recorded (server TSvals and ports), which no detector changes.
-pub fn gather(a: &Analysis) -> Evidences {
+/// Find the backends and set `backend` on their connections.
+pub fn detect(a: &mut Analysis) {
     use rayon::prelude::*;
     let epoch = a.epoch();
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
+
+    let samples_of = |c: &crate::model::Connection| {
+        c.rec
+            .ts_samples
+            .iter()
+            .map(|s| (secs(s.time), s.tsval))
+            .collect::<Vec<(f64, u32)>>()
+    };
+    // Per server port, in time order: sorted in place (no map of copies).
     let mut evidence: Vec<Evidence> = a
         .connections
         .par_iter()
@@ -160,24 +159,17 @@ pub fn gather(a: &Analysis) -> Evidences {
             })
         })
         .collect();
-    // Per server port, in time order; stable, so connections with equal first samples stay
-    // in id order.
+    // Stable: connections with equal first samples stay in id order.
     evidence.par_sort_by(|x, y| x.port.cmp(&y.port).then(x.t.total_cmp(&y.t)));
-    Evidences(evidence)
-}
-
-/// Steps 2 and 3: the clusters, per server port in time order, that qualify as backends.
-/// Runs on owned evidence alone (one core: the order is the method).
-pub fn cluster(evidence: Evidences) -> Clocks {
     let mut backends: Vec<Found> = Vec::new();
-    for ev in evidence.0.chunk_by(|x, y| x.port == y.port) {
+    for ev in evidence.chunk_by(|x, y| x.port == y.port) {
         let mut candidates: Vec<f64> = ev.iter().filter_map(Evidence::rate).collect();
         candidates.sort_by(|x, y| y.total_cmp(x));
         candidates.dedup();
         if candidates.is_empty() {
             candidates = COMMON_RATES.to_vec();
         }
-        let clusters = cluster_port(ev, &candidates);
+        let clusters = cluster(ev, &candidates);
         // Each connection goes to the largest cluster holding it (by evidence index).
         let mut best: Vec<Option<usize>> = vec![None; ev.len()];
         for (ci, cl) in clusters.iter().enumerate() {
@@ -208,35 +200,25 @@ pub fn cluster(evidence: Evidences) -> Clocks {
                 // The fit needs samples spread over the backend's life, not all of them: at
                 // most FIT_CONNECTIONS members, evenly spaced, the first always included.
                 let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
+                let samples: Vec<(f64, u32)> = evs
+                    .iter()
+                    .step_by(step)
+                    .filter_map(|e| a.connections.get(e.id))
+                    .flat_map(samples_of)
+                    .collect();
                 let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
                 let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
                 backends.push(Found {
                     ids: evs.iter().map(|e| e.id).collect(),
                     rate: cl.rate,
-                    fit: evs.iter().step_by(step).map(|e| e.id).collect(),
+                    samples,
                     span: last_seen - first_seen,
                     rate_inferred: evs.iter().all(|e| e.rate.is_none()),
                 });
             }
         }
     }
-    Clocks(backends)
-}
 
-/// Step 4: the clocks become backends, numbered by first connection, with their fitted rate
-/// and skew, and `backend` is set on their connections (after the service names, which each
-/// backend lists).
-pub fn detect(a: &mut Analysis, clocks: Clocks) {
-    let epoch = a.epoch();
-    let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
-    let samples_of = |c: &crate::model::Connection| {
-        c.rec
-            .ts_samples
-            .iter()
-            .map(|s| (secs(s.time), s.tsval))
-            .collect::<Vec<(f64, u32)>>()
-    };
-    let Clocks(mut backends) = clocks;
     backends.sort_by_key(|b| b.ids.first().copied());
     a.backends = backends
         .into_iter()
@@ -245,15 +227,10 @@ pub fn detect(a: &mut Analysis, clocks: Clocks) {
             let Found {
                 ids,
                 rate,
-                fit,
+                samples,
                 span,
                 rate_inferred,
             } = found;
-            let samples: Vec<(f64, u32)> = fit
-                .iter()
-                .filter_map(|&cid| a.connections.get(cid))
-                .flat_map(samples_of)
-                .collect();
             let id = format!("B{}", i + 1);
             let mut services: Vec<&str> = Vec::new();
             let mut addrs: Vec<std::net::IpAddr> = Vec::new();
@@ -305,7 +282,7 @@ pub fn detect(a: &mut Analysis, clocks: Clocks) {
 }
 
 /// Greedy clustering in time order through an offset index per rate.
-fn cluster_port(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
+fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
     let mut clusters: Vec<Cluster> = Vec::new();
     // Per candidate rate: offset key → cluster indices.
     let mut index: Vec<BTreeMap<u32, Vec<usize>>> = vec![BTreeMap::new(); candidates.len()];

@@ -3,9 +3,7 @@
 //!
 //! Each detector implements [`Detector`] and reads and annotates the shared [`Analysis`];
 //! none calls another. They run in the order of [`registry`], so that each one finds what it
-//! builds on (races need hosts and names; sequences need races and backends). One piece of
-//! work starts early: the backends' clustering, which reads only the tracker's records, runs
-//! on its own thread beside hosts, names and races (see [`run`]).
+//! builds on (races need hosts and names; sequences need races and backends).
 
 pub mod backend;
 pub mod dns;
@@ -18,7 +16,6 @@ pub mod stale;
 pub mod summary;
 
 use std::net::IpAddr;
-use std::sync::mpsc;
 
 pub use dns::DnsTable;
 
@@ -60,11 +57,6 @@ pub struct Context<'a> {
     none: DnsTable,
     /// Settings.
     pub cfg: &'a DetectConfig,
-    /// The backends' clustering, running on a thread of its own since the detectors started
-    /// (see [`run`]).
-    clocks: Option<mpsc::Receiver<(backend::Clocks, f64)>>,
-    /// Seconds the clustering took on its own thread, once taken.
-    clustering: Option<f64>,
 }
 
 impl Context<'_> {
@@ -83,16 +75,6 @@ impl Context<'_> {
         if self.last_dns_reader && self.dns.take().is_some() {
             crate::memory::give_back();
         }
-    }
-
-    /// The clocks the backends' clustering found: waited for from its thread, or found here
-    /// if that thread could not be started.
-    pub fn clocks(&mut self, a: &Analysis) -> backend::Clocks {
-        if let Some((clocks, secs)) = self.clocks.take().and_then(|rx| rx.recv().ok()) {
-            self.clustering = Some(secs);
-            return clocks;
-        }
-        backend::cluster(backend::gather(a))
     }
 }
 
@@ -154,9 +136,8 @@ impl Detector for Backends {
     fn name(&self) -> &'static str {
         "backends"
     }
-    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
-        let clocks = ctx.clocks(a);
-        backend::detect(a, clocks);
+    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        backend::detect(a);
         sequence::detect(a);
     }
 }
@@ -194,50 +175,28 @@ pub fn registry() -> Vec<Box<dyn Detector>> {
     ]
 }
 
-/// Run every detector; returns each one's name and wall-clock seconds (for `--stats`), then
-/// the seconds of the backends' clustering on its own thread. The DNS table is dropped, and
-/// its pages given back, as soon as no later detector reads it.
-///
-/// The backends' clustering reads only what the tracker recorded (server TSvals and ports),
-/// which no detector changes, and works in time order on one core; so it starts at once on a
-/// thread of its own, beside hosts, names and races, and the Backends detector takes its
-/// result (or clusters itself if that thread could not be started).
+/// Run every detector; returns each one's name and wall-clock seconds (for `--stats`). The DNS
+/// table is dropped, and its pages given back, as soon as no later detector reads it.
 pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<(&'static str, f64)> {
     let detectors = registry();
     let last_reader = detectors.iter().rposition(|d| d.reads_dns());
-    let mut timings = Vec::with_capacity(detectors.len() + 1);
-    let evidence = backend::gather(a);
-    std::thread::scope(|s| {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let clustering = std::thread::Builder::new()
-            .name("racetrace-clocks".into())
-            .spawn_scoped(s, move || {
-                let started = std::time::Instant::now();
-                let clocks = backend::cluster(evidence);
-                let _ = tx.send((clocks, started.elapsed().as_secs_f64()));
-            });
-        let mut ctx = Context {
-            dns: Some(dns),
-            last_dns_reader: false,
-            none: DnsTable::default(),
-            cfg,
-            clocks: clustering.is_ok().then_some(rx),
-            clustering: None,
-        };
-        for (i, d) in detectors.iter().enumerate() {
-            let started = std::time::Instant::now();
-            ctx.last_dns_reader = Some(i) == last_reader;
-            d.run(a, &mut ctx);
-            // The DNS table goes after its last reader, and its pages with it. The detectors'
-            // own working sets are left to the allocator, which reuses them: giving them back
-            // too lowered the peak by 1-6 MiB on the 600 MB benchmark capture (the peak is the
-            // track stage's), and cost 80-130 ms of trimming and page faults.
-            ctx.done_with_dns();
-            timings.push((d.name(), started.elapsed().as_secs_f64()));
-        }
-        if let Some(secs) = ctx.clustering {
-            timings.push(("backends' clustering on its own thread", secs));
-        }
-    });
+    let mut ctx = Context {
+        dns: Some(dns),
+        last_dns_reader: false,
+        none: DnsTable::default(),
+        cfg,
+    };
+    let mut timings = Vec::with_capacity(detectors.len());
+    for (i, d) in detectors.iter().enumerate() {
+        let started = std::time::Instant::now();
+        ctx.last_dns_reader = Some(i) == last_reader;
+        d.run(a, &mut ctx);
+        // The DNS table goes after its last reader, and its pages with it. The detectors' own
+        // working sets are left to the allocator, which reuses them: giving them back too
+        // lowered the peak by 1-6 MiB on the 600 MB benchmark capture (the peak is the track
+        // stage's), and cost 80-130 ms of trimming and page faults.
+        ctx.done_with_dns();
+        timings.push((d.name(), started.elapsed().as_secs_f64()));
+    }
     timings
 }
