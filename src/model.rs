@@ -557,8 +557,11 @@ pub struct Analysis {
 /// Wall-clock seconds spent per pipeline stage of one analysis.
 #[derive(Clone, Debug, Default)]
 pub struct Timings {
-    /// Read, decode and track (they run as one streaming pass).
+    /// Read, decode and track (they run as one streaming pass), the merge included.
     pub read_track: f64,
+    /// Of `read_track`, after the last packet was read: the last batch tracked, the trackers
+    /// drained and their records merged into the connection list (the merge on one core).
+    pub merge: f64,
     /// The detectors and the report filter.
     pub detect: f64,
     /// Each detector by name.
