@@ -96,7 +96,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         Err(panic) => std::panic::resume_unwind(panic),
     };
     let (capture, diag) = reader.finish();
-    let merge_started = std::time::Instant::now();
+    let finish_started = std::time::Instant::now();
     let Output {
         records,
         vantage,
@@ -142,7 +142,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     detect::filter::apply(&mut analysis, &opts.filter);
     analysis.timings = model::Timings {
         read_track: (tracked_at - started).as_secs_f64(),
-        merge: (tracked_at - merge_started).as_secs_f64(),
+        finish: (tracked_at - finish_started).as_secs_f64(),
         detect: tracked_at.elapsed().as_secs_f64(),
         detectors,
         table_peak,

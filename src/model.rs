@@ -560,8 +560,9 @@ pub struct Timings {
     /// Read, decode and track (they run as one streaming pass), the merge included.
     pub read_track: f64,
     /// Of `read_track`, after the last packet was read: the last batch tracked, the trackers
-    /// drained and their records merged into the connection list (the merge on one core).
-    pub merge: f64,
+    /// drained, their records merged into the connection list (on one core) and the freed
+    /// pages given back.
+    pub finish: f64,
     /// The detectors and the report filter.
     pub detect: f64,
     /// Each detector by name.
