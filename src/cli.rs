@@ -454,7 +454,7 @@ fn print_stats(a: &Analysis, render_secs: f64) {
     let t = &a.timings;
     let secs = t.read_track + t.detect + render_secs;
     eprintln!(
-        "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s (after the last read {:.3} s), detect {:.3} s, render {:.3} s), {} connections, peak {} open ({} in the tracker's tables)",
+        "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s (after the last read {:.3} s, merging {} connections), detect {:.3} s, render {:.3} s), {} connections, peak {} open ({} in the tracker's tables)",
         a.capture.file,
         a.capture.packets,
         a.capture.bytes,
@@ -462,6 +462,7 @@ fn print_stats(a: &Analysis, render_secs: f64) {
         a.capture.bytes as f64 / secs / 1e6,
         t.read_track,
         t.finish,
+        t.merged_late,
         t.detect,
         render_secs,
         a.connections.len(),

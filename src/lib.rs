@@ -98,24 +98,18 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let (capture, diag) = reader.finish();
     let finish_started = std::time::Instant::now();
     let Output {
-        records,
+        connections,
+        merged_early,
         vantage,
         table_peak,
         dns,
         stats,
     } = sharded.finish();
-    // Moved straight from the shards' record chunks (each freed once read) into the report.
-    let mut connections = Vec::with_capacity(records.len());
-    memory::prefer_huge_pages(&mut connections);
-    connections.extend(
-        records
-            .enumerate()
-            .map(|(id, rec)| Connection::new(id, rec)),
-    );
     // The reader's batches, the decoded runs and the trackers' tables are gone.
     memory::give_back();
     let tracked_at = std::time::Instant::now();
     let rss_track = memory::peak_rss_bytes();
+    let merged_late = connections.len() - merged_early;
     let peak_open = track::concurrent(
         connections
             .iter()
@@ -143,6 +137,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     analysis.timings = model::Timings {
         read_track: (tracked_at - started).as_secs_f64(),
         finish: (tracked_at - finish_started).as_secs_f64(),
+        merged_late,
         detect: tracked_at.elapsed().as_secs_f64(),
         detectors,
         table_peak,

@@ -560,9 +560,12 @@ pub struct Timings {
     /// Read, decode and track (they run as one streaming pass), the merge included.
     pub read_track: f64,
     /// Of `read_track`, after the last packet was read: the last batch tracked, the trackers
-    /// drained, their records merged into the connection list (on one core) and the freed
-    /// pages given back.
+    /// drained, the records still held back merged into the connection list (on one core)
+    /// and the freed pages given back.
     pub finish: f64,
+    /// Connections merged into the list after the last read: those held back behind a
+    /// connection still open (the others were merged batch by batch while reading).
+    pub merged_late: usize,
     /// The detectors and the report filter.
     pub detect: f64,
     /// Each detector by name.

@@ -119,84 +119,108 @@ impl VantageVotes {
     }
 }
 
+/// One connection attempt's place in a tracker's output, reserved at its first packet (so the
+/// slots are in order of first record), filled when the connection leaves the table, and
+/// emptied when the merge moves the record on into the report.
+#[derive(Debug)]
+enum Slot {
+    /// Still in the table: its first record.
+    Open(u64),
+    /// Left the table: its record, waiting for the merge.
+    Done(ConnRecord),
+    /// Moved on.
+    Moved,
+}
+
 /// Record slots in order of first packet, kept in fixed-size chunks: no doubling slack, no
-/// reallocation copies, and each chunk is freed as soon as its records have been moved on.
+/// reallocation copies. The merge moves records out from the front while the tracker adds
+/// slots at the back, and each chunk is freed as soon as the merge has passed it, so the
+/// chunks hold only the records between the oldest connection still open and the newest.
 #[derive(Debug, Default)]
 struct Slots {
-    chunks: Vec<Vec<Option<ConnRecord>>>,
+    chunks: std::collections::VecDeque<Vec<Slot>>,
+    /// Index of the first slot of the front chunk.
+    base: usize,
+    /// Slots reserved so far.
     len: usize,
-    /// Records per chunk.
+    /// The next slot to move on: every earlier one has been.
+    next: usize,
+    /// Slots per chunk.
     chunk: usize,
 }
 
-/// Records per chunk of [`Slots`] by default: 16,384 records are ~5.8 MB, above the size from
+/// Slots per chunk of [`Slots`] by default: 16,384 slots are ~5.8 MB, above the size from
 /// which the binary has the allocator map each allocation on its own
 /// ([`crate::memory::tune_allocator`]), so a chunk goes back to the system as soon as the merge
-/// has read it, and the merge holds at most one partly read chunk per shard beside the growing
-/// connection list. Untouched pages of the last chunk cost nothing.
+/// has passed it. Untouched pages of the last chunk cost nothing.
 const SLOT_CHUNK: usize = 1 << 14;
 
-/// The records of one tracker, in order of first packet, read in place: the record at the head
-/// is looked at where it lies and moved out once, and each chunk is freed once read.
-struct SlotRecords {
-    chunks: std::vec::IntoIter<Vec<Option<ConnRecord>>>,
-    current: std::vec::IntoIter<Option<ConnRecord>>,
-}
-
-impl SlotRecords {
-    /// First record of the next record (empty slots and read chunks are skipped).
-    fn head(&mut self) -> Option<u64> {
-        loop {
-            match self.current.as_slice().first() {
-                Some(Some(r)) => return Some(r.first_record),
-                Some(None) => {
-                    self.current.next();
-                }
-                None => self.current = self.chunks.next()?.into_iter(),
-            }
-        }
-    }
-}
-
 impl Slots {
-    /// A new empty slot; returns its index.
-    fn push(&mut self) -> usize {
+    /// A new open slot for a connection whose first packet is `first_record`; returns its
+    /// index.
+    fn push(&mut self, first_record: u64) -> usize {
         let chunk = self.chunk.max(1);
-        if self.chunks.last().is_none_or(|c| c.len() >= chunk) {
+        if self.chunks.back().is_none_or(|c| c.len() >= chunk) {
             let mut fresh = Vec::with_capacity(chunk);
             crate::memory::prefer_huge_pages(&mut fresh);
-            self.chunks.push(fresh);
+            self.chunks.push_back(fresh);
         }
-        if let Some(c) = self.chunks.last_mut() {
-            c.push(None);
+        if let Some(c) = self.chunks.back_mut() {
+            c.push(Slot::Open(first_record));
         }
         self.len += 1;
         self.len - 1
     }
 
-    fn get_mut(&mut self, i: usize) -> Option<&mut Option<ConnRecord>> {
+    fn get_mut(&mut self, i: usize) -> Option<&mut Slot> {
         let chunk = self.chunk.max(1);
-        self.chunks.get_mut(i / chunk)?.get_mut(i % chunk)
+        let at = i.checked_sub(self.base)?;
+        self.chunks.get_mut(at / chunk)?.get_mut(at % chunk)
     }
 
-    fn into_records(self) -> SlotRecords {
-        SlotRecords {
-            chunks: self.chunks.into_iter(),
-            current: Vec::new().into_iter(),
+    /// The next slot to move on, with its first record and whether its record is done.
+    fn head(&self) -> Option<(u64, bool)> {
+        let chunk = self.chunk.max(1);
+        let at = self.next.checked_sub(self.base)?;
+        match self.chunks.get(at / chunk)?.get(at % chunk)? {
+            Slot::Open(first) => Some((*first, false)),
+            Slot::Done(r) => Some((r.first_record, true)),
+            Slot::Moved => None,
         }
+    }
+
+    /// Move the record at the head out (when it is done), freeing the front chunk once it
+    /// has all been moved.
+    fn take_head(&mut self) -> Option<ConnRecord> {
+        let chunk = self.chunk.max(1);
+        let next = self.next;
+        let slot = self.get_mut(next)?;
+        let rec = match std::mem::replace(slot, Slot::Moved) {
+            Slot::Done(rec) => rec,
+            other => {
+                *slot = other;
+                return None;
+            }
+        };
+        self.next += 1;
+        if self.next - self.base >= chunk {
+            self.chunks.pop_front();
+            self.base += chunk;
+        }
+        Some(rec)
     }
 }
 
-/// What the track stage hands on.
+/// A tracker's output.
 #[derive(Debug, Default)]
-pub struct Tracked {
+struct Tracked {
     /// One slot per attempt, in order of its first packet, filled when the connection leaves
     /// the table (so the records need no sort at the end).
     slots: Slots,
     /// Handshake-timing votes for the vantage point.
-    pub vantage: VantageVotes,
+    vantage: VantageVotes,
     /// Most connections in the table at once (in memory; closed ones linger a few seconds).
-    pub table_peak: usize,
+    table_peak: usize,
 }
 
 /// Most connections open at once, from `(first record, last record)` spans in order of first
@@ -233,67 +257,28 @@ pub struct Tracker {
     since_sweep: usize,
 }
 
-/// The records of several trackers that saw disjoint connections, merged in order of first
-/// record as they are read (see [`Tracked::merge`]).
-pub struct Merged {
-    parts: Vec<SlotRecords>,
-    left: usize,
-}
-
-impl ExactSizeIterator for Merged {}
-
-impl Iterator for Merged {
-    type Item = ConnRecord;
-
-    fn next(&mut self) -> Option<ConnRecord> {
-        // The part whose head came first (the first part on a tie). The records are large:
-        // looked at in place and moved once (a peeking adapter moved each several times).
-        let mut first: Option<(u64, usize)> = None;
-        for (k, part) in self.parts.iter_mut().enumerate() {
-            if let Some(f) = part.head() {
-                if first.is_none_or(|(b, _)| f < b) {
-                    first = Some((f, k));
+/// Move on, in order of first record across `trackers` (which saw disjoint connections),
+/// every record that is done and comes before every connection still open; `emit` takes each
+/// one. Called after each tracked batch, so the records reach the report while the capture
+/// is read and each tracker's chunks hold only what an open connection still holds back;
+/// after [`Tracker::drain`] on every tracker, it moves them all.
+pub fn merge_ready(trackers: &mut [Tracker], mut emit: impl FnMut(ConnRecord)) {
+    loop {
+        // The tracker whose next slot has the smallest first record (records are unique to
+        // one tracker): if that slot is still open, nothing later may move yet.
+        let mut first: Option<(u64, usize, bool)> = None;
+        for (k, t) in trackers.iter().enumerate() {
+            if let Some((f, done)) = t.out.slots.head() {
+                if first.is_none_or(|(b, _, _)| f < b) {
+                    first = Some((f, k, done));
                 }
             }
         }
-        let (_, k) = first?;
-        let rec = self.parts.get_mut(k)?.current.next().flatten()?;
-        self.left = self.left.saturating_sub(1);
-        Some(rec)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-impl Tracked {
-    /// Connection attempts recorded.
-    pub fn len(&self) -> usize {
-        self.slots.len
-    }
-
-    /// No connection attempt was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.slots.len == 0
-    }
-
-    /// Merge the output of several trackers that saw disjoint connections: the records in
-    /// order of first record (streamed: each tracker's chunks are freed as they are read),
-    /// votes added, the largest table peak.
-    pub fn merge(parts: Vec<Tracked>) -> (Merged, VantageVotes, usize) {
-        let mut vantage = VantageVotes::default();
-        let mut table_peak = 0;
-        let left = parts.iter().map(Tracked::len).sum();
-        let parts = parts
-            .into_iter()
-            .map(|p| {
-                vantage.add(&p.vantage);
-                table_peak = table_peak.max(p.table_peak);
-                p.slots.into_records()
-            })
-            .collect();
-        (Merged { parts, left }, vantage, table_peak)
+        let Some((_, k, true)) = first else { return };
+        match trackers.get_mut(k).and_then(|t| t.out.slots.take_head()) {
+            Some(rec) => emit(rec),
+            None => return,
+        }
     }
 }
 
@@ -332,7 +317,7 @@ impl Tracker {
                 let side = open.conn.side_of(src);
                 if t.flags.is_syn() && open.conn.is_new_attempt(side, t.seq) {
                     let fresh = Open {
-                        slot: self.out.slots.push(),
+                        slot: self.out.slots.push(p.record),
                         conn: ConnState::new(p, t),
                     };
                     let old = std::mem::replace(open, fresh);
@@ -341,7 +326,7 @@ impl Tracker {
                 &mut open.conn
             }
             None => {
-                let slot = self.out.slots.push();
+                let slot = self.out.slots.push(p.record);
                 &mut self
                     .table
                     .entry(key)
@@ -381,15 +366,40 @@ impl Tracker {
         let rec = open.conn.into_record();
         out.vantage.vote(&rec);
         if let Some(slot) = out.slots.get_mut(open.slot) {
-            *slot = Some(rec);
+            *slot = Slot::Done(rec);
         }
     }
 
-    /// Drain the table: every connection still open is reported too.
-    pub fn finish(mut self) -> Tracked {
+    /// Drain the table at the end of the capture: every connection still open is reported
+    /// too (the next [`merge_ready`] moves every record on).
+    pub fn drain(&mut self) {
         for (_, c) in self.table.drain() {
             Self::finish_one(&mut self.out, c);
         }
-        self.out
+    }
+
+    /// Handshake-timing votes for the vantage point.
+    pub fn vantage(&self) -> &VantageVotes {
+        &self.out.vantage
+    }
+
+    /// Most connections in the table at once.
+    pub fn table_peak(&self) -> usize {
+        self.out.table_peak
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot costs nothing beside its record: its open and moved states fit in the record's
+    /// niche, so the chunks are as compact as the records.
+    #[test]
+    fn a_slot_is_the_size_of_its_record() {
+        assert_eq!(
+            std::mem::size_of::<Slot>(),
+            std::mem::size_of::<ConnRecord>()
+        );
     }
 }

@@ -13,14 +13,17 @@
 //!    task of their own beside the shards.
 //!
 //! A connection is only ever touched by one shard, in capture order, so the result is the same
-//! as one tracker's whatever the number of shards; the records are merged by first record.
+//! as one tracker's whatever the number of shards. After each batch the shards' finished
+//! records are merged by first record straight into the report's connection list, as far as
+//! the oldest connection still open allows (see [`super::merge_ready`]).
 
 use rayon::prelude::*;
 
-use super::{Merged, TrackConfig, Tracked, Tracker, VantageVotes};
+use super::{merge_ready, TrackConfig, Tracker, VantageVotes};
 use crate::decode::{decode, DecodeStats, Packet, L4};
 use crate::detect::dns::{is_dns, DnsMessage, Malformed, Seen};
 use crate::detect::DnsTable;
+use crate::model::Connection;
 use crate::read::Batch;
 
 /// Frames decoded per task.
@@ -62,12 +65,17 @@ pub struct Sharded {
     pending: Option<Decoded>,
     /// Emptied runs of a batch already tracked, for the next batch to decode into.
     spare: Vec<Run>,
+    /// The report's connections, in order of first record: the records merged so far.
+    connections: Vec<Connection>,
 }
 
 /// What the decode and track stages hand on.
 pub struct Output {
-    /// Connection records in order of first record, streamed out of the shards.
-    pub records: Merged,
+    /// The connections, in order of first record (ids are positions).
+    pub connections: Vec<Connection>,
+    /// How many of them were merged while the capture was read (the rest waited for the end
+    /// behind a connection still open).
+    pub merged_early: usize,
     /// Handshake-timing votes for the vantage point.
     pub vantage: VantageVotes,
     /// Most connections in the trackers' tables at once.
@@ -145,6 +153,7 @@ impl Sharded {
             table_peak: 0,
             pending: None,
             spare: Vec::new(),
+            connections: Vec::new(),
         }
     }
 
@@ -210,21 +219,44 @@ impl Sharded {
         // Sampled once per batch (the shards' tables are not in step within one).
         let open: usize = self.trackers.iter().map(Tracker::open).sum();
         self.table_peak = self.table_peak.max(open);
+        self.merge();
     }
 
-    /// Track the last batch, drain every shard and merge their records in order of first
-    /// record.
+    /// Move every record that is ready into the connection list (on this core, while the other
+    /// decodes the next batch): written once into memory it stays in, and the shards' chunks
+    /// freed as the merge passes them.
+    fn merge(&mut self) {
+        let list = &mut self.connections;
+        merge_ready(&mut self.trackers, |rec| {
+            if list.len() == list.capacity() {
+                // Doubling: above the allocator's mmap threshold a reallocation moves the
+                // mapping, it copies nothing (see `prefer_huge_pages_growing`).
+                list.reserve(list.capacity().max(1 << 14));
+                crate::memory::prefer_huge_pages_growing(list);
+            }
+            list.push(Connection::new(list.len(), rec));
+        });
+    }
+
+    /// Track the last batch, drain every shard and merge the rest of their records.
     pub fn finish(mut self) -> Output {
         if let Some(mut d) = self.pending.take() {
             self.track(&mut d);
         }
         self.dns.shrink_to_fit();
-        let parts: Vec<Tracked> = self.trackers.into_iter().map(Tracker::finish).collect();
-        let (records, vantage, table_peak) = Tracked::merge(parts);
+        let merged_early = self.connections.len();
+        self.trackers.iter_mut().for_each(Tracker::drain);
+        self.merge();
+        let mut vantage = VantageVotes::default();
+        for t in &self.trackers {
+            vantage.add(t.vantage());
+        }
+        let table_peak = self.trackers.iter().map(Tracker::table_peak).max();
         Output {
-            records,
+            connections: self.connections,
+            merged_early,
             vantage,
-            table_peak: table_peak.max(self.table_peak),
+            table_peak: table_peak.unwrap_or(0).max(self.table_peak),
             dns: self.dns,
             stats: self.stats,
         }
