@@ -137,8 +137,8 @@ enum Slot {
 
 /// Record slots in order of first packet, kept in fixed-size chunks: no doubling slack, no
 /// reallocation copies. The merge moves records out from the front while the tracker adds
-/// slots at the back, and each chunk the merge has passed is reused or freed, so the chunks
-/// hold only the records between the oldest connection still open and the newest.
+/// slots at the back, and each chunk is freed as soon as the merge has passed it, so the
+/// chunks hold only the records between the oldest connection still open and the newest.
 #[derive(Debug, Default)]
 struct Slots {
     chunks: std::collections::VecDeque<Vec<Slot>>,
@@ -150,15 +150,12 @@ struct Slots {
     next: usize,
     /// Slots per chunk.
     chunk: usize,
-    /// The last chunk the merge passed, emptied, for the next chunk to reuse: its pages are
-    /// already backed, where a new chunk's would all be faulted in and zeroed again.
-    spare: Option<Vec<Slot>>,
 }
 
 /// Slots per chunk of [`Slots`] by default: 16,384 slots are ~5.8 MB, above the size from
 /// which the binary has the allocator map each allocation on its own
-/// ([`crate::memory::tune_allocator`]), so a chunk the merge has passed goes back to the
-/// system when it is not kept for reuse. Untouched pages of the last chunk cost nothing.
+/// ([`crate::memory::tune_allocator`]), so a chunk goes back to the system as soon as the merge
+/// has passed it. Untouched pages of the last chunk cost nothing.
 const SLOT_CHUNK: usize = 1 << 14;
 
 impl Slots {
@@ -167,11 +164,8 @@ impl Slots {
     fn push(&mut self, first_record: u64) -> usize {
         let chunk = self.chunk.max(1);
         if self.chunks.back().is_none_or(|c| c.len() >= chunk) {
-            let fresh = self.spare.take().unwrap_or_else(|| {
-                let mut fresh = Vec::with_capacity(chunk);
-                crate::memory::prefer_huge_pages(&mut fresh);
-                fresh
-            });
+            let mut fresh = Vec::with_capacity(chunk);
+            crate::memory::prefer_huge_pages(&mut fresh);
             self.chunks.push_back(fresh);
         }
         if let Some(c) = self.chunks.back_mut() {
@@ -213,10 +207,7 @@ impl Slots {
         };
         self.next += 1;
         if self.next - self.base >= chunk {
-            if let Some(mut passed) = self.chunks.pop_front() {
-                passed.clear();
-                self.spare = Some(passed);
-            }
+            self.chunks.pop_front();
             self.base += chunk;
         }
         Some(rec)
