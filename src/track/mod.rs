@@ -261,14 +261,15 @@ pub struct Tracker {
 }
 
 /// Move on, in order of first record across `trackers` (which saw disjoint connections),
-/// every record that is done and comes before every connection still open; `emit` takes each
-/// one. Called after each tracked batch, so the records reach the report while the capture
-/// is read and each tracker's chunks hold only what an open connection still holds back;
-/// after [`Tracker::drain`] on every tracker, it moves them all.
+/// every record that has left its table and comes before every connection still in one
+/// (open, or lingering after its close); `emit` takes each one. Called after each tracked
+/// batch, so the records reach the report while the capture is read and each tracker's
+/// chunks hold only what a connection still in a table holds back; after [`Tracker::drain`]
+/// on every tracker, it moves them all.
 pub fn merge_ready(trackers: &mut [Tracker], mut emit: impl FnMut(ConnRecord)) {
     loop {
-        // The tracker whose next slot has the smallest first record (records are unique to
-        // one tracker): if that slot is still open, nothing later may move yet.
+        // The tracker whose next slot has the smallest first record (a record number belongs
+        // to one tracker): if that slot is still open, nothing later may move yet.
         let mut first: Option<(u64, usize, bool)> = None;
         for (k, t) in trackers.iter().enumerate() {
             if let Some((f, done)) = t.out.slots.head() {

@@ -73,8 +73,9 @@ pub struct Sharded {
 pub struct Output {
     /// The connections, in order of first record (ids are positions).
     pub connections: Vec<Connection>,
-    /// How many of them were merged while the capture was read (the rest waited for the end
-    /// behind a connection still open).
+    /// How many of them were merged while the capture was read (the rest were still in a
+    /// tracker's table at the end, open or lingering after their close, or held back behind
+    /// one that was).
     pub merged_early: usize,
     /// Handshake-timing votes for the vantage point.
     pub vantage: VantageVotes,
