@@ -52,8 +52,9 @@ pub fn prefer_huge_pages<T>(v: &mut Vec<T>) {
 /// buffer of [`MMAP_THRESHOLD`] bytes or more on its own and grows it by asking the kernel to
 /// move the mapping (`mremap`, no copy), which works only while the mapping is one region:
 /// advising just its spare capacity splits it in two, the move fails, and the allocator
-/// copies the whole buffer into a new one, both resident at once (on the 600 MB benchmark
-/// capture the connection list's last doubling raised the peak from 258 to 314 MiB).
+/// copies the whole buffer into a new one, both resident at once (a build that advised only
+/// the spare capacity peaked at 314 MiB after track on the 600 MB benchmark capture, against
+/// 256 MiB now; `strace` showed each doubling's `mremap` failing with EFAULT).
 pub fn prefer_huge_pages_growing<T>(v: &mut Vec<T>) {
     let start = v.as_mut_ptr() as usize;
     let bytes = v.capacity() * std::mem::size_of::<T>();

@@ -598,8 +598,9 @@ fn many_connections_identical_across_thread_counts() {
 }
 
 /// The records reach the connection list batch by batch while the capture is read, so the
-/// trackers' chunks hold only what a connection still open holds back: without one, only the
-/// connections closed in the last seconds (their linger time) wait for the end; with a
+/// trackers' chunks hold only what a connection still in a tracker's table holds back: with
+/// none open for long, only the connections closed in the last seconds (their linger time)
+/// wait for the end; with a
 /// connection open from the first packet to the last, every later record waits for it and
 /// is merged at the end, in order, across hundreds of chunk boundaries. The report is the
 /// same whatever the chunk size.
