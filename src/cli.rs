@@ -371,10 +371,17 @@ pub fn run(cli: Cli) -> Outcome {
         }),
     };
     if let Err(e) = result {
-        eprintln!("racetrace: {e}");
+        note(format_args!("racetrace: {e}"));
         outcome.error = true;
     }
     outcome
+}
+
+/// Write a line to standard error. A closed stderr (`2>&1 | head`) must not end the run:
+/// `eprintln!` panics when the write fails, and the release profile aborts on a panic before
+/// the report files are flushed; here the line is dropped instead.
+fn note(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{line}");
 }
 
 /// Analyse each capture and hand it to `show`; an unreadable input is reported and the
@@ -389,7 +396,7 @@ fn each(
         match crate::analyze(&inputs, &opts) {
             Ok(a) => {
                 for w in &a.warnings {
-                    eprintln!("racetrace: warning: {}", w.message);
+                    note(format_args!("racetrace: warning: {}", w.message));
                 }
                 if let Err(e) = show(&a) {
                     if e.kind() == io::ErrorKind::BrokenPipe {
@@ -402,7 +409,7 @@ fn each(
                 }
             }
             Err(e) => {
-                eprintln!("racetrace: {e}");
+                note(format_args!("racetrace: {e}"));
                 outcome.error = true;
             }
         }
@@ -425,14 +432,15 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
                 let cases = crate::check::check(&a, &gate);
                 for c in &cases {
                     for v in &c.violations {
-                        println!("{}: {v}", c.rule);
+                        // A closed stdout (`| head`) ends the listing, not the run.
+                        let _ = writeln!(io::stdout(), "{}: {v}", c.rule);
                         outcome.violation = true;
                     }
                 }
                 results.push((a.capture.file.clone(), cases));
             }
             Err(e) => {
-                eprintln!("racetrace: {e}");
+                note(format_args!("racetrace: {e}"));
                 unreadable.push((inputs.join(", "), e.to_string()));
                 outcome.error = true;
             }
@@ -453,7 +461,7 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
 fn print_stats(a: &Analysis, render_secs: f64) {
     let t = &a.timings;
     let secs = t.read_track + t.detect + render_secs;
-    eprintln!(
+    note(format_args!(
         "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s (after the last read {:.3} s, merging {} connections), detect {:.3} s, render {:.3} s), {} connections, peak {} open ({} in the tracker's tables)",
         a.capture.file,
         a.capture.packets,
@@ -468,24 +476,27 @@ fn print_stats(a: &Analysis, render_secs: f64) {
         a.connections.len(),
         a.peak_open,
         t.table_peak
-    );
+    ));
     let each: Vec<String> = t
         .detectors
         .iter()
         .map(|(name, secs)| format!("{name} {secs:.3} s"))
         .collect();
-    eprintln!("racetrace: stats: detectors: {}", each.join(", "));
+    note(format_args!(
+        "racetrace: stats: detectors: {}",
+        each.join(", ")
+    ));
     let mb = |b: Option<u64>| {
         b.map_or("?".to_string(), |b| {
             format!("{:.0} MiB", b as f64 / 1_048_576.0)
         })
     };
-    eprintln!(
+    note(format_args!(
         "racetrace: stats: peak resident memory of the process: after track {}, after detect {}, after render {}",
         mb(t.rss_track),
         mb(t.rss_detect),
         mb(crate::memory::peak_rss_bytes())
-    );
+    ));
 }
 
 fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
@@ -535,7 +546,7 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
             match r {
                 Ok((stem, a, folder_secs)) => {
                     for w in &a.warnings {
-                        eprintln!("racetrace: warning: {}", w.message);
+                        note(format_args!("racetrace: warning: {}", w.message));
                     }
                     let started = std::time::Instant::now();
                     if let Some(w) = json_out.as_mut() {
@@ -552,7 +563,7 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
                     crate::memory::drop_in_background(a);
                 }
                 Err(e) => {
-                    eprintln!("racetrace: {e}");
+                    note(format_args!("racetrace: {e}"));
                     failed.push(e.to_string());
                     outcome.error = true;
                 }

@@ -688,3 +688,32 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
     assert!(small == run(&held, racetrace::Options::default().track.record_chunk).1);
     validate(std::str::from_utf8(&small).unwrap());
 }
+
+/// A closed standard error (a CI script's `2>&1 | head`) does not end the run: the warnings
+/// and `--stats` lines are dropped, the report is still written whole and the exit code is
+/// the analysis's. (`eprintln!` panicked on the failed write, and the release build aborted
+/// before the JSON file was flushed.)
+#[test]
+fn a_closed_stderr_does_not_cut_the_report() {
+    use std::process::Stdio;
+    let sample = samples().join("he_curl_like_v6_slow.pcap");
+    let out = tempdir("closed-stderr").join("report.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_racetrace"))
+        .args(["analyze", sample.to_str().unwrap(), "--stats", "--json"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let whole = racetrace(&["analyze", sample.to_str().unwrap(), "--json", "-"]);
+    assert!(whole.status.success());
+    let written = std::fs::read(&out).unwrap();
+    assert!(
+        written == whole.stdout,
+        "the report differs from a run with stderr open"
+    );
+    validate(std::str::from_utf8(&written).unwrap());
+}
