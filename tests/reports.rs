@@ -644,13 +644,21 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
             &write_pcap(&s.frames(Link::Ethernet), Link::Ethernet, false, 262_144),
         )
     };
+    // On two threads (two shards), whatever the machine: how many records wait for the end
+    // depends on how often each shard sees a packet.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
     let run = |pcap: &std::path::Path, chunk: usize| {
         let mut opts = racetrace::Options::default();
         opts.track.record_chunk = chunk;
-        let a = racetrace::analyze(&[pcap.to_str().unwrap().to_string()], &opts).unwrap();
-        let mut out = Vec::new();
-        racetrace::render::json::write(&a, &mut out).unwrap();
-        (a, out)
+        pool.install(|| {
+            let a = racetrace::analyze(&[pcap.to_str().unwrap().to_string()], &opts).unwrap();
+            let mut out = Vec::new();
+            racetrace::render::json::write(&a, &mut out).unwrap();
+            (a, out)
+        })
     };
     let in_order = |a: &racetrace::model::Analysis| {
         a.connections
@@ -664,10 +672,11 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
     assert_eq!(a.connections.len(), n as usize);
     assert!(in_order(&a));
     // Closed connections linger 4 s (200 of them at one every 20 ms), and each shard's sweep
-    // that flushes them runs at most once a second of the capture time its own packets show
-    // (201-256 measured on 1-16 threads): at most 6 s' worth, 300, wait for the end.
+    // that flushes them runs once a second of the capture time its own packets show, every
+    // 40 ms or so on two shards: 200 to about 255 wait for the end (244 measured; 201 on one
+    // shard, 500 on 64, whose sweeps come seconds apart).
     assert!(
-        (200..=300).contains(&a.timings.merged_late),
+        (200..=260).contains(&a.timings.merged_late),
         "{} of {n} connections merged after the last read",
         a.timings.merged_late
     );
