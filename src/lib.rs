@@ -99,7 +99,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let finish_started = std::time::Instant::now();
     let Output {
         connections,
-        merged_early,
+        merged_late,
         vantage,
         table_peak,
         dns,
@@ -109,7 +109,6 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     memory::give_back();
     let tracked_at = std::time::Instant::now();
     let rss_track = memory::peak_rss_bytes();
-    let merged_late = connections.len() - merged_early;
     let peak_open = track::concurrent(
         connections
             .iter()

@@ -563,9 +563,8 @@ pub struct Timings {
     /// drained, the records still held back merged into the connection list (on one core)
     /// and the freed pages given back.
     pub finish: f64,
-    /// Connections merged into the list after the last read: those still in a tracker's
-    /// table at the end (open, or lingering after their close) and those held back behind
-    /// one (the others were merged batch by batch while reading).
+    /// Connections merged into the list after the last read (see
+    /// [`crate::track::parallel::Output::merged_late`]).
     pub merged_late: usize,
     /// The detectors and the report filter.
     pub detect: f64,

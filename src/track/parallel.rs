@@ -73,10 +73,10 @@ pub struct Sharded {
 pub struct Output {
     /// The connections, in order of first record (ids are positions).
     pub connections: Vec<Connection>,
-    /// How many of them were merged while the capture was read (the rest were still in a
-    /// tracker's table at the end, open or lingering after their close, or held back behind
-    /// one that was).
-    pub merged_early: usize,
+    /// How many of them were merged after the last read: those still in a tracker's table at
+    /// the end (open, or lingering after their close) and those held back behind one; the
+    /// others were merged batch by batch while the capture was read.
+    pub merged_late: usize,
     /// Handshake-timing votes for the vantage point.
     pub vantage: VantageVotes,
     /// Most connections in the trackers' tables at once.
@@ -254,8 +254,8 @@ impl Sharded {
         }
         let table_peak = self.trackers.iter().map(Tracker::table_peak).max();
         Output {
+            merged_late: self.connections.len() - merged_early,
             connections: self.connections,
-            merged_early,
             vantage,
             table_peak: table_peak.unwrap_or(0).max(self.table_peak),
             dns: self.dns,
