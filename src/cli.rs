@@ -457,9 +457,53 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     Ok(())
 }
 
-/// The `--stats` line: sizes, the time of each stage and the throughput of the whole.
-fn print_stats(a: &Analysis, render_secs: f64) {
+/// Wall-clock and CPU time spent on a step (CPU time: the whole process's, see
+/// [`crate::cpu`]).
+#[derive(Clone, Copy)]
+struct Spent {
+    wall: f64,
+    cpu: Option<f64>,
+}
+
+impl Spent {
+    /// Both times together.
+    fn plus(self, other: Spent) -> Spent {
+        Spent {
+            wall: self.wall + other.wall,
+            cpu: self.cpu.zip(other.cpu).map(|(a, b)| a + b),
+        }
+    }
+}
+
+/// The readings at the start of a step.
+struct Started {
+    at: std::time::Instant,
+    cpu: Option<f64>,
+}
+
+impl Started {
+    fn now() -> Started {
+        Started {
+            at: std::time::Instant::now(),
+            cpu: crate::cpu::seconds(),
+        }
+    }
+
+    /// What the step took until now.
+    fn stop(self) -> Spent {
+        Spent {
+            wall: self.at.elapsed().as_secs_f64(),
+            cpu: crate::cpu::since(self.cpu),
+        }
+    }
+}
+
+/// The `--stats` lines: sizes, the time of each stage and the throughput of the whole, each
+/// detector's time, the peaks of memory, and (`single`: one capture analysed, so that the
+/// process's CPU time is this capture's) the CPU time of each stage.
+fn print_stats(a: &Analysis, render: Spent, single: bool) {
     let t = &a.timings;
+    let render_secs = render.wall;
     let secs = t.read_track + t.detect + render_secs;
     note(format_args!(
         "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s (after the last read {:.3} s, merging {} connections), detect {:.3} s, render {:.3} s), {} connections, peak {} open ({} in the tracker's tables)",
@@ -497,6 +541,25 @@ fn print_stats(a: &Analysis, render_secs: f64) {
         mb(t.rss_detect),
         mb(crate::memory::peak_rss_bytes())
     ));
+    let stages = [
+        ("read+decode+track", t.read_track, t.cpu_read_track),
+        ("detect", t.detect, t.cpu_detect),
+        ("render", render.wall, render.cpu),
+    ];
+    let each: Option<Vec<String>> = stages
+        .iter()
+        .map(|&(name, wall, cpu)| {
+            let cpu = cpu?;
+            let cores = if wall > 0.0 { cpu / wall } else { 0.0 };
+            Some(format!("{name} {cpu:.3} s on {cores:.2} cores"))
+        })
+        .collect();
+    if let (true, Some(each)) = (single, each) {
+        note(format_args!(
+            "racetrace: stats: CPU time (user and system, every thread): {}",
+            each.join(", ")
+        ));
+    }
 }
 
 fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
@@ -530,25 +593,25 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
     // input order, so they do not depend on the thread count, and each analysis is dropped
     // once written: memory follows the captures in flight, not the batch.
     for group in captures.chunks(rayon::current_num_threads().max(1)) {
-        let results: Vec<Result<(PathBuf, Analysis, f64), Error>> = group
+        let results: Vec<Result<(PathBuf, Analysis, Spent), Error>> = group
             .par_iter()
             .map(|(inputs, rel)| {
                 let a = crate::analyze(inputs, &opts)?;
                 let stem = stem(rel);
-                let started = std::time::Instant::now();
+                let started = Started::now();
                 if let Some(dir) = &args.out {
                     write_folder(&a, &dir.join(&stem), outputs, opts.detect.cancel_by)?;
                 }
-                Ok((stem, a, started.elapsed().as_secs_f64()))
+                Ok((stem, a, started.stop()))
             })
             .collect();
         for r in results {
             match r {
-                Ok((stem, a, folder_secs)) => {
+                Ok((stem, a, folder)) => {
                     for w in &a.warnings {
                         note(format_args!("racetrace: warning: {}", w.message));
                     }
-                    let started = std::time::Instant::now();
+                    let started = Started::now();
                     if let Some(w) = json_out.as_mut() {
                         let res = render::json::write(&a, &mut *w).and_then(|_| writeln!(w));
                         res.map_err(|source| Error::Write {
@@ -557,7 +620,10 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
                         })?;
                     }
                     if args.stats {
-                        print_stats(&a, started.elapsed().as_secs_f64() + folder_secs);
+                        // The CPU time is the process's: with several captures analysed at
+                        // once it would count the others too.
+                        let single = captures.len() == 1;
+                        print_stats(&a, started.stop().plus(folder), single);
                     }
                     index.push(IndexEntry::new(&stem, &a));
                     crate::memory::drop_in_background(a);

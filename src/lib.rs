@@ -21,6 +21,7 @@
 pub mod app;
 pub mod check;
 pub mod cli;
+pub mod cpu;
 pub mod decode;
 pub mod detect;
 pub mod domain;
@@ -60,6 +61,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         .collect::<Result<Vec<_>>>()?;
     let mut reader = MergedReader::new(readers);
     let started = std::time::Instant::now();
+    let cpu_started = cpu::seconds();
 
     // Read on a second thread, a few batches ahead; batches go back to be reused. Decode and
     // track run on every core (rayon), sharded by connection.
@@ -67,7 +69,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
     let mut sharded = Sharded::new(opts.track, rayon::current_num_threads());
     let reader = std::thread::scope(|s| {
-        let producer = s.spawn(move || {
+        let read = move || {
             loop {
                 let mut batch = empty_rx.try_recv().unwrap_or_default();
                 if !reader.fill(&mut batch) || full_tx.send(batch).is_err() {
@@ -75,7 +77,18 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
                 }
             }
             reader
-        });
+        };
+        // Named, so that `top -H` and `perf` tell it from the workers.
+        let spawned = std::thread::Builder::new()
+            .name("racetrace-read".into())
+            .spawn_scoped(s, read);
+        let producer = match spawned {
+            Ok(p) => p,
+            Err(source) => {
+                let file = inputs.join(", ");
+                return Err(error::Error::Io { file, source });
+            }
+        };
         // Benchmarks time the reader alone with RACETRACE_BENCH_READ_ONLY set: batches are
         // read and handed back undecoded (the report is then empty).
         let read_only = std::env::var_os("RACETRACE_BENCH_READ_ONLY").is_some();
@@ -89,9 +102,9 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
                 let _ = empty_tx.send(b);
             }
         }
-        producer.join()
+        Ok(producer.join())
     });
-    let reader = match reader {
+    let reader = match reader? {
         Ok(r) => r,
         Err(panic) => std::panic::resume_unwind(panic),
     };
@@ -108,6 +121,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     // The reader's batches, the decoded runs and the trackers' tables are gone.
     memory::give_back();
     let tracked_at = std::time::Instant::now();
+    let cpu_tracked = cpu::seconds();
     let rss_track = memory::peak_rss_bytes();
     let peak_open = track::concurrent(
         connections
@@ -138,6 +152,8 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         finish: (tracked_at - finish_started).as_secs_f64(),
         merged_late,
         detect: tracked_at.elapsed().as_secs_f64(),
+        cpu_read_track: cpu_tracked.and_then(|t| Some(t - cpu_started?)),
+        cpu_detect: cpu::since(cpu_tracked),
         detectors,
         table_peak,
         rss_track,

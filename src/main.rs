@@ -7,6 +7,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     racetrace::memory::tune_allocator();
+    // Named, so that `top -H` and `perf` tell the workers from the reader and the main thread.
+    // (Fails only if the pool already exists, which it cannot yet; it would then keep its
+    // names.)
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("racetrace-work-{i}"))
+        .build_global();
     let cli = match racetrace::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -568,6 +568,11 @@ pub struct Timings {
     pub merged_late: usize,
     /// The detectors and the report filter.
     pub detect: f64,
+    /// CPU seconds (user and system, every thread of the process) during `read_track`; in a
+    /// batch, other captures analysed at the same time count too.
+    pub cpu_read_track: Option<f64>,
+    /// The same during `detect`.
+    pub cpu_detect: Option<f64>,
     /// Each detector by name.
     pub detectors: Vec<(&'static str, f64)>,
     /// Most connections held in the tracker's tables at once (sampled per batch): what the

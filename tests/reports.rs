@@ -726,3 +726,58 @@ fn a_closed_stderr_does_not_cut_the_report() {
     );
     validate(std::str::from_utf8(&written).unwrap());
 }
+
+/// `--stats` gives each stage's CPU time beside its wall-clock time, as the number of cores it
+/// kept busy, for one capture; for a batch, whose captures are analysed at the same time and
+/// share the process's CPU time, it leaves the line out.
+#[test]
+fn stats_give_each_stages_cpu_time_for_one_capture() {
+    let one = samples().join("he_curl_like_v6_slow.pcap");
+    let other = samples().join("he_chromium_like_v6_blackhole.pcap");
+    let stats = |files: &[&Path]| {
+        let mut args = vec!["analyze"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        args.extend(["--json", "-", "--stats"]);
+        let out = racetrace(&args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let stderr = stats(&[&one]);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("racetrace: stats: CPU time"))
+        .unwrap_or_else(|| panic!("no CPU line in {stderr}"));
+    // The reader thread, the workers and the main thread: no stage keeps more cores busy.
+    let threads = std::thread::available_parallelism().unwrap().get() as f64 + 2.0;
+    let stages: Vec<(&str, f64, f64)> = line
+        .split_once(": ")
+        .unwrap()
+        .1
+        .split_once("): ")
+        .unwrap()
+        .1
+        .split(", ")
+        .map(|s| {
+            let w: Vec<&str> = s.split(' ').collect();
+            assert_eq!((w.len(), w[2], w[3], w[5]), (6, "s", "on", "cores"), "{s}");
+            (w[0], w[1].parse().unwrap(), w[4].parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|s| s.0).collect();
+    assert_eq!(names, ["read+decode+track", "detect", "render"], "{line}");
+    for &(name, cpu, cores) in &stages {
+        assert!(
+            cpu >= 0.0 && (0.0..=threads).contains(&cores),
+            "{name}: {line}"
+        );
+    }
+    // Reading spawns a thread and parses every record: never free.
+    assert!(stages[0].1 > 0.0 && stages[0].2 > 0.0, "{line}");
+    let batch = stats(&[&one, &other]);
+    assert!(!batch.contains("CPU time"), "{batch}");
+    assert_eq!(
+        batch.matches("racetrace: stats: detectors:").count(),
+        2,
+        "{batch}"
+    );
+}
