@@ -79,7 +79,7 @@ impl Family {
             Family::Ipv6 => "ipv6",
         }
     }
-    /// One digit, `4` or `6`, for compact strips such as `6A 4B`.
+    /// One digit, `4` or `6`, for compact strips such as `6B1 4B2`.
     pub fn digit(self) -> char {
         match self {
             Family::Ipv4 => '4',

@@ -342,7 +342,8 @@ pub struct Sequence {
     pub switches: Vec<Switch>,
     /// Extra: family switches that also switched backend.
     pub family_and_backend_switches: usize,
-    /// Extra: the strip, e.g. `6A 6A 4B 6A 4?`.
+    /// Extra: the strip, one entry per connection: the family's digit and the backend's id,
+    /// or `?` when unknown, e.g. `6B1 6B1 4B2 6B1 4?`.
     pub strip: String,
 }
 

@@ -781,3 +781,61 @@ fn stats_give_each_stages_cpu_time_for_one_capture() {
         "{batch}"
     );
 }
+
+/// The terminal tables speak the report's words: attempts with their families, fates and
+/// stages as the JSON spells them, counts in the singular when there is one, an unnamed
+/// service's port once, and a sequence's strip with the backends' ids.
+#[test]
+fn terminal_tables_use_the_reports_words() {
+    let text = |args: &[&str]| {
+        let out = racetrace(args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let blackhole = samples().join("he_chromium_like_v6_blackhole.pcap");
+    let races = text(&["races", blackhole.to_str().unwrap()]);
+    let lines: Vec<&str> = races.lines().collect();
+    let header = format!("# {} — 1 race, 3 also-rans", blackhole.display());
+    assert_eq!(
+        lines,
+        [
+            header.as_str(),
+            "race   0 2026-11-01T00:00:00.000000Z 198.18.0.1,fd18::1 → fd18::2 443  \
+             attempts #0 ipv6, #1 ipv6, #2 ipv6, #3 ipv4  delay 300.0 ms  winner #3 ipv4  \
+             also-rans: #0 never_answered@syn, #1 never_answered@syn, #2 never_answered@syn",
+            "summary: 4 connections, 1 race, 3 also-rans, median attempt delay 300.0 ms, \
+             0 duplicate upgrades",
+        ]
+    );
+    let slow = samples().join("he_curl_like_v6_slow.pcap");
+    let races = text(&["races", slow.to_str().unwrap()]);
+    assert!(
+        races.contains("also-rans: #0 late_synack_reset@synack +299.6 ms\n"),
+        "{races}"
+    );
+
+    let three = samples().join("lb_three_stable_backends.pcap");
+    let backends = text(&["backends", three.to_str().unwrap()]);
+    assert!(
+        backends.contains(" — 3 backends, 4 family switches, 6 backend switches\n"),
+        "{backends}"
+    );
+    assert!(
+        backends.contains(
+            "→ shop.example: 6B1 6B1 4B2 4B2 6B3 6B1 4B2 4B2 6B3 6B3 6B1 6B1  \
+             (4 family switches, 6 backend switches, 4 both)\n"
+        ),
+        "{backends}"
+    );
+    assert!(
+        backends.contains("service shop.example port 443: 100% of connections identified\n"),
+        "{backends}"
+    );
+    let lb = samples().join("lb_backends.pcap");
+    let backends = text(&["backends", lb.to_str().unwrap()]);
+    assert!(backends.contains(" — 1 backend, "), "{backends}");
+    assert!(
+        backends.contains("\nservice 198.18.100.10 80: 27% of connections identified\n"),
+        "{backends}"
+    );
+}

@@ -204,7 +204,7 @@ fn every_sample_shows_its_finding() {
     assert_eq!(r["summary"]["backend_switches"], 6);
     assert_eq!(
         r["sequences"][0]["strip"],
-        "61 61 42 42 63 61 42 42 63 63 61 61"
+        "6B1 6B1 4B2 4B2 6B3 6B1 4B2 4B2 6B3 6B3 6B1 6B1"
     );
     let (r, _) = analyze_value(&samples_dir().join("wss_inferred_duplicate.pcap"), &[]);
     assert_eq!(r["races"][0]["duplicate_upgrade"], true);

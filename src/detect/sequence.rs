@@ -55,14 +55,14 @@ pub fn detect(a: &mut Analysis) {
         // Backend switches: adjacent pairs among the connections with a known backend.
         let known: Vec<&Name> = backends.iter().flatten().collect();
         let backend_switches = known.windows(2).filter(|w| w[0] != w[1]).count();
-        // "6B1 4B2 4?": family digit and backend number (or ?) per connection.
+        // "6B1 4B2 4?": family digit and backend id (or ?) per connection.
         let mut strip = String::with_capacity(4 * families.len());
         for (i, (f, b)) in families.iter().zip(&backends).enumerate() {
             if i > 0 {
                 strip.push(' ');
             }
             strip.push(f.digit());
-            strip.push_str(b.as_deref().map_or("?", |b| b.trim_start_matches('B')));
+            strip.push_str(b.as_deref().unwrap_or("?"));
         }
         out.push(Sequence {
             client: a.host_label(host),

@@ -18,10 +18,10 @@ fn rel(t: Option<Nanos>, base: Option<Nanos>) -> String {
 pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
     writeln!(
         w,
-        "# {} — {} packets, {} connections",
+        "# {} — {}, {}",
         a.capture.file,
-        a.capture.packets,
-        a.connections.len()
+        count(a.capture.packets, "packet"),
+        count(a.connections.len() as u64, "connection")
     )?;
     writeln!(
         w,
@@ -133,13 +133,18 @@ pub fn csv_field(s: &str) -> String {
 pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
     writeln!(
         w,
-        "# {} — {} races, {} also-rans",
+        "# {} — {}, {}",
         a.capture.file,
-        a.races.len(),
-        a.summary.also_rans
+        count(a.races.len() as u64, "race"),
+        count(a.summary.also_rans as u64, "also-ran")
     )?;
     for r in &a.races {
-        let fams: Vec<String> = r.families.iter().map(|f| f.digit().to_string()).collect();
+        let attempts: Vec<String> = r
+            .attempts
+            .iter()
+            .zip(&r.families)
+            .map(|(id, f)| format!("#{id} {}", f.as_str()))
+            .collect();
         let delays: Vec<String> = r
             .attempt_delays_ms
             .iter()
@@ -155,19 +160,20 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
             .map(|x| {
                 let after = x
                     .after_winner_ms
-                    .map(|m| format!(" {m:+.1}ms"))
+                    .map(|m| format!(" {m:+.1} ms"))
                     .unwrap_or_default();
-                format!("#{} {:?}@{}{}", x.id, x.fate, x.stage.as_str(), after)
+                let (fate, stage) = (x.fate.as_str(), x.stage.as_str());
+                format!("#{} {fate}@{stage}{after}", x.id)
             })
             .collect();
         writeln!(
             w,
-            "race {:>3} {} {} → {}  attempts {} delay {} ms  winner {}  also-rans: {}{}{}",
+            "race {:>3} {} {} → {}  attempts {}  delay {} ms  winner {}  also-rans: {}{}{}",
             r.id,
             iso8601(r.start_time),
             r.client,
             r.service,
-            fams.join(""),
+            attempts.join(", "),
             if delays.is_empty() {
                 "-".into()
             } else {
@@ -194,8 +200,12 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
         .unwrap_or_else(|| "-".into());
     writeln!(
         w,
-        "summary: {} connections, {} races, {} also-rans, median attempt delay {}, {} duplicate upgrades",
-        a.summary.connections, a.summary.races, a.summary.also_rans, med, a.summary.duplicate_upgrades
+        "summary: {}, {}, {}, median attempt delay {}, {}",
+        count(a.summary.connections as u64, "connection"),
+        count(a.summary.races as u64, "race"),
+        count(a.summary.also_rans as u64, "also-ran"),
+        med,
+        count(a.summary.duplicate_upgrades as u64, "duplicate upgrade")
     )
 }
 
@@ -203,9 +213,9 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
 pub fn stale_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
     writeln!(
         w,
-        "# {} — {} stale reuses",
+        "# {} — {}",
         a.capture.file,
-        a.stale_reuses.len()
+        count(a.stale_reuses.len() as u64, "stale reuse")
     )?;
     for e in &a.stale_reuses {
         let fin = match e.fin_to_request_ms {
@@ -251,28 +261,53 @@ pub fn stale_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
         if let Some(t) = s.server_idle_timeout_ms {
             writeln!(
                 w,
-                "service {} port {}: the server closed idle connections after {:.0} ms (median of {})",
-                s.name, s.server_port, t, s.server_idle_closes
+                "service {}: the server closed idle connections after {:.0} ms (median of {})",
+                service_label(s),
+                t,
+                s.server_idle_closes
             )?;
         }
     }
     Ok(())
 }
 
+/// `n` and `word`, in the plural unless `n` is 1 (`1 race`, `2 races`, `2 family switches`).
+fn count(n: u64, word: &str) -> String {
+    let ending = match (n, word.ends_with("ch") || word.ends_with('s')) {
+        (1, _) => "",
+        (_, true) => "es",
+        (_, false) => "s",
+    };
+    format!("{n} {word}{ending}")
+}
+
+/// A service as the tables name it: its name and port, the port once (an unnamed service is
+/// already called `ADDRESS PORT`).
+fn service_label(s: &crate::model::Service) -> String {
+    let port = s.server_port.to_string();
+    match s.name.strip_suffix(&port) {
+        Some(address) if address.ends_with(' ') => s.name.clone(),
+        _ => format!("{} port {port}", s.name),
+    }
+}
+
 /// Per service the backends (rate, offset, skew, addresses, connections) and each client's
-/// sequence as a strip (`6A 6A 4B 6? 4C`: family digit and backend, `?` unknown).
+/// sequence as a strip (`6B1 6B1 4B2 6? 4B3`: family digit and backend, `?` unknown).
 pub fn backends_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
     writeln!(
         w,
-        "# {} — {} backends, {} family switches, {} backend switches",
-        a.capture.file, a.summary.backends, a.summary.family_switches, a.summary.backend_switches
+        "# {} — {}, {}, {}",
+        a.capture.file,
+        count(a.summary.backends as u64, "backend"),
+        count(a.summary.family_switches as u64, "family switch"),
+        count(a.summary.backend_switches as u64, "backend switch")
     )?;
     for s in &a.services {
         let share = s
             .backend_identified_share
             .map(|x| format!("{:.0}% of connections identified", 100.0 * x))
             .unwrap_or_else(|| "no TCP timestamps".into());
-        writeln!(w, "service {} port {}: {}", s.name, s.server_port, share)?;
+        writeln!(w, "service {}: {}", service_label(s), share)?;
         for b in a.backends.iter().filter(|b| b.services.contains(&s.name)) {
             writeln!(
                 w,
