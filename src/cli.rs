@@ -503,8 +503,7 @@ impl Started {
 /// process's CPU time is this capture's) the CPU time of each stage.
 fn print_stats(a: &Analysis, render: Spent, single: bool) {
     let t = &a.timings;
-    let render_secs = render.wall;
-    let secs = t.read_track + t.detect + render_secs;
+    let secs = t.read_track + t.detect + render.wall;
     note(format_args!(
         "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s (after the last read {:.3} s, merging {} connections), detect {:.3} s, render {:.3} s), {} connections, peak {} open ({} in the tracker's tables)",
         a.capture.file,
@@ -516,7 +515,7 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         t.finish,
         t.merged_late,
         t.detect,
-        render_secs,
+        render.wall,
         a.connections.len(),
         a.peak_open,
         t.table_peak

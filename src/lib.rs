@@ -152,7 +152,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         finish: (tracked_at - finish_started).as_secs_f64(),
         merged_late,
         detect: tracked_at.elapsed().as_secs_f64(),
-        cpu_read_track: cpu_tracked.and_then(|t| Some(t - cpu_started?)),
+        cpu_read_track: cpu_tracked.zip(cpu_started).map(|(end, start)| end - start),
         cpu_detect: cpu::since(cpu_tracked),
         detectors,
         table_peak,
