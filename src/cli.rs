@@ -498,9 +498,19 @@ impl Started {
     }
 }
 
+/// Cores kept busy: CPU seconds over wall-clock seconds.
+fn cores(cpu: f64, wall: f64) -> f64 {
+    if wall > 0.0 {
+        cpu / wall
+    } else {
+        0.0
+    }
+}
+
 /// The `--stats` lines: sizes, the time of each stage and the throughput of the whole, each
 /// detector's time, the peaks of memory, and (`single`: one capture analysed, so that the
-/// process's CPU time is this capture's) the CPU time of each stage.
+/// process's CPU time is this capture's) the CPU time of each stage and the cores each stage
+/// and detector kept busy.
 fn print_stats(a: &Analysis, render: Spent, single: bool) {
     let t = &a.timings;
     let secs = t.read_track + t.detect + render.wall;
@@ -523,7 +533,15 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
     let each: Vec<String> = t
         .detectors
         .iter()
-        .map(|(name, secs)| format!("{name} {secs:.3} s"))
+        .map(|d| match d.cpu.filter(|_| single) {
+            Some(cpu) => format!(
+                "{} {:.3} s ({:.2} cores)",
+                d.name,
+                d.secs,
+                cores(cpu, d.secs)
+            ),
+            None => format!("{} {:.3} s", d.name, d.secs),
+        })
         .collect();
     note(format_args!(
         "racetrace: stats: detectors: {}",
@@ -549,8 +567,7 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         .iter()
         .map(|&(name, wall, cpu)| {
             let cpu = cpu?;
-            let cores = if wall > 0.0 { cpu / wall } else { 0.0 };
-            Some(format!("{name} {cpu:.3} s on {cores:.2} cores"))
+            Some(format!("{name} {cpu:.3} s ({:.2} cores)", cores(cpu, wall)))
         })
         .collect();
     if let (true, Some(each)) = (single, each) {

@@ -575,7 +575,7 @@ pub struct Timings {
     /// The same during `detect`.
     pub cpu_detect: Option<f64>,
     /// Each detector by name.
-    pub detectors: Vec<(&'static str, f64)>,
+    pub detectors: Vec<crate::detect::Timed>,
     /// Most connections held in the tracker's tables at once (sampled per batch): what the
     /// tracker's memory follows.
     pub table_peak: usize,

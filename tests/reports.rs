@@ -727,9 +727,9 @@ fn a_closed_stderr_does_not_cut_the_report() {
     validate(std::str::from_utf8(&written).unwrap());
 }
 
-/// `--stats` gives each stage's CPU time beside its wall-clock time, as the number of cores it
-/// kept busy, for one capture; for a batch, whose captures are analysed at the same time and
-/// share the process's CPU time, it leaves the line out.
+/// `--stats` gives each stage's CPU time and the number of cores it kept busy (CPU over
+/// wall-clock time), and each detector's cores, for one capture; for a batch, whose captures
+/// are analysed at the same time and share the process's CPU time, it leaves them out.
 #[test]
 fn stats_give_each_stages_cpu_time_for_one_capture() {
     let one = samples().join("he_curl_like_v6_slow.pcap");
@@ -749,32 +749,50 @@ fn stats_give_each_stages_cpu_time_for_one_capture() {
         .unwrap_or_else(|| panic!("no CPU line in {stderr}"));
     // The reader thread, the workers and the main thread: no stage keeps more cores busy.
     let threads = std::thread::available_parallelism().unwrap().get() as f64 + 2.0;
-    let stages: Vec<(&str, f64, f64)> = line
-        .split_once(": ")
-        .unwrap()
-        .1
-        .split_once("): ")
-        .unwrap()
-        .1
-        .split(", ")
-        .map(|s| {
-            let w: Vec<&str> = s.split(' ').collect();
-            assert_eq!((w.len(), w[2], w[3], w[5]), (6, "s", "on", "cores"), "{s}");
-            (w[0], w[1].parse().unwrap(), w[4].parse().unwrap())
-        })
-        .collect();
-    let names: Vec<&str> = stages.iter().map(|s| s.0).collect();
+    // "NAME SECONDS s (CORES cores)", comma-separated, after the line's label.
+    let parse = |list: &str| -> Vec<(String, f64, f64)> {
+        list.split(", ")
+            .map(|s| {
+                let w: Vec<&str> = s.split(' ').collect();
+                assert_eq!((w.len(), w[2], w[4]), (5, "s", "cores)"), "{s}");
+                let cores = w[3].strip_prefix('(').unwrap();
+                (
+                    w[0].to_string(),
+                    w[1].parse().unwrap(),
+                    cores.parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let stages = parse(line.split_once("): ").unwrap().1);
+    let names: Vec<&str> = stages.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(names, ["read+decode+track", "detect", "render"], "{line}");
-    for &(name, cpu, cores) in &stages {
+    for (name, cpu, cores) in &stages {
         assert!(
-            cpu >= 0.0 && (0.0..=threads).contains(&cores),
+            *cpu >= 0.0 && (0.0..=threads).contains(cores),
             "{name}: {line}"
         );
     }
     // Reading spawns a thread and parses every record: never free.
     assert!(stages[0].1 > 0.0 && stages[0].2 > 0.0, "{line}");
+    let detectors = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("racetrace: stats: detectors: "))
+        .unwrap();
+    let names: Vec<String> = parse(detectors).into_iter().map(|d| d.0).collect();
+    assert_eq!(
+        names,
+        ["hosts", "names", "races", "backends", "stale", "summary"],
+        "{stderr}"
+    );
+    for (name, _, cores) in &parse(detectors) {
+        assert!((0.0..=threads).contains(cores), "{name}: {stderr}");
+    }
     let batch = stats(&[&one, &other]);
-    assert!(!batch.contains("CPU time"), "{batch}");
+    assert!(
+        !batch.contains("CPU time") && !batch.contains("cores"),
+        "{batch}"
+    );
     assert_eq!(
         batch.matches("racetrace: stats: detectors:").count(),
         2,

@@ -163,6 +163,17 @@ impl Detector for Summary {
     }
 }
 
+/// What one detector took (see [`run`]).
+#[derive(Clone, Debug)]
+pub struct Timed {
+    /// The detector's name.
+    pub name: &'static str,
+    /// Wall-clock seconds.
+    pub secs: f64,
+    /// CPU seconds of the whole process meanwhile (user and system, every thread).
+    pub cpu: Option<f64>,
+}
+
 /// The detectors, in the order they run.
 pub fn registry() -> Vec<Box<dyn Detector>> {
     vec![
@@ -175,9 +186,10 @@ pub fn registry() -> Vec<Box<dyn Detector>> {
     ]
 }
 
-/// Run every detector; returns each one's name and wall-clock seconds (for `--stats`). The DNS
-/// table is dropped, and its pages given back, as soon as no later detector reads it.
-pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<(&'static str, f64)> {
+/// Run every detector; returns each one's name, wall-clock seconds and the process's CPU
+/// seconds meanwhile (for `--stats`). The DNS table is dropped, and its pages given back, as
+/// soon as no later detector reads it.
+pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
     let detectors = registry();
     let last_reader = detectors.iter().rposition(|d| d.reads_dns());
     let mut ctx = Context {
@@ -189,6 +201,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<(&'static
     let mut timings = Vec::with_capacity(detectors.len());
     for (i, d) in detectors.iter().enumerate() {
         let started = std::time::Instant::now();
+        let cpu_started = crate::cpu::seconds();
         ctx.last_dns_reader = Some(i) == last_reader;
         d.run(a, &mut ctx);
         // The DNS table goes after its last reader, and its pages with it. The detectors' own
@@ -196,7 +209,11 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<(&'static
         // lowered the peak by 1-6 MiB on the 600 MB benchmark capture (the peak is the track
         // stage's), and cost 80-130 ms of trimming and page faults.
         ctx.done_with_dns();
-        timings.push((d.name(), started.elapsed().as_secs_f64()));
+        timings.push(Timed {
+            name: d.name(),
+            secs: started.elapsed().as_secs_f64(),
+            cpu: crate::cpu::since(cpu_started),
+        });
     }
     timings
 }
