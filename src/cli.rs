@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cpu::{Spent, Started};
 use crate::domain::Stage;
 use crate::error::Error;
 use crate::model::Analysis;
@@ -457,56 +458,6 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     Ok(())
 }
 
-/// Wall-clock and CPU time spent on a step (CPU time: the whole process's, see
-/// [`crate::cpu`]).
-#[derive(Clone, Copy)]
-struct Spent {
-    wall: f64,
-    cpu: Option<f64>,
-}
-
-impl Spent {
-    /// Both times together.
-    fn plus(self, other: Spent) -> Spent {
-        Spent {
-            wall: self.wall + other.wall,
-            cpu: self.cpu.zip(other.cpu).map(|(a, b)| a + b),
-        }
-    }
-}
-
-/// The readings at the start of a step.
-struct Started {
-    at: std::time::Instant,
-    cpu: Option<f64>,
-}
-
-impl Started {
-    fn now() -> Started {
-        Started {
-            at: std::time::Instant::now(),
-            cpu: crate::cpu::seconds(),
-        }
-    }
-
-    /// What the step took until now.
-    fn stop(self) -> Spent {
-        Spent {
-            wall: self.at.elapsed().as_secs_f64(),
-            cpu: crate::cpu::since(self.cpu),
-        }
-    }
-}
-
-/// Cores kept busy: CPU seconds over wall-clock seconds.
-fn cores(cpu: f64, wall: f64) -> f64 {
-    if wall > 0.0 {
-        cpu / wall
-    } else {
-        0.0
-    }
-}
-
 /// The `--stats` lines: sizes, the time of each stage and the throughput of the whole, each
 /// detector's time, the peaks of memory, and (`single`: one capture analysed, so that the
 /// process's CPU time is this capture's) the CPU time of each stage and the cores each stage
@@ -533,14 +484,9 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
     let each: Vec<String> = t
         .detectors
         .iter()
-        .map(|d| match d.cpu.filter(|_| single) {
-            Some(cpu) => format!(
-                "{} {:.3} s ({:.2} cores)",
-                d.name,
-                d.secs,
-                cores(cpu, d.secs)
-            ),
-            None => format!("{} {:.3} s", d.name, d.secs),
+        .map(|d| match d.spent.cores().filter(|_| single) {
+            Some(cores) => format!("{} {:.3} s ({cores:.2} cores)", d.name, d.spent.wall),
+            None => format!("{} {:.3} s", d.name, d.spent.wall),
         })
         .collect();
     note(format_args!(
@@ -566,8 +512,8 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
     let each: Option<Vec<String>> = stages
         .iter()
         .map(|&(name, wall, cpu)| {
-            let cpu = cpu?;
-            Some(format!("{name} {cpu:.3} s ({:.2} cores)", cores(cpu, wall)))
+            let cores = Spent { wall, cpu }.cores()?;
+            Some(format!("{name} {:.3} s ({cores:.2} cores)", cpu?))
         })
         .collect();
     if let (true, Some(each)) = (single, each) {

@@ -168,10 +168,8 @@ impl Detector for Summary {
 pub struct Timed {
     /// The detector's name.
     pub name: &'static str,
-    /// Wall-clock seconds.
-    pub secs: f64,
-    /// CPU seconds of the whole process meanwhile (user and system, every thread).
-    pub cpu: Option<f64>,
+    /// Its wall-clock time and the process's CPU time meanwhile.
+    pub spent: crate::cpu::Spent,
 }
 
 /// The detectors, in the order they run.
@@ -200,8 +198,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
     };
     let mut timings = Vec::with_capacity(detectors.len());
     for (i, d) in detectors.iter().enumerate() {
-        let started = std::time::Instant::now();
-        let cpu_started = crate::cpu::seconds();
+        let started = crate::cpu::Started::now();
         ctx.last_dns_reader = Some(i) == last_reader;
         d.run(a, &mut ctx);
         // The DNS table goes after its last reader, and its pages with it. The detectors' own
@@ -211,8 +208,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
         ctx.done_with_dns();
         timings.push(Timed {
             name: d.name(),
-            secs: started.elapsed().as_secs_f64(),
-            cpu: crate::cpu::since(cpu_started),
+            spent: started.stop(),
         });
     }
     timings
