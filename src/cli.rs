@@ -464,7 +464,7 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
 /// and detector kept busy.
 fn print_stats(a: &Analysis, render: Spent, single: bool) {
     let t = &a.timings;
-    let secs = t.read_track + t.detect + render.wall;
+    let secs = t.read_track.wall + t.detect.wall + render.wall;
     note(format_args!(
         "racetrace: stats: {}: {} packets, {} bytes in {:.3} s ({:.1} MB/s; read+decode+track {:.3} s (after the last read {:.3} s, merging {} connections), detect {:.3} s, render {:.3} s), {} connections, peak {} open ({} in the tracker's tables)",
         a.capture.file,
@@ -472,10 +472,10 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         a.capture.bytes,
         secs,
         a.capture.bytes as f64 / secs / 1e6,
-        t.read_track,
+        t.read_track.wall,
         t.finish,
         t.merged_late,
-        t.detect,
+        t.detect.wall,
         render.wall,
         a.connections.len(),
         a.peak_open,
@@ -505,15 +505,15 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         mb(crate::memory::peak_rss_bytes())
     ));
     let stages = [
-        ("read+decode+track", t.read_track, t.cpu_read_track),
-        ("detect", t.detect, t.cpu_detect),
-        ("render", render.wall, render.cpu),
+        ("read+decode+track", t.read_track),
+        ("detect", t.detect),
+        ("render", render),
     ];
     let each: Option<Vec<String>> = stages
         .iter()
-        .map(|&(name, wall, cpu)| {
-            let cores = Spent { wall, cpu }.cores()?;
-            Some(format!("{name} {:.3} s ({cores:.2} cores)", cpu?))
+        .map(|&(name, spent)| {
+            let (cpu, cores) = (spent.cpu?, spent.cores()?);
+            Some(format!("{name} {cpu:.3} s ({cores:.2} cores)"))
         })
         .collect();
     if let (true, Some(each)) = (single, each) {

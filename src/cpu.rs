@@ -28,7 +28,7 @@ pub fn since(since: Option<f64>) -> Option<f64> {
 
 /// Wall-clock and CPU time spent on a step (the CPU time is the whole process's: with several
 /// captures analysed at once it counts the others too).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Spent {
     /// Wall-clock seconds.
     pub wall: f64,

@@ -60,8 +60,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         .map(|n| CaptureReader::open(n))
         .collect::<Result<Vec<_>>>()?;
     let mut reader = MergedReader::new(readers);
-    let started = std::time::Instant::now();
-    let cpu_started = cpu::seconds();
+    let started = cpu::Started::now();
 
     // Read on a second thread, a few batches ahead; batches go back to be reused. Decode and
     // track run on every core (rayon), sharded by connection.
@@ -120,8 +119,9 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     } = sharded.finish();
     // The reader's batches, the decoded runs and the trackers' tables are gone.
     memory::give_back();
-    let tracked_at = std::time::Instant::now();
-    let cpu_tracked = cpu::seconds();
+    let read_track = started.stop();
+    let finish = finish_started.elapsed().as_secs_f64();
+    let detecting = cpu::Started::now();
     let rss_track = memory::peak_rss_bytes();
     let peak_open = track::concurrent(
         connections
@@ -148,12 +148,10 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let detectors = detect::run(&mut analysis, dns, &opts.detect);
     detect::filter::apply(&mut analysis, &opts.filter);
     analysis.timings = model::Timings {
-        read_track: (tracked_at - started).as_secs_f64(),
-        finish: (tracked_at - finish_started).as_secs_f64(),
+        read_track,
+        finish,
         merged_late,
-        detect: tracked_at.elapsed().as_secs_f64(),
-        cpu_read_track: cpu_tracked.zip(cpu_started).map(|(end, start)| end - start),
-        cpu_detect: cpu::since(cpu_tracked),
+        detect: detecting.stop(),
         detectors,
         table_peak,
         rss_track,

@@ -12,14 +12,14 @@
 /// as they are freed (see [`tune_allocator`]).
 pub const MMAP_THRESHOLD: usize = 4 << 20;
 
-/// Make the allocator map every allocation of [`MMAP_THRESHOLD`] bytes or more on its own, so
-/// that freeing it gives the memory back at once. glibc's default threshold moves up (to
-/// 32 MB at most) each time such a block is freed, after which blocks of that size are carved
-/// from the heap and stay resident when freed: the tracker's record chunks, freed one by one
-/// as the merge passes them, would stay resident, and the growing connection list could not
-/// be moved by `mremap` ([`prefer_huge_pages_growing`]). Called once by the binary; a no-op off glibc. (Fixing the threshold also fixes glibc's trim threshold at
-/// 128 KiB: on the 600 MB benchmark capture that is 10 % more page faults, and a peak 7 MB
-/// lower than with a trim threshold of 8 MiB.)
+/// Make the allocator map every allocation of [`MMAP_THRESHOLD`] bytes or more on its own, so that
+/// freeing it gives the memory back at once. glibc's default threshold moves up (to 32 MB at most)
+/// each time such a block is freed, after which blocks of that size are carved from the heap and
+/// stay resident when freed: the tracker's record chunks, freed one by one as the merge passes
+/// them, would stay resident, and the growing connection list could not be moved by `mremap`
+/// ([`prefer_huge_pages_growing`]). Called once by the binary; a no-op off glibc. (Fixing the
+/// threshold also fixes glibc's trim threshold at 128 KiB: on the 600 MB benchmark capture that is
+/// 10 % more page faults, and a peak 7 MB lower than with a trim threshold of 8 MiB.)
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable of the allocator; it is thread-safe and takes plain
@@ -29,12 +29,12 @@ pub fn tune_allocator() {
     }
 }
 
-/// Ask the system to back `v`'s unused capacity with huge pages (2 MiB on x86-64) when it
-/// faults it in: for the large lists written once and read by every later stage (the
-/// tracker's record chunks; the connection list through [`prefer_huge_pages_growing`]) this
-/// replaces 512 page faults, and as many TLB entries, with one. Only whole huge pages inside the allocation are affected, and only
-/// where transparent huge pages are enabled (`always` or `madvise`); elsewhere a no-op.
-/// Call before writing into the capacity. For a vector that will grow by reallocation, use
+/// Ask the system to back `v`'s unused capacity with huge pages (2 MiB on x86-64) when it faults it
+/// in: for the large lists written once and read by every later stage (the tracker's record chunks;
+/// the connection list through [`prefer_huge_pages_growing`]) this replaces 512 page faults, and as
+/// many TLB entries, with one. Only whole huge pages inside the allocation are affected, and only
+/// where transparent huge pages are enabled (`always` or `madvise`); elsewhere a no-op. Call before
+/// writing into the capacity. For a vector that will grow by reallocation, use
 /// [`prefer_huge_pages_growing`].
 pub fn prefer_huge_pages<T>(v: &mut Vec<T>) {
     let spare = v.spare_capacity_mut();

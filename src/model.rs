@@ -558,8 +558,10 @@ pub struct Analysis {
 /// Wall-clock seconds spent per pipeline stage of one analysis.
 #[derive(Clone, Debug, Default)]
 pub struct Timings {
-    /// Read, decode and track (they run as one streaming pass), the merge included.
-    pub read_track: f64,
+    /// Read, decode and track (they run as one streaming pass), the merge included; the CPU
+    /// time is the whole process's (in a batch, other captures analysed at the same time
+    /// count too).
+    pub read_track: crate::cpu::Spent,
     /// Of `read_track`, after the last packet was read: the last batch tracked, the trackers
     /// drained, the records still held back merged into the connection list (on one core)
     /// and the freed pages given back.
@@ -568,12 +570,7 @@ pub struct Timings {
     /// [`crate::track::parallel::Output::merged_late`]).
     pub merged_late: usize,
     /// The detectors and the report filter.
-    pub detect: f64,
-    /// CPU seconds (user and system, every thread of the process) during `read_track`; in a
-    /// batch, other captures analysed at the same time count too.
-    pub cpu_read_track: Option<f64>,
-    /// The same during `detect`.
-    pub cpu_detect: Option<f64>,
+    pub detect: crate::cpu::Spent,
     /// Each detector by name.
     pub detectors: Vec<crate::detect::Timed>,
     /// Most connections held in the tracker's tables at once (sampled per batch): what the
