@@ -751,14 +751,24 @@ where
         part.par_chunks(CHUNK)
             .zip(bufs.par_iter_mut())
             .enumerate()
-            .try_for_each(|(k, (chunk, buf))| {
+            .try_for_each(|(k, (chunk, slot))| {
+                // Filled through a local handle: the buffers' headers sit side by side in
+                // `bufs`, and a length written per member by two cores into one cache line
+                // would bounce it between them (false sharing; it made two threads slower
+                // than one).
+                let mut buf = std::mem::take(slot);
+                let mut filled = Ok(());
                 for (i, item) in chunk.iter().enumerate() {
                     if r + k + i > 0 {
                         buf.push(b',');
                     }
-                    f(item, &mut *buf)?;
+                    filled = f(item, &mut buf);
+                    if filled.is_err() {
+                        break;
+                    }
                 }
-                Ok(())
+                *slot = buf;
+                filled
             })
     };
     // Two sets of buffers, reused round after round (fresh buffers would cost a page fault

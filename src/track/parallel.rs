@@ -41,8 +41,11 @@ type Segment = (Packet<'static>, std::ops::Range<usize>);
 
 /// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts. Emptied
 /// once tracked and refilled by a later batch, so the decode step allocates (and the system
-/// maps fresh pages) only while the buffers grow to a batch's size.
+/// maps fresh pages) only while the buffers grow to a batch's size. Aligned to two cache lines
+/// like [`Tracker`]: neighbouring runs are decoded on different cores, each updating its counts
+/// and buffer lengths per frame.
 #[derive(Default)]
+#[repr(align(128))]
 struct Run {
     tcp: Vec<Vec<Segment>>,
     dns: Vec<DnsItem>,
