@@ -253,8 +253,9 @@ struct Open {
 ///
 /// Aligned to 128 bytes (two cache lines, the pair Intel's prefetcher fetches together) so
 /// that the shards' trackers, side by side in one `Vec` and each updated per packet by its own
-/// thread, never share a line: otherwise every packet of one shard invalidates the line that
-/// holds the next shard's table header in the other core's cache (false sharing).
+/// thread, never share a line (false sharing). The JSON writer's buffers did, and it made two
+/// threads slower than one (`bench/HISTORY.md`, session 15); for the trackers no gain showed
+/// on the benchmark files, so this is a guard, not a measured speed-up.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub struct Tracker {
