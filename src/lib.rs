@@ -91,16 +91,21 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         // Benchmarks time the reader alone with RACETRACE_BENCH_READ_ONLY set: batches are
         // read and handed back undecoded (the report is then empty).
         let read_only = std::env::var_os("RACETRACE_BENCH_READ_ONLY").is_some();
-        for batch in full_rx {
-            let done = if read_only {
-                Some(batch)
-            } else {
-                sharded.feed(batch)
-            };
-            if let Some(b) = done {
-                let _ = empty_tx.send(b);
+        // The loop runs on a worker of the pool, so each batch's `rayon::join` is a worker's
+        // own (its halves stolen by the other worker) instead of a job handed in from outside
+        // the pool with this thread put to sleep until it is done.
+        rayon::scope(|_| {
+            for batch in full_rx {
+                let done = if read_only {
+                    Some(batch)
+                } else {
+                    sharded.feed(batch)
+                };
+                if let Some(b) = done {
+                    let _ = empty_tx.send(b);
+                }
             }
-        }
+        });
         Ok(producer.join())
     });
     let reader = match reader? {
