@@ -757,16 +757,12 @@ where
                 // would bounce it between them (false sharing; it made two threads slower
                 // than one).
                 let mut buf = std::mem::take(slot);
-                let mut filled = Ok(());
-                for (i, item) in chunk.iter().enumerate() {
+                let filled = chunk.iter().enumerate().try_for_each(|(i, item)| {
                     if r + k + i > 0 {
                         buf.push(b',');
                     }
-                    filled = f(item, &mut buf);
-                    if filled.is_err() {
-                        break;
-                    }
-                }
+                    f(item, &mut buf)
+                });
                 *slot = buf;
                 filled
             })
