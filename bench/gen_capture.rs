@@ -12,6 +12,11 @@
 //! `--segment 120` the capture is mostly small packets (about 120 bytes per record on average),
 //! like the 600 MB / 5.2 M-packet reference.
 //!
+//! `gen_capture OUT.pcap --busy [--fetches N | --bytes N] [--seed S] [--clients N] …`: a busy
+//! capture (thousands of clients, hundreds of services, concurrent fetches, stale reuses) and
+//! its per-connection truth in `OUT.truth.jsonl` (`racetrace::synth::busy`); `score` compares a
+//! report with it.
+//!
 //! `gen_capture OUT.pcap --short N`: N short connections (handshake, one small exchange,
 //! teardown), about 64 open at any time: the stream for the tracker's flat-memory check.
 
@@ -108,8 +113,52 @@ fn short(base: i64, first: usize, n: usize) -> Scenario {
     s
 }
 
+/// `--busy`: a busy capture with its truth beside it (`OUT.truth.jsonl`), see
+/// `racetrace::synth::busy`.
+fn busy(out: &str, args: &[String]) -> std::io::Result<()> {
+    use racetrace::synth::busy::{Busy, BusyConfig, CapturePoint, Limit};
+    let mut cfg = BusyConfig::default();
+    let mut limit = Limit::Fetches(3500);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = || it.next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        match a.as_str() {
+            "--fetches" => limit = Limit::Fetches(num() as u64),
+            "--bytes" => limit = Limit::Bytes(num() as u64),
+            "--seed" => cfg.seed = num() as u64,
+            "--clients" => cfg.clients = num() as usize,
+            "--services" => cfg.services = num() as usize,
+            "--backends" => cfg.backends = num() as usize,
+            "--rate" => cfg.fetches_per_s = num(),
+            "--response" => cfg.response_bytes = num() as usize,
+            "--segment" => cfg.segment = num() as usize,
+            "--client-side" => cfg.capture_point = CapturePoint::Client,
+            "--no-races" => cfg.races = false,
+            "--no-stale" => cfg.stale = false,
+            other => {
+                eprintln!("gen_capture --busy: unknown option {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let truth_path = format!("{}.truth.jsonl", out.trim_end_matches(".pcap"));
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+    let mut t = BufWriter::with_capacity(1 << 20, std::fs::File::create(&truth_path)?);
+    let totals = Busy::new(cfg).write(limit, &mut w, &mut t)?;
+    w.flush()?;
+    t.flush()?;
+    eprintln!(
+        "{out}: {} bytes, {} packets, {:.0} s; {} fetches, {} connections, {} races, {} stale reuses; truth in {truth_path}",
+        totals.bytes, totals.packets, totals.seconds, totals.fetches, totals.connections, totals.races, totals.stale
+    );
+    Ok(())
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let (Some(out), Some("--busy")) = (args.get(1), args.get(2).map(String::as_str)) {
+        return busy(out, args.get(3..).unwrap_or(&[]));
+    }
     let usage = "usage: gen_capture OUT.pcap (--bytes N [--segment B] | --short N)";
     let (Some(out), Some(mode), Some(n)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("{usage}");

@@ -17,14 +17,26 @@ use crate::domain::{ms_between, Nanos};
 use crate::model::{Analysis, Connection, StaleCause, StaleReuse};
 use crate::track::Vantage;
 
-/// Find every stale reuse.
+/// Find every stale reuse: O(n log n) in connections and in stale reuses (each retry is found
+/// through an index of the connections that could be one, built once).
 pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
+    if !a.connections.iter().any(|c| c.rec.stale.is_some()) {
+        a.stale_reuses = Vec::new();
+        return;
+    }
+    let retries = RetryIndex::new(a);
+    // The capture's typical handshake, for connections whose own was not captured: computed
+    // once, and only when one needs it.
+    let typical = std::cell::OnceCell::new();
     let mut out = Vec::new();
     for c in &a.connections {
         let Some(s) = c.rec.stale.as_deref() else {
             continue;
         };
-        let legs = c.rec.handshake_legs().or_else(|| typical_legs(a));
+        let legs = c
+            .rec
+            .handshake_legs()
+            .or_else(|| *typical.get_or_init(|| typical_legs(a)));
         let rtt = legs.map(|(x, y)| x + y);
         let owd = match a.vantage {
             Vantage::Client => Some(0),
@@ -37,7 +49,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             (Some(_), _, _) => StaleCause::Crossed,
         };
         let failed_at = s.failure_time.unwrap_or(s.request);
-        let retry = find_retry(a, c, s.request, failed_at, cfg.retry_window);
+        let retry = retries.find(a, c, s.request, failed_at, cfg.retry_window);
         let request = s.request_line.as_ref();
         let retry_same_request = retry.and_then(|r| {
             let q = r.request()?;
@@ -68,23 +80,48 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
     a.stale_reuses = out;
 }
 
-/// The next connection from the same host to the same service, opened after the request and
-/// within `window` after the failure, that carried a request.
-fn find_retry<'a>(
-    a: &'a Analysis,
-    c: &Connection,
-    request: Nanos,
-    failed_at: Nanos,
-    window: Nanos,
-) -> Option<&'a Connection> {
-    a.connections
-        .iter()
-        .filter(|r| r.id != c.id && r.host == c.host && r.service == c.service)
-        .filter(|r| r.rec.bytes[0] > 0)
-        .filter_map(|r| r.rec.syn_time.get().map(|t| (t, r)))
-        .filter(|(t, _)| *t >= request && *t - failed_at <= window)
-        .min_by_key(|(t, r)| (*t, r.id))
-        .map(|(_, r)| r)
+/// The connections that could be a retry (they carried client data and their SYN was seen),
+/// per (client host, service), in order of first SYN.
+struct RetryIndex<'a> {
+    by_key: foldhash::HashMap<(usize, &'a str), Vec<(Nanos, usize)>>,
+}
+
+impl<'a> RetryIndex<'a> {
+    fn new(a: &'a Analysis) -> RetryIndex<'a> {
+        let mut by_key: foldhash::HashMap<(usize, &'a str), Vec<(Nanos, usize)>> =
+            foldhash::HashMap::default();
+        for r in a.connections.iter().filter(|r| r.rec.bytes[0] > 0) {
+            if let Some(t) = r.rec.syn_time.get() {
+                by_key
+                    .entry((r.host, &*r.service))
+                    .or_default()
+                    .push((t, r.id));
+            }
+        }
+        for list in by_key.values_mut() {
+            list.sort_unstable();
+        }
+        RetryIndex { by_key }
+    }
+
+    /// The next connection from the same host to the same service, opened after the request
+    /// and within `window` after the failure, that carried a request: O(log n).
+    fn find(
+        &self,
+        a: &'a Analysis,
+        c: &Connection,
+        request: Nanos,
+        failed_at: Nanos,
+        window: Nanos,
+    ) -> Option<&'a Connection> {
+        let list = self.by_key.get(&(c.host, &*c.service))?;
+        let from = list.partition_point(|&(t, _)| t < request);
+        list.get(from..)?
+            .iter()
+            .take_while(|&&(t, _)| t - failed_at <= window)
+            .find(|&&(_, id)| id != c.id)
+            .and_then(|&(_, id)| a.connections.get(id))
+    }
 }
 
 /// The median handshake (by round trip) in the capture, for connections whose own handshake

@@ -17,6 +17,8 @@
 //! assert!(pcap.len() > 24);
 //! ```
 
+pub mod busy;
+pub mod score;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -111,6 +113,9 @@ pub struct Scenario {
     server_clocks: HashMap<IpAddr, Clock>,
     /// Send TCP timestamps on every segment (default true).
     pub timestamps: bool,
+    /// Added to every DNS message id (and so to the query's source port): scenarios written
+    /// into one capture give their exchanges distinct ids (default 0).
+    pub dns_id_base: u16,
 }
 
 impl Default for Scenario {
@@ -136,6 +141,7 @@ impl Scenario {
             macs: HashMap::new(),
             server_clocks: HashMap::new(),
             timestamps: true,
+            dns_id_base: 0,
         }
     }
 
@@ -450,7 +456,10 @@ impl Scenario {
         use simple_dns::{
             Name, Packet as Dns, Question, ResourceRecord, CLASS, QCLASS, QTYPE, TYPE,
         };
-        let id = (self.pkts.len() as u16).wrapping_mul(31).wrapping_add(7);
+        let id = (self.pkts.len() as u16)
+            .wrapping_mul(31)
+            .wrapping_add(7)
+            .wrapping_add(self.dns_id_base);
         let ty = if qtype == 28 { TYPE::AAAA } else { TYPE::A };
         let Ok(qname) = Name::new(name) else {
             return self;

@@ -1,0 +1,1000 @@
+//! Busy captures with per-connection truth: the shape of a gateway's or a load balancer's
+//! capture (thousands of clients, hundreds of services, many findings), seeded, from a few MB
+//! to several GB, written as it is generated so memory follows the fetches in flight.
+//!
+//! The model is physical, not fitted to a detector:
+//! - **Clients** each have a round-trip time (1–300 ms, log-uniform), an IPv6 path that is
+//!   slower or faster by up to ±100 ms, a few ms of jitter on every crossing, and a Happy
+//!   Eyeballs profile: curl (200 ms), Node (250 ms), Chromium (300 ms, with an extra connect
+//!   job and a backup job to the first address), or a delay that follows the measured RTT.
+//! - **Capture point**: at the clients (every client packet seen as sent), or in the middle (a
+//!   gateway some way along each client's path).
+//! - **Servers' clocks**: a server stamps TSval = offset + rate·(1 + skew)·t at the moment it
+//!   sends; the capture sees the segment one one-way delay later. Physical backends (100, 250
+//!   or 1000 Hz, skew within ±100 ppm, random 32-bit offsets, one of them wrapping during the
+//!   capture) serve many services, VIPs and ports through a load balancer that picks one per
+//!   connection; one backend draws a random offset per connection, one an offset per address
+//!   pair, and one TCP-terminating proxy shows its own clock for every service behind it.
+//! - **Fetches**: each with its own DNS lookup (AAAA and A back to back) unless it reuses a
+//!   cached answer; IPv6 paths that work, are slow, are black-holed (SYN retransmissions) or
+//!   refuse; concurrent fetches of one client to one service (two tabs), fetches back to back
+//!   inside the race window, long-lived keep-alive connections, and stale reuses (the server's
+//!   idle-timeout FIN lost or ignored, the request answered by RST, a retry).
+//!
+//! Every connection's truth is one JSON line ([`TruthConn`]): its fetch, race, role, the clock
+//! the capture shows, and whether it was reused stale.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Write};
+
+use super::{tls, ConnId, Link, Scenario, DEFAULT_BASE};
+use crate::domain::{Nanos, Side};
+
+/// A small seeded generator (SplitMix64): the same seed gives the same capture everywhere.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// Uniform in 0..n (0 when n is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next_u64() % n as u64) as usize
+        }
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+}
+
+/// Where the capture was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapturePoint {
+    /// At the clients: their packets are seen as they leave.
+    Client,
+    /// At a gateway some way along each client's path.
+    Middle,
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct BusyConfig {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Client hosts (each dual-stack).
+    pub clients: usize,
+    /// Services (names with VIPs).
+    pub services: usize,
+    /// Share of IPv4-only services.
+    pub v4_only_share: f64,
+    /// Physical backends with stable clocks (besides the random-offset, per-pair and proxy
+    /// ones).
+    pub backends: usize,
+    /// Where the capture was taken.
+    pub capture_point: CapturePoint,
+    /// Happy Eyeballs races (IPv6 paths that fail or lag); off: every fetch makes one attempt.
+    pub races: bool,
+    /// Stale reuses of keep-alive connections; off: keep-alive connections are closed in time.
+    pub stale: bool,
+    /// New fetches per second, over all clients.
+    pub fetches_per_s: f64,
+    /// Response body per request, bytes.
+    pub response_bytes: usize,
+    /// Largest payload per segment.
+    pub segment: usize,
+}
+
+impl Default for BusyConfig {
+    fn default() -> Self {
+        BusyConfig {
+            seed: 1,
+            clients: 1000,
+            services: 300,
+            v4_only_share: 0.25,
+            backends: 8,
+            capture_point: CapturePoint::Middle,
+            races: true,
+            stale: true,
+            fetches_per_s: 40.0,
+            response_bytes: 6000,
+            segment: 1448,
+        }
+    }
+}
+
+/// When to stop.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// After this many fetches started by arrival (follow-ups not counted).
+    Fetches(u64),
+    /// Once the file holds this many bytes.
+    Bytes(u64),
+}
+
+/// The truth of one connection.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TruthConn {
+    /// Client address.
+    pub client: String,
+    /// Client port.
+    pub client_port: u16,
+    /// Server address.
+    pub server: String,
+    /// Server port.
+    pub server_port: u16,
+    /// The client host (`C17`): both its addresses.
+    pub host: String,
+    /// The service's name.
+    pub service: String,
+    /// The fetch (one connection request of the client) the attempt belongs to.
+    pub fetch: u64,
+    /// The fetch again when its attempts reached two or more addresses (a race), else null.
+    pub race: Option<u64>,
+    /// `winner`, `also_ran` or `single`, as the contract defines them.
+    pub role: String,
+    /// The TCP timestamp clock the capture shows: `B3` (a backend), `X` (the proxy),
+    /// `P:<client>><server>` (an offset per address pair), `R<n>` (random per connection).
+    pub clock: String,
+    /// The clock draws a random offset per connection.
+    pub random_clock: bool,
+    /// A request was sent on this connection after the server had given it up.
+    pub stale: bool,
+    /// 4 or 6.
+    pub family: u8,
+    /// First SYN, ms after the capture's start.
+    pub syn_ms: f64,
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Bytes of the capture.
+    pub bytes: u64,
+    /// Records.
+    pub packets: u64,
+    /// Fetches (follow-ups included).
+    pub fetches: u64,
+    /// Connections.
+    pub connections: u64,
+    /// Fetches whose attempts reached two or more addresses.
+    pub races: u64,
+    /// Stale reuses.
+    pub stale: u64,
+    /// Capture length, seconds.
+    pub seconds: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Profile {
+    Curl,
+    Node,
+    Chromium,
+    Dynamic,
+}
+
+struct Client {
+    v4: String,
+    v6: String,
+    rtt4: f64,
+    rtt6: f64,
+    /// Share of the path between the client and the capture point (0 at the client).
+    near: f64,
+    profile: Profile,
+    /// How likely its IPv6 path is to fail or lag.
+    v6_trouble: f64,
+    favourites: [usize; 3],
+    next_port: u16,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Stable(Vec<usize>),
+    PerConn,
+    PerPair,
+    Proxy,
+}
+
+struct Service {
+    name: String,
+    v4: String,
+    v6: Option<String>,
+    port: u16,
+    pool: Pool,
+    idle_timeout_ms: f64,
+}
+
+#[derive(Clone, Debug)]
+struct Clock {
+    hz: f64,
+    skew: f64,
+    offset: u32,
+    label: String,
+}
+
+/// One-way delays of one connection, ms: client → capture, capture → client, capture →
+/// server, server → capture.
+#[derive(Clone, Copy, Debug)]
+struct Path {
+    cf: f64,
+    cb: f64,
+    sf: f64,
+    sb: f64,
+}
+
+impl Path {
+    /// Client send → client receives the server's immediate answer.
+    fn rtt(&self) -> f64 {
+        self.cf + self.sf + self.sb + self.cb + PROCESSING_MS
+    }
+}
+
+/// Server turnaround, ms.
+const PROCESSING_MS: f64 = 0.05;
+const WRAP: f64 = 4_294_967_296.0;
+/// The resolver every client asks.
+const RESOLVER: &str = "10.255.0.53";
+
+/// A fetch waiting for its start.
+#[derive(Clone, Debug)]
+struct Arrival {
+    t_ms: f64,
+    client: usize,
+    service: usize,
+    dns: bool,
+    /// A follow-up (concurrent or back to back), not a new arrival.
+    follow_up: bool,
+}
+
+/// One connection attempt of a fetch, in client time.
+struct Attempt {
+    conn: ConnId,
+    v6: bool,
+    start: f64,
+    path: Path,
+    outcome: Outcome,
+    truth: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    /// Answered; established (client time).
+    Ok(f64),
+    Blackhole,
+    /// Refused (client learns at this client time).
+    Refused(f64),
+}
+
+/// The generator: the world (clients, services, clocks) and the frames waiting to be written.
+pub struct Busy {
+    cfg: BusyConfig,
+    rng: Rng,
+    clients: Vec<Client>,
+    services: Vec<Service>,
+    clocks: Vec<Clock>,
+    proxy: Clock,
+    pair_secret: u64,
+    frames: BinaryHeap<Reverse<(Nanos, u64, Vec<u8>)>>,
+    serial: u64,
+    pending: Vec<Arrival>,
+    totals: Totals,
+    fetch_id: u64,
+}
+
+impl Busy {
+    /// A world built from `cfg.seed`.
+    pub fn new(cfg: BusyConfig) -> Busy {
+        let mut rng = Rng::new(cfg.seed);
+        let clients = (0..cfg.clients.max(1))
+            .map(|i| {
+                let rtt4 = (1.0f64.ln() + rng.unit() * (300.0f64.ln() - 1.0f64.ln())).exp();
+                let rtt6 = (rtt4 + rng.range(-100.0, 100.0)).clamp(1.0, 400.0);
+                let profile = match rng.below(10) {
+                    0..=2 => Profile::Curl,
+                    3..=4 => Profile::Node,
+                    5..=7 => Profile::Chromium,
+                    _ => Profile::Dynamic,
+                };
+                let near = match cfg.capture_point {
+                    CapturePoint::Client => 0.0,
+                    CapturePoint::Middle => rng.range(0.05, 0.6),
+                };
+                let services = cfg.services.max(1);
+                Client {
+                    v4: format!("10.{}.{}.{}", 1 + i / 62_500, (i / 250) % 250, i % 250 + 1),
+                    v6: format!("fd00:1::{:x}", i + 1),
+                    rtt4,
+                    rtt6,
+                    near,
+                    profile,
+                    v6_trouble: if rng.chance(0.5) { 0.7 } else { 0.15 },
+                    favourites: [
+                        rng.below(services),
+                        rng.below(services),
+                        rng.below(services),
+                    ],
+                    next_port: 20_000 + rng.below(5000) as u16,
+                }
+            })
+            .collect();
+        let clocks: Vec<Clock> = (0..cfg.backends.max(1))
+            .map(|k| {
+                let hz = [1000.0, 250.0, 100.0][rng.below(3)];
+                // The first backend's TSval wraps about ten minutes into the capture.
+                let offset = if k == 0 {
+                    (WRAP - hz * 600.0) as u32
+                } else {
+                    rng.next_u64() as u32
+                };
+                Clock {
+                    hz,
+                    skew: rng.range(-100e-6, 100e-6),
+                    offset,
+                    label: format!("B{}", k + 1),
+                }
+            })
+            .collect();
+        let proxy = Clock {
+            hz: 1000.0,
+            skew: rng.range(-100e-6, 100e-6),
+            offset: rng.next_u64() as u32,
+            label: "X".into(),
+        };
+        let services = (0..cfg.services.max(1))
+            .map(|k| {
+                let pool = match k % 10 {
+                    3 => Pool::PerConn,
+                    6 => Pool::PerPair,
+                    9 => Pool::Proxy,
+                    _ => {
+                        let n = 1 + rng.below(3);
+                        let mut p: Vec<usize> = Vec::new();
+                        while p.len() < n.min(clocks.len()) {
+                            let b = rng.below(clocks.len());
+                            if !p.contains(&b) {
+                                p.push(b);
+                            }
+                        }
+                        Pool::Stable(p)
+                    }
+                };
+                Service {
+                    name: format!("svc{k}.busy.example"),
+                    v4: format!("198.18.{}.{}", k / 250, k % 250 + 1),
+                    v6: (!rng.chance(cfg.v4_only_share)).then(|| format!("2001:db8:{k:x}::1")),
+                    port: if rng.chance(0.7) { 443 } else { 80 },
+                    pool,
+                    idle_timeout_ms: [5000.0, 15_000.0, 30_000.0][rng.below(3)],
+                }
+            })
+            .collect();
+        let pair_secret = rng.next_u64();
+        Busy {
+            cfg,
+            rng,
+            clients,
+            services,
+            clocks,
+            proxy,
+            pair_secret,
+            frames: BinaryHeap::new(),
+            serial: 0,
+            pending: Vec::new(),
+            totals: Totals::default(),
+            fetch_id: 0,
+        }
+    }
+
+    /// Write the capture (classic pcap, microseconds, Ethernet) to `pcap` and one JSON line per
+    /// connection to `truth`, until `limit`.
+    pub fn write(
+        mut self,
+        limit: Limit,
+        pcap: &mut impl Write,
+        truth: &mut impl Write,
+    ) -> io::Result<Totals> {
+        pcap.write_all(&super::write_pcap(&[], Link::Ethernet, false, 262_144))?;
+        self.totals.bytes = 24;
+        let mut arrivals = 0u64;
+        let mut next_arrival = 0.0f64;
+        loop {
+            let done = match limit {
+                Limit::Fetches(n) => arrivals >= n,
+                Limit::Bytes(n) => self.totals.bytes >= n,
+            };
+            // The earliest fetch to start: a new arrival or a scheduled follow-up.
+            let follow = self
+                .pending
+                .iter()
+                .enumerate()
+                .min_by(|x, y| x.1.t_ms.total_cmp(&y.1.t_ms))
+                .map(|(i, a)| (i, a.t_ms));
+            let arrival = match follow {
+                Some((i, t)) if t <= next_arrival || done => self.pending.swap_remove(i),
+                _ if done => break,
+                _ => {
+                    let client = self.rng.below(self.clients.len());
+                    let service = match self.clients.get(client) {
+                        Some(c) if self.rng.chance(0.8) => {
+                            c.favourites.get(self.rng.below(3)).copied().unwrap_or(0)
+                        }
+                        _ => self.rng.below(self.services.len()),
+                    };
+                    let a = Arrival {
+                        t_ms: next_arrival,
+                        client,
+                        service,
+                        dns: true,
+                        follow_up: false,
+                    };
+                    arrivals += 1;
+                    next_arrival += -(1.0 - self.rng.unit()).ln() * 1000.0 / self.cfg.fetches_per_s;
+                    a
+                }
+            };
+            // Nothing later can start before this fetch: what is older is final.
+            self.flush(DEFAULT_BASE + (arrival.t_ms * 1e6) as Nanos, pcap)?;
+            for t in self.fetch(&arrival) {
+                serde_json::to_writer(&mut *truth, &t)?;
+                truth.write_all(b"\n")?;
+            }
+        }
+        self.flush(Nanos::MAX, pcap)?;
+        Ok(self.totals)
+    }
+
+    /// Write every frame captured before `until`.
+    fn flush(&mut self, until: Nanos, pcap: &mut impl Write) -> io::Result<()> {
+        while self.frames.peek().is_some_and(|f| f.0 .0 < until) {
+            let Some(Reverse((t, _, frame))) = self.frames.pop() else {
+                break;
+            };
+            let secs = t.div_euclid(1_000_000_000);
+            let usec = t.rem_euclid(1_000_000_000) / 1000;
+            let len = frame.len() as u32;
+            let mut head = [0u8; 16];
+            head[0..4].copy_from_slice(&(secs as u32).to_le_bytes());
+            head[4..8].copy_from_slice(&(usec as u32).to_le_bytes());
+            head[8..12].copy_from_slice(&len.to_le_bytes());
+            head[12..16].copy_from_slice(&len.to_le_bytes());
+            pcap.write_all(&head)?;
+            pcap.write_all(&frame)?;
+            self.totals.bytes += 16 + u64::from(len);
+            self.totals.packets += 1;
+            self.totals.seconds = self.totals.seconds.max((t - DEFAULT_BASE) as f64 / 1e9);
+        }
+        Ok(())
+    }
+
+    fn jitter(&mut self) -> f64 {
+        self.rng.range(0.0, 3.0)
+    }
+
+    /// A path for one connection of `client` on one family, with its jitter; `slow` adds a
+    /// lagging stretch on the server's side.
+    fn path(&mut self, client: usize, v6: bool, slow: f64) -> Path {
+        let (rtt, near) = self
+            .clients
+            .get(client)
+            .map_or((10.0, 0.0), |c| (if v6 { c.rtt6 } else { c.rtt4 }, c.near));
+        let half = rtt / 2.0;
+        let (cf, cb) = if near > 0.0 {
+            (half * near + self.jitter(), half * near + self.jitter())
+        } else {
+            (0.0, 0.0)
+        };
+        let far = half * (1.0 - near);
+        Path {
+            cf,
+            cb,
+            sf: far + self.jitter() + slow / 2.0,
+            sb: far + self.jitter() + slow / 2.0,
+        }
+    }
+
+    fn port(&mut self, client: usize) -> u16 {
+        let Some(c) = self.clients.get_mut(client) else {
+            return 40_000;
+        };
+        let p = c.next_port;
+        c.next_port = if p >= 64_999 { 20_000 } else { p + 1 };
+        p
+    }
+
+    /// The clock the server side of a new connection shows, and its label.
+    fn server_clock(&mut self, pool: &Pool, client: &str, server: &str) -> (Clock, bool) {
+        match pool {
+            Pool::Stable(p) => {
+                let b = p.get(self.rng.below(p.len())).copied().unwrap_or(0);
+                let c = self
+                    .clocks
+                    .get(b)
+                    .cloned()
+                    .unwrap_or_else(|| self.proxy.clone());
+                (c, false)
+            }
+            Pool::Proxy => (self.proxy.clone(), false),
+            Pool::PerConn => {
+                self.serial += 1;
+                let c = Clock {
+                    hz: 1000.0,
+                    skew: 0.0,
+                    offset: self.rng.next_u64() as u32,
+                    label: format!("R{}", self.serial),
+                };
+                (c, true)
+            }
+            Pool::PerPair => {
+                let mut h: u64 = self.pair_secret;
+                for b in client.bytes().chain(server.bytes()) {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                let c = Clock {
+                    hz: 1000.0,
+                    skew: 0.0,
+                    offset: (h >> 16) as u32,
+                    label: format!("P:{client}>{server}"),
+                };
+                (c, false)
+            }
+        }
+    }
+
+    /// One fetch (and what follows on its connection: keep-alive requests, a stale reuse and
+    /// its retry) as a scenario starting at the arrival; returns the truth of its connections.
+    fn fetch(&mut self, arr: &Arrival) -> Vec<TruthConn> {
+        self.fetch_id += 1;
+        self.totals.fetches += 1;
+        let fetch = self.fetch_id;
+        let base = DEFAULT_BASE + (arr.t_ms * 1e6) as Nanos;
+        let mut s = Scenario::new().starting_at(base);
+        s.dns_id_base = self.rng.next_u64() as u16;
+        let (Some(cl), Some(sv)) = (self.clients.get(arr.client), self.services.get(arr.service))
+        else {
+            return Vec::new();
+        };
+        let (c4, c6) = (cl.v4.clone(), cl.v6.clone());
+        let (profile, trouble, rtt4) = (cl.profile, cl.v6_trouble, cl.rtt4);
+        let (name, s4, s6, sport, pool, idle_timeout) = (
+            sv.name.clone(),
+            sv.v4.clone(),
+            sv.v6.clone(),
+            sv.port,
+            sv.pool.clone(),
+            sv.idle_timeout_ms,
+        );
+        s.same_host(&c4, &c6);
+        let host = format!("C{}", arr.client + 1);
+
+        // The lookup: AAAA and A back to back; the resolver sits by the capture point.
+        let mut t0 = 0.0;
+        if arr.dns {
+            // Query captured one client-side leg after it is sent, answered by the resolver
+            // 1-6 ms later, received one leg after that.
+            let p = self.path(arr.client, false, 0.0);
+            let resolve = 1.0 + self.rng.range(0.0, 5.0);
+            let aaaa: Vec<&str> = s6.iter().map(String::as_str).collect();
+            s.dns(&c4, RESOLVER, p.cf, p.cf + resolve, &name, 28, &aaaa);
+            s.dns(
+                &c4,
+                RESOLVER,
+                p.cf + 0.05,
+                p.cf + 0.05 + resolve,
+                &name,
+                1,
+                &[&s4],
+            );
+            t0 = p.cf + 0.05 + resolve + p.cb + self.rng.range(0.1, 1.0);
+        }
+
+        // The addresses in Happy Eyeballs order, and the attempt delay.
+        let dual = s6.is_some() && self.cfg.races;
+        let delay = match profile {
+            Profile::Curl => 200.0,
+            Profile::Node => 250.0,
+            Profile::Chromium => 300.0,
+            Profile::Dynamic => (2.0 * rtt4 + 50.0).clamp(100.0, 2000.0),
+        };
+        // The IPv6 path this time.
+        let v6_state = if !dual {
+            0
+        } else if self.rng.chance(trouble) {
+            1 + self.rng.below(3) // 1 slow, 2 black-holed, 3 refused
+        } else {
+            0
+        };
+        let mut plan: Vec<(bool, f64)> = Vec::new(); // (v6, client start time)
+        match (&s6, dual) {
+            (Some(_), true) => {
+                plan.push((true, t0));
+                if profile == Profile::Chromium {
+                    if self.rng.chance(0.3) {
+                        plan.push((true, t0 + 3.0));
+                    }
+                    plan.push((true, t0 + 250.0)); // the backup job, if still unconnected
+                }
+                plan.push((false, t0 + delay));
+            }
+            (Some(_), false) if !self.cfg.races => plan.push((true, t0)),
+            _ => plan.push((false, t0)),
+        }
+
+        let mut truth: Vec<TruthConn> = Vec::new();
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut connected: Option<f64> = None;
+        let mut refused_at: Option<f64> = None;
+        for (i, &(v6, mut start)) in plan.iter().enumerate() {
+            // A refusal moves the next new address forward (RFC 8305 §5).
+            if let (Some(r), false) = (refused_at, v6) {
+                start = start.min(r + 0.1);
+            }
+            if connected.is_some_and(|c| c <= start) {
+                continue;
+            }
+            // After a refusal of the first address the client moves on: no more IPv6 jobs.
+            if i > 0 && v6 && refused_at.is_some() {
+                continue;
+            }
+            let slow = if v6 && v6_state == 1 {
+                self.rng.range(400.0, 1500.0)
+            } else {
+                0.0
+            };
+            let path = self.path(arr.client, v6, slow);
+            let outcome = match (v6, v6_state) {
+                (true, 2) => Outcome::Blackhole,
+                (true, 3) => Outcome::Refused(start + path.rtt()),
+                _ => Outcome::Ok(start + path.rtt() + 0.02),
+            };
+            if let Outcome::Refused(r) = outcome {
+                refused_at = Some(refused_at.map_or(r, |x: f64| x.min(r)));
+            }
+            if let Outcome::Ok(e) = outcome {
+                connected = Some(connected.map_or(e, |c: f64| c.min(e)));
+            }
+            let (caddr, saddr) = if v6 {
+                (c6.clone(), s6.clone().unwrap_or_default())
+            } else {
+                (c4.clone(), s4.clone())
+            };
+            let port = self.port(arr.client);
+            let conn = s.tcp(&caddr, port, &saddr, sport);
+            let (clock, random_clock) = self.server_clock(&pool, &caddr, &saddr);
+            self.stamp(&mut s, conn, &clock, arr.t_ms, path.sb);
+            truth.push(TruthConn {
+                client: caddr,
+                client_port: port,
+                server: saddr,
+                server_port: sport,
+                host: host.clone(),
+                service: name.clone(),
+                fetch,
+                race: None,
+                role: "single".into(),
+                clock: clock.label,
+                random_clock,
+                stale: false,
+                family: if v6 { 6 } else { 4 },
+                syn_ms: arr.t_ms + start + path.cf,
+            });
+            attempts.push(Attempt {
+                conn,
+                v6,
+                start,
+                path,
+                outcome,
+                truth: truth.len() - 1,
+            });
+        }
+        // The winner: the first established.
+        let winner = attempts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a.outcome {
+                Outcome::Ok(e) => Some((i, e)),
+                _ => None,
+            })
+            .min_by(|x, y| x.1.total_cmp(&y.1))
+            .map(|(i, _)| i);
+        let Some(wi) = winner else {
+            return truth;
+        };
+        let west = match attempts.get(wi).map(|a| a.outcome) {
+            Some(Outcome::Ok(e)) => e,
+            _ => return truth,
+        };
+        let cancel = west + 0.2;
+        // One address per family: two families are two addresses.
+        let both = attempts.iter().any(|a| a.v6) && attempts.iter().any(|a| !a.v6);
+        if both {
+            self.totals.races += 1;
+            for (i, a) in attempts.iter().enumerate() {
+                if let Some(t) = truth.get_mut(a.truth) {
+                    t.race = Some(fetch);
+                    t.role = if i == wi { "winner" } else { "also_ran" }.into();
+                }
+            }
+        }
+        // Each attempt's packets.
+        for (i, a) in attempts.iter().enumerate() {
+            let p = a.path;
+            let syn_cap = a.start + p.cf;
+            s.syn(a.conn, syn_cap);
+            match a.outcome {
+                Outcome::Blackhole => {
+                    let mut rto = 1000.0;
+                    let mut at = a.start + rto;
+                    while at < cancel {
+                        s.syn(a.conn, at + p.cf);
+                        rto *= 2.0;
+                        at = a.start + rto * 2.0 - 1000.0;
+                    }
+                }
+                Outcome::Refused(_) => {
+                    s.rst(a.conn, Side::Server, syn_cap + p.sf + p.sb + PROCESSING_MS);
+                }
+                Outcome::Ok(est) => {
+                    let synack_cap = syn_cap + p.sf + p.sb + PROCESSING_MS;
+                    if i == wi || est <= cancel {
+                        s.synack(a.conn, synack_cap);
+                        s.ack(a.conn, Side::Client, est + p.cf);
+                        if i != wi {
+                            // Connected too, unused: the client closes it.
+                            let t = cancel + 0.5;
+                            s.fin(a.conn, Side::Client, t + p.cf);
+                            s.fin(a.conn, Side::Server, t + p.cf + p.sf + p.sb + PROCESSING_MS);
+                            s.ack(a.conn, Side::Client, t + p.rtt() + p.cf + 0.02);
+                        }
+                    } else {
+                        // Given up before its SYN-ACK came: the kernel resets it.
+                        s.synack(a.conn, synack_cap);
+                        s.rst(a.conn, Side::Client, est + p.cf);
+                    }
+                }
+            }
+        }
+        let Some(w) = attempts.get(wi) else {
+            return truth;
+        };
+        let (wconn, wpath, wv6) = (w.conn, w.path, w.v6);
+        let wtruth = w.truth;
+        // The winner's life: requests, then a close, an idle timeout or a stale reuse.
+        let tls = sport == 443;
+        let mut t = west + 0.1;
+        if tls {
+            t = self.tls_handshake(&mut s, wconn, wpath, t, &name);
+        }
+        let requests = if self.rng.chance(0.25) {
+            2 + self.rng.below(3)
+        } else {
+            1
+        };
+        let keep_alive = requests > 1 || self.rng.chance(0.1);
+        for r in 0..requests {
+            t = self.exchange(&mut s, wconn, wpath, t, tls, &name);
+            if r + 1 < requests {
+                t += self.rng.range(500.0, 0.8 * idle_timeout);
+            }
+        }
+        // Follow-ups: a concurrent fetch (its own lookup) or one back to back.
+        if self.cfg.races && !arr.follow_up {
+            if self.rng.chance(0.07) {
+                let at = arr.t_ms + self.rng.range(20.0, 400.0);
+                self.pending.push(Arrival {
+                    t_ms: at,
+                    client: arr.client,
+                    service: arr.service,
+                    dns: true,
+                    follow_up: true,
+                });
+            } else if self.rng.chance(0.05) {
+                let at = arr.t_ms + west + self.rng.range(20.0, 1500.0);
+                let dns = self.rng.chance(0.5);
+                self.pending.push(Arrival {
+                    t_ms: at,
+                    client: arr.client,
+                    service: arr.service,
+                    dns,
+                    follow_up: true,
+                });
+            }
+        }
+        let stale = keep_alive && self.cfg.stale && self.rng.chance(0.6);
+        // The server's idle-timeout FIN, as captured.
+        let server_fin = t + idle_timeout;
+        if stale {
+            // The server gave up after its idle timeout; its FIN was lost (half the time) or
+            // ignored; the client's next request is answered by RST.
+            let lost = self.rng.chance(0.5);
+            if !lost {
+                s.fin(wconn, Side::Server, server_fin);
+                s.ack(wconn, Side::Client, server_fin + wpath.cb + 0.1 + wpath.cf);
+            }
+            let req = server_fin + self.rng.range(200.0, 20_000.0);
+            let payload = self.request(tls, &name);
+            s.data(wconn, Side::Client, req + wpath.cf, &payload);
+            let rst = req + wpath.cf + wpath.sf + wpath.sb + PROCESSING_MS;
+            s.rst(wconn, Side::Server, rst);
+            if let Some(tc) = truth.get_mut(wtruth) {
+                tc.stale = true;
+            }
+            self.totals.stale += 1;
+            // The retry: a new connection on the same family, its own fetch.
+            let retry_start = rst + wpath.cb + self.rng.range(0.5, 30.0);
+            self.fetch_id += 1;
+            self.totals.fetches += 1;
+            let (caddr, saddr) = if wv6 {
+                (c6.clone(), s6.clone().unwrap_or_default())
+            } else {
+                (c4.clone(), s4.clone())
+            };
+            let path = self.path(arr.client, wv6, 0.0);
+            let port = self.port(arr.client);
+            let conn = s.tcp(&caddr, port, &saddr, sport);
+            let (clock, random_clock) = self.server_clock(&pool, &caddr, &saddr);
+            self.stamp(&mut s, conn, &clock, arr.t_ms, path.sb);
+            truth.push(TruthConn {
+                client: caddr,
+                client_port: port,
+                server: saddr,
+                server_port: sport,
+                host: host.clone(),
+                service: name.clone(),
+                fetch: self.fetch_id,
+                race: None,
+                role: "single".into(),
+                clock: clock.label,
+                random_clock,
+                stale: false,
+                family: if wv6 { 6 } else { 4 },
+                syn_ms: arr.t_ms + retry_start + path.cf,
+            });
+            s.syn(conn, retry_start + path.cf);
+            s.synack(
+                conn,
+                retry_start + path.cf + path.sf + path.sb + PROCESSING_MS,
+            );
+            let est = retry_start + path.rtt() + 0.02;
+            s.ack(conn, Side::Client, est + path.cf);
+            let mut t = est + 0.1;
+            if tls {
+                t = self.tls_handshake(&mut s, conn, path, t, &name);
+            }
+            t = self.exchange(&mut s, conn, path, t, tls, &name);
+            let at = t + self.rng.range(5.0, 300.0);
+            close(&mut s, conn, path, at);
+        } else if keep_alive && self.rng.chance(0.5) {
+            // The server's idle timeout closes it, the client answers.
+            s.fin(wconn, Side::Server, server_fin);
+            let t = server_fin + wpath.cb + wpath.cf + 0.2;
+            s.fin(wconn, Side::Client, t);
+            s.ack(wconn, Side::Server, t + wpath.sf + wpath.sb + PROCESSING_MS);
+        } else {
+            let at = t + self.rng.range(5.0, 500.0);
+            close(&mut s, wconn, wpath, at);
+        }
+        self.totals.connections += truth.len() as u64;
+        for (time, frame) in s.frames(Link::Ethernet) {
+            self.serial += 1;
+            self.frames.push(Reverse((time, self.serial, frame)));
+        }
+        truth
+    }
+
+    /// Put the server's clock on `conn`: what it stamps at server time, seen `lag` ms later.
+    fn stamp(&self, s: &mut Scenario, conn: ConnId, clock: &Clock, base_ms: f64, lag: f64) {
+        let hz = clock.hz * (1.0 + clock.skew);
+        let at_base = (f64::from(clock.offset) + hz * base_ms / 1000.0).rem_euclid(WRAP);
+        s.conn_clock(conn, Side::Server, hz, at_base as u64 as u32);
+        s.ts_lag(conn, Side::Server, lag);
+    }
+
+    /// A TLS 1.3 handshake from client time `t`; returns the client time it is done.
+    fn tls_handshake(&mut self, s: &mut Scenario, c: ConnId, p: Path, t: f64, name: &str) -> f64 {
+        s.data(
+            c,
+            Side::Client,
+            t + p.cf,
+            &tls::client_hello(name, &["h2", "http/1.1"]),
+        );
+        let server = t + p.cf + p.sf + PROCESSING_MS;
+        let mut flight = tls::server_hello(true);
+        flight.extend(tls::app_data(800));
+        s.data(c, Side::Server, server + p.sb, &flight);
+        let back = server + p.sb + p.cb + 0.1;
+        s.data(c, Side::Client, back + p.cf, &tls::app_data(53));
+        back + 0.05
+    }
+
+    fn request(&mut self, tls: bool, name: &str) -> Vec<u8> {
+        if tls {
+            tls::app_data(300)
+        } else {
+            format!(
+                "GET /item/{} HTTP/1.1\r\nHost: {name}\r\n\r\n",
+                self.rng.below(1000)
+            )
+            .into_bytes()
+        }
+    }
+
+    /// One request and its response from client time `t`; returns when the client has it all.
+    fn exchange(
+        &mut self,
+        s: &mut Scenario,
+        c: ConnId,
+        p: Path,
+        t: f64,
+        tls: bool,
+        name: &str,
+    ) -> f64 {
+        let req = self.request(tls, name);
+        s.data(c, Side::Client, t + p.cf, &req);
+        let mut at = t + p.cf + p.sf + PROCESSING_MS + p.sb;
+        let mut left = self.cfg.response_bytes.max(1);
+        let mut first = true;
+        let mut segs = 0;
+        while left > 0 {
+            let n = left.min(self.cfg.segment.max(1));
+            let body: Vec<u8> = if tls {
+                tls::app_data(n.saturating_sub(5).max(1))
+            } else if first {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    self.cfg.response_bytes
+                );
+                let mut b = head.into_bytes();
+                b.resize(n.max(b.len()), b'x');
+                b
+            } else {
+                vec![b'x'; n]
+            };
+            first = false;
+            s.data(c, Side::Server, at, &body);
+            segs += 1;
+            if segs % 2 == 0 {
+                s.ack(c, Side::Client, at + p.cb + 0.02 + p.cf);
+            }
+            at += 0.05;
+            left -= n;
+        }
+        let done = at + p.cb;
+        s.ack(c, Side::Client, done + 0.02 + p.cf);
+        done + 0.05
+    }
+}
+
+/// The client closes at client time `t`.
+fn close(s: &mut Scenario, c: ConnId, p: Path, t: f64) {
+    s.fin(c, Side::Client, t + p.cf);
+    let server = t + p.cf + p.sf + PROCESSING_MS;
+    s.fin(c, Side::Server, server + p.sb);
+    s.ack(c, Side::Client, server + p.sb + p.cb + 0.02 + p.cf);
+}
