@@ -1,28 +1,44 @@
 //! Backends from TCP timestamp clocks.
 //!
-//! A server stamps each segment with TSval = offset + rate · t (mod 2^32). Connections served
-//! by one host whose clock is stable across connections (older Linux, `tcp_timestamps=2`, BSD
-//! stacks, load balancers and proxies that terminate TCP) line up on one such line; hosts that
-//! draw a random offset per connection (Linux 4.10, FreeBSD, Linux since 2026 with
-//! `tcp_timestamps=1`) do not, and are left unidentified rather than given one backend each.
+//! A server stamps each segment with TSval = offset + rate · t (mod 2^32) when it sends it; the
+//! capture sees the segment one one-way delay later. Connections served by one host whose
+//! clock is stable across connections (older Linux, `tcp_timestamps=2`, BSD stacks, load
+//! balancers and proxies that terminate TCP) line up on one such line, whatever VIP, service
+//! or port reached it; hosts that draw a random offset per connection (Linux 4.10, FreeBSD,
+//! Linux since 2026 with `tcp_timestamps=1`) do not, and are left unidentified rather than
+//! given one backend each.
 //!
-//! 1. **Rate** per connection, from its first and last server TSval when they are far enough
+//! 1. **When the server stamped**: each sample's capture time minus the one-way delay from
+//!    the server to the capture point, half the connection's SYN → SYN-ACK leg as captured
+//!    (the capture point's round trip to the server, whatever the vantage: the whole RTT at
+//!    the client, a share of it at a gateway, nothing at the server). Without this, clients
+//!    with their own round-trip times split one clock into one cluster per RTT (150 ticks at
+//!    1000 Hz for a 300 ms client).
+//! 2. **Rate** per connection, from its first and last server TSval when they are far enough
 //!    apart (≥ 1 s and ≥ 20 ticks), snapped to the common rates (1000, 250, 100, 10, 2 Hz)
 //!    within 10 %. Short connections have no rate of their own.
-//! 2. **Clustering**, per server port (a clock belongs to a host, whatever name or address
-//!    reached it), in time order: a connection joins the cluster whose clock, extrapolated
-//!    from its latest member, predicts the connection's first TSval within a tolerance of
-//!    2 ticks + 5 ms of jitter + 100 ppm of skew over the gap (wrapping arithmetic, so a TSval
-//!    wraparound inside the capture is harmless). A connection with a measured rate only
-//!    tries clusters of that rate; one without tries each candidate rate. Clusters are found
-//!    through an index on their offset, so this is O(n log n).
-//! 3. **Honesty**: a backend needs two connections, or one connection that lasted at least
-//!    [`LONG_LIVED_S`] seconds with a measured rate. Everything else stays `backend: null`.
-//! 4. **Per backend** the fitted rate (Theil–Sen over its samples) and, over ≥ 10 s, the skew
+//! 3. **Clustering** over every connection of the capture in time order (one physical host
+//!    shows through every VIP, service and port): a connection joins the cluster whose clock,
+//!    extrapolated from its latest member, predicts the connection's first TSval within a
+//!    tolerance of 2 ticks + 10 ms of jitter + 100 ppm of skew over the gap (wrapping
+//!    arithmetic, so a TSval wraparound inside the capture is harmless). A connection with a
+//!    measured rate only tries clusters of that rate; one without tries each candidate rate.
+//!    Clusters are found through an index on their offset, so this is O(n log n).
+//! 4. **Chance held down**: an unrelated clock agrees within the tolerance with probability
+//!    (2·tolerance + 1) / 2^32 per cluster compared. A cluster that is still one connection
+//!    leaves the index [`SINGLE_EXPIRY_S`] after it was seen, so the clusters a connection is
+//!    compared with grow with the connection rate, not with the capture's length, and the
+//!    chance that a random-offset connection is given a backend stays near
+//!    rate × 600 s × 15 / 2^32 (2·10⁻⁴ at 100 new connections a second, 1000 Hz). Each
+//!    backend's `confidence` is one minus the probability that its members agree by chance
+//!    (the product over its joins of clusters compared × window / 2^32).
+//! 5. **Honesty**: a backend needs two connections on one clock. Everything else stays
+//!    `backend: null`.
+//! 6. **Per backend** the fitted rate (Theil–Sen over its samples) and, over ≥ 10 s, the skew
 //!    in ppm against the snapped rate.
 //!
 //! IPv4 and IPv6 siblings of one host share a stable clock and so land in one backend; hosts
-//! with one offset per address pair form one backend per client address (no sibling rule
+//! with one offset per address pair form one backend per address pair (no sibling rule
 //! merges them: their offsets say nothing about each other).
 
 use std::collections::BTreeMap;
@@ -32,29 +48,33 @@ use crate::model::{Analysis, Backend, ClockRegime};
 
 /// Rates TCP stacks use, Hz.
 pub const COMMON_RATES: [f64; 5] = [1000.0, 250.0, 100.0, 10.0, 2.0];
-/// A single connection this long (with a measured rate) is a backend on its own.
-pub const LONG_LIVED_S: f64 = 60.0;
+/// A cluster of one connection leaves the offset index this long (seconds) after it was
+/// seen: the comparisons, and so the chance matches, grow with the connection rate, not with
+/// the capture's length.
+pub const SINGLE_EXPIRY_S: f64 = 600.0;
 /// Member connections whose samples feed a backend's Theil–Sen fit.
 const FIT_CONNECTIONS: usize = 256;
-/// Jitter allowed between the server's stamp and the capture, seconds.
-const JITTER_S: f64 = 0.005;
+/// Jitter allowed between the server's stamp and the capture once corrected by the path delay
+/// (the two handshake legs' asymmetry, queueing), seconds.
+const JITTER_S: f64 = 0.010;
 /// Largest crystal drift expected, ppm.
 const MAX_SKEW_PPM: f64 = 100.0;
 const WRAP: f64 = 4_294_967_296.0;
 
-/// One connection's clock evidence (32 bytes; one per connection with timestamps).
+/// One connection's clock evidence (40 bytes; one per connection with timestamps).
 #[derive(Clone, Copy, Debug)]
 struct Evidence {
-    /// First sample's time, seconds since the analysis epoch.
+    /// When the server stamped the first sample, seconds since the analysis epoch: its
+    /// capture time less the server-side one-way delay.
     t: f64,
+    /// That one-way delay, seconds (subtracted from every sample of the connection).
+    delay: f64,
     /// Lifetime covered by samples, seconds.
     span: f64,
     /// The connection.
     id: usize,
     /// First sample's TSval.
     tsval: u32,
-    /// The server port (clocks are clustered per port).
-    port: u16,
     /// Snapped rate, when measured: an index into [`COMMON_RATES`].
     rate: Option<u8>,
 }
@@ -75,6 +95,8 @@ impl Evidence {
 /// [`FIT_CONNECTIONS`] members, and whether the rate was inferred (no member measured it).
 struct Found {
     ids: Vec<usize>,
+    /// Probability that its members agree by chance.
+    chance: f64,
     rate: f64,
     samples: Vec<(f64, u32)>,
     /// Seconds from the members' first sample to their last.
@@ -84,9 +106,15 @@ struct Found {
 
 struct Cluster {
     rate: f64,
+    /// The rate's index in the candidates.
+    rate_index: usize,
     members: Vec<usize>,
-    /// Latest member's first sample: the anchor the next prediction starts from.
-    anchor: (f64, u32),
+    /// Probability that the members joined by chance (product over joins).
+    chance: f64,
+    /// The clock's reading at its latest member's first sample, on the cluster's smoothed
+    /// line (fractional ticks: rounding it at every join would drift it by up to a tick each
+    /// time): the anchor the next prediction starts from.
+    anchor: (f64, f64),
     key: u32,
 }
 
@@ -99,6 +127,18 @@ pub fn residual(rate: f64, anchor: (f64, u32), sample: (f64, u32)) -> f64 {
     let predicted = f64::from(anchor.1) + rate * (sample.0 - anchor.0);
     let predicted = predicted.rem_euclid(WRAP) as u64 as u32;
     f64::from(sample.1.wrapping_sub(predicted) as i32)
+}
+
+/// [`residual`] from a fractional anchor: ticks from the prediction to `sample`, in
+/// (-2^31, 2^31].
+fn residual_from(rate: f64, anchor: (f64, f64), sample: (f64, u32)) -> f64 {
+    let predicted = anchor.1 + rate * (sample.0 - anchor.0);
+    let d = (f64::from(sample.1) - predicted).rem_euclid(WRAP);
+    if d > WRAP / 2.0 {
+        d - WRAP
+    } else {
+        d
+    }
 }
 
 fn tolerance(rate: f64, dt: f64) -> f64 {
@@ -129,93 +169,99 @@ pub fn detect(a: &mut Analysis) {
     let epoch = a.epoch();
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
 
-    let samples_of = |c: &crate::model::Connection| {
-        c.rec
-            .ts_samples
-            .iter()
-            .map(|s| (secs(s.time), s.tsval))
-            .collect::<Vec<(f64, u32)>>()
-    };
-    // Per server port, in time order: sorted in place (no map of copies).
+    // Each connection's evidence, in order of its server's first stamp (one list: a clock
+    // belongs to a host, whatever port reached it).
     let mut evidence: Vec<Evidence> = a
         .connections
         .par_iter()
         .filter_map(|c| {
             let s = &c.rec.ts_samples;
             let (first, last) = (s.first()?, s.last()?);
-            let t = secs(first.time);
-            let span = secs(last.time) - t;
+            // The SYN → SYN-ACK leg needs no ACK: an also-ran reset on its late SYN-ACK
+            // has one too.
+            let delay = match (c.rec.last_syn_time.get(), c.rec.synack_time.get()) {
+                (Some(syn), Some(synack)) if syn <= synack => (synack - syn) as f64 / 2e9,
+                _ => 0.0,
+            };
+            let t = secs(first.time) - delay;
+            let span = secs(last.time) - secs(first.time);
             let ticks = f64::from(last.tsval.wrapping_sub(first.tsval));
             let rate = (span >= 1.0 && ticks >= 20.0)
                 .then(|| snap_index(ticks / span))
                 .flatten();
             Some(Evidence {
                 t,
+                delay,
                 span,
                 id: c.id,
                 tsval: first.tsval,
-                port: c.rec.server.port,
                 rate,
             })
         })
         .collect();
     // Stable: connections with equal first samples stay in id order.
-    evidence.par_sort_by(|x, y| x.port.cmp(&y.port).then(x.t.total_cmp(&y.t)));
+    evidence.par_sort_by(|x, y| x.t.total_cmp(&y.t));
+    let samples_of = |e: &Evidence| {
+        a.connections.get(e.id).map_or_else(Vec::new, |c| {
+            c.rec
+                .ts_samples
+                .iter()
+                .map(|s| (secs(s.time) - e.delay, s.tsval))
+                .collect::<Vec<(f64, u32)>>()
+        })
+    };
     let mut backends: Vec<Found> = Vec::new();
-    for ev in evidence.chunk_by(|x, y| x.port == y.port) {
-        let mut candidates: Vec<f64> = ev.iter().filter_map(Evidence::rate).collect();
-        candidates.sort_by(|x, y| y.total_cmp(x));
-        candidates.dedup();
-        if candidates.is_empty() {
-            candidates = COMMON_RATES.to_vec();
-        }
-        let clusters = cluster(ev, &candidates);
-        // Each connection goes to the largest cluster holding it (by evidence index).
-        let mut best: Vec<Option<usize>> = vec![None; ev.len()];
-        for (ci, cl) in clusters.iter().enumerate() {
-            for &m in &cl.members {
-                if let Some(slot) = best.get_mut(m) {
-                    let larger = slot
-                        .and_then(|b| clusters.get(b))
-                        .is_none_or(|b| b.members.len() < cl.members.len());
-                    if larger {
-                        *slot = Some(ci);
-                    }
+    let ev = &evidence[..];
+    let mut candidates: Vec<f64> = ev.iter().filter_map(Evidence::rate).collect();
+    candidates.sort_by(|x, y| y.total_cmp(x));
+    candidates.dedup();
+    if candidates.is_empty() {
+        candidates = COMMON_RATES.to_vec();
+    }
+    let clusters = cluster(ev, &candidates);
+    // Each connection goes to the largest cluster holding it (by evidence index).
+    let mut best: Vec<Option<usize>> = vec![None; ev.len()];
+    for (ci, cl) in clusters.iter().enumerate() {
+        for &m in &cl.members {
+            if let Some(slot) = best.get_mut(m) {
+                let larger = slot
+                    .and_then(|b| clusters.get(b))
+                    .is_none_or(|b| b.members.len() < cl.members.len());
+                if larger {
+                    *slot = Some(ci);
                 }
             }
         }
-        for (ci, cl) in clusters.iter().enumerate() {
-            let members: Vec<usize> = cl
-                .members
+    }
+    for (ci, cl) in clusters.iter().enumerate() {
+        let members: Vec<usize> = cl
+            .members
+            .iter()
+            .copied()
+            .filter(|&m| best.get(m).copied().flatten() == Some(ci))
+            .collect();
+        let evs: Vec<&Evidence> = members.iter().filter_map(|&m| ev.get(m)).collect();
+        if evs.len() >= 2 {
+            // The fit needs samples spread over the backend's life, not all of them: at
+            // most FIT_CONNECTIONS members, evenly spaced, the first always included.
+            let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
+            let samples: Vec<(f64, u32)> = evs
                 .iter()
-                .copied()
-                .filter(|&m| best.get(m).copied().flatten() == Some(ci))
+                .step_by(step)
+                .flat_map(|e| samples_of(e))
                 .collect();
-            let evs: Vec<&Evidence> = members.iter().filter_map(|&m| ev.get(m)).collect();
-            let long_lived = evs.len() == 1
-                && evs
-                    .first()
-                    .is_some_and(|e| e.rate.is_some() && e.span >= LONG_LIVED_S);
-            if evs.len() >= 2 || long_lived {
-                // The fit needs samples spread over the backend's life, not all of them: at
-                // most FIT_CONNECTIONS members, evenly spaced, the first always included.
-                let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
-                let samples: Vec<(f64, u32)> = evs
-                    .iter()
-                    .step_by(step)
-                    .filter_map(|e| a.connections.get(e.id))
-                    .flat_map(samples_of)
-                    .collect();
-                let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
-                let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
-                backends.push(Found {
-                    ids: evs.iter().map(|e| e.id).collect(),
-                    rate: cl.rate,
-                    samples,
-                    span: last_seen - first_seen,
-                    rate_inferred: evs.iter().all(|e| e.rate.is_none()),
-                });
-            }
+            let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
+            let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
+            let mut ids: Vec<usize> = evs.iter().map(|e| e.id).collect();
+            ids.sort_unstable();
+            backends.push(Found {
+                ids,
+                chance: cl.chance,
+                rate: cl.rate,
+                samples,
+                span: last_seen - first_seen,
+                rate_inferred: evs.iter().all(|e| e.rate.is_none()),
+            });
         }
     }
 
@@ -226,6 +272,7 @@ pub fn detect(a: &mut Analysis) {
         .map(|(i, found)| {
             let Found {
                 ids,
+                chance,
                 rate,
                 samples,
                 span,
@@ -256,13 +303,8 @@ pub fn detect(a: &mut Analysis) {
             let skew_ppm = fitted
                 .filter(|_| span >= 10.0)
                 .map(|f| (f / rate - 1.0) * 1e6);
-            let n = ids.len() as f64;
-            // Two agreeing connections could (rarely) be chance; each further one halves that.
-            let confidence = if ids.len() == 1 {
-                0.5
-            } else {
-                1.0 - 0.5f64.powf(n - 1.0)
-            };
+            // One minus the probability that the members agree by chance.
+            let confidence = (1.0 - chance).clamp(0.0, 1.0);
             let first = samples.first().copied().unwrap_or((0.0, 0));
             Backend {
                 id,
@@ -270,7 +312,7 @@ pub fn detect(a: &mut Analysis) {
                 server_ips: ips,
                 clock_hz: Some(rate),
                 connections: ids,
-                confidence: (confidence * 1000.0).round() / 1000.0,
+                confidence: (confidence * 1e4).floor() / 1e4,
                 fitted_hz: fitted,
                 skew_ppm,
                 offset: offset_key(rate, first),
@@ -281,14 +323,36 @@ pub fn detect(a: &mut Analysis) {
         .collect();
 }
 
-/// Greedy clustering in time order through an offset index per rate.
+/// Greedy clustering in time order through an offset index per rate. Clusters of one
+/// connection leave the index [`SINGLE_EXPIRY_S`] after it; each join multiplies the cluster's
+/// chance by the probability that one of the clusters compared agreed by chance.
 fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
     let mut clusters: Vec<Cluster> = Vec::new();
-    // Per candidate rate: offset key → cluster indices.
+    // Per candidate rate: offset key → cluster indices, and how many clusters it holds.
     let mut index: Vec<BTreeMap<u32, Vec<usize>>> = vec![BTreeMap::new(); candidates.len()];
+    let mut live: Vec<usize> = vec![0; candidates.len()];
+    // Clusters created as one connection, in time order, until they expire or grow.
+    let mut singles: std::collections::VecDeque<(f64, usize)> = std::collections::VecDeque::new();
     for (i, e) in ev.iter().enumerate() {
         let first = e.first();
-        let mut matched: Option<(usize, usize)> = None; // (cluster, rate index)
+        while let Some(&(t, ci)) = singles.front() {
+            if t >= first.0 - SINGLE_EXPIRY_S {
+                break;
+            }
+            singles.pop_front();
+            let Some(cl) = clusters.get(ci) else { continue };
+            if cl.members.len() == 1 {
+                let (ri, key) = (cl.rate_index, cl.key);
+                if let Some(v) = index.get_mut(ri).and_then(|idx| idx.get_mut(&key)) {
+                    v.retain(|&x| x != ci);
+                }
+                if let Some(n) = live.get_mut(ri) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        let mut matched: Option<(usize, usize, f64)> = None; // (cluster, rate index, tolerance)
+        let mut compared = 0.0; // clusters compared, weighted by their window / 2^32
         for (ri, &rate) in candidates.iter().enumerate() {
             if e.rate().is_some_and(|r| r != rate) {
                 continue;
@@ -297,27 +361,38 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
             // Widest tolerance any anchor could need (one hour of skew).
             let w = tolerance(rate, 3600.0) as u32 + 1;
             let Some(idx) = index.get(ri) else { continue };
+            compared += live.get(ri).copied().unwrap_or(0) as f64
+                * (2.0 * tolerance(rate, SINGLE_EXPIRY_S) + 1.0)
+                / WRAP;
             for ci in wrapping_range(idx, key, w) {
                 let Some(cl) = clusters.get(ci) else { continue };
                 let dt = first.0 - cl.anchor.0;
-                let ok = residual(rate, cl.anchor, first).abs() <= tolerance(rate, dt);
+                let tol = tolerance(rate, dt);
+                let ok = residual_from(rate, cl.anchor, first).abs() <= tol;
                 let better = matched
-                    .and_then(|(m, _)| clusters.get(m))
+                    .and_then(|(m, _, _)| clusters.get(m))
                     .is_none_or(|m| m.members.len() < cl.members.len());
                 if ok && better {
-                    matched = Some((ci, ri));
+                    matched = Some((ci, ri, tol));
                 }
             }
         }
         match matched {
-            Some((ci, ri)) => {
+            Some((ci, ri, _)) => {
                 let Some(cl) = clusters.get_mut(ci) else {
                     continue;
                 };
                 cl.members.push(i);
-                cl.anchor = first;
+                cl.chance *= compared.min(1.0);
+                // The anchor moves to this connection's time on the cluster's smoothed line:
+                // its own error weighs 1/n (n up to 4), so the next prediction is not off by
+                // the latest member's jitter as well as the next one's.
+                let predicted = cl.anchor.1 + cl.rate * (first.0 - cl.anchor.0);
+                let weight = 1.0 / (cl.members.len().min(4) as f64);
+                let smoothed = predicted + weight * residual_from(cl.rate, cl.anchor, first);
+                cl.anchor = (first.0, smoothed.rem_euclid(WRAP));
                 let old = cl.key;
-                cl.key = offset_key(cl.rate, first);
+                cl.key = offset_key(cl.rate, (cl.anchor.0, cl.anchor.1 as u64 as u32));
                 let new = cl.key;
                 if let Some(idx) = index.get_mut(ri) {
                     if let Some(v) = idx.get_mut(&old) {
@@ -334,13 +409,20 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
                     let key = offset_key(rate, first);
                     clusters.push(Cluster {
                         rate,
+                        rate_index: ri,
                         members: vec![i],
-                        anchor: first,
+                        chance: 1.0,
+                        anchor: (first.0, f64::from(first.1)),
                         key,
                     });
+                    let ci = clusters.len() - 1;
                     if let Some(idx) = index.get_mut(ri) {
-                        idx.entry(key).or_default().push(clusters.len() - 1);
+                        idx.entry(key).or_default().push(ci);
                     }
+                    if let Some(n) = live.get_mut(ri) {
+                        *n += 1;
+                    }
+                    singles.push_back((first.0, ci));
                 }
             }
         }
