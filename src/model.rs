@@ -254,6 +254,10 @@ pub struct Race {
     pub duplicate_upgrade_inferred: bool,
     /// Extra: two or more attempts sent an HTTP request.
     pub duplicate_request: Option<Box<DuplicateRequest>>,
+    /// Extra: two or more attempts carried application data and one joined the race as a
+    /// repeat to an address already tried that no DNS in the capture explains: possibly two
+    /// fetches the capture cannot tell apart (said, not merged silently).
+    pub fetches_ambiguous: bool,
     /// Extra: the cancel rules this race broke (`rfc8305_s6`, `happy_eyeballs_v3`,
     /// `application_data`), mildest first.
     pub cancel_rules_broken: Vec<&'static str>,

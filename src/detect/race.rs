@@ -26,17 +26,24 @@ struct Group<'a> {
     /// The name of its first member that has one (borrowed: the groups of both cores cloning
     /// one shared name would contend on its count).
     name: Option<&'a str>,
+    /// A member joined as a repeat to an address already tried while no DNS in the capture
+    /// could tell whether it was a second fetch.
+    unexplained_repeat: bool,
 }
+
+/// A group that is a race: its first SYN, its members in SYN order, and whether the capture
+/// could not tell one fetch from two (see [`Group::unexplained_repeat`]).
+type Grouped = (Nanos, PerAttempt<usize>, bool);
 
 /// Find the races and set `race`, `role` and `service` on their attempts.
 pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
     use rayon::prelude::*;
-    let groups = group_attempts(a, ctx.cfg);
+    let groups = group_attempts(a, ctx.dns(), ctx.cfg);
     // What DNS says of each race, looked up first so that the DNS table is freed before the
     // races are built. Each race reads only its own attempts: all built in parallel.
     let looked_up: Vec<DnsFacts> = {
         let (a, dns): (&Analysis, &DnsTable) = (a, ctx.dns());
-        groups.par_iter().map(|m| dns_facts(m, a, dns)).collect()
+        groups.par_iter().map(|g| dns_facts(&g.1, a, dns)).collect()
     };
     ctx.done_with_dns();
     let races: Vec<Race> = {
@@ -46,7 +53,7 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
             .par_iter()
             .zip(looked_up)
             .enumerate()
-            .map(|(race_id, (members, facts))| build(race_id, members, a, facts, cancel_by))
+            .map(|(race_id, (g, facts))| build(race_id, g, a, facts, cancel_by))
             .collect()
     };
     for (race_id, race) in races.iter().enumerate() {
@@ -67,7 +74,7 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
 }
 
 /// The attempt groups that are races, each in SYN order, the groups in order of first SYN.
-fn group_attempts(a: &Analysis, cfg: &DetectConfig) -> Vec<PerAttempt<usize>> {
+fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -> Vec<Grouped> {
     use rayon::prelude::*;
     let conns = &a.connections;
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
@@ -78,43 +85,183 @@ fn group_attempts(a: &Analysis, cfg: &DetectConfig) -> Vec<PerAttempt<usize>> {
         .collect();
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
     attempts.par_sort_unstable();
-    let mut groups: Vec<(Nanos, PerAttempt<usize>)> = attempts
+    let mut groups: Vec<Grouped> = attempts
         .par_chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
-        .flat_map_iter(|run| group_run(run, conns, cfg))
+        .flat_map_iter(|run| {
+            let addrs = run
+                .first()
+                .and_then(|f| a.hosts.get(f.0))
+                .map_or(&[][..], |h| &h.addrs[..]);
+            group_run(run, conns, addrs, dns, cfg)
+        })
         .collect();
     // By first SYN, then first member (ids are unique: a total order).
-    groups.par_sort_unstable_by_key(|(syn, m)| (*syn, m.first().copied()));
-    groups.into_iter().map(|(_, m)| m).collect()
+    groups.par_sort_unstable_by_key(|(syn, m, _)| (*syn, m.first().copied()));
+    groups
 }
 
 /// An attempt to group: (client host, server port, first SYN, connection id).
 type Attempt = (usize, u16, Nanos, usize);
 
+/// The server answered `c` (SYN-ACK or RST) at or before `t`.
+fn answered_by(c: &Connection, t: Nanos) -> bool {
+    let by = |x: crate::domain::OptNanos| x.get().is_some_and(|x| x <= t);
+    by(c.rec.synack_time) || by(c.rec.rst[1])
+}
+
+/// How soon after an event at the capture point (a DNS answer, a refusal) the client's
+/// reaction can be seen there, beyond the round trip between the capture point and the
+/// client: RFC 8305's Resolution Delay.
+const REACTION: Nanos = 50_000_000;
+
+/// A repeat to an address this long after a fetch's first attempt to it is that fetch's
+/// backup connect job (Chromium's comes at 250 ms); extra parallel jobs come within a few ms.
+const BACKUP_AFTER: Nanos = 50_000_000;
+
 /// The races among one client host's attempts to one server port, in SYN order, each with its
 /// first SYN. Members are inline (no allocation for the single attempts that most groups are).
+///
+/// Fetches are told apart as the contract's race definition asks, by the evidence a capture
+/// has. An attempt can join an open fetch within the race window of its last SYN, none of
+/// whose attempts was kept yet, and whose name does not contradict it:
+/// - **to an address the fetch has not tried**: the fetch whose attempt was refused just
+///   before (the client moves on at once: within the client's round trip from the capture
+///   point + [`REACTION`]), else the **oldest** fetch (clients start their next address one
+///   attempt delay after the last, so with concurrent fetches the earlier one's comes first);
+/// - **to an address it has tried** (a parallel or backup connect job): not when the host was
+///   sent a DNS answer holding the address just before (within the same reaction time, and
+///   after the newest fetch began): that is a new fetch's first attempt, after a lookup of its
+///   own. Otherwise the oldest fetch whose attempts to the address are all still unanswered
+///   and that has made no backup job to it yet, else the newest such fetch.
+///
+/// Anything else starts a new fetch.
 fn group_run(
     run: &[Attempt],
     conns: &[Connection],
+    host_addrs: &[std::net::IpAddr],
+    dns: &DnsTable,
     cfg: &DetectConfig,
-) -> Vec<(Nanos, PerAttempt<usize>)> {
-    let mut groups: Vec<(Nanos, PerAttempt<usize>)> = Vec::new();
+) -> Vec<Grouped> {
+    let mut groups: Vec<Grouped> = Vec::new();
     let mut open: Vec<Group<'_>> = Vec::new();
-    for &(_, _, t, id) in run {
+    // The round trip between the capture point and this client (the SYN-ACK -> ACK leg),
+    // median over its handshakes: how late its reactions are seen.
+    let mut legs: Vec<Nanos> = run
+        .iter()
+        .filter_map(|&(_, _, _, id)| Some(conns.get(id)?.rec.handshake_legs()?.1))
+        .collect();
+    legs.sort_unstable();
+    let leg = legs.get(legs.len() / 2).copied().unwrap_or(0);
+    let reaction = leg + REACTION;
+    // A new fetch's first SYN is seen at least about one such round trip after its lookup's
+    // answer (half the shortest, for jitter).
+    let earliest_reaction = legs.first().copied().unwrap_or(0) / 2;
+    // Of the attempts from `i` on seen within `reaction` of `event` and passing `also`, is
+    // `i` the one nearest the client's reaction time (the event plus its leg)? Two fetches'
+    // attempts can fall close together; the one that answers the event comes one leg after.
+    let nearest = |i: usize, event: Nanos, also: &dyn Fn(&Connection) -> bool| {
+        let off = |t: Nanos| (t - event - leg).abs();
+        let Some(&(_, _, t, _)) = run.get(i) else {
+            return true;
+        };
+        run.get(i + 1..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(|a| a.2 <= event + reaction)
+            .all(|&(_, _, t2, id2)| {
+                conns
+                    .get(id2)
+                    .is_none_or(|c2| !also(c2) || off(t2) >= off(t))
+            })
+    };
+    for (i, &(_, _, t, id)) in run.iter().enumerate() {
         let Some(c) = conns.get(id) else { continue };
+        let ip = c.rec.server.ip;
         let name = (c.service_source != NameSource::Address).then_some(&*c.service);
         let fits = |g: &Group| {
             t - g.last_syn <= cfg.race_window
                 && g.kept_at.is_none_or(|k| t < k)
                 && (name.is_none() || g.name.is_none() || name == g.name)
         };
+        let to_ip = |g: &Group<'_>| {
+            g.members
+                .iter()
+                .filter_map(|&m| conns.get(m))
+                .filter(|m| m.rec.server.ip == ip)
+                .collect::<smallvec::SmallVec<[&Connection; 2]>>()
+        };
         let est = c.rec.established_time.get();
         // Groups whose last SYN is past the window can take no later attempt: close them, so
         // the search stays over the few groups still open.
         groups.extend(
             open.extract_if(.., |g| t - g.last_syn > cfg.race_window)
-                .map(|g| (g.first_syn, g.members)),
+                .map(|g| (g.first_syn, g.members, g.unexplained_repeat)),
         );
-        match open.iter_mut().rev().find(|g| fits(g)) {
+        let fresh: Vec<usize> = (0..open.len())
+            .filter(|&i| open.get(i).is_some_and(|g| fits(g) && to_ip(g).is_empty()))
+            .collect();
+        let refused_just_before = |g: &usize| {
+            open.get(*g).is_some_and(|g| {
+                g.members.iter().filter_map(|&m| conns.get(m)).any(|m| {
+                    m.rec.milestones.refused.is_some()
+                        && m.rec.rst[1].get().is_some_and(|r| {
+                            r <= t
+                                && t - r <= reaction
+                                && nearest(i, r, &|c2| c2.rec.server.ip != m.rec.server.ip)
+                        })
+                })
+            })
+        };
+        let (at, unexplained) = if let Some(&first) = fresh.first() {
+            let moved_on = fresh.iter().rev().find(|i| refused_just_before(i));
+            (Some(*moved_on.unwrap_or(&first)), false)
+        } else {
+            let newest_start = open.iter().map(|g| g.first_syn).max().unwrap_or(t);
+            let lookup = dns
+                .answered_between(
+                    &ip,
+                    host_addrs,
+                    newest_start.max(t - reaction),
+                    t - earliest_reaction,
+                )
+                .is_some_and(|q| nearest(i, q, &|c2| c2.rec.server.ip == ip));
+            let pending: Vec<usize> = (0..open.len())
+                .filter(|&i| {
+                    open.get(i).is_some_and(|g| {
+                        let tried = to_ip(g);
+                        // Unanswered as far as the client knew: an answer reaches it one
+                        // leg after the capture point saw it.
+                        fits(g)
+                            && !tried.is_empty()
+                            && tried.iter().all(|m| !answered_by(m, t - leg))
+                    })
+                })
+                .collect();
+            let no_backup_yet = |i: &&usize| {
+                open.get(**i).is_some_and(|g| {
+                    let tried = to_ip(g);
+                    let first = tried.iter().filter_map(|m| m.rec.syn_time.get()).min();
+                    !tried.iter().any(|m| {
+                        m.rec
+                            .syn_time
+                            .get()
+                            .zip(first)
+                            .is_some_and(|(s, f)| s - f > BACKUP_AFTER)
+                    })
+                })
+            };
+            let chosen = if lookup {
+                None
+            } else {
+                pending
+                    .iter()
+                    .find(no_backup_yet)
+                    .or(pending.last())
+                    .copied()
+            };
+            (chosen, !dns.answered_before(&ip, host_addrs, t))
+        };
+        match at.and_then(|i| open.get_mut(i)) {
             Some(g) => {
                 g.members.push(id);
                 g.last_syn = t;
@@ -125,6 +272,7 @@ fn group_run(
                 if g.name.is_none() {
                     g.name = name;
                 }
+                g.unexplained_repeat |= unexplained;
             }
             None => open.push(Group {
                 members: smallvec::smallvec![id],
@@ -132,12 +280,16 @@ fn group_run(
                 last_syn: t,
                 kept_at: est,
                 name,
+                unexplained_repeat: false,
             }),
         }
     }
-    groups.extend(open.into_iter().map(|g| (g.first_syn, g.members)));
+    groups.extend(
+        open.into_iter()
+            .map(|g| (g.first_syn, g.members, g.unexplained_repeat)),
+    );
     // A race reaches two or more addresses; a pool of connections to one address is not one.
-    groups.retain(|(_, m)| {
+    groups.retain(|(_, m, _)| {
         let mut ips = m
             .iter()
             .filter_map(|&i| conns.get(i))
@@ -240,7 +392,8 @@ fn best_name(attempts: &[&Connection]) -> Name {
     best.map(|c| c.service.clone()).unwrap_or_default()
 }
 
-fn build(id: usize, members: &[usize], a: &Analysis, dns: DnsFacts, cancel_by: Stage) -> Race {
+fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Stage) -> Race {
+    let (_, members, unexplained_repeat) = group;
     let get = |i: usize| a.connections.get(i);
     let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
     let start_time = start_time(&attempts);
@@ -305,6 +458,13 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: DnsFacts, cancel_by: S
     let cancel_rules_broken = cancel_rules(&also_ran_cancel, a);
     let (duplicate_upgrade, duplicate_upgrade_inferred) = duplicate_upgrade(&attempts);
     let duplicate_request = duplicate_request(&attempts, winner);
+    // A fetch keeps one connection: two that carried application data, joined by a repeat
+    // that no DNS in the capture explains, may be two fetches the capture cannot tell apart.
+    let used = attempts
+        .iter()
+        .filter(|c| c.request().is_some() || c.tls().is_some_and(|t| t.app_data.is_some()))
+        .count();
+    let fetches_ambiguous = *unexplained_repeat && used >= 2;
 
     let families: PerAttempt<Family> = attempts.iter().map(|c| c.rec.family()).collect();
     let findings = rfc8305_findings(&attempt_delays_ms, &also_ran_cancel, &families, dns.nat64);
@@ -323,6 +483,7 @@ fn build(id: usize, members: &[usize], a: &Analysis, dns: DnsFacts, cancel_by: S
         duplicate_upgrade,
         duplicate_upgrade_inferred,
         duplicate_request,
+        fetches_ambiguous,
         cancel_rules_broken,
         findings,
         dns: dns.timing,

@@ -265,6 +265,7 @@ struct RaceJson<'a> {
     duplicate_request: Option<&'a crate::model::DuplicateRequest>,
     cancel_rules_broken: &'a [&'static str],
     late_cancels: usize,
+    fetches_ambiguous: bool,
 }
 
 fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
@@ -291,6 +292,7 @@ fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
         duplicate_request: r.duplicate_request.as_deref(),
         cancel_rules_broken: &r.cancel_rules_broken,
         late_cancels: r.also_ran_cancel.iter().filter(|c| c.late).count(),
+        fetches_ambiguous: r.fetches_ambiguous,
     }
 }
 
@@ -596,6 +598,7 @@ fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> 
     o.val("duplicate_request", &j.duplicate_request)?;
     o.val("cancel_rules_broken", j.cancel_rules_broken)?;
     o.uint("late_cancels", j.late_cancels);
+    o.bool("fetches_ambiguous", j.fetches_ambiguous);
     o.close();
     Ok(())
 }

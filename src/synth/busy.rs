@@ -500,17 +500,18 @@ impl Busy {
     /// A path for one connection of `client` on one family, with its jitter; `slow` adds a
     /// lagging stretch on the server's side.
     fn path(&mut self, client: usize, v6: bool, slow: f64) -> Path {
-        let (rtt, near) = self
-            .clients
-            .get(client)
-            .map_or((10.0, 0.0), |c| (if v6 { c.rtt6 } else { c.rtt4 }, c.near));
-        let half = rtt / 2.0;
+        // The stretch between the client and the capture point is one link for both
+        // families; the IPv6 path's difference lies beyond it.
+        let (rtt, rtt4, near) = self.clients.get(client).map_or((10.0, 10.0, 0.0), |c| {
+            (if v6 { c.rtt6 } else { c.rtt4 }, c.rtt4, c.near)
+        });
+        let near_ms = rtt4 / 2.0 * near;
         let (cf, cb) = if near > 0.0 {
-            (half * near + self.jitter(), half * near + self.jitter())
+            (near_ms + self.jitter(), near_ms + self.jitter())
         } else {
             (0.0, 0.0)
         };
-        let far = half * (1.0 - near);
+        let far = (rtt / 2.0 - near_ms).max(0.5);
         Path {
             cf,
             cb,

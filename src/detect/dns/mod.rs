@@ -327,6 +327,33 @@ impl DnsTable {
         self.exchanges.get(i).map(|e| &*e.name)
     }
 
+    /// The first time one of `clients` was sent an answer holding `addr` after `from` and at or
+    /// before `to`: a lookup of its own in that time (O(log n)).
+    pub fn answered_between(
+        &self,
+        addr: &IpAddr,
+        clients: &[IpAddr],
+        from: Nanos,
+        to: Nanos,
+    ) -> Option<Nanos> {
+        clients
+            .iter()
+            .filter_map(|c| self.by_addr_client.get(&(*addr, *c)))
+            .filter_map(|list| {
+                let i = list.partition_point(|(at, _)| *at <= from);
+                list.get(i).map(|(at, _)| *at).filter(|at| *at <= to)
+            })
+            .min()
+    }
+
+    /// One of `clients` was sent an answer holding `addr` at or before `t`.
+    pub fn answered_before(&self, addr: &IpAddr, clients: &[IpAddr], t: Nanos) -> bool {
+        clients
+            .iter()
+            .filter_map(|c| self.by_addr_client.get(&(*addr, *c)))
+            .any(|list| list.first().is_some_and(|(at, _)| *at <= t))
+    }
+
     /// The exchange for `name` of type `qtype` by one of `clients`, the latest whose answer
     /// (or query) came at or before `t`.
     pub fn exchange(
