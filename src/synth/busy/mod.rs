@@ -28,169 +28,14 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Write};
 
-use super::{tls, ConnId, Link, Scenario, DEFAULT_BASE};
+mod config;
+mod packets;
+
+pub use config::{BusyConfig, CapturePoint, Limit, Rng, Totals, TruthConn};
+
+use super::{ConnId, Link, Scenario, DEFAULT_BASE};
 use crate::domain::{Nanos, Side};
-
-/// A small seeded generator (SplitMix64): the same seed gives the same capture everywhere.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// Uniform in 0..n (0 when n is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-}
-
-/// Where the capture was taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CapturePoint {
-    /// At the clients: their packets are seen as they leave.
-    Client,
-    /// At a gateway some way along each client's path.
-    Middle,
-}
-
-/// What to generate.
-#[derive(Clone, Debug)]
-pub struct BusyConfig {
-    /// Seed of every random choice.
-    pub seed: u64,
-    /// Client hosts (each dual-stack).
-    pub clients: usize,
-    /// Services (names with VIPs).
-    pub services: usize,
-    /// Share of IPv4-only services.
-    pub v4_only_share: f64,
-    /// Physical backends with stable clocks (besides the random-offset, per-pair and proxy
-    /// ones).
-    pub backends: usize,
-    /// Where the capture was taken.
-    pub capture_point: CapturePoint,
-    /// Happy Eyeballs races (IPv6 paths that fail or lag); off: every fetch makes one attempt.
-    pub races: bool,
-    /// Stale reuses of keep-alive connections; off: keep-alive connections are closed in time.
-    pub stale: bool,
-    /// New fetches per second, over all clients.
-    pub fetches_per_s: f64,
-    /// Response body per request, bytes.
-    pub response_bytes: usize,
-    /// Largest payload per segment.
-    pub segment: usize,
-}
-
-impl Default for BusyConfig {
-    fn default() -> Self {
-        BusyConfig {
-            seed: 1,
-            clients: 1000,
-            services: 300,
-            v4_only_share: 0.25,
-            backends: 8,
-            capture_point: CapturePoint::Middle,
-            races: true,
-            stale: true,
-            fetches_per_s: 40.0,
-            response_bytes: 6000,
-            segment: 1448,
-        }
-    }
-}
-
-/// When to stop.
-#[derive(Clone, Copy, Debug)]
-pub enum Limit {
-    /// After this many fetches started by arrival (follow-ups not counted).
-    Fetches(u64),
-    /// Once the file holds this many bytes.
-    Bytes(u64),
-}
-
-/// The truth of one connection.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct TruthConn {
-    /// Client address.
-    pub client: String,
-    /// Client port.
-    pub client_port: u16,
-    /// Server address.
-    pub server: String,
-    /// Server port.
-    pub server_port: u16,
-    /// The client host (`C17`): both its addresses.
-    pub host: String,
-    /// The service's name.
-    pub service: String,
-    /// The fetch (one connection request of the client) the attempt belongs to.
-    pub fetch: u64,
-    /// The fetch again when its attempts reached two or more addresses (a race), else null.
-    pub race: Option<u64>,
-    /// `winner`, `also_ran` or `single`, as the contract defines them.
-    pub role: String,
-    /// The TCP timestamp clock the capture shows: `B3` (a backend), `X` (the proxy),
-    /// `P:<client>><server>` (an offset per address pair), `R<n>` (random per connection).
-    pub clock: String,
-    /// The clock draws a random offset per connection.
-    pub random_clock: bool,
-    /// A request was sent on this connection after the server had given it up.
-    pub stale: bool,
-    /// 4 or 6.
-    pub family: u8,
-    /// First SYN, ms after the capture's start.
-    pub syn_ms: f64,
-}
-
-/// What was written.
-#[derive(Clone, Debug, Default)]
-pub struct Totals {
-    /// Bytes of the capture.
-    pub bytes: u64,
-    /// Records.
-    pub packets: u64,
-    /// Fetches (follow-ups included).
-    pub fetches: u64,
-    /// Connections.
-    pub connections: u64,
-    /// Fetches whose attempts reached two or more addresses.
-    pub races: u64,
-    /// Stale reuses.
-    pub stale: u64,
-    /// Capture length, seconds.
-    pub seconds: f64,
-}
+use packets::close;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Profile {
@@ -261,6 +106,21 @@ const PROCESSING_MS: f64 = 0.05;
 const WRAP: f64 = 4_294_967_296.0;
 /// The resolver every client asks.
 const RESOLVER: &str = "10.255.0.53";
+
+/// Both ends of a fetch's connections.
+struct Ends<'a> {
+    client: usize,
+    c4: &'a str,
+    c6: &'a str,
+    s4: &'a str,
+    s6: &'a str,
+    sport: u16,
+    host: &'a str,
+    name: &'a str,
+    pool: &'a Pool,
+    /// The scenario's start, ms after the capture's.
+    base_ms: f64,
+}
 
 /// A fetch waiting for its start.
 #[derive(Clone, Debug)]
@@ -568,6 +428,41 @@ impl Busy {
         }
     }
 
+    /// A new connection on one family, started at client time `start`, with the server's
+    /// clock on it, and its truth.
+    fn open(
+        &mut self,
+        s: &mut Scenario,
+        e: &Ends<'_>,
+        v6: bool,
+        start: f64,
+        path: Path,
+        fetch: u64,
+    ) -> (ConnId, TruthConn) {
+        let (caddr, saddr) = if v6 { (e.c6, e.s6) } else { (e.c4, e.s4) };
+        let port = self.port(e.client);
+        let conn = s.tcp(caddr, port, saddr, e.sport);
+        let (clock, random_clock) = self.server_clock(e.pool, caddr, saddr);
+        self.stamp(s, conn, &clock, e.base_ms, path.sb);
+        let truth = TruthConn {
+            client: caddr.to_string(),
+            client_port: port,
+            server: saddr.to_string(),
+            server_port: e.sport,
+            host: e.host.to_string(),
+            service: e.name.to_string(),
+            fetch,
+            race: None,
+            role: "single".into(),
+            clock: clock.label,
+            random_clock,
+            stale: false,
+            family: if v6 { 6 } else { 4 },
+            syn_ms: e.base_ms + start + path.cf,
+        };
+        (conn, truth)
+    }
+
     /// One fetch (and what follows on its connection: keep-alive requests, a stale reuse and
     /// its retry) as a scenario starting at the arrival; returns the truth of its connections.
     fn fetch(&mut self, arr: &Arrival) -> Vec<TruthConn> {
@@ -680,31 +575,20 @@ impl Busy {
             if let Outcome::Ok(e) = outcome {
                 connected = Some(connected.map_or(e, |c: f64| c.min(e)));
             }
-            let (caddr, saddr) = if v6 {
-                (c6.clone(), s6.clone().unwrap_or_default())
-            } else {
-                (c4.clone(), s4.clone())
+            let ends = Ends {
+                client: arr.client,
+                c4: &c4,
+                c6: &c6,
+                s4: &s4,
+                s6: s6.as_deref().unwrap_or_default(),
+                sport,
+                host: &host,
+                name: &name,
+                pool: &pool,
+                base_ms: arr.t_ms,
             };
-            let port = self.port(arr.client);
-            let conn = s.tcp(&caddr, port, &saddr, sport);
-            let (clock, random_clock) = self.server_clock(&pool, &caddr, &saddr);
-            self.stamp(&mut s, conn, &clock, arr.t_ms, path.sb);
-            truth.push(TruthConn {
-                client: caddr,
-                client_port: port,
-                server: saddr,
-                server_port: sport,
-                host: host.clone(),
-                service: name.clone(),
-                fetch,
-                race: None,
-                role: "single".into(),
-                clock: clock.label,
-                random_clock,
-                stale: false,
-                family: if v6 { 6 } else { 4 },
-                syn_ms: arr.t_ms + start + path.cf,
-            });
+            let (conn, t) = self.open(&mut s, &ends, v6, start, path, fetch);
+            truth.push(t);
             attempts.push(Attempt {
                 conn,
                 v6,
@@ -851,32 +735,21 @@ impl Busy {
             let retry_start = rst + wpath.cb + self.rng.range(0.5, 30.0);
             self.fetch_id += 1;
             self.totals.fetches += 1;
-            let (caddr, saddr) = if wv6 {
-                (c6.clone(), s6.clone().unwrap_or_default())
-            } else {
-                (c4.clone(), s4.clone())
-            };
             let path = self.path(arr.client, wv6, 0.0);
-            let port = self.port(arr.client);
-            let conn = s.tcp(&caddr, port, &saddr, sport);
-            let (clock, random_clock) = self.server_clock(&pool, &caddr, &saddr);
-            self.stamp(&mut s, conn, &clock, arr.t_ms, path.sb);
-            truth.push(TruthConn {
-                client: caddr,
-                client_port: port,
-                server: saddr,
-                server_port: sport,
-                host: host.clone(),
-                service: name.clone(),
-                fetch: self.fetch_id,
-                race: None,
-                role: "single".into(),
-                clock: clock.label,
-                random_clock,
-                stale: false,
-                family: if wv6 { 6 } else { 4 },
-                syn_ms: arr.t_ms + retry_start + path.cf,
-            });
+            let ends = Ends {
+                client: arr.client,
+                c4: &c4,
+                c6: &c6,
+                s4: &s4,
+                s6: s6.as_deref().unwrap_or_default(),
+                sport,
+                host: &host,
+                name: &name,
+                pool: &pool,
+                base_ms: arr.t_ms,
+            };
+            let (conn, t) = self.open(&mut s, &ends, wv6, retry_start, path, self.fetch_id);
+            truth.push(t);
             s.syn(conn, retry_start + path.cf);
             s.synack(
                 conn,
@@ -908,94 +781,4 @@ impl Busy {
         }
         truth
     }
-
-    /// Put the server's clock on `conn`: what it stamps at server time, seen `lag` ms later.
-    fn stamp(&self, s: &mut Scenario, conn: ConnId, clock: &Clock, base_ms: f64, lag: f64) {
-        let hz = clock.hz * (1.0 + clock.skew);
-        let at_base = (f64::from(clock.offset) + hz * base_ms / 1000.0).rem_euclid(WRAP);
-        s.conn_clock(conn, Side::Server, hz, at_base as u64 as u32);
-        s.ts_lag(conn, Side::Server, lag);
-    }
-
-    /// A TLS 1.3 handshake from client time `t`; returns the client time it is done.
-    fn tls_handshake(&mut self, s: &mut Scenario, c: ConnId, p: Path, t: f64, name: &str) -> f64 {
-        s.data(
-            c,
-            Side::Client,
-            t + p.cf,
-            &tls::client_hello(name, &["h2", "http/1.1"]),
-        );
-        let server = t + p.cf + p.sf + PROCESSING_MS;
-        let mut flight = tls::server_hello(true);
-        flight.extend(tls::app_data(800));
-        s.data(c, Side::Server, server + p.sb, &flight);
-        let back = server + p.sb + p.cb + 0.1;
-        s.data(c, Side::Client, back + p.cf, &tls::app_data(53));
-        back + 0.05
-    }
-
-    fn request(&mut self, tls: bool, name: &str) -> Vec<u8> {
-        if tls {
-            tls::app_data(300)
-        } else {
-            format!(
-                "GET /item/{} HTTP/1.1\r\nHost: {name}\r\n\r\n",
-                self.rng.below(1000)
-            )
-            .into_bytes()
-        }
-    }
-
-    /// One request and its response from client time `t`; returns when the client has it all.
-    fn exchange(
-        &mut self,
-        s: &mut Scenario,
-        c: ConnId,
-        p: Path,
-        t: f64,
-        tls: bool,
-        name: &str,
-    ) -> f64 {
-        let req = self.request(tls, name);
-        s.data(c, Side::Client, t + p.cf, &req);
-        let mut at = t + p.cf + p.sf + PROCESSING_MS + p.sb;
-        let mut left = self.cfg.response_bytes.max(1);
-        let mut first = true;
-        let mut segs = 0;
-        while left > 0 {
-            let n = left.min(self.cfg.segment.max(1));
-            let body: Vec<u8> = if tls {
-                tls::app_data(n.saturating_sub(5).max(1))
-            } else if first {
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-                    self.cfg.response_bytes
-                );
-                let mut b = head.into_bytes();
-                b.resize(n.max(b.len()), b'x');
-                b
-            } else {
-                vec![b'x'; n]
-            };
-            first = false;
-            s.data(c, Side::Server, at, &body);
-            segs += 1;
-            if segs % 2 == 0 {
-                s.ack(c, Side::Client, at + p.cb + 0.02 + p.cf);
-            }
-            at += 0.05;
-            left -= n;
-        }
-        let done = at + p.cb;
-        s.ack(c, Side::Client, done + 0.02 + p.cf);
-        done + 0.05
-    }
-}
-
-/// The client closes at client time `t`.
-fn close(s: &mut Scenario, c: ConnId, p: Path, t: f64) {
-    s.fin(c, Side::Client, t + p.cf);
-    let server = t + p.cf + p.sf + PROCESSING_MS;
-    s.fin(c, Side::Server, server + p.sb);
-    s.ack(c, Side::Client, server + p.sb + p.cb + 0.02 + p.cf);
 }
