@@ -542,6 +542,18 @@ impl Busy {
             _ => plan.push((false, t0)),
         }
 
+        let ends = Ends {
+            client: arr.client,
+            c4: &c4,
+            c6: &c6,
+            s4: &s4,
+            s6: s6.as_deref().unwrap_or_default(),
+            sport,
+            host: &host,
+            name: &name,
+            pool: &pool,
+            base_ms: arr.t_ms,
+        };
         let mut truth: Vec<TruthConn> = Vec::new();
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut connected: Option<f64> = None;
@@ -575,18 +587,6 @@ impl Busy {
             if let Outcome::Ok(e) = outcome {
                 connected = Some(connected.map_or(e, |c: f64| c.min(e)));
             }
-            let ends = Ends {
-                client: arr.client,
-                c4: &c4,
-                c6: &c6,
-                s4: &s4,
-                s6: s6.as_deref().unwrap_or_default(),
-                sport,
-                host: &host,
-                name: &name,
-                pool: &pool,
-                base_ms: arr.t_ms,
-            };
             let (conn, t) = self.open(&mut s, &ends, v6, start, path, fetch);
             truth.push(t);
             attempts.push(Attempt {
@@ -736,18 +736,6 @@ impl Busy {
             self.fetch_id += 1;
             self.totals.fetches += 1;
             let path = self.path(arr.client, wv6, 0.0);
-            let ends = Ends {
-                client: arr.client,
-                c4: &c4,
-                c6: &c6,
-                s4: &s4,
-                s6: s6.as_deref().unwrap_or_default(),
-                sport,
-                host: &host,
-                name: &name,
-                pool: &pool,
-                base_ms: arr.t_ms,
-            };
             let (conn, t) = self.open(&mut s, &ends, wv6, retry_start, path, self.fetch_id);
             truth.push(t);
             s.syn(conn, retry_start + path.cf);
