@@ -37,10 +37,9 @@ fn run(tag: &str, cfg: BusyConfig, fetches: u64) -> (Score, Vec<String>) {
     (s, stderr)
 }
 
-/// The issue's targets for backends and roles; for race membership, family switches and
-/// duplicates, floors below the issue's targets (precision and recall 0.995, switches within
-/// 0.5 %, no duplicate), which these seeds do not all meet yet (membership 0.989-0.994,
-/// switches 0.2-0.7 % off, 1-3 duplicates on seeds 1 and 7): a regression guard, not the goal.
+/// The busy-capture issue's targets: backends precision 0.99 and recall 0.95, at most 1 % of
+/// random-offset connections labelled, race membership precision and recall 0.995, roles
+/// 0.995, family switches within 0.5 %, no duplicate upgrade where there is none.
 fn assert_targets(s: &Score) {
     // Every connection of the truth is in the report (the capture starts with the first SYN
     // of each; the last few may still be open at its end, and are reported too).
@@ -51,10 +50,11 @@ fn assert_targets(s: &Score) {
     assert!(s.backends.precision() >= 0.99, "{s}");
     assert!(s.backends.recall() >= 0.95, "{s}");
     assert!(s.random_labelled() <= 0.01, "{s}");
-    assert!(s.races.precision() >= 0.985, "{s}");
-    assert!(s.races.recall() >= 0.985, "{s}");
+    assert!(s.races.precision() >= 0.995, "{s}");
+    assert!(s.races.recall() >= 0.995, "{s}");
     assert!(s.role_accuracy() >= 0.995, "{s}");
-    assert!(s.family_switch_error() <= 0.01, "{s}");
+    assert!(s.family_switch_error() <= 0.005, "{s}");
+    assert_eq!(s.duplicate_upgrades, 0, "{s}");
     // Stale reuses: 99.5 % found on the right connection, at most 0.5 % on others.
     let (reported, right, truth) = (s.stale.0 as f64, s.stale.1 as f64, s.stale.2 as f64);
     assert!(
@@ -71,9 +71,6 @@ fn gateway_capture_of_a_busy_network_meets_the_targets() {
     assert!(s.truth_connections > 6000 && s.race_count.1 > 1000, "{s}");
     assert!(s.stale.2 > 500, "{s}");
     assert_targets(&s);
-    // The issue asks for none; 3 remain on this seed (concurrent fetches merged, see
-    // assert_targets). Landed code gave 10-14 on such captures.
-    assert!(s.duplicate_upgrades <= 3, "{s}");
     // One line per kind of warning, not one per service.
     assert!(stderr.len() <= 20, "{} lines: {stderr:?}", stderr.len());
 }

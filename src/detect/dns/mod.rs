@@ -327,23 +327,29 @@ impl DnsTable {
         self.exchanges.get(i).map(|e| &*e.name)
     }
 
-    /// The first time one of `clients` was sent an answer holding `addr` after `from` and at or
-    /// before `to`: a lookup of its own in that time (O(log n)).
-    pub fn answered_between(
+    /// The times at which one of `clients` was sent an answer holding `addr`, after `from`
+    /// and at or before `to`, in time order (O(log n + answers in the range)).
+    pub fn answers_between(
         &self,
         addr: &IpAddr,
         clients: &[IpAddr],
         from: Nanos,
         to: Nanos,
-    ) -> Option<Nanos> {
-        clients
+    ) -> Vec<Nanos> {
+        let mut out: Vec<Nanos> = clients
             .iter()
             .filter_map(|c| self.by_addr_client.get(&(*addr, *c)))
-            .filter_map(|list| {
+            .flat_map(|list| {
                 let i = list.partition_point(|(at, _)| *at <= from);
-                list.get(i).map(|(at, _)| *at).filter(|at| *at <= to)
+                list.get(i..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|(at, _)| *at)
+                    .take_while(move |at| *at <= to)
             })
-            .min()
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// One of `clients` was sent an answer holding `addr` at or before `t`.
