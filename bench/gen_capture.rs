@@ -12,7 +12,7 @@
 //! `--segment 120` the capture is mostly small packets (about 120 bytes per record on average),
 //! like the 600 MB / 5.2 M-packet reference.
 //!
-//! `gen_capture OUT.pcap --busy [--fetches N | --bytes N] [--seed S] [--clients N] …`: a busy
+//! `gen_capture OUT.pcap --busy [--fetches N | --bytes N | --packets N] [--seed S] [--clients N] …`: a busy
 //! capture (thousands of clients, hundreds of services, concurrent fetches, stale reuses) and
 //! its per-connection truth in `OUT.truth.jsonl` (`racetrace::synth::busy`); `score` compares a
 //! report with it.
@@ -125,6 +125,7 @@ fn busy(out: &str, args: &[String]) -> std::io::Result<()> {
         match a.as_str() {
             "--fetches" => limit = Limit::Fetches(num() as u64),
             "--bytes" => limit = Limit::Bytes(num() as u64),
+            "--packets" => limit = Limit::Packets(num() as u64),
             "--seed" => cfg.seed = num() as u64,
             "--clients" => cfg.clients = num() as usize,
             "--services" => cfg.services = num() as usize,

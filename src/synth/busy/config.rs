@@ -106,6 +106,8 @@ pub enum Limit {
     Fetches(u64),
     /// Once the file holds this many bytes.
     Bytes(u64),
+    /// Once the file holds this many records (give or take the fetches in flight).
+    Packets(u64),
 }
 
 /// The truth of one connection.

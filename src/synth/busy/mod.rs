@@ -288,6 +288,7 @@ impl Busy {
             let done = match limit {
                 Limit::Fetches(n) => arrivals >= n,
                 Limit::Bytes(n) => self.totals.bytes >= n,
+                Limit::Packets(n) => self.totals.packets >= n,
             };
             // The earliest fetch to start: a new arrival or a scheduled follow-up.
             let follow = self
