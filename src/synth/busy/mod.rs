@@ -207,9 +207,9 @@ impl Busy {
         let clocks: Vec<Clock> = (0..cfg.backends.max(1))
             .map(|k| {
                 let hz = [1000.0, 250.0, 100.0][rng.below(3)];
-                // The first backend's TSval wraps about ten minutes into the capture.
+                // The first backend's TSval wraps a minute into the capture.
                 let offset = if k == 0 {
-                    (WRAP - hz * 600.0) as u32
+                    (WRAP - hz * 60.0) as u32
                 } else {
                     rng.next_u64() as u32
                 };
