@@ -385,53 +385,11 @@ fn note(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
-/// Examples printed per kind of warning; the full list is in the JSON report.
-const WARNING_EXAMPLES: usize = 3;
-
-/// One line per kind of warning on standard error, in order of first appearance: a kind seen
-/// once is printed as it is; a repeated kind with its count and its first
-/// [`WARNING_EXAMPLES`] messages (a busy capture has a warning per service, 23,000 lines).
+/// One line per kind of warning on standard error (`render::terminal::warning_lines`).
 fn print_warnings(warnings: &[crate::error::Warning]) {
-    for line in warning_lines(warnings) {
+    for line in crate::render::terminal::warning_lines(warnings) {
         note(format_args!("{line}"));
     }
-}
-
-/// The lines [`print_warnings`] writes.
-fn warning_lines(warnings: &[crate::error::Warning]) -> Vec<String> {
-    let mut kinds: Vec<(&str, Vec<&str>, usize)> = Vec::new();
-    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for w in warnings {
-        let i = *at.entry(w.kind).or_insert_with(|| {
-            kinds.push((w.kind, Vec::new(), 0));
-            kinds.len() - 1
-        });
-        if let Some((_, examples, n)) = kinds.get_mut(i) {
-            *n += 1;
-            if examples.len() < WARNING_EXAMPLES {
-                examples.push(&w.message);
-            }
-        }
-    }
-    kinds
-        .into_iter()
-        .map(|(kind, examples, n)| {
-            if n == 1 {
-                format!("racetrace: warning: {}", examples.join(""))
-            } else {
-                let more = n - examples.len();
-                let tail = if more > 0 {
-                    format!(" | … {more} more")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "racetrace: warning: {n} × {kind} (all in the JSON report): {}{tail}",
-                    examples.join(" | ")
-                )
-            }
-        })
-        .collect()
 }
 
 /// Analyse each capture and hand it to `show`; an unreadable input is reported and the
@@ -664,32 +622,5 @@ mod tests {
         assert_eq!(stem(Path::new("a/x.pcap.gz")), PathBuf::from("a/x"));
         assert_eq!(stem(Path::new("y.pcapng")), PathBuf::from("y"));
         assert_eq!(stem(Path::new("z.PCAP.zst")), PathBuf::from("z"));
-    }
-
-    #[test]
-    fn warnings_are_one_line_per_kind_with_count_and_examples() {
-        let w = |kind, i: usize| crate::error::Warning {
-            kind,
-            packet: Some(i as u64),
-            message: format!("{kind} at {i}"),
-        };
-        let mut all: Vec<_> = (0..23_000)
-            .map(|i| w("backends_unidentifiable", i))
-            .collect();
-        all.insert(5, w("truncated", 99));
-        all.push(w("dns_malformed", 1));
-        all.push(w("dns_malformed", 2));
-        let lines = warning_lines(&all);
-        assert_eq!(
-            lines,
-            [
-                "racetrace: warning: 23000 × backends_unidentifiable (all in the JSON report): \
-                 backends_unidentifiable at 0 | backends_unidentifiable at 1 | \
-                 backends_unidentifiable at 2 | … 22997 more",
-                "racetrace: warning: truncated at 99",
-                "racetrace: warning: 2 × dns_malformed (all in the JSON report): \
-                 dns_malformed at 1 | dns_malformed at 2",
-            ]
-        );
     }
 }

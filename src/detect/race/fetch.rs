@@ -1,0 +1,381 @@
+//! Which attempts are one fetch: the contract's race definition for overlapping fetches.
+//!
+//! A race is the attempts of one *fetch* (one connection request of a client: one lookup, one
+//! connection kept at most). A client host's attempts to one server port, in SYN order, are
+//! split into fetches by the evidence a capture has. An attempt can join an open fetch within
+//! the race window of its last SYN, none of whose attempts was kept yet, and whose name does
+//! not contradict it:
+//! - **after a stale-reuse failure**: an attempt seen one client round trip (+ [`REACTION`])
+//!   after a request of the host to this port failed on a reused connection is that request's
+//!   retry, a fetch of its own;
+//! - **to an address the fetch has not tried**: the fetch whose attempt was refused just
+//!   before (the client moves on at once), else the **oldest** fetch (clients start their next
+//!   address one attempt delay after the last, so with concurrent fetches the earlier one's
+//!   comes first);
+//! - **to an address it has tried**: a new fetch when the host was sent a DNS answer holding
+//!   the address that no open fetch followed, seen where the client's reaction to it would be
+//!   this SYN (a lookup of its own); otherwise a parallel job of the fetch that tried the
+//!   address within [`PARALLEL_WITHIN`], else the backup job of the oldest fetch still waiting
+//!   on the address with no backup job yet, else the newest fetch still waiting on it.
+//!
+//! Anything else starts a new fetch. "Just before" and "where the reaction would be" are in
+//! capture time: the client's reaction to what the capture point saw is seen one round trip
+//! between them later (the SYN-ACK → ACK leg, median over the host's handshakes), give or take
+//! [`REACTION`]; of several attempts in that window, the one nearest that time is the reaction.
+
+use std::net::IpAddr;
+
+use super::super::dns::DnsTable;
+use super::super::DetectConfig;
+use crate::domain::Nanos;
+use crate::model::{Analysis, Connection, NameSource, PerAttempt};
+
+/// How soon after an event at the capture point (a DNS answer, a refusal) the client's
+/// reaction can be seen there, beyond the round trip between the capture point and the
+/// client: RFC 8305's Resolution Delay.
+const REACTION: Nanos = 50_000_000;
+
+/// A repeat to an address this long after a fetch's first attempt to it is that fetch's
+/// backup connect job (Chromium's comes at 250 ms); extra parallel jobs come within a few ms.
+const BACKUP_AFTER: Nanos = 50_000_000;
+
+/// A repeat this soon after a fetch's latest attempt to the address is that fetch's parallel
+/// connect job (Chromium opens its extra jobs a few ms apart).
+const PARALLEL_WITHIN: Nanos = 10_000_000;
+
+/// Capture-time jitter between two connections' packets on one client link: an attempt to a
+/// new address seen this soon after the fetch's kept attempt was established may still have
+/// left the client before it (queueing reorders the two at the capture point).
+const ORDER_SLACK: Nanos = 5_000_000;
+
+/// A group that is a race: its first SYN, its members in SYN order, and whether the capture
+/// could not tell one fetch from two (see [`Fetch::unexplained_repeat`]).
+pub(super) type Grouped = (Nanos, PerAttempt<usize>, bool);
+
+/// An attempt to group: (client host, server port, first SYN, connection id).
+type Attempt = (usize, u16, Nanos, usize);
+
+/// A fetch being built.
+struct Fetch<'a> {
+    members: PerAttempt<usize>,
+    /// Its first member's SYN: the order of the races.
+    first_syn: Nanos,
+    last_syn: Nanos,
+    /// The earliest time one member was established: later SYNs are not part of this fetch.
+    kept_at: Option<Nanos>,
+    /// The name of its first member that has one (borrowed: the fetches of both cores
+    /// cloning one shared name would contend on its count).
+    name: Option<&'a str>,
+    /// A member joined as a repeat to an address already tried while no DNS in the capture
+    /// could tell whether it was a second fetch.
+    unexplained_repeat: bool,
+    /// The DNS answer (capture time) its first attempt followed, if one: another fetch's
+    /// repeat can only follow another answer.
+    lookup: Option<Nanos>,
+}
+
+/// The fetches that are races (two or more addresses reached), each in SYN order, in order of
+/// first SYN.
+pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -> Vec<Grouped> {
+    use rayon::prelude::*;
+    let conns = &a.connections;
+    // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
+    // list sorted on every core, then each (host, port) run split on its own.
+    let mut attempts: Vec<Attempt> = conns
+        .par_iter()
+        .filter_map(|c| Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id)))
+        .collect();
+    // Connection ids are unique: the order is total, an unstable sort is deterministic.
+    attempts.par_sort_unstable();
+    let mut groups: Vec<Grouped> = attempts
+        .par_chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
+        .flat_map_iter(|run| {
+            let addrs = run
+                .first()
+                .and_then(|f| a.hosts.get(f.0))
+                .map_or(&[][..], |h| &h.addrs[..]);
+            Run::new(run, conns, addrs, dns, cfg).split()
+        })
+        .collect();
+    // By first SYN, then first member (ids are unique: a total order).
+    groups.par_sort_unstable_by_key(|(syn, m, _)| (*syn, m.first().copied()));
+    groups
+}
+
+/// The server answered `c` (SYN-ACK or RST) at or before `t`.
+fn answered_by(c: &Connection, t: Nanos) -> bool {
+    let by = |x: crate::domain::OptNanos| x.get().is_some_and(|x| x <= t);
+    by(c.rec.synack_time) || by(c.rec.rst[1])
+}
+
+/// One client host's attempts to one server port, being split into fetches.
+struct Run<'a> {
+    run: &'a [Attempt],
+    conns: &'a [Connection],
+    host_addrs: &'a [IpAddr],
+    dns: &'a DnsTable,
+    cfg: &'a DetectConfig,
+    /// The round trip between the capture point and this client (median SYN-ACK → ACK leg).
+    leg: Nanos,
+    /// How long after an event the client's reaction can still be seen: `leg` + [`REACTION`].
+    reaction: Nanos,
+    /// How soon after its lookup's answer a new fetch's first SYN can be seen (half the
+    /// shortest leg, for jitter).
+    earliest_reaction: Nanos,
+    /// When the host's requests on reused connections to this port failed (stale reuse).
+    failures: Vec<Nanos>,
+}
+
+/// The attempt being placed.
+struct Here<'a> {
+    /// Its index in the run.
+    i: usize,
+    t: Nanos,
+    ip: IpAddr,
+    name: Option<&'a str>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        run: &'a [Attempt],
+        conns: &'a [Connection],
+        host_addrs: &'a [IpAddr],
+        dns: &'a DnsTable,
+        cfg: &'a DetectConfig,
+    ) -> Run<'a> {
+        let mut legs: Vec<Nanos> = run
+            .iter()
+            .filter_map(|&(_, _, _, id)| Some(conns.get(id)?.rec.handshake_legs()?.1))
+            .collect();
+        legs.sort_unstable();
+        let leg = legs.get(legs.len() / 2).copied().unwrap_or(0);
+        let mut failures: Vec<Nanos> = run
+            .iter()
+            .filter_map(|&(_, _, _, id)| {
+                let s = conns.get(id)?.rec.stale.as_deref()?;
+                Some(s.failure_time.unwrap_or(s.request))
+            })
+            .collect();
+        failures.sort_unstable();
+        Run {
+            run,
+            conns,
+            host_addrs,
+            dns,
+            cfg,
+            leg,
+            reaction: leg + REACTION,
+            earliest_reaction: legs.first().copied().unwrap_or(0) / 2,
+            failures,
+        }
+    }
+
+    /// Split the run into fetches and keep those that are races.
+    fn split(self) -> Vec<Grouped> {
+        let mut groups: Vec<Grouped> = Vec::new();
+        let mut open: Vec<Fetch<'a>> = Vec::new();
+        for (i, &(_, _, t, id)) in self.run.iter().enumerate() {
+            let Some(c) = self.conns.get(id) else {
+                continue;
+            };
+            let here = Here {
+                i,
+                t,
+                ip: c.rec.server.ip,
+                name: (c.service_source != NameSource::Address).then_some(&*c.service),
+            };
+            // Fetches whose last SYN is past the window can take no later attempt: close
+            // them, so the search stays over the few still open.
+            groups.extend(
+                open.extract_if(.., |g| t - g.last_syn > self.cfg.race_window)
+                    .map(|g| (g.first_syn, g.members, g.unexplained_repeat)),
+            );
+            let (at, unexplained) = self.place(&here, &open);
+            let est = c.rec.established_time.get();
+            match at.and_then(|k| open.get_mut(k)) {
+                Some(g) => {
+                    g.members.push(id);
+                    g.last_syn = t;
+                    g.kept_at = match (g.kept_at, est) {
+                        (Some(k), Some(e)) => Some(k.min(e)),
+                        (k, e) => k.or(e),
+                    };
+                    if g.name.is_none() {
+                        g.name = here.name;
+                    }
+                    g.unexplained_repeat |= unexplained;
+                }
+                None => {
+                    let lookup = self.fresh_lookup(&here, &open, false);
+                    open.push(Fetch {
+                        members: smallvec::smallvec![id],
+                        first_syn: t,
+                        last_syn: t,
+                        kept_at: est,
+                        name: here.name,
+                        unexplained_repeat: false,
+                        lookup,
+                    });
+                }
+            }
+        }
+        groups.extend(
+            open.into_iter()
+                .map(|g| (g.first_syn, g.members, g.unexplained_repeat)),
+        );
+        // A race reaches two or more addresses; a pool of connections to one address is not.
+        groups.retain(|(_, m, _)| {
+            let mut ips = m
+                .iter()
+                .filter_map(|&i| self.conns.get(i))
+                .map(|c| c.rec.server.ip);
+            // A single attempt (most fetches) needs no look at its connection.
+            m.len() >= 2 && ips.next().is_some_and(|first| ips.any(|ip| ip != first))
+        });
+        groups
+    }
+
+    /// The open fetch the attempt joins (`None`: a new fetch), and whether it joins as a
+    /// repeat that no DNS in the capture explains.
+    fn place(&self, h: &Here<'_>, open: &[Fetch<'_>]) -> (Option<usize>, bool) {
+        let fresh: Vec<usize> = (0..open.len())
+            .filter(|&k| {
+                open.get(k).is_some_and(|g| {
+                    self.fits(g, h, ORDER_SLACK) && self.tried(g, h.ip).next().is_none()
+                })
+            })
+            .collect();
+        // (A new address is not judged by a lookup: a fetch's A answer can come after its
+        // first attempt, and two fetches' lookups tens of ms apart cannot be told apart by
+        // it; tried on the busy captures, membership precision fell 0.998 -> 0.996.)
+        let lookup = fresh
+            .is_empty()
+            .then(|| self.fresh_lookup(h, open, true))
+            .flatten();
+        if self.retry_of_failure(h) || lookup.is_some() {
+            return (None, false);
+        }
+        if let Some(&oldest) = fresh.first() {
+            let moved_on = fresh
+                .iter()
+                .rev()
+                .find(|&&k| open.get(k).is_some_and(|g| self.refused_just_before(g, h)));
+            return (Some(*moved_on.unwrap_or(&oldest)), false);
+        }
+        (
+            self.repeat(h, open),
+            !self.dns.answered_before(&h.ip, self.host_addrs, h.t),
+        )
+    }
+
+    /// The fetch a repeat to an address already tried belongs to, if any.
+    fn repeat(&self, h: &Here<'_>, open: &[Fetch<'_>]) -> Option<usize> {
+        // Fetches waiting on the address: every attempt to it unanswered as far as the client
+        // knew (an answer reaches it one leg after the capture point saw it).
+        let pending: Vec<usize> = (0..open.len())
+            .filter(|&k| {
+                open.get(k).is_some_and(|g| {
+                    self.fits(g, h, 0)
+                        && self.tried(g, h.ip).next().is_some()
+                        && self.tried(g, h.ip).all(|m| !answered_by(m, h.t - self.leg))
+                })
+            })
+            .collect();
+        let syns = |k: usize| {
+            open.get(k)
+                .into_iter()
+                .flat_map(|g| self.tried(g, h.ip))
+                .filter_map(|m| m.rec.syn_time.get())
+        };
+        let parallel = |k: &&usize| syns(**k).any(|s| h.t - s <= PARALLEL_WITHIN);
+        let no_backup_yet = |k: &&usize| {
+            let first = syns(**k).min();
+            !syns(**k).any(|s| first.is_some_and(|f| s - f > BACKUP_AFTER))
+        };
+        pending
+            .iter()
+            .rev()
+            .find(parallel)
+            .or_else(|| pending.iter().find(no_backup_yet))
+            .or(pending.last())
+            .copied()
+    }
+
+    /// The attempt can join `g`: within the race window of its last SYN, no later than
+    /// `slack` after its kept attempt was established, no contradicting name.
+    fn fits(&self, g: &Fetch<'_>, h: &Here<'_>, slack: Nanos) -> bool {
+        h.t - g.last_syn <= self.cfg.race_window
+            && g.kept_at.is_none_or(|k| h.t < k + slack)
+            && (h.name.is_none() || g.name.is_none() || h.name == g.name)
+    }
+
+    /// `g`'s attempts to `ip`.
+    fn tried<'g>(
+        &'g self,
+        g: &'g Fetch<'_>,
+        ip: IpAddr,
+    ) -> impl Iterator<Item = &'a Connection> + 'g {
+        g.members
+            .iter()
+            .filter_map(|&m| self.conns.get(m))
+            .filter(move |m| m.rec.server.ip == ip)
+    }
+
+    /// Of the attempts from `h` on seen within the reaction time of `event` and passing
+    /// `also`, is `h` the one nearest the client's reaction (the event plus its leg)? Two
+    /// fetches' attempts can fall close together; the one that answers the event comes one
+    /// leg after it.
+    fn nearest(&self, h: &Here<'_>, event: Nanos, also: &dyn Fn(&Connection) -> bool) -> bool {
+        let off = |t: Nanos| (t - event - self.leg).abs();
+        self.run
+            .get(h.i + 1..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(|a| a.2 <= event + self.reaction)
+            .all(|&(_, _, t2, id2)| {
+                self.conns
+                    .get(id2)
+                    .is_none_or(|c2| !also(c2) || off(t2) >= off(h.t))
+            })
+    }
+
+    /// A DNS answer holding the attempt's address that no open fetch followed, in the window
+    /// where the attempt could be the client's reaction to it, latest first. `reacting`: only
+    /// one whose nearest reaction is this attempt (does a repeat start a fetch?); without it,
+    /// the latest (the answer a new fetch follows).
+    fn fresh_lookup(&self, h: &Here<'_>, open: &[Fetch<'_>], reacting: bool) -> Option<Nanos> {
+        let (from, to) = (h.t - self.reaction, h.t - self.earliest_reaction);
+        self.dns
+            .answers_between(&h.ip, self.host_addrs, from, to)
+            .into_iter()
+            .rev()
+            .filter(|&q| open.iter().all(|g| g.lookup != Some(q)))
+            .find(|&q| !reacting || self.nearest(h, q, &|c2| c2.rec.server.ip == h.ip))
+    }
+
+    /// The attempt is the retry of a request that failed on a reused connection just before.
+    fn retry_of_failure(&self, h: &Here<'_>) -> bool {
+        let from = self.failures.partition_point(|&f| f < h.t - self.reaction);
+        self.failures
+            .get(from..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(|&&f| f <= h.t)
+            .any(|&f| self.nearest(h, f, &|_| true))
+    }
+
+    /// One of `g`'s attempts was refused just before `h`, which is the client moving on.
+    fn refused_just_before(&self, g: &Fetch<'_>, h: &Here<'_>) -> bool {
+        g.members
+            .iter()
+            .filter_map(|&m| self.conns.get(m))
+            .any(|m| {
+                m.rec.milestones.refused.is_some()
+                    && m.rec.rst[1].get().is_some_and(|r| {
+                        r <= h.t
+                            && h.t - r <= self.reaction
+                            && self.nearest(h, r, &|c2| c2.rec.server.ip != m.rec.server.ip)
+                    })
+            })
+    }
+}
