@@ -30,59 +30,15 @@ use std::io::{self, Write};
 
 mod config;
 mod packets;
+mod stale;
+mod world;
 
 pub use config::{BusyConfig, CapturePoint, Limit, Rng, Totals, TruthConn};
 
 use super::{ConnId, Link, Scenario, DEFAULT_BASE};
 use crate::domain::{Nanos, Side};
 use packets::close;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Profile {
-    Curl,
-    Node,
-    Chromium,
-    Dynamic,
-}
-
-struct Client {
-    v4: String,
-    v6: String,
-    rtt4: f64,
-    rtt6: f64,
-    /// Share of the path between the client and the capture point (0 at the client).
-    near: f64,
-    profile: Profile,
-    /// How likely its IPv6 path is to fail or lag.
-    v6_trouble: f64,
-    favourites: [usize; 3],
-    next_port: u16,
-}
-
-#[derive(Clone, Debug)]
-enum Pool {
-    Stable(Vec<usize>),
-    PerConn,
-    PerPair,
-    Proxy,
-}
-
-struct Service {
-    name: String,
-    v4: String,
-    v6: Option<String>,
-    port: u16,
-    pool: Pool,
-    idle_timeout_ms: f64,
-}
-
-#[derive(Clone, Debug)]
-struct Clock {
-    hz: f64,
-    skew: f64,
-    offset: u32,
-    label: String,
-}
+use world::{Client, Clock, Pool, Profile, Service};
 
 /// One-way delays of one connection, ms: client → capture, capture → client, capture →
 /// server, server → capture.
@@ -120,6 +76,15 @@ struct Ends<'a> {
     pool: &'a Pool,
     /// The scenario's start, ms after the capture's.
     base_ms: f64,
+}
+
+/// A fetch's kept connection.
+struct Winner {
+    conn: ConnId,
+    path: Path,
+    v6: bool,
+    /// Its index in the fetch's truth.
+    truth: usize,
 }
 
 /// A fetch waiting for its start.
@@ -169,109 +134,6 @@ pub struct Busy {
 }
 
 impl Busy {
-    /// A world built from `cfg.seed`.
-    pub fn new(cfg: BusyConfig) -> Busy {
-        let mut rng = Rng::new(cfg.seed);
-        let clients = (0..cfg.clients.max(1))
-            .map(|i| {
-                let rtt4 = (1.0f64.ln() + rng.unit() * (300.0f64.ln() - 1.0f64.ln())).exp();
-                let rtt6 = (rtt4 + rng.range(-100.0, 100.0)).clamp(1.0, 400.0);
-                let profile = match rng.below(10) {
-                    0..=2 => Profile::Curl,
-                    3..=4 => Profile::Node,
-                    5..=7 => Profile::Chromium,
-                    _ => Profile::Dynamic,
-                };
-                let near = match cfg.capture_point {
-                    CapturePoint::Client => 0.0,
-                    CapturePoint::Middle => rng.range(0.05, 0.6),
-                };
-                let services = cfg.services.max(1);
-                Client {
-                    v4: format!("10.{}.{}.{}", 1 + i / 62_500, (i / 250) % 250, i % 250 + 1),
-                    v6: format!("fd00:1::{:x}", i + 1),
-                    rtt4,
-                    rtt6,
-                    near,
-                    profile,
-                    v6_trouble: if rng.chance(0.5) { 0.7 } else { 0.15 },
-                    favourites: [
-                        rng.below(services),
-                        rng.below(services),
-                        rng.below(services),
-                    ],
-                    next_port: 20_000 + rng.below(5000) as u16,
-                }
-            })
-            .collect();
-        let clocks: Vec<Clock> = (0..cfg.backends.max(1))
-            .map(|k| {
-                let hz = [1000.0, 250.0, 100.0][rng.below(3)];
-                // The first backend's TSval wraps a minute into the capture.
-                let offset = if k == 0 {
-                    (WRAP - hz * 60.0) as u32
-                } else {
-                    rng.next_u64() as u32
-                };
-                Clock {
-                    hz,
-                    skew: rng.range(-100e-6, 100e-6),
-                    offset,
-                    label: format!("B{}", k + 1),
-                }
-            })
-            .collect();
-        let proxy = Clock {
-            hz: 1000.0,
-            skew: rng.range(-100e-6, 100e-6),
-            offset: rng.next_u64() as u32,
-            label: "X".into(),
-        };
-        let services = (0..cfg.services.max(1))
-            .map(|k| {
-                let pool = match k % 10 {
-                    3 => Pool::PerConn,
-                    6 => Pool::PerPair,
-                    9 => Pool::Proxy,
-                    _ => {
-                        let n = 1 + rng.below(3);
-                        let mut p: Vec<usize> = Vec::new();
-                        while p.len() < n.min(clocks.len()) {
-                            let b = rng.below(clocks.len());
-                            if !p.contains(&b) {
-                                p.push(b);
-                            }
-                        }
-                        Pool::Stable(p)
-                    }
-                };
-                Service {
-                    name: format!("svc{k}.busy.example"),
-                    v4: format!("198.18.{}.{}", k / 250, k % 250 + 1),
-                    v6: (!rng.chance(cfg.v4_only_share)).then(|| format!("2001:db8:{k:x}::1")),
-                    port: if rng.chance(0.7) { 443 } else { 80 },
-                    pool,
-                    idle_timeout_ms: [5000.0, 15_000.0, 30_000.0][rng.below(3)],
-                }
-            })
-            .collect();
-        let pair_secret = rng.next_u64();
-        Busy {
-            cfg,
-            rng,
-            clients,
-            services,
-            clocks,
-            proxy,
-            pair_secret,
-            frames: BinaryHeap::new(),
-            serial: 0,
-            pending: Vec::new(),
-            totals: Totals::default(),
-            fetch_id: 0,
-        }
-    }
-
     /// Write the capture (classic pcap, microseconds, Ethernet) to `pcap` and one JSON line per
     /// connection to `truth`, until `limit`.
     pub fn write(
@@ -715,44 +577,14 @@ impl Busy {
         let stale = keep_alive && self.cfg.stale && self.rng.chance(0.6);
         // The server's idle-timeout FIN, as captured.
         let server_fin = t + idle_timeout;
+        let winner = Winner {
+            conn: wconn,
+            path: wpath,
+            v6: wv6,
+            truth: wtruth,
+        };
         if stale {
-            // The server gave up after its idle timeout; its FIN was lost (half the time) or
-            // ignored; the client's next request is answered by RST.
-            let lost = self.rng.chance(0.5);
-            if !lost {
-                s.fin(wconn, Side::Server, server_fin);
-                s.ack(wconn, Side::Client, server_fin + wpath.cb + 0.1 + wpath.cf);
-            }
-            let req = server_fin + self.rng.range(200.0, 20_000.0);
-            let payload = self.request(tls, &name);
-            s.data(wconn, Side::Client, req + wpath.cf, &payload);
-            let rst = req + wpath.cf + wpath.sf + wpath.sb + PROCESSING_MS;
-            s.rst(wconn, Side::Server, rst);
-            if let Some(tc) = truth.get_mut(wtruth) {
-                tc.stale = true;
-            }
-            self.totals.stale += 1;
-            // The retry: a new connection on the same family, its own fetch.
-            let retry_start = rst + wpath.cb + self.rng.range(0.5, 30.0);
-            self.fetch_id += 1;
-            self.totals.fetches += 1;
-            let path = self.path(arr.client, wv6, 0.0);
-            let (conn, t) = self.open(&mut s, &ends, wv6, retry_start, path, self.fetch_id);
-            truth.push(t);
-            s.syn(conn, retry_start + path.cf);
-            s.synack(
-                conn,
-                retry_start + path.cf + path.sf + path.sb + PROCESSING_MS,
-            );
-            let est = retry_start + path.rtt() + 0.02;
-            s.ack(conn, Side::Client, est + path.cf);
-            let mut t = est + 0.1;
-            if tls {
-                t = self.tls_handshake(&mut s, conn, path, t, &name);
-            }
-            t = self.exchange(&mut s, conn, path, t, tls, &name);
-            let at = t + self.rng.range(5.0, 300.0);
-            close(&mut s, conn, path, at);
+            self.stale_reuse(&mut s, &ends, &winner, server_fin, &mut truth);
         } else if keep_alive && self.rng.chance(0.5) {
             // The server's idle timeout closes it, the client answers.
             s.fin(wconn, Side::Server, server_fin);
