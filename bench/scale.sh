@@ -5,6 +5,7 @@
 # means at most x12 per x10.
 #
 #   bash bench/scale.sh [BASE_FETCHES] [PROFILE]      (defaults: 2000 and release)
+#   RACETRACE_BIN_DIR=DIR bash bench/scale.sh …       (use the binaries in DIR, no build)
 #
 # Kinds grown (the others held at the base):
 #   fetches  - races and stale reuses with them (base fetches x1, x10, x100);
@@ -16,7 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${1:-2000}
 PROFILE=${2:-release}
-if [ "$PROFILE" = release ]; then
+if [ -n "${RACETRACE_BIN_DIR:-}" ]; then
+  BIN=$RACETRACE_BIN_DIR   # binaries built already (racetrace, gen_capture)
+elif [ "$PROFILE" = release ]; then
   cargo build --release --locked --features bench-tools --bins
   BIN=${CARGO_TARGET_DIR:-target}/release
 else

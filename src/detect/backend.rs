@@ -41,8 +41,6 @@
 //! with one offset per address pair form one backend per address pair (no sibling rule
 //! merges them: their offsets say nothing about each other).
 
-use std::collections::BTreeMap;
-
 use crate::domain::Nanos;
 use crate::model::{Analysis, Backend, ClockRegime};
 
@@ -328,11 +326,15 @@ pub fn detect(a: &mut Analysis) {
 /// chance by the probability that one of the clusters compared agreed by chance.
 fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
     let mut clusters: Vec<Cluster> = Vec::new();
-    // Per candidate rate: offset key → cluster indices, and how many clusters it holds.
-    let mut index: Vec<BTreeMap<u32, Vec<usize>>> = vec![BTreeMap::new(); candidates.len()];
+    // Per candidate rate: the clusters by offset key, and how many it holds.
+    let mut index: Vec<KeyIndex> = candidates
+        .iter()
+        .map(|&rate| KeyIndex::new(tolerance(rate, 3600.0) as u32 + 1))
+        .collect();
     let mut live: Vec<usize> = vec![0; candidates.len()];
     // Clusters created as one connection, in time order, until they expire or grow.
     let mut singles: std::collections::VecDeque<(f64, usize)> = std::collections::VecDeque::new();
+    let mut near: Vec<usize> = Vec::new();
     for (i, e) in ev.iter().enumerate() {
         let first = e.first();
         while let Some(&(t, ci)) = singles.front() {
@@ -343,8 +345,8 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
             let Some(cl) = clusters.get(ci) else { continue };
             if cl.members.len() == 1 {
                 let (ri, key) = (cl.rate_index, cl.key);
-                if let Some(v) = index.get_mut(ri).and_then(|idx| idx.get_mut(&key)) {
-                    v.retain(|&x| x != ci);
+                if let Some(idx) = index.get_mut(ri) {
+                    idx.remove(key, ci);
                 }
                 if let Some(n) = live.get_mut(ri) {
                     *n = n.saturating_sub(1);
@@ -358,13 +360,12 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
                 continue;
             }
             let key = offset_key(rate, first);
-            // Widest tolerance any anchor could need (one hour of skew).
-            let w = tolerance(rate, 3600.0) as u32 + 1;
             let Some(idx) = index.get(ri) else { continue };
             compared += live.get(ri).copied().unwrap_or(0) as f64
                 * (2.0 * tolerance(rate, SINGLE_EXPIRY_S) + 1.0)
                 / WRAP;
-            for ci in wrapping_range(idx, key, w) {
+            idx.near(key, &mut near);
+            for &ci in &near {
                 let Some(cl) = clusters.get(ci) else { continue };
                 let dt = first.0 - cl.anchor.0;
                 let tol = tolerance(rate, dt);
@@ -395,10 +396,8 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
                 cl.key = offset_key(cl.rate, (cl.anchor.0, cl.anchor.1 as u64 as u32));
                 let new = cl.key;
                 if let Some(idx) = index.get_mut(ri) {
-                    if let Some(v) = idx.get_mut(&old) {
-                        v.retain(|&x| x != ci);
-                    }
-                    idx.entry(new).or_default().push(ci);
+                    idx.remove(old, ci);
+                    idx.insert(new, ci);
                 }
             }
             None => {
@@ -417,7 +416,7 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
                     });
                     let ci = clusters.len() - 1;
                     if let Some(idx) = index.get_mut(ri) {
-                        idx.entry(key).or_default().push(ci);
+                        idx.insert(key, ci);
                     }
                     if let Some(n) = live.get_mut(ri) {
                         *n += 1;
@@ -430,23 +429,73 @@ fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
     clusters
 }
 
-/// Cluster indices whose key lies within `w` of `key`, wrapping at 2^32.
-fn wrapping_range(idx: &BTreeMap<u32, Vec<usize>>, key: u32, w: u32) -> Vec<usize> {
-    let lo = key.wrapping_sub(w);
-    let hi = key.wrapping_add(w);
-    let mut out = Vec::new();
-    let mut take = |r: std::collections::btree_map::Range<'_, u32, Vec<usize>>| {
-        for (_, v) in r {
-            out.extend_from_slice(v);
+/// The clusters of one candidate rate by offset key: buckets of a power-of-two width at least
+/// the widest tolerance `w`, so every key within `w` of a query lies in its bucket or one of
+/// the two beside it. Three probes of a hash table per query, whatever the number of clusters
+/// (a `BTreeMap` range walked a tree as deep as the log of that number, a cache miss a level
+/// once the index outgrew the cache).
+struct KeyIndex {
+    w: u32,
+    shift: u32,
+    buckets: foldhash::HashMap<u32, Vec<(u32, usize)>>,
+}
+
+impl KeyIndex {
+    fn new(w: u32) -> KeyIndex {
+        let width = w.max(1).checked_next_power_of_two().unwrap_or(1 << 31);
+        KeyIndex {
+            w,
+            shift: width.trailing_zeros(),
+            buckets: foldhash::HashMap::default(),
         }
-    };
-    if lo <= hi {
-        take(idx.range(lo..=hi));
-    } else {
-        take(idx.range(lo..));
-        take(idx.range(..=hi));
     }
-    out
+
+    fn insert(&mut self, key: u32, ci: usize) {
+        self.buckets
+            .entry(key >> self.shift)
+            .or_default()
+            .push((key, ci));
+    }
+
+    fn remove(&mut self, key: u32, ci: usize) {
+        let b = key >> self.shift;
+        if let Some(v) = self.buckets.get_mut(&b) {
+            v.retain(|&(_, x)| x != ci);
+            if v.is_empty() {
+                self.buckets.remove(&b);
+            }
+        }
+    }
+
+    /// Into `out`: the clusters whose key lies within `w` of `key` (wrapping at 2^32), in
+    /// order of key from `key - w`, and in order of insertion for one key.
+    fn near(&self, key: u32, out: &mut Vec<usize>) {
+        out.clear();
+        let lo = key.wrapping_sub(self.w);
+        let span = 2 * u64::from(self.w);
+        let mut hits: Vec<(u32, usize)> = Vec::new();
+        let last = u32::MAX >> self.shift;
+        let b = key >> self.shift;
+        let probes = [
+            b.checked_sub(1).unwrap_or(last),
+            b,
+            if b == last { 0 } else { b + 1 },
+        ];
+        for (k, &p) in probes.iter().enumerate() {
+            if probes[..k].contains(&p) {
+                continue;
+            }
+            if let Some(v) = self.buckets.get(&p) {
+                hits.extend(
+                    v.iter()
+                        .filter(|&&(kk, _)| u64::from(kk.wrapping_sub(lo)) <= span)
+                        .map(|&(kk, ci)| (kk.wrapping_sub(lo), ci)),
+                );
+            }
+        }
+        hits.sort_by_key(|&(d, _)| d);
+        out.extend(hits.iter().map(|&(_, ci)| ci));
+    }
 }
 
 /// Theil–Sen slope (median of pairwise slopes) of TSval against time, over at most 64
