@@ -33,6 +33,9 @@ pub mod render;
 pub mod synth;
 pub mod track;
 
+#[cfg(test)]
+mod testdata;
+
 use std::sync::mpsc;
 
 use detect::DetectConfig;
@@ -51,13 +54,15 @@ pub struct Options {
     pub detect: DetectConfig,
     /// What the report keeps (`--client`, `--only-service`, `--port`, `--since`, `--until`).
     pub filter: detect::filter::Filter,
+    /// Told of the bytes read from the files (the command line's progress bar).
+    pub progress: Option<read::Progress>,
 }
 
 /// Analyse one capture, or several files merged into one capture in time order.
 pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let readers = inputs
         .iter()
-        .map(|n| CaptureReader::open(n))
+        .map(|n| CaptureReader::open_with(n, opts.progress.as_ref()))
         .collect::<Result<Vec<_>>>()?;
     let mut reader = MergedReader::new(readers);
     let started = cpu::Started::now();

@@ -1,5 +1,5 @@
 //! The analysis: what the detectors produce and the renderers write. Field names follow the
-//! report contract (`../shared/spec/REPORT.md`); the JSON renderer maps each type to its
+//! report contract (`spec/REPORT.md`); the JSON renderer maps each type to its
 //! contract object, adding documented extra fields beside the contract's.
 
 use std::net::IpAddr;

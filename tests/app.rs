@@ -284,7 +284,7 @@ fn malformed_tls_and_garbage() {
 /// its late SYN-ACK (ws_cancel).
 #[test]
 fn real_websocket_racers() {
-    let dup = analyze_value(&shared().join("captures/ws_duplicate.pcap"), &[]).0;
+    let dup = analyze_value(&captures().join("ws_duplicate.pcap"), &[]).0;
     assert_eq!(dup["summary"]["duplicate_upgrades"], 3);
     for race in dup["races"].as_array().unwrap() {
         assert_eq!(race["duplicate_upgrade"], true);
@@ -294,7 +294,7 @@ fn real_websocket_racers() {
         assert_eq!(loser["stage"], "ws");
         assert_eq!(loser["http"]["status"], 101);
     }
-    let ok = analyze_value(&shared().join("captures/ws_cancel.pcap"), &[]).0;
+    let ok = analyze_value(&captures().join("ws_cancel.pcap"), &[]).0;
     assert_eq!(ok["summary"]["duplicate_upgrades"], 0);
     for race in ok["races"].as_array().unwrap() {
         assert_eq!(race["duplicate_upgrade"], false);

@@ -246,9 +246,9 @@ fn tcp_terminating_proxy_is_its_own_backend() {
 /// The DNAT load balancer with three backends of which one (be3) has a stable clock.
 #[test]
 fn real_dnat_load_balancer() {
-    let path = shared().join("captures/lb_backends.pcap");
+    let path = captures().join("lb_backends.pcap");
     let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(shared().join("captures/lb_backends.truth.json")).unwrap(),
+        &std::fs::read_to_string(captures().join("lb_backends.truth.json")).unwrap(),
     )
     .unwrap();
     let r = analyze_value(&path, &["--service", "vip=198.18.100.10,fd18:100::10"]).0;

@@ -1,4 +1,4 @@
-//! Real captures of real clients (../shared/captures, made in network namespaces, with truth
+//! Real captures of real clients (tests/data/captures, made in network namespaces, with truth
 //! files built from the clients' and servers' own logs): racetrace lists exactly the truth's
 //! connections, agrees with tshark's dissection (committed in tests/data/tshark, made by
 //! tests/data/tshark/make.sh), and finds the races the truth describes.
@@ -23,12 +23,12 @@ const CAPTURES: [&str; 7] = [
 type Tuple = (String, u16, String, u16);
 
 fn truth(name: &str) -> Value {
-    let p = shared().join(format!("captures/{name}.truth.json"));
+    let p = captures().join(format!("{name}.truth.json"));
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn report(name: &str, extra: &[&str]) -> Report {
-    analyze_json(&shared().join(format!("captures/{name}.pcap")), extra)
+    analyze_json(&captures().join(format!("{name}.pcap")), extra)
 }
 
 fn tuple(c: &Conn) -> Tuple {

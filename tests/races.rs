@@ -338,7 +338,7 @@ fn attempt_delay_class_per_client() {
 #[test]
 fn real_clients_have_fixed_attempt_delays() {
     for (file, near) in [("he_curl_v6slow", 200), ("he_node_v6slow", 250)] {
-        let path = shared().join(format!("captures/{file}.pcap"));
+        let path = captures().join(format!("{file}.pcap"));
         let (r, _) = analyze_value(&path, &[]);
         let d = &r["clients"][0]["attempt_delay"];
         assert_eq!(d["class"], "fixed", "{file}");

@@ -187,7 +187,7 @@ fn http2_over_tls_detected_from_sizes() {
 /// retried on a new connection with the same request.
 #[test]
 fn real_curl_stale_reuse() {
-    let r = analyze_value(&shared().join("captures/stale_reuse_curl.pcap"), &[]).0;
+    let r = analyze_value(&captures().join("stale_reuse_curl.pcap"), &[]).0;
     let ev = r["stale_reuses"].as_array().unwrap();
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0]["connection"], 0);

@@ -15,6 +15,10 @@ use crate::render;
 use crate::render::output::{write_folder, IndexEntry, Outputs};
 use crate::Options;
 
+mod term;
+pub use term::ColorChoice;
+use term::{note, Bars};
+
 /// Explains connection races (Happy Eyeballs also-rans, duplicate WebSocket upgrades,
 /// load-balancer backend switches, stale connection reuse) in pcap/pcapng captures.
 #[derive(Debug, Parser)]
@@ -23,6 +27,13 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// No progress bar and no warning lines on standard error (errors are still printed;
+    /// every warning stays in the JSON report).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Colour on standard error: auto (a terminal, and `NO_COLOR` unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
 
 /// Sub-commands.
@@ -40,6 +51,14 @@ pub enum Command {
     Backends(CommonArgs),
     /// CI gate: exit 1 when a rule is violated (one line per violation), 2 on unreadable input.
     Check(CheckArgs),
+    /// Print a shell completion script (`racetrace completions bash > /etc/bash_completion.d/racetrace`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `racetrace man | man -l -`).
+    Man,
 }
 
 /// Inputs and detector settings shared by every command.
@@ -334,61 +353,156 @@ pub struct Outcome {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Outcome {
+    term::init(cli.color, cli.quiet);
     let mut outcome = Outcome::default();
     let stdout = io::stdout();
+    let quiet = cli.quiet;
     let result = match &cli.command {
-        Command::Analyze(args) => analyze(args, &mut outcome),
-        Command::Connections(args) => each(&args.common, &mut outcome, |a| {
-            let tty = stdout.is_terminal();
-            let mut w = BufWriter::new(stdout.lock());
-            match args
-                .format
-                .unwrap_or(if tty { Format::Table } else { Format::Csv })
-            {
-                Format::Table => render::terminal::connections_table(a, &mut w)?,
-                Format::Csv => render::terminal::connections_csv(a, &mut w)?,
-                Format::Json => {
-                    render::json::write(a, &mut w)?;
-                    writeln!(w)?;
+        Command::Analyze(args) => analyze(args, quiet, &mut outcome),
+        Command::Connections(args) => each(
+            &args.common,
+            quiet,
+            &mut outcome,
+            |a| {
+                let tty = stdout.is_terminal();
+                let mut w = BufWriter::new(stdout.lock());
+                match args
+                    .format
+                    .unwrap_or(if tty { Format::Table } else { Format::Csv })
+                {
+                    Format::Table => render::terminal::connections_table(a, &mut w)?,
+                    Format::Csv => render::terminal::connections_csv(a, &mut w)?,
+                    Format::Json => {
+                        render::json::write(a, &mut w)?;
+                        writeln!(w)?;
+                    }
                 }
-            }
-            w.flush()
-        }),
-        Command::Races(common) => each(common, &mut outcome, |a| {
-            let mut w = BufWriter::new(stdout.lock());
-            render::terminal::races_table(a, &mut w)?;
-            w.flush()
-        }),
-        Command::Backends(common) => each(common, &mut outcome, |a| {
-            let mut w = BufWriter::new(stdout.lock());
-            render::terminal::backends_table(a, &mut w)?;
-            w.flush()
-        }),
+                w.flush()
+            },
+            "connections",
+        ),
+        Command::Races(common) => each(
+            common,
+            quiet,
+            &mut outcome,
+            |a| {
+                let mut w = BufWriter::new(stdout.lock());
+                render::terminal::races_table(a, &mut w)?;
+                w.flush()
+            },
+            "races",
+        ),
+        Command::Backends(common) => each(
+            common,
+            quiet,
+            &mut outcome,
+            |a| {
+                let mut w = BufWriter::new(stdout.lock());
+                render::terminal::backends_table(a, &mut w)?;
+                w.flush()
+            },
+            "backends",
+        ),
         Command::Check(args) => check(args, &mut outcome),
-        Command::Stale(common) => each(common, &mut outcome, |a| {
+        Command::Stale(common) => each(
+            common,
+            quiet,
+            &mut outcome,
+            |a| {
+                let mut w = BufWriter::new(stdout.lock());
+                render::terminal::stale_table(a, &mut w)?;
+                w.flush()
+            },
+            "stale",
+        ),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
             let mut w = BufWriter::new(stdout.lock());
-            render::terminal::stale_table(a, &mut w)?;
-            w.flush()
-        }),
+            clap_complete::generate(*shell, &mut Cli::command(), "racetrace", &mut w);
+            written(w.flush())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut w = BufWriter::new(stdout.lock());
+            let res = clap_mangen::Man::new(Cli::command()).render(&mut w);
+            written(res.and_then(|_| w.flush()))
+        }
     };
     if let Err(e) = result {
-        note(format_args!("racetrace: {e}"));
+        fail(&e);
         outcome.error = true;
     }
     outcome
 }
 
-/// Write a line to standard error. A closed stderr (`2>&1 | head`) must not end the run:
-/// `eprintln!` panics when the write fails, and the release profile aborts on a panic before
-/// the report files are flushed; here the line is dropped instead.
-fn note(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr(), "{line}");
+/// A write to standard output: a closed pipe (`| head`) is not an error.
+fn written(res: io::Result<()>) -> Result<(), Error> {
+    match res {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Write {
+            path: "<stdout>".into(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
-/// One line per kind of warning on standard error (`render::terminal::warning_lines`).
-fn print_warnings(warnings: &[crate::error::Warning]) {
-    for line in crate::render::terminal::warning_lines(warnings) {
+/// An error on standard error: `racetrace: error: …`.
+fn fail(e: &Error) {
+    note(format_args!("racetrace: {} {e}", term::error("error:")));
+}
+
+/// Analyse one capture with its progress bar (drawn only on a TTY, without `--quiet`).
+fn analyze_one(
+    inputs: &[String],
+    rel: &Path,
+    opts: &Options,
+    bars: &Bars,
+    done: &std::sync::atomic::AtomicU64,
+) -> Result<Analysis, Error> {
+    let started = bars.start(inputs, rel);
+    let (bar, result) = match started {
+        Some((bar, progress)) => {
+            let opts = Options {
+                progress: Some(progress),
+                ..opts.clone()
+            };
+            (Some(bar), crate::analyze(inputs, &opts))
+        }
+        None => (None, crate::analyze(inputs, opts)),
+    };
+    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    bars.done(bar, n);
+    result
+}
+
+/// One line per kind of warning on standard error (`render::terminal::warning_lines`), of the
+/// kinds `command` concerns: a detector's warnings (the backends' "no backend identifiable")
+/// only where that detector's findings are shown; the input's (damaged records, unknown link
+/// types) everywhere. None with `--quiet`.
+fn print_warnings(warnings: &[crate::error::Warning], command: &str, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let shown: Vec<crate::error::Warning> = warnings
+        .iter()
+        .filter(|w| concerns(w.kind, command))
+        .cloned()
+        .collect();
+    for line in crate::render::terminal::warning_lines(&shown) {
+        let line = line.replacen(
+            "racetrace: warning:",
+            &format!("racetrace: {}", term::warning("warning:")),
+            1,
+        );
         note(format_args!("{line}"));
+    }
+}
+
+/// Whether a warning of `kind` concerns the output of `command`.
+fn concerns(kind: &str, command: &str) -> bool {
+    match kind {
+        "backends_unidentifiable" => matches!(command, "analyze" | "backends" | "check"),
+        _ => true,
     }
 }
 
@@ -396,14 +510,19 @@ fn print_warnings(warnings: &[crate::error::Warning]) {
 /// others still run.
 fn each(
     common: &CommonArgs,
+    quiet: bool,
     outcome: &mut Outcome,
     mut show: impl FnMut(&Analysis) -> io::Result<()>,
+    command: &str,
 ) -> Result<(), Error> {
     let opts = common.options()?;
-    for (inputs, _) in common.captures()? {
-        match crate::analyze(&inputs, &opts) {
+    let captures = common.captures()?;
+    let bars = Bars::new(&captures);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    for (inputs, rel) in &captures {
+        match analyze_one(inputs, rel, &opts, &bars, &done) {
             Ok(a) => {
-                print_warnings(&a.warnings);
+                print_warnings(&a.warnings, command, quiet);
                 if let Err(e) = show(&a) {
                     if e.kind() == io::ErrorKind::BrokenPipe {
                         return Ok(());
@@ -415,11 +534,12 @@ fn each(
                 }
             }
             Err(e) => {
-                note(format_args!("racetrace: {e}"));
+                fail(&e);
                 outcome.error = true;
             }
         }
     }
+    bars.finish();
     Ok(())
 }
 
@@ -432,8 +552,11 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     let opts = args.common.options()?;
     let mut results = Vec::new();
     let mut unreadable = Vec::new();
-    for (inputs, _) in args.common.captures()? {
-        match crate::analyze(&inputs, &opts) {
+    let captures = args.common.captures()?;
+    let bars = Bars::new(&captures);
+    let done = std::sync::atomic::AtomicU64::new(0);
+    for (inputs, rel) in &captures {
+        match analyze_one(inputs, rel, &opts, &bars, &done) {
             Ok(a) => {
                 let cases = crate::check::check(&a, &gate);
                 for c in &cases {
@@ -446,12 +569,13 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
                 results.push((a.capture.file.clone(), cases));
             }
             Err(e) => {
-                note(format_args!("racetrace: {e}"));
+                fail(&e);
                 unreadable.push((inputs.join(", "), e.to_string()));
                 outcome.error = true;
             }
         }
     }
+    bars.finish();
     if let Some(path) = &args.junit {
         std::fs::write(path, crate::check::junit(&results, &unreadable)).map_err(|source| {
             Error::Write {
@@ -529,7 +653,7 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
     }
 }
 
-fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
+fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(), Error> {
     use rayon::prelude::*;
     let opts = args.common.options()?;
     let outputs = Outputs::parse(&args.outputs)?;
@@ -555,6 +679,8 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
     };
     let mut index: Vec<IndexEntry> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
+    let bars = Bars::new(&captures);
+    let done = std::sync::atomic::AtomicU64::new(0);
     // As many captures at a time as there are threads, each on its own rayon task (a capture
     // is analysed by one reader thread and the shared decoders); their outputs are written in
     // input order, so they do not depend on the thread count, and each analysis is dropped
@@ -563,7 +689,7 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
         let results: Vec<Result<(PathBuf, Analysis, Spent), Error>> = group
             .par_iter()
             .map(|(inputs, rel)| {
-                let a = crate::analyze(inputs, &opts)?;
+                let a = analyze_one(inputs, rel, &opts, &bars, &done)?;
                 let stem = stem(rel);
                 let started = Started::now();
                 if let Some(dir) = &args.out {
@@ -575,7 +701,7 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
         for r in results {
             match r {
                 Ok((stem, a, folder)) => {
-                    print_warnings(&a.warnings);
+                    print_warnings(&a.warnings, "analyze", quiet);
                     let started = Started::now();
                     if let Some(w) = json_out.as_mut() {
                         let res = render::json::write(&a, &mut *w).and_then(|_| writeln!(w));
@@ -594,13 +720,14 @@ fn analyze(args: &AnalyzeArgs, outcome: &mut Outcome) -> Result<(), Error> {
                     crate::memory::drop_in_background(a);
                 }
                 Err(e) => {
-                    note(format_args!("racetrace: {e}"));
+                    fail(&e);
                     failed.push(e.to_string());
                     outcome.error = true;
                 }
             }
         }
     }
+    bars.finish();
     if let Some(dir) = &args.out {
         render::output::write_index(dir, &index, &failed)?;
     }

@@ -92,7 +92,12 @@ enum Next<'b> {
 impl CaptureReader {
     /// Open and recognise a capture (`-` reads standard input).
     pub fn open(name: &str) -> Result<CaptureReader> {
-        let src = open(name)?;
+        CaptureReader::open_with(name, None)
+    }
+
+    /// [`CaptureReader::open`], telling `progress` of every read from the file.
+    pub fn open_with(name: &str, progress: Option<&super::Progress>) -> Result<CaptureReader> {
+        let src = open(name, progress)?;
         let mut r = CaptureReader {
             src: src.reader,
             kind: Kind::Ng,

@@ -15,7 +15,7 @@ mod source;
 
 pub use capture::CaptureReader;
 pub use merge::MergedReader;
-pub use source::{open, Source};
+pub use source::{open, Progress, Source};
 
 use crate::domain::Nanos;
 

@@ -19,8 +19,33 @@ pub struct Source {
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
-/// Open `name` (a path, or `-` for standard input).
-pub fn open(name: &str) -> Result<Source> {
+/// Told how many bytes each read took from an input (as stored, before decompression), for
+/// a progress display. Called at most once per buffer fill (256 KiB), from the reader thread.
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
+/// Counts the bytes read from the stored input into a [`Progress`].
+struct Counted<R> {
+    inner: R,
+    progress: Progress,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress.0)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Open `name` (a path, or `-` for standard input); `progress` hears of every read.
+pub fn open(name: &str, progress: Option<&Progress>) -> Result<Source> {
     let io_err = |source| Error::Io {
         file: name.to_string(),
         source,
@@ -37,6 +62,13 @@ pub fn open(name: &str) -> Result<Source> {
             });
         }
         (Box::new(f), Some(meta.len()))
+    };
+    let raw: Box<dyn Read + Send> = match progress {
+        Some(p) => Box::new(Counted {
+            inner: raw,
+            progress: p.clone(),
+        }),
+        None => raw,
     };
     let mut buffered = BufReader::with_capacity(256 * 1024, raw);
     let head = buffered.fill_buf().map_err(io_err)?;

@@ -1,4 +1,4 @@
-//! The JSON report: the contract in `../shared/spec/REPORT.md`, plus extra fields beside the
+//! The JSON report: the contract in `spec/REPORT.md`, plus extra fields beside the
 //! contract's (the contract allows siblings, never renames). Serialised straight to the
 //! writer, element by element: no document-sized intermediate value is built.
 
@@ -848,20 +848,11 @@ mod tests {
     }
 
     /// The hand-written connection, race and sequence objects equal the derived serde ones byte
-    /// for byte, on every sample and shared capture (TLS, HTTP, WebSocket, refused, mid-stream,
+    /// for byte, on every sample and real capture (TLS, HTTP, WebSocket, refused, mid-stream,
     /// IPv4 and IPv6, races with cancels, DNS timing and duplicate upgrades, backend switches).
     #[test]
     fn hand_written_objects_match_the_serde_oracle() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = Vec::new();
-        for dir in [root.join("samples"), root.join("../shared/captures")] {
-            let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}"));
-            files.extend(
-                entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng")),
-            );
-        }
+        let files = crate::testdata::own_captures();
         // The writer's bytes against serde's for one object.
         fn same(fast: std::io::Result<Vec<u8>>, oracle: serde_json::Result<Vec<u8>>, what: &str) {
             let (fast, oracle) = (fast.unwrap_or_default(), oracle.unwrap_or_default());

@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: temporary captures, running the real binary,
-//! typed views of the JSON report, and schema validation against the shared contract.
+//! typed views of the JSON report, and schema validation against the contract in spec/.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -81,15 +81,85 @@ pub fn analyze_value(path: &Path, extra: &[&str]) -> (serde_json::Value, String)
     (serde_json::from_str(&text).unwrap(), text)
 }
 
-/// The shared directory beside the clone.
-pub fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+/// The repository's root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Validate one JSON document against ../shared/spec/analysis.schema.json.
+/// The project's own real captures with their truth files (`tests/data/captures`).
+pub fn captures() -> PathBuf {
+    root().join("tests/data/captures")
+}
+
+/// The report contract (`spec/`: REPORT.md and analysis.schema.json).
+pub fn spec() -> PathBuf {
+    root().join("spec")
+}
+
+/// Whether a missing outside file or program fails the run: in CI (`CI=true`) it does.
+pub fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A third-party data set kept outside the repository (`corpus` for the tcpdump project's
+/// captures, `quic` for the Zeek project's QUIC captures): under `RACETRACE_CORPUS` when set,
+/// else `../shared/corpus` and `../shared/captures/quic` beside the clone. When it is not
+/// there, prints `skipped: …` and returns `None`; in CI it fails instead.
+pub fn outside(what: &str) -> Option<PathBuf> {
+    let beside = root().join("..").join("shared");
+    let candidates: Vec<PathBuf> = match std::env::var_os("RACETRACE_CORPUS") {
+        Some(dir) => {
+            let d = PathBuf::from(dir);
+            vec![d.join(what), d]
+        }
+        None => match what {
+            "quic" => vec![beside.join("captures/quic")],
+            _ => vec![beside.join(what)],
+        },
+    };
+    let found = candidates.iter().find(|d| {
+        d.is_dir()
+            && std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some())
+            && (what != "corpus" || d.join("MANIFEST.tsv").is_file())
+            && (what != "quic" || d.join("README.md").is_file())
+    });
+    match found {
+        Some(d) => Some(d.clone()),
+        None => {
+            let msg = format!(
+                "skipped: {what} captures not found (looked in {}; set RACETRACE_CORPUS)",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            assert!(!required(), "CI=true and {msg}");
+            eprintln!("{msg}");
+            None
+        }
+    }
+}
+
+/// An outside program (`chromium`, `tshark`) on the PATH, by any of `names`. When none is
+/// there, prints `skipped: …` and returns `None`; in CI it fails instead.
+pub fn program(names: &[&str], why: &str) -> Option<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in names {
+        if std::env::split_paths(&path).any(|d| d.join(name).is_file()) {
+            return Some((*name).to_string());
+        }
+    }
+    let msg = format!("skipped: {why}: none of {names:?} is installed");
+    assert!(!required(), "CI=true and {msg}");
+    eprintln!("{msg}");
+    None
+}
+
+/// Validate one JSON document against the contract's schema (spec/analysis.schema.json).
 pub fn validate(doc: &str) {
     let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(shared().join("spec/analysis.schema.json")).unwrap(),
+        &std::fs::read_to_string(spec().join("analysis.schema.json")).unwrap(),
     )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
