@@ -6,7 +6,7 @@
 //! closed the others; tie: the longest-lived), the Connection Attempt Delays (gaps between
 //! first SYNs to each *new* address, so parallel connect jobs to one address do not read as
 //! 3 ms delays), each also-ran's cancel stage and fate, and the RFC 8305 rules it broke.
-//! Which attempts are one fetch (concurrent fetches kept apart) is [`fetch`]'s.
+//! Which attempts are one fetch (concurrent fetches kept apart) is `fetch`'s (`race/fetch.rs`).
 
 mod fetch;
 

@@ -347,7 +347,7 @@ const WARNING_EXAMPLES: usize = 3;
 
 /// The warnings as the terminal shows them: one line per kind, in order of first appearance;
 /// a kind seen once as it is, a repeated kind with its count and its first
-/// [`WARNING_EXAMPLES`] messages (a busy capture has a warning per service, 23,000 lines).
+/// `WARNING_EXAMPLES` messages (a busy capture has a warning per service, 23,000 lines).
 pub fn warning_lines(warnings: &[crate::error::Warning]) -> Vec<String> {
     let mut kinds: Vec<(&str, Vec<&str>, usize)> = Vec::new();
     let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
