@@ -25,6 +25,31 @@ pub fn epoch_seconds(t: Nanos) -> f64 {
     us as f64 / 1e6
 }
 
+/// Serialise a capture time as the contract's seconds with microsecond precision.
+pub fn ser_time<S: serde::Serializer>(t: &Nanos, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(epoch_seconds(*t))
+}
+
+/// A service name or a client host's label: reference-counted, so the many connections, races
+/// and sequences that carry one share a single copy.
+pub type Name = std::sync::Arc<str>;
+
+/// One shared copy of each distinct [`Name`].
+#[derive(Debug, Default)]
+pub struct Interner(foldhash::HashSet<Name>);
+
+impl Interner {
+    /// The shared copy of `text`, made on first sight.
+    pub fn get(&mut self, text: &str) -> Name {
+        if let Some(n) = self.0.get(text) {
+            return n.clone();
+        }
+        let n = Name::from(text);
+        self.0.insert(n.clone());
+        n
+    }
+}
+
 /// ISO-8601 UTC text of a capture time, microsecond precision (for human-facing outputs).
 pub fn iso8601(t: Nanos) -> String {
     let secs = t.div_euclid(1_000_000_000);

@@ -6,14 +6,15 @@
 //! parser walks the bytes, setting the connection's milestones (`tls_hello`, `tls`, `http`,
 //! `ws`) at the capture time of the segment that completed each step. Once there is nothing
 //! more to learn the state is dropped and only the compact [`AppFacts`] stay with the record,
-//! so memory follows the connections still in their opening exchange.
+//! so memory follows the connections still in their opening exchange. DNS over UDP ([`dns`]):
+//! the table of names and answers that the detectors read.
 
+pub mod dns;
 pub mod http;
 pub mod reassembly;
 pub mod tls;
 
-use crate::domain::{Nanos, Seq, Side};
-use crate::track::Milestones;
+use crate::domain::{Nanos, OptNanos, Seq, Side};
 use reassembly::Stream;
 use tls::{TlsFacts, TlsParser};
 
@@ -208,4 +209,22 @@ fn classify(b: &[u8]) -> Option<Protocol> {
         return None;
     }
     Some(Protocol::Other)
+}
+
+/// When a connection reached each stage beyond the TCP handshake. The tracker sets the TCP
+/// ones; the application layer sets the rest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Milestones {
+    /// The server's RST answered the SYN before any SYN-ACK.
+    pub refused: OptNanos,
+    /// First payload byte in either direction.
+    pub first_payload: OptNanos,
+    /// TLS ClientHello sent.
+    pub tls_hello: OptNanos,
+    /// TLS handshake complete and application data sent.
+    pub tls: OptNanos,
+    /// Plain HTTP request sent.
+    pub http: OptNanos,
+    /// WebSocket upgrade answered 101.
+    pub ws: OptNanos,
 }

@@ -10,7 +10,7 @@ use foldhash::{HashMap, HashSet};
 use rayon::prelude::*;
 use std::net::IpAddr;
 
-use super::dns::DnsTable;
+use crate::app::dns::DnsTable;
 use crate::domain::{Family, Nanos};
 use crate::model::{Connection, Host};
 

@@ -6,7 +6,7 @@
 //! builds on (races need hosts and names; sequences need races and backends).
 
 pub mod backend;
-pub mod dns;
+
 pub mod filter;
 pub mod hosts;
 pub mod names;
@@ -17,7 +17,7 @@ pub mod summary;
 
 use std::net::IpAddr;
 
-pub use dns::DnsTable;
+pub use crate::app::dns::DnsTable;
 
 use crate::domain::{Nanos, Stage};
 use crate::model::Analysis;
@@ -163,14 +163,7 @@ impl Detector for Summary {
     }
 }
 
-/// What one detector took (see [`run`]).
-#[derive(Clone, Debug)]
-pub struct Timed {
-    /// The detector's name.
-    pub name: &'static str,
-    /// Its wall-clock time and the process's CPU time meanwhile.
-    pub spent: crate::cpu::Spent,
-}
+pub use crate::model::Timed;
 
 /// The detectors, in the order they run.
 pub fn registry() -> Vec<Box<dyn Detector>> {

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use super::dns::DnsTable;
+use crate::app::dns::DnsTable;
 use crate::model::{Connection, Host, Interner, Name, NameSource};
 
 /// Where a connection's name comes from, found without touching the connection.

@@ -10,8 +10,8 @@
 
 mod fetch;
 
-use super::dns::DnsTable;
 use super::Context;
+use crate::app::dns::DnsTable;
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
 use crate::model::{
     Analysis, Cancel, Connection, DuplicateRequest, Fate, Name, PerAttempt, Race, RaceDns, Role,

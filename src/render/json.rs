@@ -4,17 +4,13 @@
 
 use std::io::Write;
 
-use serde::ser::Serializer;
 use serde::Serialize;
 
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos};
 use crate::model::{Analysis, Cancel, Connection, Race, RaceDns, Sequence};
 use crate::track::{ConnRecord, Vantage, VantageVotes};
 
-/// Serialise a capture time as the contract's seconds with microsecond precision.
-pub fn ser_time<S: Serializer>(t: &Nanos, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(epoch_seconds(*t))
-}
+pub use crate::domain::ser_time;
 
 fn opt_time(t: Option<Nanos>) -> Option<f64> {
     t.map(epoch_seconds)
@@ -184,7 +180,7 @@ struct Text<T>(T);
 
 #[cfg(test)]
 impl<T: std::fmt::Display> Serialize for Text<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&self.0)
     }
 }

@@ -9,12 +9,13 @@
 //! The tracker also infers the capture's vantage point from the handshakes it saw.
 
 pub mod conn;
-pub mod history;
 pub mod parallel;
 
 use foldhash::HashMap;
 
-pub use conn::{ConnRecord, ConnState, Milestones, StaleFacts, StaleFailure, TsSample};
+pub use crate::app::Milestones;
+pub use crate::model::record::{Vantage, VantageVotes};
+pub use conn::{ConnRecord, ConnState, StaleFacts, StaleFailure, TsSample};
 
 use crate::decode::{Packet, TcpView};
 use crate::domain::{ConnKey, Endpoint, Nanos};
@@ -45,32 +46,6 @@ impl Default for TrackConfig {
             record_chunk: SLOT_CHUNK,
         }
     }
-}
-
-/// Where the capture was taken, inferred from handshake timing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Vantage {
-    /// On the client: SYN → SYN-ACK carries the round trip, SYN-ACK → ACK is near zero.
-    Client,
-    /// On the server: the reverse.
-    Server,
-    /// Between the two: both legs take time.
-    Middle,
-    /// No complete handshake to judge by.
-    #[default]
-    Unknown,
-}
-
-/// Counts of connections whose handshake looked like each vantage point.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct VantageVotes {
-    /// Handshakes seen from the client side.
-    pub client: u64,
-    /// Handshakes seen from the server side.
-    pub server: u64,
-    /// Handshakes seen from the middle.
-    pub middle: u64,
 }
 
 impl VantageVotes {

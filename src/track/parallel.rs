@@ -20,9 +20,9 @@
 use rayon::prelude::*;
 
 use super::{merge_ready, TrackConfig, Tracker, VantageVotes};
+use crate::app::dns::DnsTable;
+use crate::app::dns::{is_dns, DnsMessage, Malformed, Seen};
 use crate::decode::{decode, DecodeStats, Packet, L4};
-use crate::detect::dns::{is_dns, DnsMessage, Malformed, Seen};
-use crate::detect::DnsTable;
 use crate::model::Connection;
 use crate::read::Batch;
 

@@ -25,8 +25,8 @@
 
 use std::net::IpAddr;
 
-use super::super::dns::DnsTable;
 use super::super::DetectConfig;
+use crate::app::dns::DnsTable;
 use crate::domain::Nanos;
 use crate::model::{Analysis, Connection, NameSource, PerAttempt};
 

@@ -8,27 +8,12 @@ use crate::decode::DecodeStats;
 use crate::domain::{Family, Nanos, Stage};
 use crate::error::Warning;
 use crate::read::CaptureInfo;
-use crate::track::{ConnRecord, Vantage, VantageVotes};
+pub mod history;
+pub mod record;
 
-/// A service name or a client host's label: reference-counted, so the many connections, races
-/// and sequences that carry one share a single copy.
-pub type Name = std::sync::Arc<str>;
+pub use record::{ConnRecord, Vantage, VantageVotes};
 
-/// One shared copy of each distinct [`Name`].
-#[derive(Debug, Default)]
-pub struct Interner(foldhash::HashSet<Name>);
-
-impl Interner {
-    /// The shared copy of `text`, made on first sight.
-    pub fn get(&mut self, text: &str) -> Name {
-        if let Some(n) = self.0.get(text) {
-            return n.clone();
-        }
-        let n = Name::from(text);
-        self.0.insert(n.clone());
-        n
-    }
-}
+pub use crate::domain::{Interner, Name};
 
 /// A connection's part in a race.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
@@ -380,14 +365,14 @@ pub struct StaleReuse {
     /// Connection id.
     pub connection: usize,
     /// When the client sent on the dead connection.
-    #[serde(serialize_with = "crate::render::json::ser_time")]
+    #[serde(serialize_with = "crate::domain::ser_time")]
     pub request_time: Nanos,
     /// Quiet time before that send, ms.
     pub idle_ms: f64,
     /// The server's FIN was in the capture before the send.
     pub peer_closed: bool,
     /// `"rst"` or `"no_response"`.
-    pub failure: crate::track::StaleFailure,
+    pub failure: record::StaleFailure,
     /// The connection the client retried on.
     pub retry: Option<usize>,
     /// Extra: client host.
@@ -571,12 +556,12 @@ pub struct Timings {
     /// and the freed pages given back.
     pub finish: f64,
     /// Connections merged into the list after the last read (see
-    /// [`crate::track::parallel::Output::merged_late`]).
+    /// `track::parallel::Output::merged_late`).
     pub merged_late: usize,
     /// The detectors and the report filter.
     pub detect: crate::cpu::Spent,
     /// Each detector by name.
-    pub detectors: Vec<crate::detect::Timed>,
+    pub detectors: Vec<Timed>,
     /// Most connections held in the tracker's tables at once (sampled per batch): what the
     /// tracker's memory follows.
     pub table_peak: usize,
@@ -584,4 +569,13 @@ pub struct Timings {
     pub rss_track: Option<u64>,
     /// The same after the detectors.
     pub rss_detect: Option<u64>,
+}
+
+/// What one detector took (see `detect::run`).
+#[derive(Clone, Debug)]
+pub struct Timed {
+    /// The detector's name.
+    pub name: &'static str,
+    /// Its wall-clock time and the process's CPU time meanwhile.
+    pub spent: crate::cpu::Spent,
 }

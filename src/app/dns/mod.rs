@@ -32,7 +32,7 @@ pub struct Exchange {
     /// The querying client.
     pub client: IpAddr,
     /// The name asked (one shared copy per distinct name).
-    pub name: crate::model::Name,
+    pub name: crate::domain::Name,
     /// Query type (1 = A, 28 = AAAA, …).
     pub qtype: u16,
     /// Query time.
@@ -63,9 +63,9 @@ pub struct DnsTable {
     by_client: HashMap<IpAddr, Vec<usize>>,
     /// Per name, the distinct A answers and the AAAA answers by their low 32 bits (prefix
     /// discovery in O(1) per new address).
-    by_name: HashMap<crate::model::Name, NameAnswers>,
+    by_name: HashMap<crate::domain::Name, NameAnswers>,
     /// One copy of each name asked.
-    names: crate::model::Interner,
+    names: crate::domain::Interner,
     /// NAT64 prefixes learned (the high 96 bits).
     pub nat64_prefixes: Vec<u128>,
     /// Messages that did not parse.
