@@ -57,40 +57,16 @@ pub fn run(cli: Cli) -> Outcome {
             },
             "connections",
         ),
-        Command::Races(common) => each(
-            common,
-            quiet,
-            &mut outcome,
-            |a| {
-                let mut w = BufWriter::new(stdout.lock());
-                render::terminal::races_table(a, &mut w)?;
-                w.flush()
-            },
-            "races",
-        ),
-        Command::Backends(common) => each(
-            common,
-            quiet,
-            &mut outcome,
-            |a| {
-                let mut w = BufWriter::new(stdout.lock());
-                render::terminal::backends_table(a, &mut w)?;
-                w.flush()
-            },
-            "backends",
-        ),
+        Command::Races(common) => listing(common, "races", quiet, &mut outcome, |a, w| {
+            render::terminal::races_table(a, w)
+        }),
+        Command::Backends(common) => listing(common, "backends", quiet, &mut outcome, |a, w| {
+            render::terminal::backends_table(a, w)
+        }),
         Command::Check(args) => check(args, &mut outcome),
-        Command::Stale(common) => each(
-            common,
-            quiet,
-            &mut outcome,
-            |a| {
-                let mut w = BufWriter::new(stdout.lock());
-                render::terminal::stale_table(a, &mut w)?;
-                w.flush()
-            },
-            "stale",
-        ),
+        Command::Stale(common) => listing(common, "stale", quiet, &mut outcome, |a, w| {
+            render::terminal::stale_table(a, w)
+        }),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut w = BufWriter::new(stdout.lock());
@@ -109,6 +85,27 @@ pub fn run(cli: Cli) -> Outcome {
         outcome.error = true;
     }
     outcome
+}
+
+/// A listing command: each capture's table on standard output.
+fn listing(
+    common: &CommonArgs,
+    command: &str,
+    quiet: bool,
+    outcome: &mut Outcome,
+    table: impl Fn(&Analysis, &mut dyn Write) -> io::Result<()>,
+) -> Result<(), Error> {
+    each(
+        common,
+        quiet,
+        outcome,
+        |a| {
+            let mut w = BufWriter::new(io::stdout().lock());
+            table(a, &mut w)?;
+            w.flush()
+        },
+        command,
+    )
 }
 
 /// A write to standard output: a closed pipe (`| head`) is not an error.
