@@ -27,6 +27,12 @@ pub struct TrackConfig {
     pub idle_timeout: Nanos,
     /// A closed connection (RST, or FIN both ways) stays this long for late packets.
     pub linger: Nanos,
+    /// An attempt that never got an answer (client SYNs only: no SYN-ACK, no server packet,
+    /// no client payload) is finished after this long without a packet: the clients' SYN
+    /// retransmissions are over by then (Linux's default six give up 127 s after the first
+    /// SYN; Windows 21 s, Apple's stacks about 75 s), so a SYN flood or a scan leaves the
+    /// table in 135 s instead of the idle timeout.
+    pub syn_timeout: Nanos,
     /// A client send after this much quiet (no payload either way) on a connection that
     /// already served a response is watched as a possible stale reuse.
     pub reuse_idle: Nanos,
@@ -42,6 +48,7 @@ impl Default for TrackConfig {
             idle_timeout: 600 * 1_000_000_000,
             // Late retransmissions, a final ACK, a 101 that crosses the client's RST.
             linger: 4 * 1_000_000_000,
+            syn_timeout: 135 * 1_000_000_000,
             reuse_idle: 1_000_000_000,
             record_chunk: SLOT_CHUNK,
         }
@@ -340,8 +347,12 @@ impl Tracker {
         self.since_sweep = 0;
         let (now, cfg) = (self.now, self.cfg);
         let expired = self.table.extract_if(|_, open| {
-            let quiet = now - open.conn.rec.last_time;
-            quiet >= cfg.idle_timeout || (open.conn.is_closed() && quiet >= cfg.linger)
+            let r = &open.conn.rec;
+            let quiet = now - r.last_time;
+            let unanswered = !r.synack_time.is_some() && r.packets[1] == 0 && r.bytes[0] == 0;
+            quiet >= cfg.idle_timeout
+                || (open.conn.is_closed() && quiet >= cfg.linger)
+                || (unanswered && quiet >= cfg.syn_timeout)
         });
         for (_, c) in expired {
             Self::finish_one(&mut self.out, c);
