@@ -92,3 +92,30 @@ fn completions_and_manual_page_come_from_the_parser() {
     );
     assert!(man.contains("analyze") && man.contains("completions"));
 }
+
+/// Every listing ends its last line, on a capture with findings and on one without.
+#[test]
+fn listings_end_their_lines() {
+    for sample in [
+        "ws_duplicate",
+        "lb_three_stable_backends",
+        "stale_reuse_curl",
+    ] {
+        let cap = root().join(format!("samples/{sample}.pcap"));
+        let cap = cap.to_str().unwrap();
+        for args in [
+            vec!["races", cap],
+            vec!["stale", cap],
+            vec!["backends", cap],
+            vec!["connections", cap],
+            vec!["connections", cap, "--format", "json"],
+            vec!["check", cap, "--fail-on", "duplicate-upgrade,stale-reuse"],
+        ] {
+            let o = racetrace(&args);
+            assert!(o.status.code().is_some_and(|c| c <= 1), "{args:?}");
+            if !o.stdout.is_empty() {
+                assert_eq!(o.stdout.last(), Some(&b'\n'), "{args:?}");
+            }
+        }
+    }
+}
