@@ -12,10 +12,10 @@ cd "$(dirname "$0")/.."
 BYTES=${1:-600000000}
 PROFILE=${2:-release}
 if [ "$PROFILE" = release ]; then
-  cargo build --release --locked --features bench-tools --bins
+  cargo build --release --locked --workspace --bins
   BIN=${CARGO_TARGET_DIR:-target}/release
 else
-  cargo build --locked --features bench-tools --bins
+  cargo build --locked --workspace --bins
   BIN=${CARGO_TARGET_DIR:-target}/debug
 fi
 DIR=bench-data/findings

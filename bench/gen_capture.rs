@@ -14,7 +14,7 @@
 //!
 //! `gen_capture OUT.pcap --busy [--fetches N | --bytes N | --packets N] [--seed S] [--clients N] …`: a busy
 //! capture (thousands of clients, hundreds of services, concurrent fetches, stale reuses) and
-//! its per-connection truth in `OUT.truth.jsonl` (`racetrace::synth::busy`); `score` compares a
+//! its per-connection truth in `OUT.truth.jsonl` (`racetrace_synth::busy`); `score` compares a
 //! report with it.
 //!
 //! `gen_capture OUT.pcap --short N`: N short connections (handshake, one small exchange,
@@ -22,8 +22,8 @@
 
 use std::io::{BufWriter, Write};
 
-use racetrace::domain::Side;
-use racetrace::synth::{write_pcap, Link, Scenario, DEFAULT_BASE};
+use racetrace_core::domain::Side;
+use racetrace_synth::{write_pcap, Link, Scenario, DEFAULT_BASE};
 
 const CHUNK_MS: f64 = 2000.0;
 
@@ -114,9 +114,9 @@ fn short(base: i64, first: usize, n: usize) -> Scenario {
 }
 
 /// `--busy`: a busy capture with its truth beside it (`OUT.truth.jsonl`), see
-/// `racetrace::synth::busy`.
+/// `racetrace_synth::busy`.
 fn busy(out: &str, args: &[String]) -> std::io::Result<()> {
-    use racetrace::synth::busy::{Busy, BusyConfig, CapturePoint, Limit};
+    use racetrace_synth::busy::{Busy, BusyConfig, CapturePoint, Limit};
     let mut cfg = BusyConfig::default();
     let mut limit = Limit::Fetches(3500);
     let mut it = args.iter();

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-1000000000}
 SHORT=${2:-10000000}
 mkdir -p bench-data
-cargo build --release --locked --features bench-tools --bins
+cargo build --release --locked --workspace --bins
 BIN=${CARGO_TARGET_DIR:-target}/release
 [ -x /usr/bin/time ] || { echo "install GNU time (apt-get install time)" >&2; exit 2; }
 

@@ -20,10 +20,10 @@ PROFILE=${2:-release}
 if [ -n "${RACETRACE_BIN_DIR:-}" ]; then
   BIN=$RACETRACE_BIN_DIR   # binaries built already (racetrace, gen_capture)
 elif [ "$PROFILE" = release ]; then
-  cargo build --release --locked --features bench-tools --bins
+  cargo build --release --locked --workspace --bins
   BIN=${CARGO_TARGET_DIR:-target}/release
 else
-  cargo build --locked --features bench-tools --bins
+  cargo build --locked --workspace --bins
   BIN=${CARGO_TARGET_DIR:-target}/debug
 fi
 DIR=bench-data/scale

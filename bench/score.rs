@@ -1,5 +1,5 @@
 //! `score REPORT.json TRUTH.jsonl`: compares a report of a busy capture with its truth
-//! (`racetrace::synth::score`) and prints the figures.
+//! (`racetrace_synth::score`) and prints the figures.
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -17,6 +17,6 @@ fn main() {
         eprintln!("score: {report}: {e}");
         std::process::exit(2);
     });
-    let truth = racetrace::synth::score::read_truth(&read(truth));
-    println!("{}", racetrace::synth::score::score(&report, &truth));
+    let truth = racetrace_synth::score::read_truth(&read(truth));
+    println!("{}", racetrace_synth::score::score(&report, &truth));
 }

@@ -5,22 +5,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod cli;
+
 fn main() -> ExitCode {
-    racetrace::memory::tune_allocator();
+    racetrace_core::engine::memory::tune_allocator();
     // Named, so that `top -H` and `perf` tell the workers from the reader and the main thread.
     // (Fails only if the pool already exists, which it cannot yet; it would then keep its
     // names.)
     let _ = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("racetrace-work-{i}"))
         .build_global();
-    let cli = match racetrace::cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let outcome = racetrace::cli::run(cli);
+    let outcome = cli::run(cli);
     if outcome.error {
         ExitCode::from(2)
     } else if outcome.violation {

@@ -3,8 +3,8 @@
 
 mod support;
 
-use racetrace::domain::Side;
-use racetrace::synth::{tls, Scenario};
+use racetrace_core::domain::Side;
+use racetrace_synth::{tls, Scenario};
 use serde_json::Value;
 use support::*;
 

@@ -4,8 +4,8 @@
 
 mod support;
 
-use racetrace::domain::Side;
-use racetrace::synth::Scenario;
+use racetrace_core::domain::Side;
+use racetrace_synth::Scenario;
 use serde_json::Value;
 use support::*;
 

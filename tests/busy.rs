@@ -1,12 +1,12 @@
-//! Busy captures (`racetrace::synth::busy`): thousands of clients with their own round-trip
+//! Busy captures (`racetrace_synth::busy`): thousands of clients with their own round-trip
 //! times, hundreds of services behind shared backends, concurrent fetches, stale reuses. The
-//! report is scored against the generator's per-connection truth (`racetrace::synth::score`)
+//! report is scored against the generator's per-connection truth (`racetrace_synth::score`)
 //! with the targets of the busy-capture issue.
 
 mod support;
 
-use racetrace::synth::busy::{Busy, BusyConfig, CapturePoint, Limit, TruthConn};
-use racetrace::synth::score::{score, Score};
+use racetrace_synth::busy::{Busy, BusyConfig, CapturePoint, Limit, TruthConn};
+use racetrace_synth::score::{score, Score};
 use support::{racetrace, tempdir, validate};
 
 /// Generate, analyse through the binary, score; also returns the stderr lines.
@@ -21,7 +21,7 @@ fn run(tag: &str, cfg: BusyConfig, fetches: u64) -> (Score, Vec<String>) {
     assert_eq!(totals.bytes as usize, pcap.len());
     std::fs::write(&path, &pcap).unwrap();
     let truth: Vec<TruthConn> =
-        racetrace::synth::score::read_truth(std::str::from_utf8(&truth_text).unwrap());
+        racetrace_synth::score::read_truth(std::str::from_utf8(&truth_text).unwrap());
     assert_eq!(truth.len() as u64, totals.connections);
     let out = racetrace(&["analyze", path.to_str().unwrap(), "--json", "-"]);
     assert!(out.status.success());

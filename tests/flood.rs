@@ -4,7 +4,7 @@
 
 mod support;
 
-use racetrace::synth::Scenario;
+use racetrace_synth::Scenario;
 use support::*;
 
 /// 3,000 attempts from distinct sources to one server port, one every 200 ms (600 s in all),
@@ -20,9 +20,9 @@ fn unanswered_syns_leave_the_table_after_the_retransmissions() {
         s.syn(c, t).syn(c, t + 1000.0).syn(c, t + 3000.0);
     }
     let path = write_temp("flood", "flood.pcap", &s.to_pcap());
-    let a = racetrace::analyze(
+    let a = racetrace_core::analyze(
         &[path.to_str().unwrap().to_string()],
-        &racetrace::Options::default(),
+        &racetrace_core::Options::default(),
     )
     .unwrap();
     assert_eq!(a.connections.len(), n as usize);

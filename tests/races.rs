@@ -3,8 +3,8 @@
 
 mod support;
 
-use racetrace::domain::Side;
-use racetrace::synth::Scenario;
+use racetrace_core::domain::Side;
+use racetrace_synth::Scenario;
 use support::*;
 
 fn run(s: &Scenario, tag: &str) -> Report {
@@ -262,9 +262,9 @@ fn capture_starting_after_the_first_syn() {
     let v4 = s.tcp("198.18.0.1", 40001, "198.18.0.2", 80);
     s.handshake(v4, 200.0, 1.0);
     s.synack(v6, 500.0).rst(v6, Side::Client, 500.01);
-    let frames = s.frames(racetrace::synth::Link::Ethernet);
+    let frames = s.frames(racetrace_synth::Link::Ethernet);
     let bytes =
-        racetrace::synth::write_pcap(&frames[1..], racetrace::synth::Link::Ethernet, false, 65535);
+        racetrace_synth::write_pcap(&frames[1..], racetrace_synth::Link::Ethernet, false, 65535);
     let r = analyze_json(&write_temp("late", "l.pcap", &bytes), &[]);
     assert_eq!(
         r.races.len(),

@@ -5,8 +5,8 @@ mod support;
 
 use std::io::Write;
 
-use racetrace::domain::Side;
-use racetrace::synth::{block, enhanced_packet, write_pcap, write_pcapng, Link, Scenario};
+use racetrace_core::domain::Side;
+use racetrace_synth::{block, enhanced_packet, write_pcap, write_pcapng, Link, Scenario};
 use support::*;
 
 /// One connection: handshake, a request and response, FIN both ways (10 packets at most).
@@ -50,7 +50,7 @@ fn pcap_nanosecond_keeps_nanoseconds_for_durations() {
     let c = s.tcp("fd18::1", 40000, "fd18::2", 443);
     s.syn(c, 0.0).synack(c, 0.000_777);
     let bytes = write_pcap(&s.frames(Link::Ethernet), Link::Ethernet, true, 65535);
-    let a = racetrace::analyze(
+    let a = racetrace_core::analyze(
         &[write_temp("ns", "n.pcap", &bytes).to_string_lossy().into()],
         &Default::default(),
     )

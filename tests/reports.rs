@@ -94,11 +94,11 @@ fn every_sample_gets_every_output_and_the_index_lists_them() {
     for stem in &stems {
         let dir = batch().join(stem);
         let mut files = vec!["analysis.json".to_string(), "report.html".into()];
-        for t in racetrace::render::output::TABLES {
+        for t in racetrace_report::output::TABLES {
             files.push(format!("{t}.csv"));
             files.push(format!("{t}.parquet"));
         }
-        for k in racetrace::render::charts::KINDS {
+        for k in racetrace_report::charts::KINDS {
             files.push(format!("{}.png", k.stem()));
             files.push(format!("{}.svg", k.stem()));
         }
@@ -209,15 +209,15 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 fn charts_are_png_and_svg_of_the_expected_size_with_text() {
     for stem in ["ws_duplicate", "lb_backends", "stale_reuse_curl"] {
-        let a = racetrace::analyze(
+        let a = racetrace_core::analyze(
             &[samples()
                 .join(format!("{stem}.pcap"))
                 .to_string_lossy()
                 .into_owned()],
-            &racetrace::Options::default(),
+            &racetrace_core::Options::default(),
         )
         .unwrap();
-        for k in racetrace::render::charts::KINDS {
+        for k in racetrace_report::charts::KINDS {
             let png = batch().join(stem).join(format!("{}.png", k.stem()));
             assert_eq!(png_size(&png), k.size(&a), "{stem} {}", k.stem());
             // Text was drawn: the image has dark pixels (labels) on white.
@@ -248,7 +248,7 @@ fn report_page_is_self_contained_with_a_strict_csp() {
     let s = page.rfind("<script>").unwrap() + "<script>".len();
     let e = page.rfind("</script>").unwrap();
     let digest = sha2::Sha256::digest(&page.as_bytes()[s..e]);
-    let hash = racetrace::render::html::base64(&digest);
+    let hash = racetrace_report::html::base64(&digest);
     assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
     // Nothing fetched: no src attributes, no url(), no @import, only relative links.
     for bad in ["src=", "url(", "@import", "href=\"http", "href=\"//"] {
@@ -522,8 +522,8 @@ fn chromium_renders_the_report() {
 /// and every connection is found once, in order.
 #[test]
 fn many_connections_identical_across_thread_counts() {
-    use racetrace::domain::Side;
-    use racetrace::synth::{write_pcap, Link, Scenario};
+    use racetrace_core::domain::Side;
+    use racetrace_synth::{write_pcap, Link, Scenario};
     let mut s = Scenario::new();
     let n = 5000;
     for k in 0..n {
@@ -582,15 +582,15 @@ fn many_connections_identical_across_thread_counts() {
     // The trackers' records in chunks of 7 (hundreds of chunk boundaries, each chunk freed as
     // the merge reads it) give the same document as the default chunks.
     let json = |chunk: usize| {
-        let mut opts = racetrace::Options::default();
+        let mut opts = racetrace_core::Options::default();
         opts.track.record_chunk = chunk;
-        let a = racetrace::analyze(&[pcap.to_str().unwrap().to_string()], &opts).unwrap();
+        let a = racetrace_core::analyze(&[pcap.to_str().unwrap().to_string()], &opts).unwrap();
         let mut out = Vec::new();
-        racetrace::render::json::write(&a, &mut out).unwrap();
+        racetrace_report::json::write(&a, &mut out).unwrap();
         out
     };
     let small = json(7);
-    assert!(small == json(racetrace::Options::default().track.record_chunk));
+    assert!(small == json(racetrace_core::Options::default().track.record_chunk));
     assert_eq!(small.len() + 1, docs[0].len(), "the CLI adds a newline");
 }
 
@@ -603,8 +603,8 @@ fn many_connections_identical_across_thread_counts() {
 /// same whatever the chunk size.
 #[test]
 fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() {
-    use racetrace::domain::Side;
-    use racetrace::synth::{write_pcap, Link, Scenario};
+    use racetrace_core::domain::Side;
+    use racetrace_synth::{write_pcap, Link, Scenario};
     let n = 3000;
     // Short connections 20 ms apart (60 s of capture), each reset 50 ms after its SYN; with
     // `long`, a connection from the first packet to the last, kept from going idle.
@@ -648,16 +648,16 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
         .build()
         .unwrap();
     let run = |pcap: &std::path::Path, chunk: usize| {
-        let mut opts = racetrace::Options::default();
+        let mut opts = racetrace_core::Options::default();
         opts.track.record_chunk = chunk;
         pool.install(|| {
-            let a = racetrace::analyze(&[pcap.to_str().unwrap().to_string()], &opts).unwrap();
+            let a = racetrace_core::analyze(&[pcap.to_str().unwrap().to_string()], &opts).unwrap();
             let mut out = Vec::new();
-            racetrace::render::json::write(&a, &mut out).unwrap();
+            racetrace_report::json::write(&a, &mut out).unwrap();
             (a, out)
         })
     };
-    let in_order = |a: &racetrace::model::Analysis| {
+    let in_order = |a: &racetrace_core::model::Analysis| {
         a.connections
             .windows(2)
             .all(|w| w[0].rec.first_record < w[1].rec.first_record)
@@ -677,7 +677,7 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
         "{} of {n} connections merged after the last read",
         a.timings.merged_late
     );
-    assert!(small == run(&free, racetrace::Options::default().track.record_chunk).1);
+    assert!(small == run(&free, racetrace_core::Options::default().track.record_chunk).1);
 
     let held = capture(true);
     let (a, small) = run(&held, 7);
@@ -691,7 +691,7 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
     assert_eq!((first.id, first.rec.client.port), (0, 50_000));
     assert_eq!(first.rec.end_reason(), "fin_client");
     assert!(in_order(&a));
-    assert!(small == run(&held, racetrace::Options::default().track.record_chunk).1);
+    assert!(small == run(&held, racetrace_core::Options::default().track.record_chunk).1);
     validate(std::str::from_utf8(&small).unwrap());
 }
 

@@ -5,8 +5,8 @@
 
 mod support;
 
-use racetrace::domain::Side;
-use racetrace::synth::Scenario;
+use racetrace_core::domain::Side;
+use racetrace_synth::Scenario;
 use support::*;
 
 fn curl_like_v6_slow() -> Scenario {
@@ -115,13 +115,13 @@ fn lb_three_stable_backends() -> Scenario {
             c,
             Side::Client,
             t + 2.0,
-            &racetrace::synth::tls::client_hello("shop.example", &["http/1.1"]),
+            &racetrace_synth::tls::client_hello("shop.example", &["http/1.1"]),
         );
         s.data(
             c,
             Side::Server,
             t + 3.0,
-            &racetrace::synth::tls::server_hello(true),
+            &racetrace_synth::tls::server_hello(true),
         );
         s.fin(c, Side::Client, t + 300.0)
             .fin(c, Side::Server, t + 300.5);
@@ -132,7 +132,7 @@ fn lb_three_stable_backends() -> Scenario {
 /// wss: both attempts complete TLS 1.3 and send application data: a duplicate upgrade
 /// inferred from sizes (the request itself is encrypted).
 fn wss_inferred_duplicate() -> Scenario {
-    use racetrace::synth::tls;
+    use racetrace_synth::tls;
     let (mut s, v6, v4) = wss_race("ws.example", 45000, 320);
     for (c, t) in [(v4, 252.0), (v6, 261.0)] {
         s.data(c, Side::Server, t + 4.0, &tls::app_data(180));

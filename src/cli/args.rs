@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::term::ColorChoice;
-use crate::domain::Stage;
-use crate::error::Error;
-use crate::Options;
+use racetrace_core::domain::Stage;
+use racetrace_core::error::Error;
+use racetrace_core::Options;
 
 /// Explains connection races (Happy Eyeballs also-rans, duplicate WebSocket upgrades,
 /// load-balancer backend switches, stale connection reuse) in pcap/pcapng captures.
@@ -145,7 +145,7 @@ pub struct CheckArgs {
     pub max_attempt_delay_ms: Option<f64>,
     /// Findings that fail the check.
     #[arg(long, value_enum, value_delimiter = ',')]
-    pub fail_on: Vec<crate::check::Rule>,
+    pub fail_on: Vec<crate::cli::check::Rule>,
     /// Write JUnit XML here (one test case per capture and rule).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -177,7 +177,7 @@ impl CommonArgs {
     /// Validated options.
     pub fn options(&self) -> Result<Options, Error> {
         let mut opts = Options {
-            filter: crate::detect::filter::Filter {
+            filter: racetrace_core::detect::filter::Filter {
                 client: self.client,
                 service: self.only_service.clone(),
                 port: self.port,
@@ -248,7 +248,7 @@ impl CommonArgs {
 
 /// `--since`/`--until`: seconds since the epoch (`1795393700.5`) or an RFC 3339 UTC time
 /// (`2026-11-23T00:28:20Z`, fractions allowed).
-pub fn parse_time(s: &str) -> Result<crate::domain::Nanos, Error> {
+pub fn parse_time(s: &str) -> Result<racetrace_core::domain::Nanos, Error> {
     let bad = || {
         Error::Usage(format!(
             "time {s:?}: expected seconds since the epoch or YYYY-MM-DDTHH:MM:SS[.frac]Z"

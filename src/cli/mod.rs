@@ -5,17 +5,17 @@
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use crate::cpu::{Spent, Started};
-use crate::error::Error;
-use crate::model::Analysis;
-use crate::render;
-use crate::render::output::{write_folder, IndexEntry, Outputs};
-use crate::Options;
+use racetrace_core::engine::cpu::{Spent, Started};
+use racetrace_core::error::Error;
+use racetrace_core::model::Analysis;
+use racetrace_core::Options;
+use racetrace_report as render;
+use racetrace_report::output::{write_folder, IndexEntry, Outputs};
 
 mod args;
+pub mod check;
 mod term;
 pub use args::*;
-pub use term::ColorChoice;
 use term::{note, Bars};
 
 /// How a run ended.
@@ -139,9 +139,9 @@ fn analyze_one(
                 progress: Some(progress),
                 ..opts.clone()
             };
-            (Some(bar), crate::analyze(inputs, &opts))
+            (Some(bar), racetrace_core::analyze(inputs, &opts))
         }
-        None => (None, crate::analyze(inputs, opts)),
+        None => (None, racetrace_core::analyze(inputs, opts)),
     };
     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     bars.done(bar, n);
@@ -152,16 +152,16 @@ fn analyze_one(
 /// kinds `command` concerns: a detector's warnings (the backends' "no backend identifiable")
 /// only where that detector's findings are shown; the input's (damaged records, unknown link
 /// types) everywhere. None with `--quiet`.
-fn print_warnings(warnings: &[crate::error::Warning], command: &str, quiet: bool) {
+fn print_warnings(warnings: &[racetrace_core::error::Warning], command: &str, quiet: bool) {
     if quiet {
         return;
     }
-    let shown: Vec<crate::error::Warning> = warnings
+    let shown: Vec<racetrace_core::error::Warning> = warnings
         .iter()
         .filter(|w| concerns(w.kind, command))
         .cloned()
         .collect();
-    for line in crate::render::terminal::warning_lines(&shown) {
+    for line in racetrace_report::terminal::warning_lines(&shown) {
         let line = line.replacen(
             "racetrace: warning:",
             &format!("racetrace: {}", term::warning("warning:")),
@@ -217,7 +217,7 @@ fn each(
 }
 
 fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
-    let gate = crate::check::Gate {
+    let gate = crate::cli::check::Gate {
         max_also_ran_rate: args.max_also_ran_rate,
         max_attempt_delay_ms: args.max_attempt_delay_ms,
         fail_on: args.fail_on.clone(),
@@ -231,7 +231,7 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     for (inputs, rel) in &captures {
         match analyze_one(inputs, rel, &opts, &bars, &done) {
             Ok(a) => {
-                let cases = crate::check::check(&a, &gate);
+                let cases = crate::cli::check::check(&a, &gate);
                 for c in &cases {
                     for v in &c.violations {
                         // A closed stdout (`| head`) ends the listing, not the run.
@@ -250,12 +250,12 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     }
     bars.finish();
     if let Some(path) = &args.junit {
-        std::fs::write(path, crate::check::junit(&results, &unreadable)).map_err(|source| {
-            Error::Write {
+        std::fs::write(path, crate::cli::check::junit(&results, &unreadable)).map_err(
+            |source| Error::Write {
                 path: path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     Ok(())
 }
@@ -304,7 +304,7 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         "racetrace: stats: peak resident memory of the process: after track {}, after detect {}, after render {}",
         mb(t.rss_track),
         mb(t.rss_detect),
-        mb(crate::memory::peak_rss_bytes())
+        mb(racetrace_core::engine::memory::peak_rss_bytes())
     ));
     let stages = [
         ("read+decode+track", t.read_track),
@@ -390,7 +390,7 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
                         print_stats(&a, started.stop().plus(folder), single);
                     }
                     index.push(IndexEntry::new(&stem, &a));
-                    crate::memory::drop_in_background(a);
+                    racetrace_core::engine::memory::drop_in_background(a);
                 }
                 Err(e) => {
                     fail(&e);

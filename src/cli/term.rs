@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use clap::ValueEnum;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::read::Progress;
+use racetrace_core::read::Progress;
 
 /// `--color`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

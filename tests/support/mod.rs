@@ -278,8 +278,8 @@ pub struct Warning {
 }
 
 /// Seconds-since-epoch of a scenario time, as the report writes it.
-pub fn secs(s: &racetrace::synth::Scenario, t_ms: f64) -> f64 {
-    racetrace::domain::epoch_seconds(s.time(t_ms))
+pub fn secs(s: &racetrace_synth::Scenario, t_ms: f64) -> f64 {
+    racetrace_core::domain::epoch_seconds(s.time(t_ms))
 }
 
 /// A wss race: IPv6 attempt at 0 ms (SYN-ACK at 260 ms), IPv4 at 250 ms (connected at once);
@@ -290,12 +290,12 @@ pub fn wss_race(
     port: u16,
     request_len: usize,
 ) -> (
-    racetrace::synth::Scenario,
-    racetrace::synth::ConnId,
-    racetrace::synth::ConnId,
+    racetrace_synth::Scenario,
+    racetrace_synth::ConnId,
+    racetrace_synth::ConnId,
 ) {
-    use racetrace::domain::Side;
-    use racetrace::synth::{tls, Scenario};
+    use racetrace_core::domain::Side;
+    use racetrace_synth::{tls, Scenario};
     let mut s = Scenario::new();
     s.same_host("198.18.0.1", "fd18::1");
     let v6 = s.tcp("fd18::1", port, "fd18::2", 443);

@@ -1,0 +1,168 @@
+//! racetrace: finds and explains connection races in packet captures.
+//!
+//! One pipeline, one module per stage. A packet's whole path:
+//!
+//! ```text
+//! read      file/stdin → (gzip|zstd) → pcap|pcapng blocks → Frame {record, time, link, bytes}
+//!   │       (a reader thread fills Batches of frames ahead of the decoder)
+//! decode    Frame → Packet {addresses, TCP header + typed options | UDP, payload}
+//!   │       (per batch, runs of frames decoded on every core while the batch before is
+//!   │       tracked: track::parallel)
+//! track     TCP → connection table (4-tuple) → ConnRecord per attempt   UDP → DnsTable
+//!   │       (one table per shard of 4-tuples, so each connection stays in order)
+//!   │
+//! detect    records → hosts → service names → races → … → summary      (model::Analysis)
+//!   │
+//! render    Analysis → JSON (the contract), terminal, tables, charts, HTML (racetrace-report)
+//! ```
+//!
+//! [`analyze`] runs the first four stages over one capture (or several merged into one).
+//! The renderers (JSON, terminal, tables, charts, HTML) are the `racetrace-report` crate's.
+
+pub mod app;
+pub mod decode;
+pub mod detect;
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod read;
+pub mod track;
+
+#[cfg(test)]
+mod testdata;
+
+use std::sync::mpsc;
+
+use detect::DetectConfig;
+use engine::{cpu, memory};
+use error::Result;
+use model::{Analysis, Connection};
+use read::{Batch, CaptureReader, MergedReader};
+use track::parallel::{Output, Sharded};
+use track::TrackConfig;
+
+/// Settings for one analysis.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Connection tracking.
+    pub track: TrackConfig,
+    /// Detectors.
+    pub detect: DetectConfig,
+    /// What the report keeps (`--client`, `--only-service`, `--port`, `--since`, `--until`).
+    pub filter: detect::filter::Filter,
+    /// Told of the bytes read from the files (the command line's progress bar).
+    pub progress: Option<read::Progress>,
+}
+
+/// Analyse one capture, or several files merged into one capture in time order.
+pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
+    let readers = inputs
+        .iter()
+        .map(|n| CaptureReader::open_with(n, opts.progress.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut reader = MergedReader::new(readers);
+    let started = cpu::Started::now();
+
+    // Read on a second thread, a few batches ahead; batches go back to be reused. Decode and
+    // track run on every core (rayon), sharded by connection.
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(4);
+    let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+    let mut sharded = Sharded::new(opts.track, rayon::current_num_threads());
+    let reader = std::thread::scope(|s| {
+        let read = move || {
+            loop {
+                let mut batch = empty_rx.try_recv().unwrap_or_default();
+                if !reader.fill(&mut batch) || full_tx.send(batch).is_err() {
+                    break;
+                }
+            }
+            reader
+        };
+        // Named, so that `top -H` and `perf` tell it from the workers.
+        let spawned = std::thread::Builder::new()
+            .name("racetrace-read".into())
+            .spawn_scoped(s, read);
+        let producer = match spawned {
+            Ok(p) => p,
+            Err(source) => {
+                let file = inputs.join(", ");
+                return Err(error::Error::Io { file, source });
+            }
+        };
+        // Benchmarks time the reader alone with RACETRACE_BENCH_READ_ONLY set: batches are
+        // read and handed back undecoded (the report is then empty).
+        let read_only = std::env::var_os("RACETRACE_BENCH_READ_ONLY").is_some();
+        // The loop runs on a worker of the pool, so each batch's `rayon::join` is a worker's
+        // own (its halves stolen by the other worker) instead of a job handed in from outside
+        // the pool with this thread put to sleep until it is done.
+        rayon::scope(|_| {
+            for batch in full_rx {
+                let done = if read_only {
+                    Some(batch)
+                } else {
+                    sharded.feed(batch)
+                };
+                if let Some(b) = done {
+                    let _ = empty_tx.send(b);
+                }
+            }
+        });
+        Ok(producer.join())
+    });
+    let reader = match reader? {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let (capture, diag) = reader.finish();
+    let finish_started = std::time::Instant::now();
+    let Output {
+        connections,
+        merged_late,
+        vantage,
+        table_peak,
+        dns,
+        stats,
+    } = sharded.finish();
+    // The reader's batches, the decoded runs and the trackers' tables are gone.
+    memory::give_back();
+    let read_track = started.stop();
+    let finish = finish_started.elapsed().as_secs_f64();
+    let detecting = cpu::Started::now();
+    let rss_track = memory::peak_rss_bytes();
+    let peak_open = track::concurrent(
+        connections
+            .iter()
+            .map(|c: &Connection| (c.rec.first_record, c.rec.last_record)),
+    );
+    let mut analysis = Analysis {
+        capture,
+        decode: stats,
+        vantage: vantage.verdict(),
+        vantage_votes: vantage,
+        peak_open,
+        connections,
+        hosts: Vec::new(),
+        services: Vec::new(),
+        races: Vec::new(),
+        backends: Vec::new(),
+        sequences: Vec::new(),
+        stale_reuses: Vec::new(),
+        warnings: diag.into_warnings(),
+        summary: model::Summary::default(),
+        timings: model::Timings::default(),
+    };
+    let detectors = detect::run(&mut analysis, dns, &opts.detect);
+    detect::filter::apply(&mut analysis, &opts.filter);
+    analysis.timings = model::Timings {
+        read_track,
+        finish,
+        merged_late,
+        detect: detecting.stop(),
+        detectors,
+        table_peak,
+        rss_track,
+        rss_detect: memory::peak_rss_bytes(),
+    };
+    Ok(analysis)
+}

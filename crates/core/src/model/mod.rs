@@ -1,0 +1,581 @@
+//! The analysis: what the detectors produce and the renderers write. Field names follow the
+//! report contract (`spec/REPORT.md`); the JSON renderer maps each type to its
+//! contract object, adding documented extra fields beside the contract's.
+
+use std::net::IpAddr;
+
+use crate::decode::DecodeStats;
+use crate::domain::{Family, Nanos, Stage};
+use crate::error::Warning;
+use crate::read::CaptureInfo;
+pub mod history;
+pub mod record;
+
+pub use record::{ConnRecord, Vantage, VantageVotes};
+
+pub use crate::domain::{Interner, Name};
+
+/// A connection's part in a race.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The attempt the client kept.
+    Winner,
+    /// A losing attempt.
+    AlsoRan,
+    /// Not part of a race.
+    #[default]
+    Single,
+}
+
+impl Role {
+    /// The JSON name (what serde writes; a test holds the two equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Winner => "winner",
+            Role::AlsoRan => "also_ran",
+            Role::Single => "single",
+        }
+    }
+}
+
+/// Where a service name came from, best last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// No name: `"ADDRESS port"`.
+    #[default]
+    Address,
+    /// A DNS answer in the capture.
+    Dns,
+    /// The HTTP Host header.
+    Host,
+    /// The TLS SNI.
+    Sni,
+    /// `--service NAME=ADDR…` on the command line.
+    Cli,
+}
+
+impl NameSource {
+    /// The JSON name (what serde writes; a test holds the two equal).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::Address => "address",
+            NameSource::Dns => "dns",
+            NameSource::Host => "host",
+            NameSource::Sni => "sni",
+            NameSource::Cli => "cli",
+        }
+    }
+}
+
+/// One TCP connection attempt with everything the detectors learned about it.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// Id, unique in the document (index in order of first packet).
+    pub id: usize,
+    /// What the tracker recorded.
+    pub rec: ConnRecord,
+    /// The service this connection is for.
+    pub service: Name,
+    /// Where `service` came from.
+    pub service_source: NameSource,
+    /// The server address is NAT64-synthesised IPv6.
+    pub nat64: bool,
+    /// The race this attempt belongs to.
+    pub race: Option<usize>,
+    /// Winner, also-ran or single.
+    pub role: Role,
+    /// The inferred backend (its id, shared with every connection it served).
+    pub backend: Option<Name>,
+    /// The client host (index into [`Analysis::hosts`]).
+    pub host: usize,
+}
+
+impl Connection {
+    /// A connection with only what the tracker recorded (the detectors fill the rest).
+    pub fn new(id: usize, rec: ConnRecord) -> Connection {
+        Connection {
+            id,
+            rec,
+            service: Name::default(),
+            service_source: NameSource::Address,
+            nat64: false,
+            race: None,
+            role: Role::Single,
+            backend: None,
+            host: 0,
+        }
+    }
+
+    /// `"ADDRESS port"`: the service name when nothing better is known.
+    pub fn address_service(&self) -> String {
+        format!("{} {}", self.rec.server.ip, self.rec.server.port)
+    }
+
+    /// The first HTTP request, when one was seen.
+    pub fn request(&self) -> Option<&crate::app::http::Request> {
+        self.rec.app.as_ref()?.request.as_ref()
+    }
+
+    /// TLS facts, when the connection spoke TLS.
+    pub fn tls(&self) -> Option<&crate::app::tls::TlsFacts> {
+        self.rec.app.as_ref()?.tls.as_ref()
+    }
+}
+
+/// What an also-ran's fate was (why it lost, as the wire shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fate {
+    /// SYNs never answered (black-holed path, or abandoned in SYN_SENT).
+    NeverAnswered,
+    /// The server refused with RST.
+    Refused,
+    /// The SYN-ACK arrived after the client had given up; its kernel answered with RST. The
+    /// RST time is the SYN-ACK's arrival, not a decision of the client's.
+    LateSynackReset,
+    /// The client aborted (FIN/RST) before any SYN-ACK.
+    AbortedBeforeConnect,
+    /// Connected, carried nothing, closed by the client: an unused parallel connection.
+    UnusedParallel,
+    /// Connected and closed by the client after carrying payload.
+    ClosedAfterConnect,
+    /// Connected and never closed by the client within the capture.
+    LeftOpen,
+}
+
+impl Fate {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fate::NeverAnswered => "never_answered",
+            Fate::Refused => "refused",
+            Fate::LateSynackReset => "late_synack_reset",
+            Fate::AbortedBeforeConnect => "aborted_before_connect",
+            Fate::UnusedParallel => "unused_parallel",
+            Fate::ClosedAfterConnect => "closed_after_connect",
+            Fate::LeftOpen => "left_open",
+        }
+    }
+}
+
+/// An also-ran's cancel: the contract's `also_ran_cancel[]` entry plus its fate.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Cancel {
+    /// The also-ran's connection id.
+    pub id: usize,
+    /// Stage reached when the client gave it up (its first FIN/RST), or its final stage when
+    /// the client never did.
+    pub stage: Stage,
+    /// Client FIN/RST time minus the winner's established time.
+    pub after_winner_ms: Option<f64>,
+    /// Extra: how it lost.
+    pub fate: Fate,
+    /// Extra: cancelled beyond `--cancel-by` after the winner connected (a `late-cancel`).
+    pub late: bool,
+}
+
+/// Two or more attempts of one race sent an HTTP request.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DuplicateRequest {
+    /// The attempts that sent a request.
+    pub attempts: Vec<usize>,
+    /// An also-ran's duplicate request carried Authorization.
+    pub authorization: bool,
+    /// An also-ran's duplicate request carried Cookie.
+    pub cookie: bool,
+}
+
+/// DNS timing of a race (RFC 8305 §3: the Resolution Delay between AAAA and A answers).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RaceDns {
+    /// The name asked.
+    pub name: Name,
+    /// AAAA query and answer times (seconds since the epoch).
+    pub aaaa_query_time: Option<f64>,
+    /// AAAA answer time.
+    pub aaaa_answer_time: Option<f64>,
+    /// A query time.
+    pub a_query_time: Option<f64>,
+    /// A answer time.
+    pub a_answer_time: Option<f64>,
+    /// First SYN minus the first answer, in ms.
+    pub answer_to_first_syn_ms: Option<f64>,
+}
+
+/// A race's per-attempt list: nearly every race has two attempts (one also-ran, one delay),
+/// kept inline, so a race makes no small allocations of its own (on a capture of 136,000
+/// races that was 23 MB).
+pub type PerAttempt<T> = smallvec::SmallVec<[T; 2]>;
+
+/// One Happy Eyeballs race.
+#[derive(Clone, Debug)]
+pub struct Race {
+    /// Id.
+    pub id: usize,
+    /// The race's service (its best name).
+    pub service: Name,
+    /// The client host's addresses, sorted, joined with `,`.
+    pub client: Name,
+    /// First SYN of the race.
+    pub start_time: Nanos,
+    /// Attempt ids in order of first SYN.
+    pub attempts: PerAttempt<usize>,
+    /// Family of each attempt.
+    pub families: PerAttempt<Family>,
+    /// The winner, when one attempt was kept.
+    pub winner: Option<usize>,
+    /// Also-ran ids.
+    pub also_rans: PerAttempt<usize>,
+    /// Gaps between the first SYNs to each new server address, in ms.
+    pub attempt_delays_ms: PerAttempt<f64>,
+    /// One entry per also-ran.
+    pub also_ran_cancel: smallvec::SmallVec<[Cancel; 1]>,
+    /// Two or more attempts sent a WebSocket upgrade.
+    pub duplicate_upgrade: bool,
+    /// Extra: the duplicate upgrade is inferred from TLS (two attempts completed TLS and sent
+    /// application data) because the request itself is encrypted.
+    pub duplicate_upgrade_inferred: bool,
+    /// Extra: two or more attempts sent an HTTP request.
+    pub duplicate_request: Option<Box<DuplicateRequest>>,
+    /// Extra: two or more attempts carried application data and one joined the race as a
+    /// repeat to an address already tried that no DNS in the capture explains: possibly two
+    /// fetches the capture cannot tell apart (said, not merged silently).
+    pub fetches_ambiguous: bool,
+    /// Extra: the cancel rules this race broke (`rfc8305_s6`, `happy_eyeballs_v3`,
+    /// `application_data`), mildest first.
+    pub cancel_rules_broken: Vec<&'static str>,
+    /// Extra: RFC 8305 findings, as short codes.
+    pub findings: Vec<String>,
+    /// Extra: DNS timing.
+    pub dns: Option<RaceDns>,
+}
+
+/// How a server's TCP timestamp clock behaves across connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockRegime {
+    /// One clock across connections: the backend can be identified.
+    Stable,
+    /// A measured rate but an offset matching no other connection: a random offset per
+    /// connection (or per address pair seen once).
+    Unmatched,
+    /// Too short to measure and matching no other connection.
+    Unresolved,
+    /// No TCP timestamps from the server.
+    NoTimestamps,
+}
+
+/// An inferred backend server (a TCP timestamp clock).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Backend {
+    /// `"B1"`, `"B2"`, …
+    pub id: String,
+    /// Services it served.
+    pub services: Vec<String>,
+    /// Addresses through which it was reached.
+    pub server_ips: Vec<String>,
+    /// Clock rate in Hz (snapped to a common rate).
+    pub clock_hz: Option<f64>,
+    /// Connection ids.
+    pub connections: Vec<usize>,
+    /// Confidence, 0 … 1.
+    pub confidence: f64,
+    /// Extra: rate fitted over all its samples (Theil–Sen), Hz.
+    pub fitted_hz: Option<f64>,
+    /// Extra: skew against `clock_hz`, ppm (over ≥ 10 s of samples).
+    pub skew_ppm: Option<f64>,
+    /// Extra: TSval the clock shows at the capture's first packet (mod 2^32).
+    pub offset: u32,
+    /// Extra: no member lasted long enough to measure the rate; it is the common rate the
+    /// members line up on.
+    pub rate_inferred: bool,
+    /// Extra: the clock regime (always `stable` for a backend).
+    pub regime: ClockRegime,
+}
+
+/// One step between successive kept connections of a sequence.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Switch {
+    /// Earlier connection.
+    pub from: usize,
+    /// Later connection.
+    pub to: usize,
+    /// Time between their first packets, ms.
+    pub gap_ms: f64,
+    /// The family changed.
+    pub family_switch: bool,
+    /// The backend changed (null when either is unknown).
+    pub backend_switch: Option<bool>,
+}
+
+/// Successive kept connections of one client to one service.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sequence {
+    /// Client host.
+    pub client: Name,
+    /// Service.
+    pub service: Name,
+    /// Kept connections in time order.
+    pub connections: Vec<usize>,
+    /// Their families.
+    pub families: Vec<Family>,
+    /// Adjacent pairs whose family differs.
+    pub family_switches: usize,
+    /// Adjacent pairs with known, different backends.
+    pub backend_switches: usize,
+    /// Extra: backend of each connection (null when unknown).
+    pub backends: Vec<Option<Name>>,
+    /// Extra: each adjacent pair.
+    pub switches: Vec<Switch>,
+    /// Extra: family switches that also switched backend.
+    pub family_and_backend_switches: usize,
+    /// Extra: the strip, one entry per connection: the family's digit and the backend's id,
+    /// or `?` when unknown, e.g. `6B1 6B1 4B2 6B1 4?`.
+    pub strip: String,
+}
+
+/// Why a stale reuse happened, as far as the capture can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCause {
+    /// The client had the server's FIN for longer than a round trip and still sent: a bug.
+    ReuseBug,
+    /// The request and the server's FIN crossed on the wire (within one round trip).
+    Crossed,
+    /// No FIN from the server in the capture: lost FIN, middlebox state loss, suspended app.
+    FinUnseen,
+}
+
+impl StaleCause {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleCause::ReuseBug => "reuse_bug",
+            StaleCause::Crossed => "crossed",
+            StaleCause::FinUnseen => "fin_unseen",
+        }
+    }
+}
+
+/// A request sent on a connection the peer had given up.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StaleReuse {
+    /// Connection id.
+    pub connection: usize,
+    /// When the client sent on the dead connection.
+    #[serde(serialize_with = "crate::domain::ser_time")]
+    pub request_time: Nanos,
+    /// Quiet time before that send, ms.
+    pub idle_ms: f64,
+    /// The server's FIN was in the capture before the send.
+    pub peer_closed: bool,
+    /// `"rst"` or `"no_response"`.
+    pub failure: record::StaleFailure,
+    /// The connection the client retried on.
+    pub retry: Option<usize>,
+    /// Extra: client host.
+    pub client: Name,
+    /// Extra: service.
+    pub service: Name,
+    /// Extra: reuse bug, crossing, or FIN unseen.
+    pub cause: StaleCause,
+    /// Extra: request time minus the server's FIN time corrected to the client's side, ms.
+    pub fin_to_request_ms: Option<f64>,
+    /// Extra: the round trip the cause was judged against, ms.
+    pub rtt_ms: Option<f64>,
+    /// Extra: request to failure (server RST, or the client's give-up), ms.
+    pub time_to_failure_ms: Option<f64>,
+    /// Extra: client retransmissions of the request.
+    pub retransmissions: u32,
+    /// Extra: method and target of the stale request, when visible.
+    pub request: Option<String>,
+    /// Extra: failure (or request) to the retry connection's first SYN, ms.
+    pub retry_delay_ms: Option<f64>,
+    /// Extra: the retry's first request has the same method and target (null when either is
+    /// not visible).
+    pub retry_same_request: Option<bool>,
+}
+
+/// One service: a name (or address) on a server port.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Service {
+    /// As in `connections[].service`.
+    pub name: String,
+    /// Server addresses.
+    pub server_ips: Vec<String>,
+    /// Server port.
+    pub server_port: u16,
+    /// Connections to it.
+    pub connections: usize,
+    /// Extra: the server's observed idle timeout (median time from the last payload to its FIN
+    /// on connections it closed), ms.
+    pub server_idle_timeout_ms: Option<f64>,
+    /// Extra: connections the server closed that way.
+    pub server_idle_closes: usize,
+    /// Extra: share of its connections with an identified backend (null without any with
+    /// TCP timestamps).
+    pub backend_identified_share: Option<f64>,
+    /// Extra: clock regimes seen among its connections.
+    pub clock_regimes: Vec<ClockRegime>,
+}
+
+/// A client's Connection Attempt Delay behaviour over its races (RFC 8305 §5).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DelayProfile {
+    /// `fixed` (every race's first delay near one value, as curl's 200 ms, Node's 250 ms,
+    /// Chromium's and Go's 300 ms), `dynamic` (varies, as Safari's 50 ms–2 s derived from
+    /// RTT history), or `single_sample` (one race: the class cannot be told).
+    pub class: &'static str,
+    /// Races measured (first attempt delay of each).
+    pub races: usize,
+    /// Smallest, median and largest first delay, ms.
+    pub min_ms: f64,
+    /// Median.
+    pub median_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// The common default the median sits on (within 5 %), when there is one.
+    pub near_default_ms: Option<u32>,
+}
+
+/// A client host: its addresses (one per family or more) and how they were tied together.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    /// Addresses, sorted.
+    pub addrs: Vec<IpAddr>,
+    /// How the addresses were tied (`mac`, `dns`, `race`).
+    pub ties: Vec<&'static str>,
+    /// Its attempt-delay class, when it raced.
+    pub delays: Option<DelayProfile>,
+    /// The label, set once the addresses are final ([`Host::set_label`]).
+    label: Name,
+}
+
+impl Host {
+    /// The contract's `client` text: addresses sorted, joined with `,`.
+    pub fn label(&self) -> &Name {
+        &self.label
+    }
+
+    /// Compute the label from the addresses (once, after the last address was added).
+    pub fn set_label(&mut self) {
+        let mut v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        v.sort();
+        self.label = v.join(",").into();
+    }
+}
+
+/// Headline counts.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    /// Connections.
+    pub connections: usize,
+    /// Races.
+    pub races: usize,
+    /// Also-rans.
+    pub also_rans: usize,
+    /// Races with duplicate upgrades.
+    pub duplicate_upgrades: usize,
+    /// Family switches over all sequences.
+    pub family_switches: usize,
+    /// Backend switches over all sequences.
+    pub backend_switches: usize,
+    /// Backends.
+    pub backends: usize,
+    /// Stale reuses.
+    pub stale_reuses: usize,
+    /// Median over races of each race's first attempt delay.
+    pub median_attempt_delay_ms: Option<f64>,
+}
+
+impl Analysis {
+    /// The label of client host `host` (empty when there is no such host).
+    pub fn host_label(&self, host: usize) -> Name {
+        self.hosts
+            .get(host)
+            .map_or_else(Name::default, |h| h.label().clone())
+    }
+
+    /// The first packet's time among the connections (charts and clocks count from it).
+    pub fn epoch(&self) -> Nanos {
+        self.connections
+            .iter()
+            .map(|c| c.rec.first_time)
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// Everything learned from one capture.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    /// Read-stage facts.
+    pub capture: CaptureInfo,
+    /// Decode-stage counts.
+    pub decode: DecodeStats,
+    /// Inferred vantage point.
+    pub vantage: Vantage,
+    /// The votes behind it.
+    pub vantage_votes: VantageVotes,
+    /// Most connections open at once: with packets both at or before and at or after one
+    /// record (from the records, so independent of how the tracker was sharded).
+    pub peak_open: usize,
+    /// Connections, by id.
+    pub connections: Vec<Connection>,
+    /// Client hosts.
+    pub hosts: Vec<Host>,
+    /// Services.
+    pub services: Vec<Service>,
+    /// Races.
+    pub races: Vec<Race>,
+    /// Backends.
+    pub backends: Vec<Backend>,
+    /// Sequences.
+    pub sequences: Vec<Sequence>,
+    /// Stale reuses.
+    pub stale_reuses: Vec<StaleReuse>,
+    /// Warnings.
+    pub warnings: Vec<Warning>,
+    /// Headline counts.
+    pub summary: Summary,
+    /// Wall-clock time each stage took and the tracker's peak (for `--stats`; not in the report).
+    pub timings: Timings,
+}
+
+/// Wall-clock seconds spent per pipeline stage of one analysis.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    /// Read, decode and track (they run as one streaming pass), the merge included; the CPU
+    /// time is the whole process's (in a batch, other captures analysed at the same time
+    /// count too).
+    pub read_track: crate::engine::cpu::Spent,
+    /// Of `read_track`, after the last packet was read: the last batch tracked, the trackers
+    /// drained, the records still held back merged into the connection list (on one core)
+    /// and the freed pages given back.
+    pub finish: f64,
+    /// Connections merged into the list after the last read (see
+    /// `track::parallel::Output::merged_late`).
+    pub merged_late: usize,
+    /// The detectors and the report filter.
+    pub detect: crate::engine::cpu::Spent,
+    /// Each detector by name.
+    pub detectors: Vec<Timed>,
+    /// Most connections held in the tracker's tables at once (sampled per batch): what the
+    /// tracker's memory follows.
+    pub table_peak: usize,
+    /// The process's peak resident memory after read+decode+track, bytes (Linux).
+    pub rss_track: Option<u64>,
+    /// The same after the detectors.
+    pub rss_detect: Option<u64>,
+}
+
+/// What one detector took (see `detect::run`).
+#[derive(Clone, Debug)]
+pub struct Timed {
+    /// The detector's name.
+    pub name: &'static str,
+    /// Its wall-clock time and the process's CPU time meanwhile.
+    pub spent: crate::engine::cpu::Spent,
+}

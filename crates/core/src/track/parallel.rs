@@ -1,0 +1,269 @@
+//! Decode and track on every core, keeping each connection's packets in capture order.
+//!
+//! Per batch of frames from the reader, two steps, each parallel in itself and run at the same
+//! time as the other's work on the neighbouring batch (batch k+1 is decoded while batch k is
+//! tracked, so neither waits for the slower half of the other):
+//!
+//! 1. **Decode**: the batch is cut into runs of frames, each decoded on its own rayon task into
+//!    TCP segments tagged with their shard (packet views whose payload is a range of the
+//!    batch, so they can wait for the next step) and parsed DNS messages.
+//! 2. **Track**: each shard owns a [`Tracker`] for the connections whose 4-tuple hashes to it
+//!    (the hash is symmetric, so both directions land in one shard) and walks the decoded runs
+//!    in order, taking its own packets. DNS messages are recorded in the [`DnsTable`] on a
+//!    task of their own beside the shards.
+//!
+//! A connection is only ever touched by one shard, in capture order, so the result is the same
+//! as one tracker's whatever the number of shards. After each batch the shards' finished
+//! records are merged by first record straight into the report's connection list, as far as
+//! the oldest connection still open allows (see [`super::merge_ready`]).
+
+use rayon::prelude::*;
+
+use super::{merge_ready, TrackConfig, Tracker, VantageVotes};
+use crate::app::dns::DnsTable;
+use crate::app::dns::{is_dns, DnsMessage, Malformed, Seen};
+use crate::decode::{decode, DecodeStats, Packet, L4};
+use crate::model::Connection;
+use crate::read::Batch;
+
+/// Frames decoded per task.
+const RUN: usize = 2048;
+
+/// How many frames ahead of the one being decoded the next frame's headers are prefetched.
+const PREFETCH: usize = 8;
+
+/// A datagram on the DNS port, its message parsed in the decode step.
+type DnsItem = (Seen, Result<Option<DnsMessage>, Malformed>);
+
+/// A decoded TCP segment held apart from its batch: the packet view without its payload, and
+/// where the payload sits in the batch.
+type Segment = (Packet<'static>, std::ops::Range<usize>);
+
+/// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts. Emptied
+/// once tracked and refilled by a later batch, so the decode step allocates (and the system
+/// maps fresh pages) only while the buffers grow to a batch's size. Aligned to two cache lines
+/// like [`Tracker`], and like it a guard without a measured gain: neighbouring runs are decoded
+/// on different cores, each updating its counts and its DNS list's length per frame (the shard
+/// lists' headers sit in an allocation of their own, which the alignment does not cover).
+#[derive(Default)]
+#[repr(align(128))]
+struct Run {
+    tcp: Vec<Vec<Segment>>,
+    dns: Vec<DnsItem>,
+    stats: DecodeStats,
+}
+
+/// A batch decoded and waiting to be tracked.
+struct Decoded {
+    batch: Batch,
+    runs: Vec<Run>,
+}
+
+/// The decode and track stages over `n` shards.
+pub struct Sharded {
+    trackers: Vec<Tracker>,
+    dns: DnsTable,
+    stats: DecodeStats,
+    table_peak: usize,
+    /// The last batch fed, decoded; tracked while the next one is decoded.
+    pending: Option<Decoded>,
+    /// Emptied runs of a batch already tracked, for the next batch to decode into.
+    spare: Vec<Run>,
+    /// The report's connections, in order of first record: the records merged so far.
+    connections: Vec<Connection>,
+}
+
+/// What the decode and track stages hand on.
+pub struct Output {
+    /// The connections, in order of first record (ids are positions).
+    pub connections: Vec<Connection>,
+    /// How many of them were merged after the last read: those still in a tracker's table at
+    /// the end (open, or lingering after their close) and those held back behind one; the
+    /// others were merged batch by batch while the capture was read.
+    pub merged_late: usize,
+    /// Handshake-timing votes for the vantage point.
+    pub vantage: VantageVotes,
+    /// Most connections in the trackers' tables at once.
+    pub table_peak: usize,
+    /// DNS exchanges.
+    pub dns: DnsTable,
+    /// Decode counts.
+    pub stats: DecodeStats,
+}
+
+/// The shard of a packet: a direction-symmetric hash of its addresses and ports.
+fn shard_of(p: &Packet<'_>, n: usize) -> usize {
+    let L4::Tcp(t) = &p.l4 else {
+        return 0;
+    };
+    let low = |ip: &std::net::IpAddr| -> u32 {
+        match ip {
+            std::net::IpAddr::V4(a) => u32::from(*a),
+            std::net::IpAddr::V6(a) => (u128::from(*a) as u32) ^ ((u128::from(*a) >> 64) as u32),
+        }
+    };
+    // XOR is symmetric in source and destination; the multiply spreads the bits.
+    let h =
+        (low(&p.src) ^ low(&p.dst) ^ u32::from(t.src_port ^ t.dst_port)).wrapping_mul(0x9e37_79b1);
+    (h >> 16) as usize % n.max(1)
+}
+
+/// Decode every frame of `batch`, in runs on every core, into `runs` (emptied runs of an
+/// earlier batch, or none).
+fn decode_batch(batch: &Batch, n: usize, mut runs: Vec<Run>) -> Vec<Run> {
+    runs.resize_with(batch.len().div_ceil(RUN), Run::default);
+    runs.par_iter_mut()
+        .enumerate()
+        .for_each(|(r, run)| decode_run(batch, r * RUN..batch.len().min((r + 1) * RUN), n, run));
+    runs
+}
+
+/// Decode frames `range` of `batch` into the empty `run`.
+fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize, run: &mut Run) {
+    let n = n.max(1);
+    if run.tcp.len() != n {
+        let per_shard = range.len() / n + 16;
+        run.tcp = (0..n).map(|_| Vec::with_capacity(per_shard)).collect();
+    }
+    for i in range {
+        batch.prefetch(i + PREFETCH);
+        let Some(frame) = batch.get(i) else { continue };
+        let outcome = decode(&frame);
+        run.stats.count(&outcome);
+        match outcome {
+            Ok(p) => match p.l4 {
+                L4::Tcp(_) => {
+                    if let Some(shard) = run.tcp.get_mut(shard_of(&p, n)) {
+                        let (view, payload) = p.detach();
+                        shard.push((view, batch.locate(payload)));
+                    }
+                }
+                L4::Udp(u) if is_dns(&u) => run
+                    .dns
+                    .push((Seen::of(&p, &u), DnsMessage::parse(u.payload))),
+                L4::Udp(_) => {}
+            },
+            Err(_) => continue,
+        }
+    }
+}
+
+impl Sharded {
+    /// `n` shards (at least one) with the given tracker settings.
+    pub fn new(cfg: TrackConfig, n: usize) -> Sharded {
+        Sharded {
+            trackers: (0..n.max(1)).map(|_| Tracker::new(cfg)).collect(),
+            dns: DnsTable::default(),
+            stats: DecodeStats::default(),
+            table_peak: 0,
+            pending: None,
+            spare: Vec::new(),
+            connections: Vec::new(),
+        }
+    }
+
+    /// Decode `batch` while tracking the batch fed before it; returns that one, done with,
+    /// for reuse.
+    pub fn feed(&mut self, batch: Batch) -> Option<Batch> {
+        let n = self.trackers.len();
+        let mut pending = self.pending.take();
+        let spare = std::mem::take(&mut self.spare);
+        let (runs, ()) = rayon::join(
+            || decode_batch(&batch, n, spare),
+            || {
+                if let Some(d) = &mut pending {
+                    self.track(d);
+                }
+            },
+        );
+        self.pending = Some(Decoded { batch, runs });
+        pending.map(|d| {
+            self.spare = d.runs;
+            d.batch
+        })
+    }
+
+    /// Track one decoded batch: DNS beside the shards, each shard its own segments in order.
+    /// The runs are left empty for reuse.
+    fn track(&mut self, d: &mut Decoded) {
+        let mut tcp = Vec::with_capacity(d.runs.len());
+        let mut dns = Vec::with_capacity(d.runs.len());
+        for run in &mut d.runs {
+            self.stats.add(&std::mem::take(&mut run.stats));
+            tcp.push(&mut run.tcp);
+            dns.push(&mut run.dns);
+        }
+        let (table, batch) = (&mut self.dns, &d.batch);
+        rayon::join(
+            || {
+                for items in dns {
+                    for (seen, msg) in items.drain(..) {
+                        table.on_message(seen, msg);
+                    }
+                }
+            },
+            || {
+                let tcp = &tcp;
+                self.trackers
+                    .par_iter_mut()
+                    .enumerate()
+                    .for_each(|(k, tracker)| {
+                        let mine = tcp.iter().filter_map(|shards| shards.get(k)).flatten();
+                        for (view, payload) in mine {
+                            let p = view.attach(batch.bytes_at(payload.clone()));
+                            if let L4::Tcp(t) = &p.l4 {
+                                tracker.on_tcp(&p, t);
+                            }
+                        }
+                    })
+            },
+        );
+        for shards in tcp {
+            shards.iter_mut().for_each(Vec::clear);
+        }
+        // Sampled once per batch (the shards' tables are not in step within one).
+        let open: usize = self.trackers.iter().map(Tracker::open).sum();
+        self.table_peak = self.table_peak.max(open);
+        self.merge();
+    }
+
+    /// Move every record that is ready into the connection list (on this core, while the other
+    /// decodes the next batch): written once into memory it stays in, and the shards' chunks
+    /// freed as the merge passes them.
+    fn merge(&mut self) {
+        let list = &mut self.connections;
+        merge_ready(&mut self.trackers, |rec| {
+            if list.len() == list.capacity() {
+                // Doubling: above the allocator's mmap threshold a reallocation moves the
+                // mapping, it copies nothing (see `prefer_huge_pages_growing`).
+                list.reserve(list.capacity().max(1 << 14));
+                crate::engine::memory::prefer_huge_pages_growing(list);
+            }
+            list.push(Connection::new(list.len(), rec));
+        });
+    }
+
+    /// Track the last batch, drain every shard and merge the rest of their records.
+    pub fn finish(mut self) -> Output {
+        if let Some(mut d) = self.pending.take() {
+            self.track(&mut d);
+        }
+        self.dns.shrink_to_fit();
+        let merged_early = self.connections.len();
+        self.trackers.iter_mut().for_each(Tracker::drain);
+        self.merge();
+        let mut vantage = VantageVotes::default();
+        for t in &self.trackers {
+            vantage.add(t.vantage());
+        }
+        let table_peak = self.trackers.iter().map(Tracker::table_peak).max();
+        Output {
+            merged_late: self.connections.len() - merged_early,
+            connections: self.connections,
+            vantage,
+            table_peak: table_peak.unwrap_or(0).max(self.table_peak),
+            dns: self.dns,
+            stats: self.stats,
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! Charts (plotters), each drawn once for any backend and written as PNG and SVG. Text is
+//! drawn with a font embedded in the binary (Noto Sans through ab_glyph), so PNGs have
+//! their labels on a bare machine. Every chart has a title, axis labels with units and a
+//! legend; with nothing to show it says so in words instead of leaving a blank image.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use racetrace_core::domain::{Family, Nanos, Stage};
+use racetrace_core::model::{Analysis, Role};
+
+mod timeline;
+use timeline::{timeline, timeline_rows};
+
+/// Chart width in pixels.
+pub const WIDTH: u32 = 1000;
+/// Races drawn in the timeline (the most interesting first).
+pub const TIMELINE_RACES: usize = 12;
+
+const V6: RGBColor = RGBColor(31, 119, 180);
+const V4: RGBColor = RGBColor(255, 127, 14);
+const GREY: RGBColor = RGBColor(150, 150, 150);
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(31, 119, 180),
+];
+
+/// The charts, by file stem.
+pub const KINDS: [Kind; 5] = [
+    Kind::RaceTimeline,
+    Kind::AttemptDelays,
+    Kind::TsClocks,
+    Kind::Sequences,
+    Kind::Fates,
+];
+
+/// One chart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Each race's attempts as bars from first SYN to end, with milestones.
+    RaceTimeline,
+    /// Attempt delays per client and service, with RFC 8305's lines.
+    AttemptDelays,
+    /// Server TSvals minus a reference clock, by backend.
+    TsClocks,
+    /// Each client's kept connections over time: family and backend.
+    Sequences,
+    /// Also-ran fates and cancel stages.
+    Fates,
+}
+
+impl Kind {
+    /// File stem.
+    pub fn stem(self) -> &'static str {
+        match self {
+            Kind::RaceTimeline => "race_timeline",
+            Kind::AttemptDelays => "attempt_delays",
+            Kind::TsClocks => "ts_clocks",
+            Kind::Sequences => "sequences",
+            Kind::Fates => "fates",
+        }
+    }
+
+    /// Title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::RaceTimeline => "Race timeline (ms after each race's first SYN)",
+            Kind::AttemptDelays => "Connection Attempt Delays per client and service",
+            Kind::TsClocks => "Server TCP timestamp clocks (TSval minus reference clock)",
+            Kind::Sequences => "Kept connections over time: family and backend",
+            Kind::Fates => "Also-ran fates and cancel stages",
+        }
+    }
+
+    /// Size in pixels for this analysis.
+    pub fn size(self, a: &Analysis) -> (u32, u32) {
+        let rows = match self {
+            Kind::RaceTimeline => timeline_rows(a).len(),
+            Kind::AttemptDelays => delay_rows(a).len(),
+            Kind::Sequences => a.sequences.len(),
+            Kind::Fates => fate_rows(a).len(),
+            Kind::TsClocks => return (WIDTH, 460),
+        };
+        (WIDTH, 150 + 26 * rows.clamp(2, 60) as u32)
+    }
+}
+
+fn fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ =
+            plotters::style::register_font("sans-serif", FontStyle::Normal, notosans::REGULAR_TTF);
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, notosans::BOLD_TTF);
+    });
+}
+
+/// Write one chart as PNG.
+pub fn write_png(kind: Kind, a: &Analysis, path: &Path) -> Result<(), String> {
+    fonts();
+    let root = BitMapBackend::new(path, kind.size(a)).into_drawing_area();
+    draw(kind, a, &root).map_err(|e| format!("{}: {e}", path.display()))?;
+    root.present()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Draw one chart as SVG text.
+pub fn svg(kind: Kind, a: &Analysis) -> Result<String, String> {
+    fonts();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, kind.size(a)).into_drawing_area();
+        draw(kind, a, &root).map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// A milestone drawn on the timeline: legend name, colour, and its time on a connection.
+type Mark = (
+    &'static str,
+    RGBColor,
+    fn(&racetrace_core::model::Connection) -> Option<Nanos>,
+);
+
+type Res<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn draw<DB: DrawingBackend>(kind: Kind, a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+    root.fill(&WHITE)?;
+    match kind {
+        Kind::RaceTimeline => timeline(a, root),
+        Kind::AttemptDelays => delays(a, root),
+        Kind::TsClocks => clocks(a, root),
+        Kind::Sequences => sequences(a, root),
+        Kind::Fates => fates(a, root),
+    }
+}
+
+fn nothing<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, why: &str) -> Res<DB> {
+    root.titled(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))?;
+    let (w, h) = root.dim_in_pixel();
+    root.draw(&Text::new(
+        format!("Nothing to show: {why}"),
+        (w as i32 / 2 - 200, h as i32 / 3),
+        ("sans-serif", 18).into_font().color(&GREY),
+    ))?;
+    Ok(())
+}
+
+fn family_color(f: Family) -> RGBColor {
+    match f {
+        Family::Ipv6 => V6,
+        Family::Ipv4 => V4,
+    }
+}
+
+fn ms(from: Nanos, to: Nanos) -> f64 {
+    (to - from) as f64 / 1e6
+}
+
+/// Draw the chart's legend in one style everywhere.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Res<DB> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+}
+
+/// (client · service label, attempt delays of each race).
+fn delay_rows(a: &Analysis) -> Vec<(String, Vec<f64>)> {
+    let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in &a.races {
+        if let Some(&d) = r.attempt_delays_ms.first() {
+            by.entry(format!("{} → {}", r.client, r.service))
+                .or_default()
+                .push(d);
+        }
+    }
+    by.into_iter().collect()
+}
+
+fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+    let title = Kind::AttemptDelays.title();
+    let rows = delay_rows(a);
+    if rows.is_empty() {
+        return nothing(root, title, "no race reached a second address");
+    }
+    let xmax = rows
+        .iter()
+        .flat_map(|r| r.1.iter().copied())
+        .fold(2100.0f64, f64::max)
+        * 1.05;
+    let n = rows.len();
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0f64..xmax, (0..n).into_segmented())?;
+    let label = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            rows.get(*i).map(|r| r.0.clone()).unwrap_or_default()
+        }
+        SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .x_desc("first Connection Attempt Delay of each race (ms)")
+        .y_desc("client → service")
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .draw()?;
+    for (x, name, color) in [
+        (100.0, "RFC 8305 minimum 100 ms", RGBColor(214, 39, 40)),
+        (250.0, "RFC 8305 recommended 250 ms", RGBColor(44, 160, 44)),
+        (2000.0, "RFC 8305 maximum 2 s", RGBColor(148, 103, 189)),
+    ] {
+        chart
+            .draw_series(LineSeries::new(
+                [(x, SegmentValue::Exact(0)), (x, SegmentValue::Exact(n))],
+                color.stroke_width(2),
+            ))?
+            .label(name)
+            .legend(move |(lx, ly)| {
+                PathElement::new([(lx, ly), (lx + 16, ly)], color.stroke_width(2))
+            });
+    }
+    chart
+        .draw_series(rows.iter().enumerate().flat_map(|(i, (_, v))| {
+            v.iter()
+                .map(move |&d| Circle::new((d, SegmentValue::CenterOf(i)), 5, V6.mix(0.7).filled()))
+        }))?
+        .label("one race")
+        .legend(|(x, y)| Circle::new((x + 7, y), 5, V6.filled()));
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
+
+/// Per connection with timestamps: (seconds since the first packet, residual seconds
+/// against the reference clock, backend index or None).
+fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
+    let epoch = a.epoch();
+    // Reference: the largest backend's clock, else 1000 Hz from the first sample.
+    let reference = a
+        .backends
+        .iter()
+        .max_by_key(|b| b.connections.len())
+        .and_then(|b| {
+            let c = a.connections.get(*b.connections.first()?)?;
+            let s = c.rec.ts_samples.first()?;
+            Some((b.clock_hz.unwrap_or(1000.0), s.time, s.tsval))
+        })
+        .or_else(|| {
+            a.connections
+                .iter()
+                .find_map(|c| c.rec.ts_samples.first().map(|s| (1000.0, s.time, s.tsval)))
+        });
+    let Some((hz, t0, ts0)) = reference else {
+        return (Vec::new(), 0);
+    };
+    let mut out = Vec::new();
+    let mut hidden = 0;
+    for c in &a.connections {
+        let b = c
+            .backend
+            .as_ref()
+            .and_then(|id| a.backends.iter().position(|x| *x.id == **id));
+        for s in &c.rec.ts_samples {
+            let dt = (s.time - t0) as f64 / 1e9;
+            let resid =
+                racetrace_core::detect::backend::residual(hz, (0.0, ts0), (dt, s.tsval)) / hz;
+            out.push(((s.time - epoch) as f64 / 1e9, resid, b));
+        }
+    }
+    // Keep the unidentified points only within the identified clocks' range (random offsets
+    // would spread over days and flatten every line).
+    let known: Vec<f64> = out.iter().filter(|p| p.2.is_some()).map(|p| p.1).collect();
+    if let (Some(lo), Some(hi)) = (
+        known.iter().copied().reduce(f64::min),
+        known.iter().copied().reduce(f64::max),
+    ) {
+        let pad = ((hi - lo) * 0.5).max(1.0);
+        let before = out.len();
+        out.retain(|p| p.2.is_some() || (p.1 >= lo - pad && p.1 <= hi + pad));
+        hidden = before - out.len();
+    }
+    (out, hidden)
+}
+
+fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+    let title = Kind::TsClocks.title();
+    let (points, hidden) = clock_points(a);
+    if points.is_empty() {
+        return nothing(root, title, "no server sent TCP timestamps");
+    }
+    let xmax = points.iter().map(|p| p.0).fold(1.0f64, f64::max) * 1.02;
+    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.1).max(0.05);
+    let caption = if hidden > 0 {
+        format!("{title}; {hidden} samples of unidentified connections off scale")
+    } else {
+        title.to_string()
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            caption,
+            ("sans-serif", 20).into_font().style(FontStyle::Bold),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(90)
+        .build_cartesian_2d(0f64..xmax, (lo - pad)..(hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc("capture time (s since first packet)")
+        .y_desc("TSval − reference clock (s)")
+        .draw()?;
+    let unknown: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.2.is_none())
+        .map(|p| (p.0, p.1))
+        .collect();
+    if !unknown.is_empty() {
+        chart
+            .draw_series(
+                unknown
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, GREY.filled())),
+            )?
+            .label("no backend identified")
+            .legend(|(x, y)| Circle::new((x + 7, y), 4, GREY.filled()));
+    }
+    for (bi, b) in a.backends.iter().enumerate() {
+        let color = PALETTE[bi % PALETTE.len()];
+        let pts: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| p.2 == Some(bi))
+            .map(|p| (p.0, p.1))
+            .collect();
+        chart
+            .draw_series(
+                pts.into_iter()
+                    .map(move |p| Circle::new(p, 4, color.filled())),
+            )?
+            .label(format!(
+                "{} ({} Hz, {} connections)",
+                b.id,
+                b.clock_hz.unwrap_or(0.0),
+                b.connections.len()
+            ))
+            .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    Ok(())
+}
+
+fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+    let title = Kind::Sequences.title();
+    if a.sequences.is_empty() {
+        return nothing(root, title, "no client kept two connections to one service");
+    }
+    let epoch = a.epoch();
+    let start = |id: usize| {
+        a.connections
+            .get(id)
+            .map(|c| (c.rec.syn_time.get().unwrap_or(c.rec.first_time) - epoch) as f64 / 1e9)
+    };
+    let xmax = a
+        .sequences
+        .iter()
+        .flat_map(|s| s.connections.iter().filter_map(|&c| start(c)))
+        .fold(1.0f64, f64::max)
+        * 1.25; // room on the right for the legend
+    let n = a.sequences.len();
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0f64..xmax, (0..n).into_segmented())?;
+    let label = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => a
+            .sequences
+            .get(*i)
+            .map(|s| format!("{} → {}", s.client, s.service))
+            .unwrap_or_default(),
+        SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .x_desc("connection start (s since first packet)")
+        .y_desc("client → service")
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .draw()?;
+    let color_of = |b: &Option<racetrace_core::model::Name>| match b {
+        Some(id) => a
+            .backends
+            .iter()
+            .position(|x| *x.id == **id)
+            .map_or(GREY, |i| PALETTE[i % PALETTE.len()]),
+        None => GREY,
+    };
+    for fam in [Family::Ipv6, Family::Ipv4] {
+        let mut pts = Vec::new();
+        for (i, s) in a.sequences.iter().enumerate() {
+            for ((&c, f), b) in s.connections.iter().zip(&s.families).zip(&s.backends) {
+                if *f == fam {
+                    if let Some(x) = start(c) {
+                        pts.push(((x, SegmentValue::CenterOf(i)), color_of(b)));
+                    }
+                }
+            }
+        }
+        let name = match fam {
+            Family::Ipv6 => "IPv6 (circle)",
+            Family::Ipv4 => "IPv4 (triangle)",
+        };
+        match fam {
+            Family::Ipv6 => {
+                chart
+                    .draw_series(pts.into_iter().map(|(p, c)| Circle::new(p, 6, c.filled())))?
+                    .label(name)
+                    .legend(|(x, y)| Circle::new((x + 7, y), 6, BLACK.stroke_width(1)));
+            }
+            Family::Ipv4 => {
+                chart
+                    .draw_series(
+                        pts.into_iter()
+                            .map(|(p, c)| TriangleMarker::new(p, 7, c.filled())),
+                    )?
+                    .label(name)
+                    .legend(|(x, y)| TriangleMarker::new((x + 7, y), 7, BLACK.stroke_width(1)));
+            }
+        }
+    }
+    for (bi, b) in a.backends.iter().enumerate() {
+        let color = PALETTE[bi % PALETTE.len()];
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
+            .label(format!("backend {}", b.id))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+    }
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
+        .label("backend unknown")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], GREY.filled()));
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}
+
+/// (cancel stage, fate, count), in stage order.
+fn fate_rows(a: &Analysis) -> Vec<(Stage, &'static str, usize)> {
+    let mut by: BTreeMap<(Stage, &'static str), usize> = BTreeMap::new();
+    for r in &a.races {
+        for c in &r.also_ran_cancel {
+            *by.entry((c.stage, c.fate.as_str())).or_default() += 1;
+        }
+    }
+    by.into_iter().map(|((s, f), n)| (s, f, n)).collect()
+}
+
+fn fates<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+    let title = Kind::Fates.title();
+    let rows = fate_rows(a);
+    if rows.is_empty() {
+        return nothing(root, title, "no also-rans in this capture");
+    }
+    let n = rows.len();
+    let xmax = rows.iter().map(|r| r.2).max().unwrap_or(1) as f64 * 1.15 + 0.5;
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(300)
+        .build_cartesian_2d(0f64..xmax, (0..n).into_segmented())?;
+    let label = |v: &SegmentValue<usize>| match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => rows
+            .get(*i)
+            .map(|(s, f, _)| format!("cancelled at {} · {}", s.as_str(), f.replace('_', " ")))
+            .unwrap_or_default(),
+        SegmentValue::Last => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .x_desc("also-rans (count)")
+        .y_desc("cancel stage · fate")
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .draw()?;
+    let harmful = RGBColor(214, 39, 40);
+    let ok = RGBColor(44, 160, 44);
+    for (beyond, name, color) in [
+        (false, "cancelled by the TCP handshake or TLS", ok),
+        (true, "cancelled after sending application data", harmful),
+    ] {
+        let bars: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| (r.0 >= Stage::Http) == beyond)
+            .map(|(i, r)| {
+                Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(i)),
+                        (r.2 as f64, SegmentValue::Exact(i + 1)),
+                    ],
+                    color.mix(0.8).filled(),
+                )
+            })
+            .collect();
+        chart
+            .draw_series(bars)?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! The single-file HTML report and the batch index, from minijinja templates (autoescaped).
+//!
+//! Everything is inline: CSS, the charts as SVG, and a small sorting script that the page's
+//! Content-Security-Policy admits by its SHA-256 hash. Nothing is fetched from anywhere, so
+//! the page opens offline and from a CI artifact store.
+
+pub use base64_engine::encode as base64;
+use minijinja::{context, Environment};
+use polars::prelude::{AnyValue, DataFrame};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::charts;
+use crate::tables;
+use racetrace_core::domain::{iso8601, Family, Stage};
+use racetrace_core::model::Analysis;
+
+/// Sort any `table.sortable` by clicking a header (numbers numerically).
+const SCRIPT: &str = r#"document.querySelectorAll("table.sortable th").forEach(function(th){th.addEventListener("click",function(){var t=th.closest("table"),b=t.tBodies[0],i=Array.prototype.indexOf.call(th.parentNode.children,th),asc=!th.classList.contains("asc");t.querySelectorAll("th").forEach(function(h){h.classList.remove("asc","desc")});th.classList.add(asc?"asc":"desc");var rows=Array.prototype.slice.call(b.rows);rows.sort(function(x,y){var p=x.cells[i].textContent,q=y.cells[i].textContent,m=parseFloat(p),n=parseFloat(q),c=(!isNaN(m)&&!isNaN(n))?m-n:p.localeCompare(q);return asc?c:-c});rows.forEach(function(r){b.appendChild(r)})})});"#;
+
+/// Most connection rows in the page (the CSV and Parquet tables have all).
+pub const MAX_ROWS: usize = 2000;
+
+/// The Content-Security-Policy of every page: nothing from anywhere, inline styles (the
+/// charts' SVG uses style attributes), images only as data URLs, and exactly one script.
+pub fn csp() -> String {
+    let hash = base64(&Sha256::digest(SCRIPT.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{hash}'; base-uri 'none'; form-action 'none'"
+    )
+}
+
+fn env() -> Environment<'static> {
+    let mut env = Environment::new();
+    // Templates are compiled into the binary; a broken one fails the tests, not a user.
+    let _ = env.add_template("report.html", include_str!("templates/report.html"));
+    let _ = env.add_template("index.html", include_str!("templates/index.html"));
+    env
+}
+
+#[derive(Serialize)]
+struct Card {
+    value: String,
+    label: &'static str,
+    class: &'static str,
+}
+
+#[derive(Serialize)]
+struct Finding {
+    text: String,
+    bad: bool,
+}
+
+#[derive(Serialize)]
+struct Table {
+    title: &'static str,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct Chart {
+    stem: &'static str,
+    title: &'static str,
+    svg: String,
+}
+
+fn cell(v: AnyValue<'_>) -> String {
+    match v {
+        AnyValue::Null => String::new(),
+        AnyValue::String(s) => s.to_string(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        AnyValue::Float64(f) => format!("{f}"),
+        other => other.to_string(),
+    }
+}
+
+fn table(title: &'static str, df: &DataFrame, limit: usize) -> Table {
+    let header = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let rows = (0..df.height().min(limit))
+        .map(|i| {
+            df.columns()
+                .iter()
+                .map(|c| c.get(i).map(cell).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    Table {
+        title,
+        header,
+        rows,
+    }
+}
+
+/// Plain-words findings, the worst first.
+fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
+    let s = &a.summary;
+    let mut out = Vec::new();
+    let mut say = |bad: bool, text: String| out.push(Finding { text, bad });
+    if s.duplicate_upgrades > 0 {
+        let inferred = a
+            .races
+            .iter()
+            .filter(|r| r.duplicate_upgrade && r.duplicate_upgrade_inferred)
+            .count();
+        say(
+            true,
+            format!(
+                "{} of {} races sent a WebSocket upgrade on both paths: the server opened duplicate sessions{}.",
+                s.duplicate_upgrades,
+                s.races,
+                if inferred > 0 {
+                    format!(" ({inferred} inferred from TLS application data)")
+                } else {
+                    String::new()
+                }
+            ),
+        );
+    }
+    let creds = a
+        .races
+        .iter()
+        .filter_map(|r| r.duplicate_request.as_deref())
+        .filter(|d| d.authorization || d.cookie)
+        .count();
+    if creds > 0 {
+        say(
+            true,
+            format!("{creds} races sent a duplicate request carrying Authorization or Cookie on the losing path."),
+        );
+    }
+    let late: usize = a
+        .races
+        .iter()
+        .map(|r| r.also_ran_cancel.iter().filter(|c| c.late).count())
+        .sum();
+    if late > 0 {
+        say(
+            true,
+            format!(
+                "{late} also-rans were cancelled after the winner connected and beyond the {} stage (late cancel).",
+                cancel_by.as_str()
+            ),
+        );
+    }
+    if s.stale_reuses > 0 {
+        let retried = a.stale_reuses.iter().filter(|e| e.retry.is_some()).count();
+        let causes: Vec<&str> = a.stale_reuses.iter().map(|e| e.cause.as_str()).collect();
+        say(
+            true,
+            format!(
+                "{} requests were sent on connections the server had already given up ({}); {} retried on a new connection.",
+                s.stale_reuses,
+                causes.join(", "),
+                retried
+            ),
+        );
+    }
+    for svc in &a.services {
+        if let Some(t) = svc.server_idle_timeout_ms {
+            say(
+                false,
+                format!(
+                    "{} (port {}) closes idle connections after {:.0} ms (median of {}).",
+                    svc.name, svc.server_port, t, svc.server_idle_closes
+                ),
+            );
+        }
+    }
+    if s.races > 0 {
+        let v6_first = a
+            .races
+            .iter()
+            .filter(|r| r.families.first() == Some(&Family::Ipv6))
+            .count();
+        let v4_won = a
+            .races
+            .iter()
+            .filter(|r| {
+                r.winner
+                    .and_then(|w| a.connections.get(w))
+                    .is_some_and(|c| c.rec.family() == Family::Ipv4)
+            })
+            .count();
+        say(
+            false,
+            format!(
+                "{} races with {} also-rans: IPv6 tried first in {}, IPv4 won {}; median first attempt delay {}.",
+                s.races,
+                s.also_rans,
+                v6_first,
+                v4_won,
+                s.median_attempt_delay_ms
+                    .map(|m| format!("{m:.1} ms"))
+                    .unwrap_or_else(|| "n/a".into())
+            ),
+        );
+    }
+    for h in &a.hosts {
+        if let Some(d) = &h.delays {
+            let near = d
+                .near_default_ms
+                .map(|n| format!(" near {n} ms"))
+                .unwrap_or_default();
+            say(
+                d.median_ms < 100.0 || d.max_ms > 2000.0,
+                format!(
+                    "Client {}: attempt delay {}{} ({:.1}–{:.1} ms over {} races).",
+                    h.label(),
+                    d.class.replace('_', " "),
+                    near,
+                    d.min_ms,
+                    d.max_ms,
+                    d.races
+                ),
+            );
+        }
+    }
+    if !a.backends.is_empty() || s.family_switches > 0 {
+        let unknown = a
+            .connections
+            .iter()
+            .filter(|c| c.backend.is_none() && !c.rec.ts_samples.is_empty())
+            .count();
+        say(
+            s.backend_switches > 0,
+            format!(
+                "{} backends told apart by TCP timestamp clocks; {} family switches and {} backend switches in client sequences; {} connections with timestamps have no identifiable backend.",
+                s.backends, s.family_switches, s.backend_switches, unknown
+            ),
+        );
+    }
+    if out.is_empty() {
+        out.push(Finding {
+            text: "No connection races, backend switches or stale reuses in this capture.".into(),
+            bad: false,
+        });
+    }
+    out
+}
+
+/// The report page for one capture; charts are inlined as SVG.
+pub fn report(a: &Analysis, cancel_by: Stage) -> Result<String, String> {
+    let s = &a.summary;
+    let card = |value: String, label, bad: bool| Card {
+        value,
+        label,
+        class: if bad { "bad" } else { "" },
+    };
+    let cards = vec![
+        card(s.connections.to_string(), "connections", false),
+        card(s.races.to_string(), "races", false),
+        card(s.also_rans.to_string(), "also-rans", false),
+        card(
+            s.median_attempt_delay_ms
+                .map(|m| format!("{m:.1} ms"))
+                .unwrap_or_else(|| "–".into()),
+            "median attempt delay",
+            false,
+        ),
+        card(
+            s.duplicate_upgrades.to_string(),
+            "duplicate upgrades",
+            s.duplicate_upgrades > 0,
+        ),
+        card(s.backends.to_string(), "backends", false),
+        card(s.family_switches.to_string(), "family switches", false),
+        card(
+            s.backend_switches.to_string(),
+            "backend switches",
+            s.backend_switches > 0,
+        ),
+        card(
+            s.stale_reuses.to_string(),
+            "stale reuses",
+            s.stale_reuses > 0,
+        ),
+    ];
+    let charts = charts::KINDS
+        .iter()
+        .map(|&k| {
+            Ok(Chart {
+                stem: k.stem(),
+                title: k.title(),
+                svg: charts::svg(k, a)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let err = |e: polars::error::PolarsError| e.to_string();
+    let conns = tables::connections(a)
+        .and_then(|df| {
+            df.select([
+                "id",
+                "client",
+                "server_ip",
+                "server_port",
+                "family",
+                "syn_time_iso",
+                "stage",
+                "end_reason",
+                "role",
+                "race",
+                "service",
+                "backend",
+                "tls_sni",
+                "http.method",
+                "http.target",
+                "http.status",
+                "bytes_client",
+                "bytes_server",
+            ])
+        })
+        .map_err(err)?;
+    let tables = vec![
+        table("Races", &tables::races(a).map_err(err)?, usize::MAX),
+        table(
+            "Stale reuses",
+            &tables::stale_reuses(a).map_err(err)?,
+            usize::MAX,
+        ),
+        table("Backends", &tables::backends(a).map_err(err)?, usize::MAX),
+        table("Sequences", &tables::sequences(a).map_err(err)?, usize::MAX),
+        table(
+            "Per-service summary",
+            &tables::service_summary(a).map_err(err)?,
+            usize::MAX,
+        ),
+        table("Connections", &conns, MAX_ROWS),
+    ];
+    let c = &a.capture;
+    let ctx = context! {
+        csp => csp(),
+        script => SCRIPT,
+        version => env!("CARGO_PKG_VERSION"),
+        capture => context! {
+            file => c.file.clone(),
+            format => format!("{:?}", c.format).to_lowercase(),
+            link_types => c.link_types.iter().map(|l| l.name()).collect::<Vec<_>>().join(", "),
+            packets => c.packets,
+            first => c.first_time.map(iso8601).unwrap_or_default(),
+            last => c.last_time.map(iso8601).unwrap_or_default(),
+            truncated => c.truncated,
+            vantage => format!("{:?}", a.vantage).to_lowercase(),
+        },
+        cards => cards,
+        findings => findings(a, cancel_by),
+        charts => charts,
+        tables => tables,
+        warnings => a.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>(),
+    };
+    env()
+        .get_template("report.html")
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| e.to_string())
+}
+
+/// One row of the batch index.
+#[derive(Clone, Debug, Serialize)]
+pub struct IndexRow {
+    /// Capture name (relative path).
+    pub name: String,
+    /// Link to its report.
+    pub link: String,
+    /// Counts.
+    pub connections: usize,
+    /// Races.
+    pub races: usize,
+    /// Also-rans.
+    pub also_rans: usize,
+    /// Duplicate upgrades.
+    pub duplicate_upgrades: usize,
+    /// Backends.
+    pub backends: usize,
+    /// Family switches.
+    pub family_switches: usize,
+    /// Stale reuses.
+    pub stale_reuses: usize,
+    /// Median attempt delay, formatted.
+    pub median: String,
+}
+
+/// The batch index page.
+pub fn index(rows: &[&IndexRow], failed: &[String]) -> Result<String, String> {
+    let sum = |f: fn(&IndexRow) -> usize| rows.iter().map(|r| f(r)).sum::<usize>();
+    let ctx = context! {
+        csp => csp(),
+        script => SCRIPT,
+        count => rows.len(),
+        rows => rows,
+        failed => failed,
+        totals => context! {
+            connections => sum(|r| r.connections),
+            races => sum(|r| r.races),
+            also_rans => sum(|r| r.also_rans),
+            duplicate_upgrades => sum(|r| r.duplicate_upgrades),
+            backends => sum(|r| r.backends),
+            family_switches => sum(|r| r.family_switches),
+            stale_reuses => sum(|r| r.stale_reuses),
+        },
+    };
+    env()
+        .get_template("index.html")
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| e.to_string())
+}
+
+/// Standard base64 (RFC 4648), for the CSP hash.
+mod base64_engine {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    /// Encode bytes.
+    pub fn encode(b: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, &x)| acc | u32::from(x) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// RFC 4648 §10 test vectors.
+        #[test]
+        fn rfc4648_vectors() {
+            for (i, o) in [
+                ("", ""),
+                ("f", "Zg=="),
+                ("fo", "Zm8="),
+                ("foo", "Zm9v"),
+                ("foob", "Zm9vYg=="),
+                ("fooba", "Zm9vYmE="),
+                ("foobar", "Zm9vYmFy"),
+            ] {
+                assert_eq!(super::encode(i.as_bytes()), o);
+            }
+        }
+    }
+}

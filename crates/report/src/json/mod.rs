@@ -1,0 +1,498 @@
+//! The JSON report: the contract in `spec/REPORT.md`, plus extra fields beside the
+//! contract's (the contract allows siblings, never renames). Serialised straight to the
+//! writer, element by element: no document-sized intermediate value is built.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use racetrace_core::domain::{epoch_seconds, ms_between, Family, Nanos};
+use racetrace_core::model::{Analysis, Cancel, Connection, Race, RaceDns, Sequence};
+use racetrace_core::track::{ConnRecord, Vantage, VantageVotes};
+
+pub use racetrace_core::domain::ser_time;
+
+mod obj;
+#[cfg(test)]
+mod tests;
+
+use obj::{push_wireshark_filter, Obj};
+
+fn opt_time(t: Option<Nanos>) -> Option<f64> {
+    t.map(epoch_seconds)
+}
+
+#[derive(Serialize)]
+struct Tool {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct CaptureJson<'a> {
+    file: &'a str,
+    format: racetrace_core::read::Format,
+    link_types: Vec<String>,
+    packets: u64,
+    bytes: u64,
+    first_time: Option<f64>,
+    last_time: Option<f64>,
+    truncated: bool,
+    // extras
+    vantage: Vantage,
+    vantage_votes: VantageVotes,
+    compression: Option<&'static str>,
+    decode: racetrace_core::decode::DecodeStats,
+    peak_open_connections: usize,
+}
+
+#[derive(Serialize)]
+struct HttpJson<'a> {
+    method: &'a str,
+    target: &'a str,
+    host: Option<&'a str>,
+    ws_upgrade: bool,
+    authorization: bool,
+    cookie: bool,
+    status: Option<u16>,
+}
+
+/// The contract's `http` object: the first request (secrets as presence only) and the status.
+fn http_json(c: &Connection) -> Option<HttpJson<'_>> {
+    c.request().map(|q| HttpJson {
+        method: &q.method,
+        target: &q.target,
+        host: q.host.as_deref(),
+        ws_upgrade: q.ws_upgrade,
+        authorization: q.authorization,
+        cookie: q.cookie,
+        status: c.rec.app.as_ref().and_then(|x| x.status),
+    })
+}
+
+/// Extra `app` object: what the application layer saw (never a secret's value).
+#[derive(Serialize)]
+struct AppJson<'a> {
+    protocol: racetrace_core::app::Protocol,
+    tls_alpn: Option<&'a [String]>,
+    tls_versions_offered: Option<&'a [&'static str]>,
+    tls_version: Option<&'static str>,
+    tls_hello_time: Option<f64>,
+    tls_done_time: Option<f64>,
+    tls_app_data_time: Option<f64>,
+    tls_malformed: bool,
+    http_request_time: Option<f64>,
+    ws_time: Option<f64>,
+    ws_key: bool,
+    h2_preface: bool,
+    gaps_client: u32,
+    gaps_server: u32,
+}
+
+/// What a connection whose payload was neither TLS nor HTTP keeps (no box on the record).
+const OTHER: racetrace_core::app::AppFacts = racetrace_core::app::AppFacts {
+    protocol: racetrace_core::app::Protocol::Other,
+    tls: None,
+    request: None,
+    status: None,
+    h2_preface: false,
+    gaps: [0, 0],
+};
+
+fn app_json(c: &Connection) -> Option<AppJson<'_>> {
+    let app = match c.rec.app.as_deref() {
+        Some(app) => app,
+        None if c.rec.milestones.first_payload.is_some() => &OTHER,
+        None => return None,
+    };
+    let tls = app.tls.as_ref();
+    let m = &c.rec.milestones;
+    Some(AppJson {
+        protocol: app.protocol,
+        tls_alpn: tls.map(|t| t.alpn.as_slice()),
+        tls_versions_offered: tls.map(|t| t.offered_versions.as_slice()),
+        tls_version: tls.and_then(|t| t.version),
+        tls_hello_time: opt_time(tls.and_then(|t| t.hello.get())),
+        tls_done_time: opt_time(tls.and_then(|t| t.done.get())),
+        tls_app_data_time: opt_time(tls.and_then(|t| t.app_data.get())),
+        tls_malformed: tls.is_some_and(|t| t.malformed),
+        http_request_time: opt_time(m.http.get()),
+        ws_time: opt_time(m.ws.get()),
+        ws_key: app.request.as_ref().is_some_and(|r| r.ws_key),
+        h2_preface: app.h2_preface,
+        gaps_client: app.gaps[0],
+        gaps_server: app.gaps[1],
+    })
+}
+
+#[derive(Serialize)]
+struct RaceJson<'a> {
+    id: usize,
+    service: &'a str,
+    client: &'a str,
+    start_time: f64,
+    attempts: &'a [usize],
+    families: &'a [Family],
+    first_family: Option<Family>,
+    winner: Option<usize>,
+    winner_family: Option<Family>,
+    also_rans: &'a [usize],
+    attempt_delays_ms: &'a [f64],
+    also_ran_cancel: &'a [Cancel],
+    duplicate_upgrade: bool,
+    // extras
+    rfc8305: &'a [String],
+    dns: Option<&'a RaceDns>,
+    duplicate_upgrade_inferred: bool,
+    duplicate_request: Option<&'a racetrace_core::model::DuplicateRequest>,
+    cancel_rules_broken: &'a [&'static str],
+    late_cancels: usize,
+    fetches_ambiguous: bool,
+}
+
+fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
+    RaceJson {
+        id: r.id,
+        service: &r.service,
+        client: &r.client,
+        start_time: epoch_seconds(r.start_time),
+        attempts: &r.attempts,
+        families: &r.families,
+        first_family: r.families.first().copied(),
+        winner: r.winner,
+        winner_family: r
+            .winner
+            .and_then(|w| a.connections.get(w))
+            .map(|c| c.rec.family()),
+        also_rans: &r.also_rans,
+        attempt_delays_ms: &r.attempt_delays_ms,
+        also_ran_cancel: &r.also_ran_cancel,
+        duplicate_upgrade: r.duplicate_upgrade,
+        rfc8305: &r.findings,
+        dns: r.dns.as_ref(),
+        duplicate_upgrade_inferred: r.duplicate_upgrade_inferred,
+        duplicate_request: r.duplicate_request.as_deref(),
+        cancel_rules_broken: &r.cancel_rules_broken,
+        late_cancels: r.also_ran_cancel.iter().filter(|c| c.late).count(),
+        fetches_ambiguous: r.fetches_ambiguous,
+    }
+}
+
+/// One `connections[]` object (the members of [`ConnectionJson`], in its order).
+fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io::Result<()> {
+    let r = &c.rec;
+    let mut o = Obj::open(buf);
+    o.uint("id", c.id);
+    o.uint("first_record", r.first_record);
+    o.uint("last_record", r.last_record);
+    o.text("family", r.family().as_str());
+    let client_ip = o.ip("client_ip", &r.client.ip);
+    o.uint("client_port", r.client.port);
+    let server_ip = o.ip("server_ip", &r.server.ip);
+    o.uint("server_port", r.server.port);
+    o.bool("handshake_seen", r.handshake_seen);
+    o.time("syn_time", r.syn_time.get())?;
+    o.uint("syn_count", r.syn_count);
+    o.time("synack_time", r.synack_time.get())?;
+    o.time("established_time", r.established_time.get())?;
+    o.time("end_time", r.end().map(|e| e.0))?;
+    o.text("end_reason", r.end_reason());
+    o.uint("bytes_client", r.bytes[0]);
+    o.uint("bytes_server", r.bytes[1]);
+    o.text("stage", r.stage().as_str());
+    o.opt_uint("server_tsval", r.server_tsval);
+    o.val("tls_sni", &c.tls().and_then(|t| t.sni.as_deref()))?;
+    o.val("http", &http_json(c))?;
+    o.val("service", &*c.service)?;
+    o.opt_uint("race", c.race);
+    o.text("role", c.role.as_str());
+    o.val("backend", &c.backend.as_deref())?;
+    o.text("client", a.hosts.get(c.host).map_or("", |h| h.label()));
+    o.text("service_source", c.service_source.as_str());
+    o.bool("nat64", c.nat64);
+    o.text("history", r.history.as_str());
+    o.text("conn_state", r.conn_state());
+    o.key("wireshark_filter");
+    o.buf.push(b'"');
+    push_wireshark_filter(o.buf, r, [client_ip, server_ip]);
+    o.buf.push(b'"');
+    o.uint("synack_count", r.synack_count);
+    o.uint("packets_client", r.packets[0]);
+    o.uint("packets_server", r.packets[1]);
+    o.val(
+        "handshake_rtt_ms",
+        &r.handshake_legs().map(|(x, y)| ms_between(0, x + y)),
+    )?;
+    o.list("syn_options", r.syn_options, |buf, opt| {
+        let mut s = Obj::open(buf);
+        s.opt_uint("mss", opt.mss);
+        s.opt_uint("wscale", opt.wscale);
+        s.bool("sack_permitted", opt.sack_permitted);
+        s.bool("timestamps", opt.timestamps);
+        s.close();
+        Ok(())
+    })?;
+    o.val("last_time", &epoch_seconds(r.last_time))?;
+    o.key("app");
+    match app_json(c) {
+        None => o.buf.extend_from_slice(b"null"),
+        Some(j) => {
+            let mut p = Obj::open(o.buf);
+            p.val("protocol", &j.protocol)?;
+            p.val("tls_alpn", &j.tls_alpn)?;
+            p.val("tls_versions_offered", &j.tls_versions_offered)?;
+            p.val("tls_version", &j.tls_version)?;
+            p.val("tls_hello_time", &j.tls_hello_time)?;
+            p.val("tls_done_time", &j.tls_done_time)?;
+            p.val("tls_app_data_time", &j.tls_app_data_time)?;
+            p.bool("tls_malformed", j.tls_malformed);
+            p.val("http_request_time", &j.http_request_time)?;
+            p.val("ws_time", &j.ws_time)?;
+            p.bool("ws_key", j.ws_key);
+            p.bool("h2_preface", j.h2_preface);
+            p.uint("gaps_client", j.gaps_client);
+            p.uint("gaps_server", j.gaps_server);
+            p.close();
+        }
+    }
+    o.close();
+    Ok(())
+}
+
+/// One `races[]` object (the members of [`RaceJson`], in its order; nested objects through
+/// serde_json).
+fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> {
+    let j = race_json(r, a);
+    let mut o = Obj::open(buf);
+    o.uint("id", j.id);
+    o.val("service", j.service)?;
+    o.text("client", j.client);
+    o.val("start_time", &j.start_time)?;
+    o.uints("attempts", j.attempts)?;
+    o.families("families", j.families)?;
+    o.opt_text("first_family", j.first_family.map(Family::as_str));
+    o.opt_uint("winner", j.winner);
+    o.opt_text("winner_family", j.winner_family.map(Family::as_str));
+    o.uints("also_rans", j.also_rans)?;
+    o.val("attempt_delays_ms", j.attempt_delays_ms)?;
+    o.list("also_ran_cancel", j.also_ran_cancel, |buf, c| {
+        let mut p = Obj::open(buf);
+        p.uint("id", c.id);
+        p.text("stage", c.stage.as_str());
+        p.val("after_winner_ms", &c.after_winner_ms)?;
+        p.text("fate", c.fate.as_str());
+        p.bool("late", c.late);
+        p.close();
+        Ok(())
+    })?;
+    o.bool("duplicate_upgrade", j.duplicate_upgrade);
+    o.val("rfc8305", j.rfc8305)?;
+    o.key("dns");
+    match j.dns {
+        None => o.buf.extend_from_slice(b"null"),
+        Some(d) => {
+            let mut p = Obj::open(o.buf);
+            p.val("name", &*d.name)?;
+            p.val("aaaa_query_time", &d.aaaa_query_time)?;
+            p.val("aaaa_answer_time", &d.aaaa_answer_time)?;
+            p.val("a_query_time", &d.a_query_time)?;
+            p.val("a_answer_time", &d.a_answer_time)?;
+            p.val("answer_to_first_syn_ms", &d.answer_to_first_syn_ms)?;
+            p.close();
+        }
+    }
+    o.bool("duplicate_upgrade_inferred", j.duplicate_upgrade_inferred);
+    o.val("duplicate_request", &j.duplicate_request)?;
+    o.val("cancel_rules_broken", j.cancel_rules_broken)?;
+    o.uint("late_cancels", j.late_cancels);
+    o.bool("fetches_ambiguous", j.fetches_ambiguous);
+    o.close();
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct HostJson<'a> {
+    client: &'a str,
+    addresses: Vec<String>,
+    tied_by: Vec<&'static str>,
+    attempt_delay: Option<&'a racetrace_core::model::DelayProfile>,
+}
+
+/// Items serialised per parallel task: big enough to amortise the task, small enough that
+/// the buffers of one round stay a few MB.
+const CHUNK: usize = 1024;
+
+/// Write the analysis as one JSON document.
+///
+/// The document is streamed: the small sections are serialised straight to `out`, and the two
+/// long arrays (connections, races) a round of chunks at a time, each chunk serialised on its
+/// own rayon task into a buffer and written in order. Memory stays at a few chunks whatever
+/// the capture's size, and the output is byte-identical whatever the thread count.
+pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
+    let capture = CaptureJson {
+        file: &a.capture.file,
+        format: a.capture.format,
+        link_types: a.capture.link_types.iter().map(|l| l.name()).collect(),
+        packets: a.capture.packets,
+        bytes: a.capture.bytes,
+        first_time: opt_time(a.capture.first_time),
+        last_time: opt_time(a.capture.last_time),
+        truncated: a.capture.truncated,
+        vantage: a.vantage,
+        vantage_votes: a.vantage_votes,
+        compression: a.capture.compression,
+        decode: a.decode,
+        peak_open_connections: a.peak_open,
+    };
+    let tool = Tool {
+        name: "racetrace",
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let w = &mut out;
+    w.write_all(b"{")?;
+    field(w, "schema_version", &"1", true)?;
+    field(w, "tool", &tool, false)?;
+    field(w, "capture", &capture, false)?;
+    field(w, "summary", &a.summary, false)?;
+    w.write_all(b",\"connections\":")?;
+    array(w, &a.connections, |c, buf| write_connection(buf, c, a))?;
+    // The other lists of small items through serde, item by item, in the same parallel chunks.
+    w.write_all(b",\"services\":")?;
+    array(w, &a.services, serde_item)?;
+    w.write_all(b",\"races\":")?;
+    array(w, &a.races, |r, buf| write_race(buf, r, a))?;
+    // Streamed: a backend lists all its connections and one host's sequence holds all of its
+    // own, so one item alone can be megabytes, and a chunk of them in memory at once would
+    // raise the peak (the 600 MB benchmark capture's 1,000 sequences are 24 MB, one chunk:
+    // its peak rose 18-21 MB).
+    field(w, "backends", &a.backends, false)?;
+    w.write_all(b",\"sequences\":[")?;
+    let mut buf = Vec::new();
+    for (i, seq) in a.sequences.iter().enumerate() {
+        buf.clear();
+        if i > 0 {
+            buf.push(b',');
+        }
+        write_sequence(&mut buf, seq)?;
+        w.write_all(&buf)?;
+    }
+    w.write_all(b"]")?;
+    w.write_all(b",\"stale_reuses\":")?;
+    array(w, &a.stale_reuses, serde_item)?;
+    w.write_all(b",\"warnings\":")?;
+    array(w, &a.warnings, serde_item)?;
+    w.write_all(b",\"clients\":")?;
+    array(w, &a.hosts, |h, buf| {
+        let client = HostJson {
+            client: h.label(),
+            addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
+            tied_by: h.ties.clone(),
+            attempt_delay: h.delays.as_ref(),
+        };
+        serde_item(&client, buf)
+    })?;
+    w.write_all(b"}")
+}
+
+/// One item of a list, through serde (for [`array`]).
+fn serde_item<T: Serialize>(item: &T, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    serde_json::to_writer(buf, item).map_err(std::io::Error::from)
+}
+
+/// `"name":value`, preceded by a comma unless it is the object's first member.
+fn field<W: Write, T: Serialize + ?Sized>(
+    w: &mut W,
+    name: &str,
+    value: &T,
+    first: bool,
+) -> std::io::Result<()> {
+    if !first {
+        w.write_all(b",")?;
+    }
+    serde_json::to_writer(&mut *w, name)?;
+    w.write_all(b":")?;
+    serde_json::to_writer(&mut *w, value)?;
+    Ok(())
+}
+
+/// One `sequences[]` object (the members of [`Sequence`], in its order).
+fn write_sequence(buf: &mut Vec<u8>, s: &Sequence) -> std::io::Result<()> {
+    let mut o = Obj::open(buf);
+    o.val("client", &*s.client)?;
+    o.val("service", &*s.service)?;
+    o.uints("connections", &s.connections)?;
+    o.families("families", &s.families)?;
+    o.uint("family_switches", s.family_switches);
+    o.uint("backend_switches", s.backend_switches);
+    o.list("backends", &s.backends, |buf, b| {
+        serde_item(&b.as_deref(), buf)
+    })?;
+    o.list("switches", &s.switches, |buf, w| {
+        let mut p = Obj::open(buf);
+        p.uint("from", w.from);
+        p.uint("to", w.to);
+        p.val("gap_ms", &w.gap_ms)?;
+        p.bool("family_switch", w.family_switch);
+        p.val("backend_switch", &w.backend_switch)?;
+        p.close();
+        Ok(())
+    })?;
+    o.uint("family_and_backend_switches", s.family_and_backend_switches);
+    o.val("strip", &s.strip)?;
+    o.close();
+    Ok(())
+}
+
+/// A JSON array of `items`, each written by `f` into a buffer, serialised in parallel chunks
+/// and written in order. Rounds overlap: while one round's buffers are written out on this
+/// thread, the next round is serialised on the rayon pool.
+fn array<'a, W, T, F>(w: &mut W, items: &'a [T], f: F) -> std::io::Result<()>
+where
+    W: Write,
+    T: Sync,
+    F: Fn(&'a T, &mut Vec<u8>) -> std::io::Result<()> + Sync,
+{
+    use rayon::prelude::*;
+    let chunks_per_round = 2 * rayon::current_num_threads().max(1);
+    // Serialise round `r` (`part`) into `bufs`, one buffer per chunk; the buffers a short last
+    // round leaves unused are emptied too.
+    let render = |r: usize, part: &'a [T], bufs: &mut [Vec<u8>]| -> std::io::Result<()> {
+        bufs.iter_mut().for_each(Vec::clear);
+        part.par_chunks(CHUNK)
+            .zip(bufs.par_iter_mut())
+            .enumerate()
+            .try_for_each(|(k, (chunk, slot))| {
+                // Filled through a local handle: the buffers' headers sit side by side in
+                // `bufs`, and a length written per member by two cores into one cache line
+                // would bounce it between them (false sharing; it made two threads slower
+                // than one).
+                let mut buf = std::mem::take(slot);
+                let filled = chunk.iter().enumerate().try_for_each(|(i, item)| {
+                    if r + k + i > 0 {
+                        buf.push(b',');
+                    }
+                    f(item, &mut buf)
+                });
+                *slot = buf;
+                filled
+            })
+    };
+    // Two sets of buffers, reused round after round (fresh buffers would cost a page fault
+    // per 4 KiB of output): one being written, one being filled.
+    let mut ready: Vec<Vec<u8>> = vec![Vec::new(); chunks_per_round];
+    let mut filling: Vec<Vec<u8>> = vec![Vec::new(); chunks_per_round];
+    w.write_all(b"[")?;
+    for (r, part) in items.chunks(CHUNK * chunks_per_round).enumerate() {
+        let mut rendered = Ok(());
+        let mut written = Ok(());
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| rendered = render(r, part, &mut filling));
+            written = ready.iter().try_for_each(|b| w.write_all(b));
+        });
+        written?;
+        rendered?;
+        std::mem::swap(&mut ready, &mut filling);
+    }
+    ready.iter().try_for_each(|b| w.write_all(b))?;
+    w.write_all(b"]")
+}

@@ -1,0 +1,10 @@
+//! Render stage: an [`Analysis`](racetrace_core::model::Analysis) → the JSON report (the public
+//! contract), the terminal's tables, the CSV/Parquet tables (polars), the charts (plotters)
+//! and the single-file HTML report; [`output`] writes one capture's folder.
+
+pub mod charts;
+pub mod html;
+pub mod json;
+pub mod output;
+pub mod tables;
+pub mod terminal;
