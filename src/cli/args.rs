@@ -98,6 +98,10 @@ pub struct CommonArgs {
     /// Report only connections starting at or before this time.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Benchmarks only: read the capture and hand each batch back undecoded (times the
+    /// reader alone; the report is empty).
+    #[arg(long, hide = true)]
+    pub bench_read_only: bool,
 }
 
 /// `--cancel-by`.
@@ -184,6 +188,7 @@ impl CommonArgs {
                 since: self.since.as_deref().map(parse_time).transpose()?,
                 until: self.until.as_deref().map(parse_time).transpose()?,
             },
+            read_only: self.bench_read_only,
             ..Options::default()
         };
         opts.detect.race_window =

@@ -53,6 +53,9 @@ pub struct Options {
     pub filter: detect::filter::Filter,
     /// Told of the bytes read from the files (the command line's progress bar).
     pub progress: Option<read::Progress>,
+    /// Benchmarks only: batches are read and handed back undecoded, to time the reader alone
+    /// (the report is then empty).
+    pub read_only: bool,
 }
 
 /// Analyse one capture, or several files merged into one capture in time order.
@@ -90,9 +93,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
                 return Err(error::Error::Io { file, source });
             }
         };
-        // Benchmarks time the reader alone with RACETRACE_BENCH_READ_ONLY set: batches are
-        // read and handed back undecoded (the report is then empty).
-        let read_only = std::env::var_os("RACETRACE_BENCH_READ_ONLY").is_some();
+        let read_only = opts.read_only;
         // The loop runs on a worker of the pool, so each batch's `rayon::join` is a worker's
         // own (its halves stolen by the other worker) instead of a job handed in from outside
         // the pool with this thread put to sleep until it is done.

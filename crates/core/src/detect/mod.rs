@@ -69,8 +69,8 @@ impl Context<'_> {
     /// The running detector no longer needs DNS: the table is freed now, and its pages given
     /// back, if no later detector reads it (on a DNS-heavy capture it is a fifth of the
     /// report's memory, better gone before the detector builds its own results). Freed here,
-    /// not on a background thread: that raced with the detector's own allocations, and the
-    /// 600 MB benchmark capture peaked 30 MB higher.
+    /// not on a background thread, which raced with the detector's own allocations and raised
+    /// the peak.
     pub fn done_with_dns(&mut self) {
         if self.last_dns_reader && self.dns.take().is_some() {
             crate::engine::memory::give_back();
@@ -196,8 +196,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
         d.run(a, &mut ctx);
         // The DNS table goes after its last reader, and its pages with it. The detectors' own
         // working sets are left to the allocator, which reuses them: giving them back too
-        // lowered the peak by 1-6 MiB on the 600 MB benchmark capture (the peak is the track
-        // stage's), and cost 80-130 ms of trimming and page faults.
+        // cost more in trimming and page faults than it saved (bench/HISTORY.md).
         ctx.done_with_dns();
         timings.push(Timed {
             name: d.name(),

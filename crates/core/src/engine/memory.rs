@@ -4,9 +4,8 @@
 //! between them (the reader's batches and the trackers' tables after tracking, the DNS table
 //! after the last detector that reads it) would otherwise stay resident in the allocator's
 //! free lists: glibc returns free memory in the middle of a heap, or in another thread's
-//! arena, only when asked. On the 600 MB benchmark capture, once the DNS table was dropped,
-//! glibc held 52 MB free but resident (`malloc_stats`); giving it back lowered the peak by
-//! 18 MB. The detectors' smaller working sets are left for the allocator to reuse.
+//! arena, only when asked (`malloc_stats` shows it). The detectors' smaller working sets are
+//! left for the allocator to reuse. What each of these bought is in `bench/HISTORY.md`.
 
 /// Allocations of this size and more get pages of their own from the system, returned as soon
 /// as they are freed (see [`tune_allocator`]).
@@ -18,8 +17,7 @@ pub const MMAP_THRESHOLD: usize = 4 << 20;
 /// stay resident when freed: the tracker's record chunks, freed one by one as the merge passes
 /// them, would stay resident, and the growing connection list could not be moved by `mremap`
 /// ([`prefer_huge_pages_growing`]). Called once by the binary; a no-op off glibc. (Fixing the
-/// threshold also fixes glibc's trim threshold at 128 KiB: on the 600 MB benchmark capture that is
-/// 10 % more page faults, and a peak 7 MB lower than with a trim threshold of 8 MiB.)
+/// threshold also fixes glibc's trim threshold at 128 KiB: more page faults, a lower peak.)
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets a tunable of the allocator; it is thread-safe and takes plain
@@ -52,9 +50,8 @@ pub fn prefer_huge_pages<T>(v: &mut Vec<T>) {
 /// buffer of [`MMAP_THRESHOLD`] bytes or more on its own and grows it by asking the kernel to
 /// move the mapping (`mremap`, no copy), which works only while the mapping is one region:
 /// advising just its spare capacity splits it in two, the move fails, and the allocator
-/// copies the whole buffer into a new one, both resident at once (a build that advised only
-/// the spare capacity peaked at 314 MiB after track on the 600 MB benchmark capture, against
-/// 256 MiB now; `strace` showed each doubling's `mremap` failing with EFAULT).
+/// copies the whole buffer into a new one, both resident at once (`strace` shows each
+/// doubling's `mremap` failing with EFAULT).
 pub fn prefer_huge_pages_growing<T>(v: &mut Vec<T>) {
     let start = v.as_mut_ptr() as usize;
     let bytes = v.capacity() * std::mem::size_of::<T>();
@@ -90,8 +87,8 @@ const PAGE: usize = 4096;
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Give the pages of freed memory back to the system (every arena, not only a heap's top).
-/// Called after large working sets are freed; up to 30 ms (measured 0.2-28.6 ms on the 600 MB
-/// benchmark capture). A no-op off glibc.
+/// Called after large working sets are freed; it takes up to tens of milliseconds. A no-op
+/// off glibc.
 pub fn give_back() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free pages of the allocator's own heaps; it is

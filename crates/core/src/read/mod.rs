@@ -178,27 +178,14 @@ impl Batch {
         })
     }
 
-    /// Ask the CPU to start loading the first bytes of frame `i` (the link, IP and TCP headers)
-    /// into its cache, so that decoding it later does not wait on memory: the reader thread
-    /// wrote the batch, so its frames are in another core's cache or in RAM, and the first
-    /// load of each frame's header was 90 % of the link-layer step's time. A hint only; a
-    /// no-op off x86-64 or for a missing frame.
+    /// Ask the CPU to start loading frame `i`'s headers into its cache, so that decoding it
+    /// later does not wait on memory: the reader thread wrote the batch, so its frames are in
+    /// another core's cache or in RAM, and the first load of each frame's header was 90 % of
+    /// the link-layer step's time ([`crate::engine::prefetch`]). A no-op for a missing frame.
     pub fn prefetch(&self, i: usize) {
-        #[cfg(target_arch = "x86_64")]
         if let Some(f) = self.frames.get(i) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let at = self.bytes.as_ptr().wrapping_add(f.start).cast::<i8>();
-            // Headers end within 128 bytes of the frame start for all but unusual option
-            // lengths: two cache lines.
-            // SAFETY: a prefetch is a hint that never faults, whatever the address; it needs
-            // SSE, which every x86-64 CPU has.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(at);
-                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64));
-            }
+            crate::engine::prefetch(self.bytes.get(f.start..).unwrap_or_default());
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
     }
 
     /// The frames in order.

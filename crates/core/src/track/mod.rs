@@ -231,15 +231,9 @@ struct Open {
     conn: ConnState,
 }
 
-/// The connection table.
-///
-/// Aligned to 128 bytes (two cache lines, the pair Intel's prefetcher fetches together) so
-/// that the shards' trackers, side by side in one `Vec` and each updated per packet by its own
-/// thread, never share a line (false sharing). The JSON writer's buffers did, and it made two
-/// threads slower than one (`bench/HISTORY.md`, session 15); for the trackers no gain showed
-/// on the benchmark files, so this is a guard, not a measured speed-up.
+/// The connection table. The shards' trackers sit side by side, each in a
+/// [`crate::engine::CachePadded`] so that no two share a cache line.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 pub struct Tracker {
     cfg: TrackConfig,
     table: HashMap<ConnKey, Open>,
@@ -255,7 +249,10 @@ pub struct Tracker {
 /// batch, so the records reach the report while the capture is read and each tracker's
 /// chunks hold only what a connection still in a table holds back; after [`Tracker::drain`]
 /// on every tracker, it moves them all.
-pub fn merge_ready(trackers: &mut [Tracker], mut emit: impl FnMut(ConnRecord)) {
+pub fn merge_ready(
+    trackers: &mut [crate::engine::CachePadded<Tracker>],
+    mut emit: impl FnMut(ConnRecord),
+) {
     loop {
         // The tracker whose next slot has the smallest first record (a record number belongs
         // to one tracker): if that slot is still open, nothing later may move yet.

@@ -23,6 +23,7 @@ use super::{merge_ready, TrackConfig, Tracker, VantageVotes};
 use crate::app::dns::DnsTable;
 use crate::app::dns::{is_dns, DnsMessage, Malformed, Seen};
 use crate::decode::{decode, DecodeStats, Packet, L4};
+use crate::engine::CachePadded;
 use crate::model::Connection;
 use crate::read::Batch;
 
@@ -41,12 +42,11 @@ type Segment = (Packet<'static>, std::ops::Range<usize>);
 
 /// One run of decoded frames: TCP segments split by shard, DNS datagrams, counts. Emptied
 /// once tracked and refilled by a later batch, so the decode step allocates (and the system
-/// maps fresh pages) only while the buffers grow to a batch's size. Aligned to two cache lines
-/// like [`Tracker`], and like it a guard without a measured gain: neighbouring runs are decoded
-/// on different cores, each updating its counts and its DNS list's length per frame (the shard
-/// lists' headers sit in an allocation of their own, which the alignment does not cover).
+/// maps fresh pages) only while the buffers grow to a batch's size. Held in a
+/// [`CachePadded`], like the trackers: neighbouring runs are decoded on different cores, each
+/// updating its counts and its DNS list's length per frame (the shard lists' headers sit in an
+/// allocation of their own, which the padding does not cover).
 #[derive(Default)]
-#[repr(align(128))]
 struct Run {
     tcp: Vec<Vec<Segment>>,
     dns: Vec<DnsItem>,
@@ -56,19 +56,19 @@ struct Run {
 /// A batch decoded and waiting to be tracked.
 struct Decoded {
     batch: Batch,
-    runs: Vec<Run>,
+    runs: Vec<CachePadded<Run>>,
 }
 
 /// The decode and track stages over `n` shards.
 pub struct Sharded {
-    trackers: Vec<Tracker>,
+    trackers: Vec<CachePadded<Tracker>>,
     dns: DnsTable,
     stats: DecodeStats,
     table_peak: usize,
     /// The last batch fed, decoded; tracked while the next one is decoded.
     pending: Option<Decoded>,
     /// Emptied runs of a batch already tracked, for the next batch to decode into.
-    spare: Vec<Run>,
+    spare: Vec<CachePadded<Run>>,
     /// The report's connections, in order of first record: the records merged so far.
     connections: Vec<Connection>,
 }
@@ -110,8 +110,8 @@ fn shard_of(p: &Packet<'_>, n: usize) -> usize {
 
 /// Decode every frame of `batch`, in runs on every core, into `runs` (emptied runs of an
 /// earlier batch, or none).
-fn decode_batch(batch: &Batch, n: usize, mut runs: Vec<Run>) -> Vec<Run> {
-    runs.resize_with(batch.len().div_ceil(RUN), Run::default);
+fn decode_batch(batch: &Batch, n: usize, mut runs: Vec<CachePadded<Run>>) -> Vec<CachePadded<Run>> {
+    runs.resize_with(batch.len().div_ceil(RUN), CachePadded::default);
     runs.par_iter_mut()
         .enumerate()
         .for_each(|(r, run)| decode_run(batch, r * RUN..batch.len().min((r + 1) * RUN), n, run));
@@ -152,7 +152,9 @@ impl Sharded {
     /// `n` shards (at least one) with the given tracker settings.
     pub fn new(cfg: TrackConfig, n: usize) -> Sharded {
         Sharded {
-            trackers: (0..n.max(1)).map(|_| Tracker::new(cfg)).collect(),
+            trackers: (0..n.max(1))
+                .map(|_| CachePadded(Tracker::new(cfg)))
+                .collect(),
             dns: DnsTable::default(),
             stats: DecodeStats::default(),
             table_peak: 0,
@@ -188,7 +190,7 @@ impl Sharded {
     fn track(&mut self, d: &mut Decoded) {
         let mut tcp = Vec::with_capacity(d.runs.len());
         let mut dns = Vec::with_capacity(d.runs.len());
-        for run in &mut d.runs {
+        for run in d.runs.iter_mut().map(|r| &mut r.0) {
             self.stats.add(&std::mem::take(&mut run.stats));
             tcp.push(&mut run.tcp);
             dns.push(&mut run.dns);
@@ -222,7 +224,7 @@ impl Sharded {
             shards.iter_mut().for_each(Vec::clear);
         }
         // Sampled once per batch (the shards' tables are not in step within one).
-        let open: usize = self.trackers.iter().map(Tracker::open).sum();
+        let open: usize = self.trackers.iter().map(|t| t.open()).sum();
         self.table_peak = self.table_peak.max(open);
         self.merge();
     }
@@ -250,13 +252,13 @@ impl Sharded {
         }
         self.dns.shrink_to_fit();
         let merged_early = self.connections.len();
-        self.trackers.iter_mut().for_each(Tracker::drain);
+        self.trackers.iter_mut().for_each(|t| t.drain());
         self.merge();
         let mut vantage = VantageVotes::default();
         for t in &self.trackers {
             vantage.add(t.vantage());
         }
-        let table_peak = self.trackers.iter().map(Tracker::table_peak).max();
+        let table_peak = self.trackers.iter().map(|t| t.table_peak()).max();
         Output {
             merged_late: self.connections.len() - merged_early,
             connections: self.connections,

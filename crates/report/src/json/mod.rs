@@ -363,8 +363,7 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     array(w, &a.races, |r, buf| write_race(buf, r, a))?;
     // Streamed: a backend lists all its connections and one host's sequence holds all of its
     // own, so one item alone can be megabytes, and a chunk of them in memory at once would
-    // raise the peak (the 600 MB benchmark capture's 1,000 sequences are 24 MB, one chunk:
-    // its peak rose 18-21 MB).
+    // raise the peak (measured: bench/HISTORY.md).
     field(w, "backends", &a.backends, false)?;
     w.write_all(b",\"sequences\":[")?;
     let mut buf = Vec::new();
