@@ -779,7 +779,17 @@ fn stats_give_each_stages_cpu_time_for_one_capture() {
     let names: Vec<String> = parse(detectors).into_iter().map(|d| d.0).collect();
     assert_eq!(
         names,
-        ["hosts", "names", "races", "backends", "stale", "summary"],
+        [
+            "hosts",
+            "names",
+            "races",
+            "delays",
+            "backends",
+            "sequences",
+            "stale",
+            "services",
+            "summary"
+        ],
         "{stderr}"
     );
     for (name, _, cores) in &parse(detectors) {

@@ -133,11 +133,7 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
             format!("{creds} races sent a duplicate request carrying Authorization or Cookie on the losing path."),
         );
     }
-    let late: usize = a
-        .races
-        .iter()
-        .map(|r| r.also_ran_cancel.iter().filter(|c| c.late).count())
-        .sum();
+    let late: usize = a.races.iter().map(|r| r.late_cancels()).sum();
     if late > 0 {
         say(
             true,

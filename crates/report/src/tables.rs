@@ -114,7 +114,7 @@ pub fn races(a: &Analysis) -> PolarsResult<DataFrame> {
         "also_ran_cancel.stage" => r.iter().map(|x| join(x.also_ran_cancel.iter().map(|c| c.stage.as_str()))).collect::<Vec<_>>(),
         "also_ran_cancel.after_winner_ms" => r.iter().map(|x| join(x.also_ran_cancel.iter().map(|c| c.after_winner_ms.map(|m| m.to_string()).unwrap_or_default()))).collect::<Vec<_>>(),
         "also_ran_cancel.fate" => r.iter().map(|x| join(x.also_ran_cancel.iter().map(|c| c.fate.as_str()))).collect::<Vec<_>>(),
-        "late_cancels" => r.iter().map(|x| x.also_ran_cancel.iter().filter(|c| c.late).count() as u32).collect::<Vec<_>>(),
+        "late_cancels" => r.iter().map(|x| x.late_cancels() as u32).collect::<Vec<_>>(),
         "n_attempts" => r.iter().map(|x| x.attempts.len() as u32).collect::<Vec<_>>(),
         "n_also_rans" => r.iter().map(|x| x.also_rans.len() as u32).collect::<Vec<_>>(),
         "duplicate_upgrade" => r.iter().map(|x| x.duplicate_upgrade).collect::<Vec<_>>(),

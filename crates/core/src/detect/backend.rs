@@ -44,6 +44,27 @@
 use crate::domain::Nanos;
 use crate::model::{Analysis, Backend, ClockRegime};
 
+use super::{Context, Detector, Part};
+
+/// Infers backends from the servers' TCP timestamp clocks; sets `backends` and each
+/// connection's `backend`.
+pub struct Backends;
+
+impl Detector for Backends {
+    fn name(&self) -> &'static str {
+        "backends"
+    }
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Names]
+    }
+    fn writes(&self) -> &'static [Part] {
+        &[Part::Backends]
+    }
+    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        detect(a);
+    }
+}
+
 /// Rates TCP stacks use, Hz.
 pub const COMMON_RATES: [f64; 5] = [1000.0, 250.0, 100.0, 10.0, 2.0];
 /// A cluster of one connection leaves the offset index this long (seconds) after it was

@@ -97,6 +97,6 @@ pub fn apply(a: &mut Analysis, f: &Filter) {
     a.backends.retain(|b| !b.connections.is_empty());
     super::sequence::detect(a);
     a.warnings.retain(|w| w.kind != "backends_unidentifiable");
-    super::summary::services(a);
+    super::services::services(a);
     super::summary::summarize(a);
 }

@@ -12,7 +12,27 @@ use std::net::IpAddr;
 
 use crate::app::dns::DnsTable;
 use crate::domain::{Family, Nanos};
-use crate::model::{Connection, Host};
+use crate::model::{Analysis, Connection, Host};
+
+use super::{Context, Detector, Part};
+
+/// Ties client addresses into hosts; sets `hosts` and each connection's `host`.
+pub struct Hosts;
+
+impl Detector for Hosts {
+    fn name(&self) -> &'static str {
+        "hosts"
+    }
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Dns]
+    }
+    fn writes(&self) -> &'static [Part] {
+        &[Part::Hosts]
+    }
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        a.hosts = assign(&mut a.connections, ctx.dns(), ctx.cfg.race_window);
+    }
+}
 
 /// Union-find over addresses.
 struct Union {

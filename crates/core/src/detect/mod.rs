@@ -1,19 +1,20 @@
 //! Detect stage: the finished connection table (plus what the packet observers saw, such as
-//! DNS) → hosts, service names, races, and later backends, sequences and stale reuses.
+//! DNS) → hosts, service names, races, delay profiles, backends, sequences, stale reuses,
+//! services and the summary.
 //!
-//! Each detector implements [`Detector`] and reads and annotates the shared [`Analysis`];
-//! none calls another. They run in the order of [`registry`], so that each one finds what it
-//! builds on (races need hosts and names; sequences need races and backends).
-
-pub mod backend;
+//! Each detector is one file: a type implementing [`Detector`] that declares the [`Part`]s of
+//! the analysis it reads and the ones it writes (its own output), and the logic behind it. It
+//! reads what earlier detectors wrote only through what it declared (a test holds every
+//! declared read to a write of an earlier detector, each part to one writer; [`Context::dns`]
+//! checks its reader), and it never calls another detector. [`registry!`] lists them in the
+//! order they run, one line each: adding a detector is its file and its line there.
+//!
+//! Detectors walk the connections in the order of their first record (the list's order). What
+//! one needs of the whole capture first (a client's delay profile, host ties, backend clusters)
+//! is a detector of its own that runs earlier and keeps state per distinct key (host, service,
+//! clock), not per connection.
 
 pub mod filter;
-pub mod hosts;
-pub mod names;
-pub mod race;
-pub mod sequence;
-pub mod stale;
-pub mod summary;
 
 use std::net::IpAddr;
 
@@ -21,6 +22,61 @@ pub use crate::app::dns::DnsTable;
 
 use crate::domain::{Nanos, Stage};
 use crate::model::Analysis;
+
+/// The detectors, in the order they run: `module::Type`, one line each. Declares the modules
+/// and builds [`registry`].
+macro_rules! registry {
+    ($($module:ident :: $detector:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+        /// The detectors, in the order they run.
+        pub fn registry() -> Vec<Box<dyn Detector>> {
+            vec![$(Box::new($module::$detector)),+]
+        }
+    };
+}
+
+registry! {
+    hosts::Hosts,
+    names::Names,
+    race::Races,
+    delays::DelayProfiles,
+    backend::Backends,
+    sequence::Sequences,
+    stale::Stale,
+    services::Services,
+    summary::Headline,
+}
+
+/// A part of the analysis a detector reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// DNS exchanges seen in the capture (from the tracker; freed after the last reader).
+    Dns,
+    /// `hosts` and each connection's `host`.
+    Hosts,
+    /// Each connection's `service`, `service_source` and `nat64`.
+    Names,
+    /// `races`, each attempt's `race` and `role`.
+    Races,
+    /// Each host's `delays`.
+    DelayProfiles,
+    /// `backends` and each connection's `backend`.
+    Backends,
+    /// `sequences`.
+    Sequences,
+    /// `stale_reuses`.
+    StaleReuses,
+    /// `services`.
+    Services,
+    /// `summary`.
+    Summary,
+}
+
+impl Part {
+    /// What the tracker hands on: every detector may read the connection records, and the
+    /// DNS table when it declares it.
+    pub const FROM_TRACKER: &'static [Part] = &[Part::Dns];
+}
 
 /// Detector settings.
 #[derive(Clone, Debug)]
@@ -53,6 +109,8 @@ pub struct Context<'a> {
     dns: Option<DnsTable>,
     /// The detector running now is the last one that reads DNS.
     last_dns_reader: bool,
+    /// What the detector running now declared it reads.
+    reads: &'static [Part],
     /// An empty table, read once `dns` is gone.
     none: DnsTable,
     /// Settings.
@@ -60,9 +118,13 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// DNS seen in the capture (empty after the last detector that declares
-    /// [`Detector::reads_dns`]).
+    /// DNS seen in the capture (empty after the last detector that reads [`Part::Dns`]).
+    /// Panics in debug builds when the running detector did not declare it.
     pub fn dns(&self) -> &DnsTable {
+        debug_assert!(
+            self.reads.contains(&Part::Dns),
+            "a detector read DNS without declaring Part::Dns"
+        );
         self.dns.as_ref().unwrap_or(&self.none)
     }
 
@@ -78,114 +140,32 @@ impl Context<'_> {
     }
 }
 
-/// One detector: reads the analysis, adds its findings.
+/// One detector: reads the parts of the analysis it declares, writes its own.
 pub trait Detector {
-    /// Short name (for diagnostics).
+    /// Short name (for `--stats` and diagnostics).
     fn name(&self) -> &'static str;
+    /// The parts it reads, besides the connection records (which every detector may read).
+    fn reads(&self) -> &'static [Part];
+    /// The parts it writes: its output, written by no other detector.
+    fn writes(&self) -> &'static [Part];
     /// Run over the analysis.
     fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>);
-    /// Reads [`Context::dns`] (the DNS table is freed after the last detector that does, or
-    /// as soon as that one calls [`Context::done_with_dns`]).
-    fn reads_dns(&self) -> bool {
-        false
-    }
-}
-
-struct Hosts;
-impl Detector for Hosts {
-    fn name(&self) -> &'static str {
-        "hosts"
-    }
-    fn reads_dns(&self) -> bool {
-        true
-    }
-    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
-        a.hosts = hosts::assign(&mut a.connections, ctx.dns(), ctx.cfg.race_window);
-    }
-}
-
-struct Names;
-impl Detector for Names {
-    fn name(&self) -> &'static str {
-        "names"
-    }
-    fn reads_dns(&self) -> bool {
-        true
-    }
-    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
-        names::assign(&mut a.connections, &a.hosts, ctx.dns(), &ctx.cfg.services);
-    }
-}
-
-struct Races;
-impl Detector for Races {
-    fn name(&self) -> &'static str {
-        "races"
-    }
-    fn reads_dns(&self) -> bool {
-        true
-    }
-    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
-        race::detect(a, ctx);
-        race::delay_profiles(a);
-    }
-}
-
-struct Backends;
-impl Detector for Backends {
-    fn name(&self) -> &'static str {
-        "backends"
-    }
-    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
-        backend::detect(a);
-        sequence::detect(a);
-    }
-}
-
-struct Stale;
-impl Detector for Stale {
-    fn name(&self) -> &'static str {
-        "stale"
-    }
-    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
-        stale::detect(a, ctx.cfg);
-    }
-}
-
-struct Summary;
-impl Detector for Summary {
-    fn name(&self) -> &'static str {
-        "summary"
-    }
-    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
-        summary::services(a);
-        summary::summarize(a);
-    }
 }
 
 pub use crate::model::Timed;
-
-/// The detectors, in the order they run.
-pub fn registry() -> Vec<Box<dyn Detector>> {
-    vec![
-        Box::new(Hosts),
-        Box::new(Names),
-        Box::new(Races),
-        Box::new(Backends),
-        Box::new(Stale),
-        Box::new(Summary),
-    ]
-}
 
 /// Run every detector; returns each one's name, wall-clock seconds and the process's CPU
 /// seconds meanwhile (for `--stats`). The DNS table is dropped, and its pages given back, as
 /// soon as no later detector reads it.
 pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
     let detectors = registry();
-    let last_reader = detectors.iter().rposition(|d| d.reads_dns());
+    let last_reader = detectors
+        .iter()
+        .rposition(|d| d.reads().contains(&Part::Dns));
     let mut ctx = Context {
         dns: Some(dns),
         last_dns_reader: false,
+        reads: &[],
         none: DnsTable::default(),
         cfg,
     };
@@ -193,6 +173,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
     for (i, d) in detectors.iter().enumerate() {
         let started = crate::engine::cpu::Started::now();
         ctx.last_dns_reader = Some(i) == last_reader;
+        ctx.reads = d.reads();
         d.run(a, &mut ctx);
         // The DNS table goes after its last reader, and its pages with it. The detectors' own
         // working sets are left to the allocator, which reuses them: giving them back too
@@ -204,4 +185,33 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
         });
     }
     timings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every part a detector reads was written by an earlier one (or comes from the tracker),
+    /// and every part has exactly one writer.
+    #[test]
+    fn each_detector_reads_only_what_an_earlier_one_wrote() {
+        let detectors = registry();
+        let mut written: Vec<Part> = Part::FROM_TRACKER.to_vec();
+        for d in &detectors {
+            for r in d.reads() {
+                assert!(
+                    written.contains(r),
+                    "{} reads {r:?}, which no earlier detector writes",
+                    d.name()
+                );
+            }
+            for w in d.writes() {
+                assert!(!written.contains(w), "{w:?} has two writers ({})", d.name());
+                written.push(*w);
+            }
+        }
+        let names: std::collections::BTreeSet<_> = detectors.iter().map(|d| d.name()).collect();
+        assert_eq!(names.len(), detectors.len(), "two detectors share a name");
+        assert_eq!(written.len(), 10, "a part nobody writes: {written:?}");
+    }
 }

@@ -6,7 +6,27 @@
 use std::net::IpAddr;
 
 use crate::app::dns::DnsTable;
-use crate::model::{Connection, Host, Interner, Name, NameSource};
+use crate::model::{Analysis, Connection, Host, Interner, Name, NameSource};
+
+use super::{Context, Detector, Part};
+
+/// Names each connection's service.
+pub struct Names;
+
+impl Detector for Names {
+    fn name(&self) -> &'static str {
+        "names"
+    }
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Dns, Part::Hosts]
+    }
+    fn writes(&self) -> &'static [Part] {
+        &[Part::Names]
+    }
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        assign(&mut a.connections, &a.hosts, ctx.dns(), &ctx.cfg.services);
+    }
+}
 
 /// Where a connection's name comes from, found without touching the connection.
 enum Found<'d> {

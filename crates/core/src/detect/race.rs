@@ -18,6 +18,27 @@ use crate::model::{
 };
 use fetch::{group_attempts, Grouped};
 
+use super::{Detector, Part};
+
+/// Finds the races; sets `races` and each attempt's `race` and `role` (and its `service`, the
+/// race's best name).
+pub struct Races;
+
+impl Detector for Races {
+    fn name(&self) -> &'static str {
+        "races"
+    }
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Dns, Part::Hosts, Part::Names]
+    }
+    fn writes(&self) -> &'static [Part] {
+        &[Part::Races]
+    }
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        detect(a, ctx);
+    }
+}
+
 /// Find the races and set `race`, `role` and `service` on their attempts.
 pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
     use rayon::prelude::*;
@@ -54,57 +75,6 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
     }
     // Moved, not pushed one by one: the races are a large part of the report's memory.
     a.races = races;
-}
-
-/// Implementations' fixed Connection Attempt Delays, ms: RFC 8305's minimum (100), curl (200),
-/// RFC 8305's recommendation and Node (250), Chromium and Go (300).
-const KNOWN_DELAYS_MS: [u32; 4] = [100, 200, 250, 300];
-
-/// Per client host: is its attempt delay fixed near one value, or dynamic?
-pub fn delay_profiles(a: &mut Analysis) {
-    use rayon::prelude::*;
-    // (client host, first attempt delay) of every race, sorted: each host's delays in order.
-    let mut delays: Vec<(usize, f64)> = a
-        .races
-        .par_iter()
-        .filter_map(|r| {
-            let host = a.connections.get(*r.attempts.first()?)?.host;
-            Some((host, *r.attempt_delays_ms.first()?))
-        })
-        .collect();
-    delays.par_sort_unstable_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
-    for run in delays.chunk_by(|x, y| x.0 == y.0) {
-        let h = run.first().map_or(0, |d| d.0);
-        let v: Vec<f64> = run.iter().map(|d| d.1).collect();
-        let (Some(&min), Some(&max), Some(median)) =
-            (v.first(), v.last(), super::summary::median(&v))
-        else {
-            continue;
-        };
-        // Timer slack and scheduling add a few ms to a fixed delay; 10 ms or 5 %, whichever
-        // is larger, separates that from a delay that follows measured RTTs.
-        let tolerance = (0.05 * median).max(10.0);
-        let class = if v.len() < 2 {
-            "single_sample"
-        } else if max - min <= tolerance {
-            "fixed"
-        } else {
-            "dynamic"
-        };
-        let near = KNOWN_DELAYS_MS
-            .into_iter()
-            .find(|&k| (median - f64::from(k)).abs() <= 0.05 * f64::from(k));
-        if let Some(host) = a.hosts.get_mut(h) {
-            host.delays = Some(crate::model::DelayProfile {
-                class,
-                races: v.len(),
-                min_ms: min,
-                median_ms: median,
-                max_ms: max,
-                near_default_ms: near,
-            });
-        }
-    }
 }
 
 /// What the DNS table says of one race.

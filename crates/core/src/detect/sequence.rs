@@ -8,6 +8,26 @@ use std::collections::BTreeMap;
 use crate::domain::ms_between;
 use crate::model::{Analysis, Name, Role, Sequence, Switch};
 
+use super::{Context, Detector, Part};
+
+/// Builds `sequences`.
+pub struct Sequences;
+
+impl Detector for Sequences {
+    fn name(&self) -> &'static str {
+        "sequences"
+    }
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Hosts, Part::Names, Part::Races, Part::Backends]
+    }
+    fn writes(&self) -> &'static [Part] {
+        &[Part::Sequences]
+    }
+    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        detect(a);
+    }
+}
+
 /// Build the sequences (one per client and service with two or more kept connections).
 pub fn detect(a: &mut Analysis) {
     let mut by: BTreeMap<(usize, Name), Vec<usize>> = BTreeMap::new();

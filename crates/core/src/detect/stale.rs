@@ -17,6 +17,26 @@ use crate::domain::{ms_between, Nanos};
 use crate::model::{Analysis, Connection, StaleCause, StaleReuse};
 use crate::track::Vantage;
 
+use super::{Context, Detector, Part};
+
+/// Finds requests sent on connections the peer had given up; sets `stale_reuses`.
+pub struct Stale;
+
+impl Detector for Stale {
+    fn name(&self) -> &'static str {
+        "stale"
+    }
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Hosts, Part::Names]
+    }
+    fn writes(&self) -> &'static [Part] {
+        &[Part::StaleReuses]
+    }
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        detect(a, ctx.cfg);
+    }
+}
+
 /// Find every stale reuse: O(n log n) in connections and in stale reuses (each retry is found
 /// through an index of the connections that could be one, built once).
 pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {

@@ -251,6 +251,14 @@ pub struct Race {
     pub dns: Option<RaceDns>,
 }
 
+impl Race {
+    /// Also-rans cancelled beyond `--cancel-by` after the winner connected (`late-cancel`
+    /// findings): the one count every report, table and gate uses.
+    pub fn late_cancels(&self) -> usize {
+        self.also_ran_cancel.iter().filter(|c| c.late).count()
+    }
+}
+
 /// How a server's TCP timestamp clock behaves across connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

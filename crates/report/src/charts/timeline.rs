@@ -10,7 +10,7 @@ fn timeline_races(a: &Analysis) -> Vec<usize> {
         let r = &a.races[i];
         (
             std::cmp::Reverse(r.duplicate_upgrade),
-            std::cmp::Reverse(r.also_ran_cancel.iter().filter(|c| c.late).count()),
+            std::cmp::Reverse(r.late_cancels()),
             std::cmp::Reverse(r.attempts.len()),
             r.id,
         )

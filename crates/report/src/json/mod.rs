@@ -173,7 +173,7 @@ fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
         duplicate_upgrade_inferred: r.duplicate_upgrade_inferred,
         duplicate_request: r.duplicate_request.as_deref(),
         cancel_rules_broken: &r.cancel_rules_broken,
-        late_cancels: r.also_ran_cancel.iter().filter(|c| c.late).count(),
+        late_cancels: r.late_cancels(),
         fetches_ambiguous: r.fetches_ambiguous,
     }
 }
