@@ -87,6 +87,54 @@ fn strs(df: &DataFrame, name: &str) -> Vec<Option<String>> {
         .unwrap()
 }
 
+/// A column's cells as text (numbers and booleans printed, nulls `None`).
+fn texts(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    let col = df.column(name).unwrap();
+    let s = col.cast(&DataType::String).unwrap();
+    let ca = s.str().unwrap();
+    (0..ca.len())
+        .map(|i| ca.get(i).map(str::to_string))
+        .collect()
+}
+
+/// The JSON value at a dotted path as a table cell spells it: lists (at any level of the path)
+/// joined with `;`, `null` or a missing member as no value.
+fn json_text(v: &Value, path: &[&str]) -> Option<String> {
+    match (v, path.split_first()) {
+        (Value::Array(items), _) => Some(
+            items
+                .iter()
+                .map(|x| json_text(x, path).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(";"),
+        ),
+        (Value::Null, _) => None,
+        (_, Some((first, rest))) => json_text(v.get(*first)?, rest),
+        (Value::String(s), None) => Some(s.clone()),
+        (other, None) => Some(other.to_string()),
+    }
+}
+
+/// Two cells say the same: equal text, or equal numbers item by item (`200` and `200.0`).
+fn same_text(table: Option<&str>, json: Option<&str>) -> bool {
+    match (table, json) {
+        (None, None) => true,
+        // CSV reads an empty text back as null.
+        (None, Some("")) | (Some(""), None) => true,
+        (Some(a), Some(b)) => {
+            a == b || {
+                let (x, y): (Vec<&str>, Vec<&str>) =
+                    (a.split(';').collect(), b.split(';').collect());
+                x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| {
+                    p == q
+                        || matches!((p.parse::<f64>(), q.parse::<f64>()), (Ok(m), Ok(n)) if m == n)
+                })
+            }
+        }
+        _ => false,
+    }
+}
+
 #[test]
 fn every_sample_gets_every_output_and_the_index_lists_them() {
     let stems = sample_stems();
@@ -140,38 +188,63 @@ fn csv_and_parquet_read_back_equal_the_json() {
     ] {
         let j = json(stem);
         let dir = batch().join(stem);
-        for df in [
-            csv(&dir.join("connections.csv")),
-            parquet(&dir.join("connections.parquet")),
+        // Every table is its JSON list flattened: every cell of every column equals the JSON
+        // value at the column's dotted path (list items joined with `;`).
+        for table in [
+            "connections",
+            "races",
+            "backends",
+            "sequences",
+            "stale_reuses",
         ] {
-            let conns = j["connections"].as_array().unwrap();
-            assert_eq!(df.height(), conns.len(), "{stem}");
-            let ids = f64s(&df, "id");
-            let stages = strs(&df, "stage");
-            let syn = f64s(&df, "syn_time");
-            let backends = strs(&df, "backend");
-            for (i, c) in conns.iter().enumerate() {
-                assert_eq!(ids[i], c["id"].as_f64());
-                assert_eq!(stages[i].as_deref(), c["stage"].as_str());
-                assert_eq!(syn[i], c["syn_time"].as_f64());
-                assert_eq!(backends[i].as_deref(), c["backend"].as_str());
-            }
-            assert_eq!(
-                strs(&df, "http.method")[0].as_deref(),
-                conns[0]["http"]["method"].as_str()
-            );
-        }
-        for df in [
-            csv(&dir.join("races.csv")),
-            parquet(&dir.join("races.parquet")),
-        ] {
-            let races = j["races"].as_array().unwrap();
-            assert_eq!(df.height(), races.len());
-            let winners = f64s(&df, "winner");
-            let delays = f64s(&df, "first_attempt_delay_ms");
-            for (i, r) in races.iter().enumerate() {
-                assert_eq!(winners[i], r["winner"].as_f64());
-                assert_eq!(delays[i], r["attempt_delays_ms"][0].as_f64());
+            let items = j[table].as_array().unwrap();
+            for (kind, df) in [
+                ("csv", csv(&dir.join(format!("{table}.csv")))),
+                ("parquet", parquet(&dir.join(format!("{table}.parquet")))),
+            ] {
+                assert_eq!(df.height(), items.len(), "{stem} {table}.{kind}");
+                let names: Vec<String> = df
+                    .get_column_names()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                for name in &names {
+                    let cells = texts(&df, name);
+                    if let Some(time) = name.strip_suffix("_iso") {
+                        if names.iter().any(|n| n == time) {
+                            // The twin spells the same instant as the seconds beside it.
+                            for (i, c) in cells.iter().enumerate() {
+                                let secs =
+                                    items[i].pointer(&format!("/{}", time.replace('.', "/")));
+                                assert_eq!(
+                                    c.is_some(),
+                                    secs.is_some_and(|v| !v.is_null()),
+                                    "{stem} {table}.{kind} {name}"
+                                );
+                            }
+                            continue;
+                        }
+                    }
+                    let path: Vec<&str> = name.split('.').collect();
+                    for (i, c) in cells.iter().enumerate() {
+                        let want = json_text(&items[i], &path);
+                        assert!(
+                            same_text(c.as_deref(), want.as_deref()),
+                            "{stem} {table}.{kind} row {i} column {name}: table {c:?}, JSON {want:?}"
+                        );
+                    }
+                }
+                // Every member of the JSON objects is a column (or, nested, a dotted one).
+                for item in items {
+                    for key in item.as_object().unwrap().keys() {
+                        assert!(
+                            names
+                                .iter()
+                                .any(|n| n == key || n.starts_with(&format!("{key}."))),
+                            "{stem} {table}.{kind}: no column for {key}"
+                        );
+                    }
+                }
             }
         }
         let svc = parquet(&dir.join("services_summary.parquet"));

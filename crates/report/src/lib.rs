@@ -3,8 +3,10 @@
 //! and the single-file HTML report; [`output`] writes one capture's folder.
 
 pub mod charts;
+pub mod flat;
 pub mod html;
 pub mod json;
 pub mod output;
+pub mod rows;
 pub mod tables;
 pub mod terminal;

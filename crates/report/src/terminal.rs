@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use racetrace_core::domain::{iso8601, ms_between, Nanos};
-use racetrace_core::model::{Analysis, Connection, Role};
+use racetrace_core::model::Analysis;
 
 fn rel(t: Option<Nanos>, base: Option<Nanos>) -> String {
     match (t, base) {
@@ -64,60 +64,21 @@ pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
     Ok(())
 }
 
-/// The connection table as CSV (one header line; times ISO-8601 and epoch seconds).
-pub fn connections_csv<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
-    writeln!(
-        w,
-        "file,id,first_record,last_record,family,client_ip,client_port,server_ip,server_port,handshake_seen,\
-         syn_time,syn_time_iso,syn_count,synack_time,established_time,end_time,end_reason,bytes_client,\
-         bytes_server,stage,server_tsval,service,race,role,history,conn_state"
-    )?;
-    let t = |x: Option<Nanos>| {
-        x.map(|v| format!("{:.6}", racetrace_core::domain::epoch_seconds(v)))
-            .unwrap_or_default()
-    };
-    for c in &a.connections {
-        let r = &c.rec;
-        writeln!(
-            w,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            csv_field(&a.capture.file),
-            c.id,
-            r.first_record,
-            r.last_record,
-            r.family(),
-            r.client.ip,
-            r.client.port,
-            r.server.ip,
-            r.server.port,
-            r.handshake_seen,
-            t(r.syn_time.get()),
-            r.syn_time.get().map(iso8601).unwrap_or_default(),
-            r.syn_count,
-            t(r.synack_time.get()),
-            t(r.established_time.get()),
-            t(r.end().map(|e| e.0)),
-            r.end_reason(),
-            r.bytes[0],
-            r.bytes[1],
-            r.stage().as_str(),
-            r.server_tsval.map(|v| v.to_string()).unwrap_or_default(),
-            csv_field(&c.service),
-            c.race.map(|v| v.to_string()).unwrap_or_default(),
-            role(c),
-            r.history.as_str(),
-            r.conn_state()
-        )?;
-    }
-    Ok(())
-}
-
-fn role(c: &Connection) -> &'static str {
-    match c.role {
-        Role::Winner => "winner",
-        Role::AlsoRan => "also_ran",
-        Role::Single => "single",
-    }
+/// The connection table as CSV: the `connections` table of `--out` (the same columns, from
+/// the same row type) with the capture's file name first.
+pub fn connections_csv<W: Write>(a: &Analysis, w: W) -> io::Result<()> {
+    use polars::prelude::{Column, CsvWriter, SerWriter};
+    let mut df = crate::tables::connections(a).map_err(io::Error::other)?;
+    let file = Column::new_scalar(
+        "file".into(),
+        polars::prelude::Scalar::from(polars::prelude::PlSmallStr::from(a.capture.file.as_str())),
+        df.height(),
+    );
+    df.insert_column(0, file).map_err(io::Error::other)?;
+    CsvWriter::new(w)
+        .include_header(true)
+        .finish(&mut df)
+        .map_err(io::Error::other)
 }
 
 /// Quote a CSV field when it needs it.

@@ -19,8 +19,7 @@ use reassembly::Stream;
 use tls::{TlsFacts, TlsParser};
 
 /// The protocol a connection speaks, from the client's first bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Protocol {
     /// Not known (no client payload seen).
     #[default]
@@ -34,6 +33,14 @@ pub enum Protocol {
     /// Something else.
     Other,
 }
+
+crate::domain::enum_names!(Protocol {
+    Unknown => "unknown",
+    Tls => "tls",
+    Http => "http",
+    Http2 => "http2",
+    Other => "other",
+});
 
 /// What the application layer learned about one connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

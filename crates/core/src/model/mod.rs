@@ -16,8 +16,7 @@ pub use record::{ConnRecord, Vantage, VantageVotes};
 pub use crate::domain::{Interner, Name};
 
 /// A connection's part in a race.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Role {
     /// The attempt the client kept.
     Winner,
@@ -28,20 +27,14 @@ pub enum Role {
     Single,
 }
 
-impl Role {
-    /// The JSON name (what serde writes; a test holds the two equal).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Winner => "winner",
-            Role::AlsoRan => "also_ran",
-            Role::Single => "single",
-        }
-    }
-}
+crate::domain::enum_names!(Role {
+    Winner => "winner",
+    AlsoRan => "also_ran",
+    Single => "single",
+});
 
 /// Where a service name came from, best last.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NameSource {
     /// No name: `"ADDRESS port"`.
     #[default]
@@ -56,18 +49,13 @@ pub enum NameSource {
     Cli,
 }
 
-impl NameSource {
-    /// The JSON name (what serde writes; a test holds the two equal).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NameSource::Address => "address",
-            NameSource::Dns => "dns",
-            NameSource::Host => "host",
-            NameSource::Sni => "sni",
-            NameSource::Cli => "cli",
-        }
-    }
-}
+crate::domain::enum_names!(NameSource {
+    Address => "address",
+    Dns => "dns",
+    Host => "host",
+    Sni => "sni",
+    Cli => "cli",
+});
 
 /// One TCP connection attempt with everything the detectors learned about it.
 #[derive(Clone, Debug)]
@@ -125,10 +113,10 @@ impl Connection {
 }
 
 /// What an also-ran's fate was (why it lost, as the wire shows it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Fate {
     /// SYNs never answered (black-holed path, or abandoned in SYN_SENT).
+    #[default]
     NeverAnswered,
     /// The server refused with RST.
     Refused,
@@ -145,23 +133,18 @@ pub enum Fate {
     LeftOpen,
 }
 
-impl Fate {
-    /// The JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fate::NeverAnswered => "never_answered",
-            Fate::Refused => "refused",
-            Fate::LateSynackReset => "late_synack_reset",
-            Fate::AbortedBeforeConnect => "aborted_before_connect",
-            Fate::UnusedParallel => "unused_parallel",
-            Fate::ClosedAfterConnect => "closed_after_connect",
-            Fate::LeftOpen => "left_open",
-        }
-    }
-}
+crate::domain::enum_names!(Fate {
+    NeverAnswered => "never_answered",
+    Refused => "refused",
+    LateSynackReset => "late_synack_reset",
+    AbortedBeforeConnect => "aborted_before_connect",
+    UnusedParallel => "unused_parallel",
+    ClosedAfterConnect => "closed_after_connect",
+    LeftOpen => "left_open",
+});
 
 /// An also-ran's cancel: the contract's `also_ran_cancel[]` entry plus its fate.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Cancel {
     /// The also-ran's connection id.
     pub id: usize,
@@ -169,6 +152,7 @@ pub struct Cancel {
     /// the client never did.
     pub stage: Stage,
     /// Client FIN/RST time minus the winner's established time.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub after_winner_ms: Option<f64>,
     /// Extra: how it lost.
     pub fate: Fate,
@@ -177,7 +161,7 @@ pub struct Cancel {
 }
 
 /// Two or more attempts of one race sent an HTTP request.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DuplicateRequest {
     /// The attempts that sent a request.
     pub attempts: Vec<usize>,
@@ -193,14 +177,19 @@ pub struct RaceDns {
     /// The name asked.
     pub name: Name,
     /// AAAA query and answer times (seconds since the epoch).
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub aaaa_query_time: Option<f64>,
     /// AAAA answer time.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub aaaa_answer_time: Option<f64>,
     /// A query time.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub a_query_time: Option<f64>,
     /// A answer time.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub a_answer_time: Option<f64>,
     /// First SYN minus the first answer, in ms.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub answer_to_first_syn_ms: Option<f64>,
 }
 
@@ -209,7 +198,7 @@ pub struct RaceDns {
 pub type PerAttempt<T> = smallvec::SmallVec<[T; 2]>;
 
 /// One Happy Eyeballs race.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Race {
     /// Id.
     pub id: usize,
@@ -260,8 +249,7 @@ impl Race {
 }
 
 /// How a server's TCP timestamp clock behaves across connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ClockRegime {
     /// One clock across connections: the backend can be identified.
     Stable,
@@ -271,11 +259,19 @@ pub enum ClockRegime {
     /// Too short to measure and matching no other connection.
     Unresolved,
     /// No TCP timestamps from the server.
+    #[default]
     NoTimestamps,
 }
 
+crate::domain::enum_names!(ClockRegime {
+    Stable => "stable",
+    Unmatched => "unmatched",
+    Unresolved => "unresolved",
+    NoTimestamps => "no_timestamps",
+});
+
 /// An inferred backend server (a TCP timestamp clock).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Backend {
     /// `"B1"`, `"B2"`, …
     pub id: String,
@@ -284,14 +280,17 @@ pub struct Backend {
     /// Addresses through which it was reached.
     pub server_ips: Vec<String>,
     /// Clock rate in Hz (snapped to a common rate).
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub clock_hz: Option<f64>,
     /// Connection ids.
     pub connections: Vec<usize>,
     /// Confidence, 0 … 1.
     pub confidence: f64,
     /// Extra: rate fitted over all its samples (Theil–Sen), Hz.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub fitted_hz: Option<f64>,
     /// Extra: skew against `clock_hz`, ppm (over ≥ 10 s of samples).
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub skew_ppm: Option<f64>,
     /// Extra: TSval the clock shows at the capture's first packet (mod 2^32).
     pub offset: u32,
@@ -303,7 +302,7 @@ pub struct Backend {
 }
 
 /// One step between successive kept connections of a sequence.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Switch {
     /// Earlier connection.
     pub from: usize,
@@ -314,11 +313,12 @@ pub struct Switch {
     /// The family changed.
     pub family_switch: bool,
     /// The backend changed (null when either is unknown).
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub backend_switch: Option<bool>,
 }
 
 /// Successive kept connections of one client to one service.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Sequence {
     /// Client host.
     pub client: Name,
@@ -344,30 +344,25 @@ pub struct Sequence {
 }
 
 /// Why a stale reuse happened, as far as the capture can tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StaleCause {
     /// The client had the server's FIN for longer than a round trip and still sent: a bug.
     ReuseBug,
     /// The request and the server's FIN crossed on the wire (within one round trip).
     Crossed,
     /// No FIN from the server in the capture: lost FIN, middlebox state loss, suspended app.
+    #[default]
     FinUnseen,
 }
 
-impl StaleCause {
-    /// The JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StaleCause::ReuseBug => "reuse_bug",
-            StaleCause::Crossed => "crossed",
-            StaleCause::FinUnseen => "fin_unseen",
-        }
-    }
-}
+crate::domain::enum_names!(StaleCause {
+    ReuseBug => "reuse_bug",
+    Crossed => "crossed",
+    FinUnseen => "fin_unseen",
+});
 
 /// A request sent on a connection the peer had given up.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct StaleReuse {
     /// Connection id.
     pub connection: usize,
@@ -381,6 +376,7 @@ pub struct StaleReuse {
     /// `"rst"` or `"no_response"`.
     pub failure: record::StaleFailure,
     /// The connection the client retried on.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub retry: Option<usize>,
     /// Extra: client host.
     pub client: Name,
@@ -389,24 +385,30 @@ pub struct StaleReuse {
     /// Extra: reuse bug, crossing, or FIN unseen.
     pub cause: StaleCause,
     /// Extra: request time minus the server's FIN time corrected to the client's side, ms.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub fin_to_request_ms: Option<f64>,
     /// Extra: the round trip the cause was judged against, ms.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub rtt_ms: Option<f64>,
     /// Extra: request to failure (server RST, or the client's give-up), ms.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub time_to_failure_ms: Option<f64>,
     /// Extra: client retransmissions of the request.
     pub retransmissions: u32,
     /// Extra: method and target of the stale request, when visible.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub request: Option<String>,
     /// Extra: failure (or request) to the retry connection's first SYN, ms.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub retry_delay_ms: Option<f64>,
     /// Extra: the retry's first request has the same method and target (null when either is
     /// not visible).
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub retry_same_request: Option<bool>,
 }
 
 /// One service: a name (or address) on a server port.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Service {
     /// As in `connections[].service`.
     pub name: String,
@@ -418,18 +420,20 @@ pub struct Service {
     pub connections: usize,
     /// Extra: the server's observed idle timeout (median time from the last payload to its FIN
     /// on connections it closed), ms.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub server_idle_timeout_ms: Option<f64>,
     /// Extra: connections the server closed that way.
     pub server_idle_closes: usize,
     /// Extra: share of its connections with an identified backend (null without any with
     /// TCP timestamps).
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub backend_identified_share: Option<f64>,
     /// Extra: clock regimes seen among its connections.
     pub clock_regimes: Vec<ClockRegime>,
 }
 
 /// A client's Connection Attempt Delay behaviour over its races (RFC 8305 §5).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DelayProfile {
     /// `fixed` (every race's first delay near one value, as curl's 200 ms, Node's 250 ms,
     /// Chromium's and Go's 300 ms), `dynamic` (varies, as Safari's 50 ms–2 s derived from
@@ -444,6 +448,7 @@ pub struct DelayProfile {
     /// Largest.
     pub max_ms: f64,
     /// The common default the median sits on (within 5 %), when there is one.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
     pub near_default_ms: Option<u32>,
 }
 

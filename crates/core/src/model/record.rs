@@ -33,24 +33,19 @@ pub struct SynOptions {
 }
 
 /// How a request on a reused connection failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StaleFailure {
     /// The server answered with RST.
     Rst,
     /// No answer: the client retransmitted and gave up (or the capture ended).
+    #[default]
     NoResponse,
 }
 
-impl StaleFailure {
-    /// The JSON name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StaleFailure::Rst => "rst",
-            StaleFailure::NoResponse => "no_response",
-        }
-    }
-}
+crate::domain::enum_names!(StaleFailure {
+    Rst => "rst",
+    NoResponse => "no_response",
+});
 
 /// A client send on a connection that was idle or that the server had closed, which failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +67,7 @@ pub struct StaleFacts {
 }
 
 /// The compact per-connection facts kept for the report.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ConnRecord {
     /// Record number of the first packet.
     pub first_record: u64,
@@ -254,8 +249,7 @@ impl std::fmt::Display for WiresharkFilter<'_> {
 }
 
 /// Where the capture was taken, inferred from handshake timing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Vantage {
     /// On the client: SYN → SYN-ACK carries the round trip, SYN-ACK → ACK is near zero.
     Client,
@@ -267,6 +261,13 @@ pub enum Vantage {
     #[default]
     Unknown,
 }
+
+crate::domain::enum_names!(Vantage {
+    Client => "client",
+    Server => "server",
+    Middle => "middle",
+    Unknown => "unknown",
+});
 
 /// Counts of connections whose handshake looked like each vantage point.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]

@@ -87,14 +87,18 @@ impl LinkType {
 }
 
 /// Capture file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Classic libpcap format.
     Pcap,
     /// pcapng.
     Pcapng,
 }
+
+crate::domain::enum_names!(Format {
+    Pcap => "pcap",
+    Pcapng => "pcapng",
+});
 
 /// One packet record, borrowed from a [`Batch`].
 #[derive(Clone, Copy, Debug)]

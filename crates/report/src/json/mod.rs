@@ -7,7 +7,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use racetrace_core::domain::{epoch_seconds, ms_between, Family, Nanos};
-use racetrace_core::model::{Analysis, Cancel, Connection, Race, RaceDns, Sequence};
+use racetrace_core::model::{Analysis, Connection, Race, Sequence};
 use racetrace_core::track::{ConnRecord, Vantage, VantageVotes};
 
 pub use racetrace_core::domain::ser_time;
@@ -17,6 +17,8 @@ mod obj;
 mod tests;
 
 use obj::{push_wireshark_filter, Obj};
+
+use crate::rows::{AppRow, HttpRow, RaceRow};
 
 fn opt_time(t: Option<Nanos>) -> Option<f64> {
     t.map(epoch_seconds)
@@ -46,139 +48,7 @@ struct CaptureJson<'a> {
     peak_open_connections: usize,
 }
 
-#[derive(Serialize)]
-struct HttpJson<'a> {
-    method: &'a str,
-    target: &'a str,
-    host: Option<&'a str>,
-    ws_upgrade: bool,
-    authorization: bool,
-    cookie: bool,
-    status: Option<u16>,
-}
-
-/// The contract's `http` object: the first request (secrets as presence only) and the status.
-fn http_json(c: &Connection) -> Option<HttpJson<'_>> {
-    c.request().map(|q| HttpJson {
-        method: &q.method,
-        target: &q.target,
-        host: q.host.as_deref(),
-        ws_upgrade: q.ws_upgrade,
-        authorization: q.authorization,
-        cookie: q.cookie,
-        status: c.rec.app.as_ref().and_then(|x| x.status),
-    })
-}
-
-/// Extra `app` object: what the application layer saw (never a secret's value).
-#[derive(Serialize)]
-struct AppJson<'a> {
-    protocol: racetrace_core::app::Protocol,
-    tls_alpn: Option<&'a [String]>,
-    tls_versions_offered: Option<&'a [&'static str]>,
-    tls_version: Option<&'static str>,
-    tls_hello_time: Option<f64>,
-    tls_done_time: Option<f64>,
-    tls_app_data_time: Option<f64>,
-    tls_malformed: bool,
-    http_request_time: Option<f64>,
-    ws_time: Option<f64>,
-    ws_key: bool,
-    h2_preface: bool,
-    gaps_client: u32,
-    gaps_server: u32,
-}
-
-/// What a connection whose payload was neither TLS nor HTTP keeps (no box on the record).
-const OTHER: racetrace_core::app::AppFacts = racetrace_core::app::AppFacts {
-    protocol: racetrace_core::app::Protocol::Other,
-    tls: None,
-    request: None,
-    status: None,
-    h2_preface: false,
-    gaps: [0, 0],
-};
-
-fn app_json(c: &Connection) -> Option<AppJson<'_>> {
-    let app = match c.rec.app.as_deref() {
-        Some(app) => app,
-        None if c.rec.milestones.first_payload.is_some() => &OTHER,
-        None => return None,
-    };
-    let tls = app.tls.as_ref();
-    let m = &c.rec.milestones;
-    Some(AppJson {
-        protocol: app.protocol,
-        tls_alpn: tls.map(|t| t.alpn.as_slice()),
-        tls_versions_offered: tls.map(|t| t.offered_versions.as_slice()),
-        tls_version: tls.and_then(|t| t.version),
-        tls_hello_time: opt_time(tls.and_then(|t| t.hello.get())),
-        tls_done_time: opt_time(tls.and_then(|t| t.done.get())),
-        tls_app_data_time: opt_time(tls.and_then(|t| t.app_data.get())),
-        tls_malformed: tls.is_some_and(|t| t.malformed),
-        http_request_time: opt_time(m.http.get()),
-        ws_time: opt_time(m.ws.get()),
-        ws_key: app.request.as_ref().is_some_and(|r| r.ws_key),
-        h2_preface: app.h2_preface,
-        gaps_client: app.gaps[0],
-        gaps_server: app.gaps[1],
-    })
-}
-
-#[derive(Serialize)]
-struct RaceJson<'a> {
-    id: usize,
-    service: &'a str,
-    client: &'a str,
-    start_time: f64,
-    attempts: &'a [usize],
-    families: &'a [Family],
-    first_family: Option<Family>,
-    winner: Option<usize>,
-    winner_family: Option<Family>,
-    also_rans: &'a [usize],
-    attempt_delays_ms: &'a [f64],
-    also_ran_cancel: &'a [Cancel],
-    duplicate_upgrade: bool,
-    // extras
-    rfc8305: &'a [String],
-    dns: Option<&'a RaceDns>,
-    duplicate_upgrade_inferred: bool,
-    duplicate_request: Option<&'a racetrace_core::model::DuplicateRequest>,
-    cancel_rules_broken: &'a [&'static str],
-    late_cancels: usize,
-    fetches_ambiguous: bool,
-}
-
-fn race_json<'a>(r: &'a Race, a: &Analysis) -> RaceJson<'a> {
-    RaceJson {
-        id: r.id,
-        service: &r.service,
-        client: &r.client,
-        start_time: epoch_seconds(r.start_time),
-        attempts: &r.attempts,
-        families: &r.families,
-        first_family: r.families.first().copied(),
-        winner: r.winner,
-        winner_family: r
-            .winner
-            .and_then(|w| a.connections.get(w))
-            .map(|c| c.rec.family()),
-        also_rans: &r.also_rans,
-        attempt_delays_ms: &r.attempt_delays_ms,
-        also_ran_cancel: &r.also_ran_cancel,
-        duplicate_upgrade: r.duplicate_upgrade,
-        rfc8305: &r.findings,
-        dns: r.dns.as_ref(),
-        duplicate_upgrade_inferred: r.duplicate_upgrade_inferred,
-        duplicate_request: r.duplicate_request.as_deref(),
-        cancel_rules_broken: &r.cancel_rules_broken,
-        late_cancels: r.late_cancels(),
-        fetches_ambiguous: r.fetches_ambiguous,
-    }
-}
-
-/// One `connections[]` object (the members of [`ConnectionJson`], in its order).
+/// One `connections[]` object (the members of [`ConnectionRow`], in its order).
 fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io::Result<()> {
     let r = &c.rec;
     let mut o = Obj::open(buf);
@@ -202,7 +72,7 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
     o.text("stage", r.stage().as_str());
     o.opt_uint("server_tsval", r.server_tsval);
     o.val("tls_sni", &c.tls().and_then(|t| t.sni.as_deref()))?;
-    o.val("http", &http_json(c))?;
+    o.val("http", &HttpRow::of(c))?;
     o.val("service", &*c.service)?;
     o.opt_uint("race", c.race);
     o.text("role", c.role.as_str());
@@ -234,7 +104,7 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
     })?;
     o.val("last_time", &epoch_seconds(r.last_time))?;
     o.key("app");
-    match app_json(c) {
+    match AppRow::of(c) {
         None => o.buf.extend_from_slice(b"null"),
         Some(j) => {
             let mut p = Obj::open(o.buf);
@@ -242,12 +112,12 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
             p.val("tls_alpn", &j.tls_alpn)?;
             p.val("tls_versions_offered", &j.tls_versions_offered)?;
             p.val("tls_version", &j.tls_version)?;
-            p.val("tls_hello_time", &j.tls_hello_time)?;
-            p.val("tls_done_time", &j.tls_done_time)?;
-            p.val("tls_app_data_time", &j.tls_app_data_time)?;
+            p.time("tls_hello_time", j.tls_hello_time)?;
+            p.time("tls_done_time", j.tls_done_time)?;
+            p.time("tls_app_data_time", j.tls_app_data_time)?;
             p.bool("tls_malformed", j.tls_malformed);
-            p.val("http_request_time", &j.http_request_time)?;
-            p.val("ws_time", &j.ws_time)?;
+            p.time("http_request_time", j.http_request_time)?;
+            p.time("ws_time", j.ws_time)?;
             p.bool("ws_key", j.ws_key);
             p.bool("h2_preface", j.h2_preface);
             p.uint("gaps_client", j.gaps_client);
@@ -259,15 +129,15 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
     Ok(())
 }
 
-/// One `races[]` object (the members of [`RaceJson`], in its order; nested objects through
+/// One `races[]` object (the members of [`RaceRow`], in its order; nested objects through
 /// serde_json).
 fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> {
-    let j = race_json(r, a);
+    let j = RaceRow::in_analysis(r, a);
     let mut o = Obj::open(buf);
     o.uint("id", j.id);
     o.val("service", j.service)?;
     o.text("client", j.client);
-    o.val("start_time", &j.start_time)?;
+    o.time("start_time", Some(j.start_time))?;
     o.uints("attempts", j.attempts)?;
     o.families("families", j.families)?;
     o.opt_text("first_family", j.first_family.map(Family::as_str));

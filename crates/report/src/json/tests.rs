@@ -1,8 +1,8 @@
-//! The hand-written JSON writer against its serde oracle: derived `Serialize` structs that
-//! spell each object as the contract does, compared byte for byte on every capture of the
-//! repository.
+//! The hand-written JSON writer against the row types' serde output (`crate::rows`, which
+//! the tables are flattened from too), byte for byte on every capture of the repository.
 
 use super::*;
+use crate::rows::ConnectionRow;
 
 /// The repository's captures: the samples and the real captures in tests/data.
 fn own_captures() -> Vec<std::path::PathBuf> {
@@ -15,59 +15,6 @@ fn own_captures() -> Vec<std::path::PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// The names the hand-written objects spell are serde's, for every variant (the samples
-/// need not hold them all: `cli` names come only from `--service`).
-#[test]
-fn enum_names_are_serdes() {
-    use racetrace_core::domain::{Family, Stage};
-    use racetrace_core::model::{Fate, NameSource, Role};
-    fn serde_name<T: Serialize>(v: T) -> String {
-        serde_json::to_string(&v)
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string()
-    }
-    for r in [Role::Winner, Role::AlsoRan, Role::Single] {
-        assert_eq!(r.as_str(), serde_name(r));
-    }
-    for n in [
-        NameSource::Address,
-        NameSource::Dns,
-        NameSource::Host,
-        NameSource::Sni,
-        NameSource::Cli,
-    ] {
-        assert_eq!(n.as_str(), serde_name(n));
-    }
-    for f in [Family::Ipv4, Family::Ipv6] {
-        assert_eq!(f.as_str(), serde_name(f));
-    }
-    for f in [
-        Fate::NeverAnswered,
-        Fate::Refused,
-        Fate::LateSynackReset,
-        Fate::AbortedBeforeConnect,
-        Fate::UnusedParallel,
-        Fate::ClosedAfterConnect,
-        Fate::LeftOpen,
-    ] {
-        assert_eq!(f.as_str(), serde_name(f));
-    }
-    for st in [
-        Stage::Syn,
-        Stage::Refused,
-        Stage::Synack,
-        Stage::Tcp,
-        Stage::Data,
-        Stage::TlsHello,
-        Stage::Tls,
-        Stage::Http,
-        Stage::Ws,
-    ] {
-        assert_eq!(st.as_str(), serde_name(st));
-    }
 }
 
 /// The hand-written connection, race and sequence objects equal the derived serde ones byte
@@ -93,7 +40,10 @@ fn hand_written_objects_match_the_serde_oracle() {
         for c in &a.connections {
             let mut fast = Vec::new();
             let fast = write_connection(&mut fast, c, &a).map(|()| fast);
-            let oracle = serde_json::to_vec(&connection_json(c, &a));
+            let oracle = serde_json::to_vec(&ConnectionRow::of(
+                c,
+                a.hosts.get(c.host).map_or("", |h| h.label()),
+            ));
             same(fast, oracle, &format!("{f}: connection {}", c.id));
             compared += 1;
         }
@@ -108,7 +58,7 @@ fn hand_written_objects_match_the_serde_oracle() {
             let fast = write_race(&mut fast, r, &a).map(|()| fast);
             same(
                 fast,
-                serde_json::to_vec(&race_json(r, &a)),
+                serde_json::to_vec(&RaceRow::in_analysis(r, &a)),
                 &format!("{f}: race {}", r.id),
             );
             races += 1;
@@ -148,120 +98,5 @@ fn chunked_arrays_equal_serde_arrays_at_every_boundary() {
         assert!(wrote.is_ok(), "{n} items: {wrote:?}");
         let oracle = serde_json::to_vec(&items).unwrap_or_default();
         assert_eq!(out, oracle, "{n} items");
-    }
-}
-
-#[derive(Serialize)]
-struct SynOptionsJson {
-    mss: Option<u16>,
-    wscale: Option<u8>,
-    sack_permitted: bool,
-    timestamps: bool,
-}
-
-/// The connection object as a serde struct: the oracle [`write_connection`] is tested against
-/// (byte for byte, on every sample).
-#[derive(Serialize)]
-struct ConnectionJson<'a> {
-    id: usize,
-    first_record: u64,
-    last_record: u64,
-    family: Family,
-    client_ip: Text<std::net::IpAddr>,
-    client_port: u16,
-    server_ip: Text<std::net::IpAddr>,
-    server_port: u16,
-    handshake_seen: bool,
-    syn_time: Option<f64>,
-    syn_count: u32,
-    synack_time: Option<f64>,
-    established_time: Option<f64>,
-    end_time: Option<f64>,
-    end_reason: &'static str,
-    bytes_client: u64,
-    bytes_server: u64,
-    stage: racetrace_core::domain::Stage,
-    server_tsval: Option<u32>,
-    tls_sni: Option<&'a str>,
-    http: Option<HttpJson<'a>>,
-    service: &'a str,
-    race: Option<usize>,
-    role: racetrace_core::model::Role,
-    backend: Option<&'a str>,
-    // extras
-    client: &'a str,
-    service_source: racetrace_core::model::NameSource,
-    nat64: bool,
-    history: &'a str,
-    conn_state: &'static str,
-    wireshark_filter: Text<racetrace_core::track::conn::WiresharkFilter<'a>>,
-    synack_count: u32,
-    packets_client: u64,
-    packets_server: u64,
-    handshake_rtt_ms: Option<f64>,
-    syn_options: [SynOptionsJson; 2],
-    last_time: f64,
-    app: Option<AppJson<'a>>,
-}
-
-/// A value serialised as a JSON string through its `Display` (no intermediate `String`).
-struct Text<T>(T);
-
-impl<T: std::fmt::Display> Serialize for Text<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-fn connection_json<'a>(c: &'a Connection, a: &'a Analysis) -> ConnectionJson<'a> {
-    let r = &c.rec;
-    let opts = |i: usize| {
-        let o = r.syn_options.get(i).copied().unwrap_or_default();
-        SynOptionsJson {
-            mss: o.mss,
-            wscale: o.wscale,
-            sack_permitted: o.sack_permitted,
-            timestamps: o.timestamps,
-        }
-    };
-    ConnectionJson {
-        id: c.id,
-        first_record: r.first_record,
-        last_record: r.last_record,
-        family: r.family(),
-        client_ip: Text(r.client.ip),
-        client_port: r.client.port,
-        server_ip: Text(r.server.ip),
-        server_port: r.server.port,
-        handshake_seen: r.handshake_seen,
-        syn_time: opt_time(r.syn_time.get()),
-        syn_count: r.syn_count,
-        synack_time: opt_time(r.synack_time.get()),
-        established_time: opt_time(r.established_time.get()),
-        end_time: opt_time(r.end().map(|e| e.0)),
-        end_reason: r.end_reason(),
-        bytes_client: r.bytes[0],
-        bytes_server: r.bytes[1],
-        stage: r.stage(),
-        server_tsval: r.server_tsval,
-        tls_sni: c.tls().and_then(|t| t.sni.as_deref()),
-        http: http_json(c),
-        service: &c.service,
-        race: c.race,
-        role: c.role,
-        backend: c.backend.as_deref(),
-        client: a.hosts.get(c.host).map_or("", |h| h.label()),
-        service_source: c.service_source,
-        nat64: c.nat64,
-        history: r.history.as_str(),
-        conn_state: r.conn_state(),
-        wireshark_filter: Text(r.wireshark_filter()),
-        synack_count: r.synack_count,
-        packets_client: r.packets[0],
-        packets_server: r.packets[1],
-        handshake_rtt_ms: r.handshake_legs().map(|(x, y)| ms_between(0, x + y)),
-        syn_options: [opts(0), opts(1)],
-        last_time: epoch_seconds(r.last_time),
-        app: app_json(c),
     }
 }

@@ -25,10 +25,10 @@ pub fn epoch_seconds(t: Nanos) -> f64 {
     us as f64 / 1e6
 }
 
-/// Serialise a capture time as the contract's seconds with microsecond precision.
-pub fn ser_time<S: serde::Serializer>(t: &Nanos, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(epoch_seconds(*t))
-}
+pub mod ser;
+
+pub(crate) use ser::enum_names;
+pub use ser::{ser_opt_time, ser_time, Time};
 
 /// A service name or a client host's label: reference-counted, so the many connections, races
 /// and sequences that carry one share a single copy.
@@ -80,14 +80,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// IP address family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     /// IPv4.
+    #[default]
     Ipv4,
     /// IPv6.
     Ipv6,
 }
+
+crate::domain::enum_names!(Family {
+    Ipv4 => "ipv4",
+    Ipv6 => "ipv6",
+});
 
 impl Family {
     /// The family of an address (IPv4-mapped IPv6 counts as IPv6: that is what the wire carried).
@@ -95,13 +100,6 @@ impl Family {
         match ip {
             IpAddr::V4(_) => Family::Ipv4,
             IpAddr::V6(_) => Family::Ipv6,
-        }
-    }
-    /// `"ipv4"` or `"ipv6"`, as the contract writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
         }
     }
     /// One digit, `4` or `6`, for compact strips such as `6B1 4B2`.
@@ -152,6 +150,16 @@ pub struct Endpoint {
     pub ip: IpAddr,
     /// Port.
     pub port: u16,
+}
+
+impl Default for Endpoint {
+    /// `0.0.0.0:0` (an empty record's endpoints).
+    fn default() -> Self {
+        Endpoint {
+            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            port: 0,
+        }
+    }
 }
 
 impl fmt::Display for Endpoint {
@@ -240,10 +248,10 @@ impl OptNanos {
 }
 
 /// How far a connection got, in the contract's vocabulary (`connections[].stage`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stage {
     /// SYN sent, no SYN-ACK.
+    #[default]
     Syn,
     /// SYN answered by the server's RST.
     Refused,
@@ -263,22 +271,17 @@ pub enum Stage {
     Ws,
 }
 
-impl Stage {
-    /// The contract's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Syn => "syn",
-            Stage::Refused => "refused",
-            Stage::Synack => "synack",
-            Stage::Tcp => "tcp",
-            Stage::Data => "data",
-            Stage::TlsHello => "tls_hello",
-            Stage::Tls => "tls",
-            Stage::Http => "http",
-            Stage::Ws => "ws",
-        }
-    }
-}
+crate::domain::enum_names!(Stage {
+    Syn => "syn",
+    Refused => "refused",
+    Synack => "synack",
+    Tcp => "tcp",
+    Data => "data",
+    TlsHello => "tls_hello",
+    Tls => "tls",
+    Http => "http",
+    Ws => "ws",
+});
 
 /// Append `ip` as text exactly as its `Display` writes it (IPv6 per RFC 5952: lower-case hex,
 /// the longest run of two or more zero groups as `::`, IPv4-mapped in dotted form), without the
