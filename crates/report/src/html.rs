@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::charts;
 use crate::tables;
-use racetrace_core::domain::{iso8601, Family, Stage};
+use racetrace_core::domain::{iso8601, Stage};
 use racetrace_core::model::Analysis;
 
 /// Sort any `table.sortable` by clicking a header (numbers numerically).
@@ -102,11 +102,7 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut say = |bad: bool, text: String| out.push(Finding { text, bad });
     if s.duplicate_upgrades > 0 {
-        let inferred = a
-            .races
-            .iter()
-            .filter(|r| r.duplicate_upgrade && r.duplicate_upgrade_inferred)
-            .count();
+        let inferred = s.duplicate_upgrades_inferred;
         say(
             true,
             format!(
@@ -121,19 +117,14 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
             ),
         );
     }
-    let creds = a
-        .races
-        .iter()
-        .filter_map(|r| r.duplicate_request.as_deref())
-        .filter(|d| d.authorization || d.cookie)
-        .count();
+    let creds = s.duplicate_requests_with_credentials;
     if creds > 0 {
         say(
             true,
             format!("{creds} races sent a duplicate request carrying Authorization or Cookie on the losing path."),
         );
     }
-    let late: usize = a.races.iter().map(|r| r.late_cancels()).sum();
+    let late = s.late_cancels;
     if late > 0 {
         say(
             true,
@@ -144,7 +135,7 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
         );
     }
     if s.stale_reuses > 0 {
-        let retried = a.stale_reuses.iter().filter(|e| e.retry.is_some()).count();
+        let retried = s.stale_reuses_retried;
         let causes: Vec<&str> = a.stale_reuses.iter().map(|e| e.cause.as_str()).collect();
         say(
             true,
@@ -168,20 +159,7 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
         }
     }
     if s.races > 0 {
-        let v6_first = a
-            .races
-            .iter()
-            .filter(|r| r.families.first() == Some(&Family::Ipv6))
-            .count();
-        let v4_won = a
-            .races
-            .iter()
-            .filter(|r| {
-                r.winner
-                    .and_then(|w| a.connections.get(w))
-                    .is_some_and(|c| c.rec.family() == Family::Ipv4)
-            })
-            .count();
+        let (v6_first, v4_won) = (s.races_ipv6_first, s.races_ipv4_won);
         say(
             false,
             format!(

@@ -1,7 +1,8 @@
 //! The headline `summary` counts.
 
 use super::{Context, Detector, Part};
-use crate::model::{Analysis, Role, Summary};
+use crate::domain::Family;
+use crate::model::{Analysis, Race, Role, Summary};
 
 /// Sets the headline `summary`.
 pub struct Headline;
@@ -43,6 +44,30 @@ pub fn summarize(a: &mut Analysis) {
         backends: a.backends.len(),
         stale_reuses: a.stale_reuses.len(),
         median_attempt_delay_ms: median(&first_delays),
+        duplicate_upgrades_inferred: a
+            .races
+            .iter()
+            .filter(|r| r.duplicate_upgrade && r.duplicate_upgrade_inferred)
+            .count(),
+        duplicate_requests_with_credentials: a
+            .races
+            .iter()
+            .filter_map(|r| r.duplicate_request.as_deref())
+            .filter(|d| d.authorization || d.cookie)
+            .count(),
+        late_cancels: a.races.iter().map(Race::late_cancels).sum(),
+        stale_reuses_retried: a.stale_reuses.iter().filter(|e| e.retry.is_some()).count(),
+        races_ipv6_first: a
+            .races
+            .iter()
+            .filter(|r| r.families.first() == Some(&Family::Ipv6))
+            .count(),
+        races_ipv4_won: a
+            .races
+            .iter()
+            .filter_map(|r| a.connections.get(r.winner?))
+            .filter(|c| c.rec.family() == Family::Ipv4)
+            .count(),
     };
 }
 

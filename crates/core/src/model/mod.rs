@@ -500,6 +500,18 @@ pub struct Summary {
     pub stale_reuses: usize,
     /// Median over races of each race's first attempt delay.
     pub median_attempt_delay_ms: Option<f64>,
+    /// Extra: of `duplicate_upgrades`, those inferred from TLS application data.
+    pub duplicate_upgrades_inferred: usize,
+    /// Extra: races whose duplicate request carried Authorization or Cookie.
+    pub duplicate_requests_with_credentials: usize,
+    /// Extra: also-rans cancelled beyond `--cancel-by` after the winner connected.
+    pub late_cancels: usize,
+    /// Extra: stale reuses the client retried on a new connection.
+    pub stale_reuses_retried: usize,
+    /// Extra: races whose first attempt was IPv6.
+    pub races_ipv6_first: usize,
+    /// Extra: races won by IPv4.
+    pub races_ipv4_won: usize,
 }
 
 impl Analysis {
