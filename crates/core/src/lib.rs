@@ -64,57 +64,11 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         .iter()
         .map(|n| CaptureReader::open_with(n, opts.progress.as_ref()))
         .collect::<Result<Vec<_>>>()?;
-    let mut reader = MergedReader::new(readers);
+    let reader = MergedReader::new(readers);
     let started = cpu::Started::now();
 
-    // Read on a second thread, a few batches ahead; batches go back to be reused. Decode and
-    // track run on every core (rayon), sharded by connection.
-    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(4);
-    let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
     let mut sharded = Sharded::new(opts.track, rayon::current_num_threads());
-    let reader = std::thread::scope(|s| {
-        let read = move || {
-            loop {
-                let mut batch = empty_rx.try_recv().unwrap_or_default();
-                if !reader.fill(&mut batch) || full_tx.send(batch).is_err() {
-                    break;
-                }
-            }
-            reader
-        };
-        // Named, so that `top -H` and `perf` tell it from the workers.
-        let spawned = std::thread::Builder::new()
-            .name("racetrace-read".into())
-            .spawn_scoped(s, read);
-        let producer = match spawned {
-            Ok(p) => p,
-            Err(source) => {
-                let file = inputs.join(", ");
-                return Err(error::Error::Io { file, source });
-            }
-        };
-        let read_only = opts.read_only;
-        // The loop runs on a worker of the pool, so each batch's `rayon::join` is a worker's
-        // own (its halves stolen by the other worker) instead of a job handed in from outside
-        // the pool with this thread put to sleep until it is done.
-        rayon::scope(|_| {
-            for batch in full_rx {
-                let done = if read_only {
-                    Some(batch)
-                } else {
-                    sharded.feed(batch)
-                };
-                if let Some(b) = done {
-                    let _ = empty_tx.send(b);
-                }
-            }
-        });
-        Ok(producer.join())
-    });
-    let reader = match reader? {
-        Ok(r) => r,
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
+    let reader = pump(reader, &mut sharded, inputs, opts.read_only)?;
     let (capture, diag) = reader.finish();
     let finish_started = std::time::Instant::now();
     let Output {
@@ -166,4 +120,59 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         rss_detect: memory::peak_rss_bytes(),
     };
     Ok(analysis)
+}
+
+/// Read on a second thread, a few batches ahead, while decode and track run on every core
+/// (rayon), sharded by connection; batches go back to the reader to be reused. Returns the
+/// reader once everything is read (`read_only`: batches are handed back undecoded).
+fn pump(
+    mut reader: MergedReader,
+    sharded: &mut Sharded,
+    inputs: &[String],
+    read_only: bool,
+) -> Result<MergedReader> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(4);
+    let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+    let reader = std::thread::scope(|s| {
+        let read = move || {
+            loop {
+                let mut batch = empty_rx.try_recv().unwrap_or_default();
+                if !reader.fill(&mut batch) || full_tx.send(batch).is_err() {
+                    break;
+                }
+            }
+            reader
+        };
+        // Named, so that `top -H` and `perf` tell it from the workers.
+        let spawned = std::thread::Builder::new()
+            .name("racetrace-read".into())
+            .spawn_scoped(s, read);
+        let producer = match spawned {
+            Ok(p) => p,
+            Err(source) => {
+                let file = inputs.join(", ");
+                return Err(error::Error::Io { file, source });
+            }
+        };
+        // The loop runs on a worker of the pool, so each batch's `rayon::join` is a worker's
+        // own (its halves stolen by the other worker) instead of a job handed in from outside
+        // the pool with this thread put to sleep until it is done.
+        rayon::scope(|_| {
+            for batch in full_rx {
+                let done = if read_only {
+                    Some(batch)
+                } else {
+                    sharded.feed(batch)
+                };
+                if let Some(b) = done {
+                    let _ = empty_tx.send(b);
+                }
+            }
+        });
+        Ok(producer.join())
+    });
+    match reader? {
+        Ok(r) => Ok(r),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }

@@ -184,12 +184,37 @@ fn snap_index(fitted: f64) -> Option<u8> {
 
 /// Find the backends and set `backend` on their connections.
 pub fn detect(a: &mut Analysis) {
-    use rayon::prelude::*;
     let epoch = a.epoch();
-    let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
+    let evidence = evidence(a, epoch);
+    let mut candidates: Vec<f64> = evidence.iter().filter_map(Evidence::rate).collect();
+    candidates.sort_by(|x, y| y.total_cmp(x));
+    candidates.dedup();
+    if candidates.is_empty() {
+        candidates = COMMON_RATES.to_vec();
+    }
+    let clusters = cluster(&evidence, &candidates);
+    let mut backends = found(a, epoch, &evidence, &clusters);
+    backends.sort_by_key(|b| b.ids.first().copied());
+    a.backends = backends
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| describe(a, format!("B{}", i + 1), f))
+        .collect();
+    for b in &a.backends {
+        let shared: crate::model::Name = b.id.as_str().into();
+        for &cid in &b.connections {
+            if let Some(c) = a.connections.get_mut(cid) {
+                c.backend = Some(shared.clone());
+            }
+        }
+    }
+}
 
-    // Each connection's evidence, in order of its server's first stamp (one list: a clock
-    // belongs to a host, whatever port reached it).
+/// Each connection's evidence, in order of its server's first stamp (one list: a clock
+/// belongs to a host, whatever port reached it). Times are seconds after `epoch`.
+fn evidence(a: &Analysis, epoch: Nanos) -> Vec<Evidence> {
+    use rayon::prelude::*;
+    let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
     let mut evidence: Vec<Evidence> = a
         .connections
         .par_iter()
@@ -220,6 +245,13 @@ pub fn detect(a: &mut Analysis) {
         .collect();
     // Stable: connections with equal first samples stay in id order.
     evidence.par_sort_by(|x, y| x.t.total_cmp(&y.t));
+    evidence
+}
+
+/// The backends the clusters make: each connection goes to the largest cluster holding it
+/// (by evidence index), and a cluster left with two or more members is a backend.
+fn found(a: &Analysis, epoch: Nanos, ev: &[Evidence], clusters: &[Cluster]) -> Vec<Found> {
+    let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
     let samples_of = |e: &Evidence| {
         a.connections.get(e.id).map_or_else(Vec::new, |c| {
             c.rec
@@ -229,16 +261,6 @@ pub fn detect(a: &mut Analysis) {
                 .collect::<Vec<(f64, u32)>>()
         })
     };
-    let mut backends: Vec<Found> = Vec::new();
-    let ev = &evidence[..];
-    let mut candidates: Vec<f64> = ev.iter().filter_map(Evidence::rate).collect();
-    candidates.sort_by(|x, y| y.total_cmp(x));
-    candidates.dedup();
-    if candidates.is_empty() {
-        candidates = COMMON_RATES.to_vec();
-    }
-    let clusters = cluster(ev, &candidates);
-    // Each connection goes to the largest cluster holding it (by evidence index).
     let mut best: Vec<Option<usize>> = vec![None; ev.len()];
     for (ci, cl) in clusters.iter().enumerate() {
         for &m in &cl.members {
@@ -252,202 +274,233 @@ pub fn detect(a: &mut Analysis) {
             }
         }
     }
+    let mut backends = Vec::new();
     for (ci, cl) in clusters.iter().enumerate() {
-        let members: Vec<usize> = cl
+        let evs: Vec<&Evidence> = cl
             .members
             .iter()
             .copied()
             .filter(|&m| best.get(m).copied().flatten() == Some(ci))
+            .filter_map(|m| ev.get(m))
             .collect();
-        let evs: Vec<&Evidence> = members.iter().filter_map(|&m| ev.get(m)).collect();
-        if evs.len() >= 2 {
-            // The fit needs samples spread over the backend's life, not all of them: at
-            // most FIT_CONNECTIONS members, evenly spaced, the first always included.
-            let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
-            let samples: Vec<(f64, u32)> = evs
-                .iter()
-                .step_by(step)
-                .flat_map(|e| samples_of(e))
-                .collect();
-            let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
-            let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
-            let mut ids: Vec<usize> = evs.iter().map(|e| e.id).collect();
-            ids.sort_unstable();
-            backends.push(Found {
-                ids,
-                chance: cl.chance,
-                rate: cl.rate,
-                samples,
-                span: last_seen - first_seen,
-                rate_inferred: evs.iter().all(|e| e.rate.is_none()),
-            });
+        if evs.len() < 2 {
+            continue;
+        }
+        // The fit needs samples spread over the backend's life, not all of them: at most
+        // FIT_CONNECTIONS members, evenly spaced, the first always included.
+        let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
+        let samples: Vec<(f64, u32)> = evs
+            .iter()
+            .step_by(step)
+            .flat_map(|e| samples_of(e))
+            .collect();
+        let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
+        let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
+        let mut ids: Vec<usize> = evs.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        backends.push(Found {
+            ids,
+            chance: cl.chance,
+            rate: cl.rate,
+            samples,
+            span: last_seen - first_seen,
+            rate_inferred: evs.iter().all(|e| e.rate.is_none()),
+        });
+    }
+    backends
+}
+
+/// The report's backend for one found clock: its services and addresses, fitted rate, skew,
+/// offset and confidence.
+fn describe(a: &Analysis, id: String, found: Found) -> Backend {
+    let Found {
+        ids,
+        chance,
+        rate,
+        samples,
+        span,
+        rate_inferred,
+    } = found;
+    let mut services: Vec<&str> = Vec::new();
+    let mut addrs: Vec<std::net::IpAddr> = Vec::new();
+    for c in ids.iter().filter_map(|&cid| a.connections.get(cid)) {
+        if !services.contains(&&*c.service) {
+            services.push(&c.service);
+        }
+        if !addrs.contains(&c.rec.server.ip) {
+            addrs.push(c.rec.server.ip);
         }
     }
-
-    backends.sort_by_key(|b| b.ids.first().copied());
-    a.backends = backends
-        .into_iter()
-        .enumerate()
-        .map(|(i, found)| {
-            let Found {
-                ids,
-                chance,
-                rate,
-                samples,
-                span,
-                rate_inferred,
-            } = found;
-            let id = format!("B{}", i + 1);
-            let mut services: Vec<&str> = Vec::new();
-            let mut addrs: Vec<std::net::IpAddr> = Vec::new();
-            for c in ids.iter().filter_map(|&cid| a.connections.get(cid)) {
-                if !services.contains(&&*c.service) {
-                    services.push(&c.service);
-                }
-                if !addrs.contains(&c.rec.server.ip) {
-                    addrs.push(c.rec.server.ip);
-                }
-            }
-            let mut services: Vec<String> = services.into_iter().map(str::to_string).collect();
-            let mut ips: Vec<String> = addrs.iter().map(|ip| ip.to_string()).collect();
-            services.sort();
-            ips.sort();
-            let shared: crate::model::Name = id.as_str().into();
-            for &cid in &ids {
-                if let Some(c) = a.connections.get_mut(cid) {
-                    c.backend = Some(shared.clone());
-                }
-            }
-            let fitted = theil_sen(&samples);
-            let skew_ppm = fitted
-                .filter(|_| span >= 10.0)
-                .map(|f| (f / rate - 1.0) * 1e6);
-            // One minus the probability that the members agree by chance.
-            let confidence = (1.0 - chance).clamp(0.0, 1.0);
-            let first = samples.first().copied().unwrap_or((0.0, 0));
-            Backend {
-                id,
-                services,
-                server_ips: ips,
-                clock_hz: Some(rate),
-                connections: ids,
-                confidence: (confidence * 1e4).floor() / 1e4,
-                fitted_hz: fitted,
-                skew_ppm,
-                offset: offset_key(rate, first),
-                rate_inferred,
-                regime: ClockRegime::Stable,
-            }
-        })
-        .collect();
+    let mut services: Vec<String> = services.into_iter().map(str::to_string).collect();
+    let mut ips: Vec<String> = addrs.iter().map(|ip| ip.to_string()).collect();
+    services.sort();
+    ips.sort();
+    let fitted = theil_sen(&samples);
+    let skew_ppm = fitted
+        .filter(|_| span >= 10.0)
+        .map(|f| (f / rate - 1.0) * 1e6);
+    // One minus the probability that the members agree by chance.
+    let confidence = (1.0 - chance).clamp(0.0, 1.0);
+    let first = samples.first().copied().unwrap_or((0.0, 0));
+    Backend {
+        id,
+        services,
+        server_ips: ips,
+        clock_hz: Some(rate),
+        connections: ids,
+        confidence: (confidence * 1e4).floor() / 1e4,
+        fitted_hz: fitted,
+        skew_ppm,
+        offset: offset_key(rate, first),
+        rate_inferred,
+        regime: ClockRegime::Stable,
+    }
 }
 
 /// Greedy clustering in time order through an offset index per rate. Clusters of one
 /// connection leave the index [`SINGLE_EXPIRY_S`] after it; each join multiplies the cluster's
 /// chance by the probability that one of the clusters compared agreed by chance.
 fn cluster(ev: &[Evidence], candidates: &[f64]) -> Vec<Cluster> {
-    let mut clusters: Vec<Cluster> = Vec::new();
-    // Per candidate rate: the clusters by offset key, and how many it holds.
-    let mut index: Vec<KeyIndex> = candidates
-        .iter()
-        .map(|&rate| KeyIndex::new(tolerance(rate, 3600.0) as u32 + 1))
-        .collect();
-    let mut live: Vec<usize> = vec![0; candidates.len()];
-    // Clusters created as one connection, in time order, until they expire or grow.
-    let mut singles: std::collections::VecDeque<(f64, usize)> = std::collections::VecDeque::new();
-    let mut near: Vec<usize> = Vec::new();
+    let mut c = Clustering::new(candidates);
     for (i, e) in ev.iter().enumerate() {
         let first = e.first();
-        while let Some(&(t, ci)) = singles.front() {
-            if t >= first.0 - SINGLE_EXPIRY_S {
+        c.expire(first.0);
+        match c.best_match(e) {
+            Some((ci, ri, compared)) => c.join(ci, ri, i, first, compared),
+            None => c.open(i, e),
+        }
+    }
+    c.clusters
+}
+
+/// The clustering's state: the clusters, and per candidate rate an index of them by offset key
+/// with how many it holds.
+struct Clustering<'c> {
+    candidates: &'c [f64],
+    clusters: Vec<Cluster>,
+    index: Vec<KeyIndex>,
+    live: Vec<usize>,
+    /// Clusters created as one connection, in time order, until they expire or grow.
+    singles: std::collections::VecDeque<(f64, usize)>,
+    /// Scratch list of the clusters near a key.
+    near: Vec<usize>,
+}
+
+impl<'c> Clustering<'c> {
+    fn new(candidates: &'c [f64]) -> Self {
+        Clustering {
+            candidates,
+            clusters: Vec::new(),
+            index: candidates
+                .iter()
+                .map(|&rate| KeyIndex::new(tolerance(rate, 3600.0) as u32 + 1))
+                .collect(),
+            live: vec![0; candidates.len()],
+            singles: std::collections::VecDeque::new(),
+            near: Vec::new(),
+        }
+    }
+
+    /// Clusters of one connection older than [`SINGLE_EXPIRY_S`] before `t` leave the index.
+    fn expire(&mut self, t: f64) {
+        while let Some(&(t0, ci)) = self.singles.front() {
+            if t0 >= t - SINGLE_EXPIRY_S {
                 break;
             }
-            singles.pop_front();
-            let Some(cl) = clusters.get(ci) else { continue };
+            self.singles.pop_front();
+            let Some(cl) = self.clusters.get(ci) else { continue };
             if cl.members.len() == 1 {
                 let (ri, key) = (cl.rate_index, cl.key);
-                if let Some(idx) = index.get_mut(ri) {
+                if let Some(idx) = self.index.get_mut(ri) {
                     idx.remove(key, ci);
                 }
-                if let Some(n) = live.get_mut(ri) {
+                if let Some(n) = self.live.get_mut(ri) {
                     *n = n.saturating_sub(1);
                 }
             }
         }
-        let mut matched: Option<(usize, usize, f64)> = None; // (cluster, rate index, tolerance)
-        let mut compared = 0.0; // clusters compared, weighted by their window / 2^32
-        for (ri, &rate) in candidates.iter().enumerate() {
+    }
+
+    /// The largest cluster `e`'s first stamp fits (cluster, rate index), with the clusters
+    /// compared, weighted by their window / 2^32 (the chance of a fit by accident).
+    fn best_match(&mut self, e: &Evidence) -> Option<(usize, usize, f64)> {
+        let first = e.first();
+        let mut matched: Option<(usize, usize)> = None;
+        let mut compared = 0.0;
+        for (ri, &rate) in self.candidates.iter().enumerate() {
             if e.rate().is_some_and(|r| r != rate) {
                 continue;
             }
             let key = offset_key(rate, first);
-            let Some(idx) = index.get(ri) else { continue };
-            compared += live.get(ri).copied().unwrap_or(0) as f64
+            let Some(idx) = self.index.get(ri) else { continue };
+            compared += self.live.get(ri).copied().unwrap_or(0) as f64
                 * (2.0 * tolerance(rate, SINGLE_EXPIRY_S) + 1.0)
                 / WRAP;
-            idx.near(key, &mut near);
-            for &ci in &near {
-                let Some(cl) = clusters.get(ci) else { continue };
-                let dt = first.0 - cl.anchor.0;
-                let tol = tolerance(rate, dt);
+            idx.near(key, &mut self.near);
+            for &ci in &self.near {
+                let Some(cl) = self.clusters.get(ci) else { continue };
+                let tol = tolerance(rate, first.0 - cl.anchor.0);
                 let ok = residual_from(rate, cl.anchor, first).abs() <= tol;
                 let better = matched
-                    .and_then(|(m, _, _)| clusters.get(m))
+                    .and_then(|(m, _)| self.clusters.get(m))
                     .is_none_or(|m| m.members.len() < cl.members.len());
                 if ok && better {
-                    matched = Some((ci, ri, tol));
+                    matched = Some((ci, ri));
                 }
             }
         }
-        match matched {
-            Some((ci, ri, _)) => {
-                let Some(cl) = clusters.get_mut(ci) else {
-                    continue;
-                };
-                cl.members.push(i);
-                cl.chance *= compared.min(1.0);
-                // The anchor moves to this connection's time on the cluster's smoothed line:
-                // its own error weighs 1/n (n up to 4), so the next prediction is not off by
-                // the latest member's jitter as well as the next one's.
-                let predicted = cl.anchor.1 + cl.rate * (first.0 - cl.anchor.0);
-                let weight = 1.0 / (cl.members.len().min(4) as f64);
-                let smoothed = predicted + weight * residual_from(cl.rate, cl.anchor, first);
-                cl.anchor = (first.0, smoothed.rem_euclid(WRAP));
-                let old = cl.key;
-                cl.key = offset_key(cl.rate, (cl.anchor.0, cl.anchor.1 as u64 as u32));
-                let new = cl.key;
-                if let Some(idx) = index.get_mut(ri) {
-                    idx.remove(old, ci);
-                    idx.insert(new, ci);
-                }
-            }
-            None => {
-                for (ri, &rate) in candidates.iter().enumerate() {
-                    if e.rate().is_some_and(|r| r != rate) {
-                        continue;
-                    }
-                    let key = offset_key(rate, first);
-                    clusters.push(Cluster {
-                        rate,
-                        rate_index: ri,
-                        members: vec![i],
-                        chance: 1.0,
-                        anchor: (first.0, f64::from(first.1)),
-                        key,
-                    });
-                    let ci = clusters.len() - 1;
-                    if let Some(idx) = index.get_mut(ri) {
-                        idx.insert(key, ci);
-                    }
-                    if let Some(n) = live.get_mut(ri) {
-                        *n += 1;
-                    }
-                    singles.push_back((first.0, ci));
-                }
-            }
+        matched.map(|(ci, ri)| (ci, ri, compared))
+    }
+
+    /// Evidence `i` joins cluster `ci`, whose anchor moves to it.
+    fn join(&mut self, ci: usize, ri: usize, i: usize, first: (f64, u32), compared: f64) {
+        let Some(cl) = self.clusters.get_mut(ci) else {
+            return;
+        };
+        cl.members.push(i);
+        cl.chance *= compared.min(1.0);
+        // The anchor moves to this connection's time on the cluster's smoothed line: its own
+        // error weighs 1/n (n up to 4), so the next prediction is not off by the latest
+        // member's jitter as well as the next one's.
+        let predicted = cl.anchor.1 + cl.rate * (first.0 - cl.anchor.0);
+        let weight = 1.0 / (cl.members.len().min(4) as f64);
+        let smoothed = predicted + weight * residual_from(cl.rate, cl.anchor, first);
+        cl.anchor = (first.0, smoothed.rem_euclid(WRAP));
+        let old = cl.key;
+        cl.key = offset_key(cl.rate, (cl.anchor.0, cl.anchor.1 as u64 as u32));
+        let new = cl.key;
+        if let Some(idx) = self.index.get_mut(ri) {
+            idx.remove(old, ci);
+            idx.insert(new, ci);
         }
     }
-    clusters
+
+    /// Evidence `i` matched no cluster: a cluster of its own per rate it may have.
+    fn open(&mut self, i: usize, e: &Evidence) {
+        let first = e.first();
+        for (ri, &rate) in self.candidates.iter().enumerate() {
+            if e.rate().is_some_and(|r| r != rate) {
+                continue;
+            }
+            let key = offset_key(rate, first);
+            self.clusters.push(Cluster {
+                rate,
+                rate_index: ri,
+                members: vec![i],
+                chance: 1.0,
+                anchor: (first.0, f64::from(first.1)),
+                key,
+            });
+            let ci = self.clusters.len() - 1;
+            if let Some(idx) = self.index.get_mut(ri) {
+                idx.insert(key, ci);
+            }
+            if let Some(n) = self.live.get_mut(ri) {
+                *n += 1;
+            }
+            self.singles.push_back((first.0, ci));
+        }
+    }
 }
 
 /// The clusters of one candidate rate by offset key: buckets of a power-of-two width at least

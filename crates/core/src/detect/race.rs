@@ -126,37 +126,12 @@ fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Sta
     let service = best_name(&attempts);
     let client = a.host_label(attempts.first().map_or(0, |c| c.host));
 
-    // Winner: among attempts that connected, the one the client closed last (never = last);
-    // tie: the longest-lived.
-    let winner = attempts
-        .iter()
-        .filter(|c| c.rec.established_time.is_some())
-        .max_by_key(|c| {
-            let close = c.rec.client_close().unwrap_or(Nanos::MAX);
-            let life = c.rec.last_time - c.rec.syn_time.get().unwrap_or(c.rec.first_time);
-            (close, life, std::cmp::Reverse(c.id))
-        })
-        .map(|c| c.id);
+    let winner = winner(&attempts);
     let winner_est = winner
         .and_then(get)
         .and_then(|w| w.rec.established_time.get());
 
-    // Attempt delays: between first SYNs to each new server address.
-    let mut firsts: Vec<(std::net::IpAddr, Nanos)> = Vec::new();
-    for c in &attempts {
-        if let Some(t) = c.rec.syn_time.get() {
-            if !firsts.iter().any(|(ip, _)| *ip == c.rec.server.ip) {
-                firsts.push((c.rec.server.ip, t));
-            }
-        }
-    }
-    let attempt_delays_ms: PerAttempt<f64> = firsts
-        .windows(2)
-        .map(|w| match w {
-            [(_, t0), (_, t1)] => ms_between(*t0, *t1),
-            _ => 0.0,
-        })
-        .collect();
+    let attempt_delays_ms = attempt_delays(&attempts);
 
     let also_rans: PerAttempt<usize> = attempts
         .iter()
@@ -166,20 +141,7 @@ fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Sta
     let also_ran_cancel: smallvec::SmallVec<[Cancel; 1]> = also_rans
         .iter()
         .filter_map(|&i| get(i))
-        .map(|c| {
-            let close = c.rec.client_close();
-            let stage = close.map_or_else(|| c.rec.stage(), |t| c.rec.stage_at(t));
-            let after_winner_ms = close.zip(winner_est).map(|(t, e)| ms_between(e, t));
-            let kept_past_winner =
-                winner_est.is_some() && after_winner_ms.is_none_or(|ms| ms > 0.0);
-            Cancel {
-                id: c.id,
-                stage,
-                after_winner_ms,
-                fate: fate(c),
-                late: kept_past_winner && stage > cancel_by,
-            }
-        })
+        .map(|c| cancel(c, winner_est, cancel_by))
         .collect();
     let cancel_rules_broken = cancel_rules(&also_ran_cancel, a);
     let (duplicate_upgrade, duplicate_upgrade_inferred) = duplicate_upgrade(&attempts);
@@ -218,6 +180,55 @@ fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Sta
 
 /// Two or more attempts sent a WebSocket upgrade request; or, over TLS where the request is
 /// not visible, two or more completed TLS and sent application data (inferred).
+/// The winner: among attempts that connected, the one the client closed last (never = last);
+/// tie: the longest-lived.
+fn winner(attempts: &[&Connection]) -> Option<usize> {
+    attempts
+        .iter()
+        .filter(|c| c.rec.established_time.is_some())
+        .max_by_key(|c| {
+            let close = c.rec.client_close().unwrap_or(Nanos::MAX);
+            let life = c.rec.last_time - c.rec.syn_time.get().unwrap_or(c.rec.first_time);
+            (close, life, std::cmp::Reverse(c.id))
+        })
+        .map(|c| c.id)
+}
+
+/// Attempt delays: between first SYNs to each new server address.
+fn attempt_delays(attempts: &[&Connection]) -> PerAttempt<f64> {
+    let mut firsts: Vec<(std::net::IpAddr, Nanos)> = Vec::new();
+    for c in attempts {
+        if let Some(t) = c.rec.syn_time.get() {
+            if !firsts.iter().any(|(ip, _)| *ip == c.rec.server.ip) {
+                firsts.push((c.rec.server.ip, t));
+            }
+        }
+    }
+    firsts
+        .windows(2)
+        .map(|w| match w {
+            [(_, t0), (_, t1)] => ms_between(*t0, *t1),
+            _ => 0.0,
+        })
+        .collect()
+}
+
+/// An also-ran's cancel: the stage it had reached when the client gave it up, how long after
+/// the winner connected, its fate, and whether that was beyond `cancel_by` (late).
+fn cancel(c: &Connection, winner_est: Option<Nanos>, cancel_by: Stage) -> Cancel {
+    let close = c.rec.client_close();
+    let stage = close.map_or_else(|| c.rec.stage(), |t| c.rec.stage_at(t));
+    let after_winner_ms = close.zip(winner_est).map(|(t, e)| ms_between(e, t));
+    let kept_past_winner = winner_est.is_some() && after_winner_ms.is_none_or(|ms| ms > 0.0);
+    Cancel {
+        id: c.id,
+        stage,
+        after_winner_ms,
+        fate: fate(c),
+        late: kept_past_winner && stage > cancel_by,
+    }
+}
+
 fn duplicate_upgrade(attempts: &[&Connection]) -> (bool, bool) {
     let upgrades = attempts
         .iter()

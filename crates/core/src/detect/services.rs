@@ -8,7 +8,7 @@ use super::summary::median;
 use super::{Context, Detector, Part};
 use crate::domain::{ms_between, Side};
 use crate::error::Warning;
-use crate::model::{Analysis, ClockRegime, Service};
+use crate::model::{Analysis, ClockRegime, Connection, Service};
 
 /// Builds `services[]`.
 pub struct Services;
@@ -28,68 +28,106 @@ impl Detector for Services {
     }
 }
 
+/// One service's facts, from any subset of its connections (subsets merge in any order:
+/// every list is sorted before it is reported).
+#[derive(Default)]
+struct Acc {
+    ips: Vec<std::net::IpAddr>,
+    connections: usize,
+    idle_closes: Vec<f64>,
+    with_ts: usize,
+    identified: usize,
+    regimes: Vec<ClockRegime>,
+}
+
+impl Acc {
+    /// Count one connection.
+    fn add(&mut self, c: &Connection) {
+        if !self.ips.contains(&c.rec.server.ip) {
+            self.ips.push(c.rec.server.ip);
+        }
+        self.connections += 1;
+        let regime = super::backend::regime(c);
+        if regime != ClockRegime::NoTimestamps {
+            self.with_ts += 1;
+        }
+        if regime == ClockRegime::Stable {
+            self.identified += 1;
+        }
+        if !self.regimes.contains(&regime) {
+            self.regimes.push(regime);
+        }
+        // The server closed first, after an exchange: its idle timeout.
+        let server_closed = matches!(c.rec.end(), Some((_, Side::Server, false)));
+        // A FIN within 100 ms of the last payload is an application close (a response
+        // with `Connection: close`, a WebSocket close), not an idle timeout.
+        if let (true, Some(idle)) = (server_closed, c.rec.server_fin_idle.get()) {
+            if c.rec.bytes[1] > 0 && idle >= 100_000_000 {
+                self.idle_closes.push(ms_between(0, idle));
+            }
+        }
+    }
+
+    fn merge(&mut self, o: Acc) {
+        for ip in o.ips {
+            if !self.ips.contains(&ip) {
+                self.ips.push(ip);
+            }
+        }
+        for r in o.regimes {
+            if !self.regimes.contains(&r) {
+                self.regimes.push(r);
+            }
+        }
+        self.connections += o.connections;
+        self.idle_closes.extend(o.idle_closes);
+        self.with_ts += o.with_ts;
+        self.identified += o.identified;
+    }
+
+    /// The service's entry, and the warning when none of its timestamped connections could
+    /// be tied to a backend.
+    fn service(mut self, name: &str, server_port: u16, file: &str) -> (Service, Option<Warning>) {
+        // Spelled out once per service, not once per connection; in text order.
+        let mut ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
+        ips.sort();
+        self.idle_closes.sort_by(f64::total_cmp);
+        self.regimes.sort();
+        let warning = (self.with_ts >= 2 && self.identified == 0).then(|| Warning {
+            kind: "backends_unidentifiable",
+            packet: None,
+            message: format!(
+                "{file}: service {name} port {server_port}: no backend identifiable from TCP timestamps ({} connections with timestamps, none sharing a clock: offsets random per connection or per address pair)",
+                self.with_ts
+            ),
+        });
+        let service = Service {
+            name: name.to_string(),
+            server_ips: ips,
+            server_port,
+            connections: self.connections,
+            server_idle_timeout_ms: median(&self.idle_closes),
+            server_idle_closes: self.idle_closes.len(),
+            backend_identified_share: (self.with_ts > 0)
+                .then(|| self.identified as f64 / self.with_ts as f64),
+            clock_regimes: self.regimes,
+        };
+        (service, warning)
+    }
+}
+
 /// One entry per (service, server port), with its addresses and connection count.
 pub fn services(a: &mut Analysis) {
     use rayon::prelude::*;
-    /// One service's facts, from any subset of its connections (subsets merge in any order:
-    /// every list is sorted before it is reported).
-    #[derive(Default)]
-    struct Acc {
-        ips: Vec<std::net::IpAddr>,
-        connections: usize,
-        idle_closes: Vec<f64>,
-        with_ts: usize,
-        identified: usize,
-        regimes: Vec<ClockRegime>,
-    }
-    impl Acc {
-        fn merge(&mut self, o: Acc) {
-            for ip in o.ips {
-                if !self.ips.contains(&ip) {
-                    self.ips.push(ip);
-                }
-            }
-            for r in o.regimes {
-                if !self.regimes.contains(&r) {
-                    self.regimes.push(r);
-                }
-            }
-            self.connections += o.connections;
-            self.idle_closes.extend(o.idle_closes);
-            self.with_ts += o.with_ts;
-            self.identified += o.identified;
-        }
-    }
     type ByService<'a> = BTreeMap<(&'a str, u16), Acc>;
     // Folded on every core, keyed by the name's text (no shared count touched per connection).
     let by: ByService<'_> = a
         .connections
         .par_iter()
         .fold(ByService::new, |mut by, c| {
-            let e = by.entry((&*c.service, c.rec.server.port)).or_default();
-            if !e.ips.contains(&c.rec.server.ip) {
-                e.ips.push(c.rec.server.ip);
-            }
-            e.connections += 1;
-            let regime = super::backend::regime(c);
-            if regime != ClockRegime::NoTimestamps {
-                e.with_ts += 1;
-            }
-            if regime == ClockRegime::Stable {
-                e.identified += 1;
-            }
-            if !e.regimes.contains(&regime) {
-                e.regimes.push(regime);
-            }
-            // The server closed first, after an exchange: its idle timeout.
-            let server_closed = matches!(c.rec.end(), Some((_, Side::Server, false)));
-            // A FIN within 100 ms of the last payload is an application close (a response
-            // with `Connection: close`, a WebSocket close), not an idle timeout.
-            if let (true, Some(idle)) = (server_closed, c.rec.server_fin_idle.get()) {
-                if c.rec.bytes[1] > 0 && idle >= 100_000_000 {
-                    e.idle_closes.push(ms_between(0, idle));
-                }
-            }
+            by.entry((&*c.service, c.rec.server.port))
+                .or_default()
+                .add(c);
             by
         })
         .reduce(ByService::new, |mut x, y| {
@@ -101,33 +139,10 @@ pub fn services(a: &mut Analysis) {
     let mut warnings = Vec::new();
     a.services = by
         .into_iter()
-        .map(|((name, server_port), mut acc)| {
-            // Spelled out once per service, not once per connection; in text order.
-            let mut ips: Vec<String> = acc.ips.iter().map(ToString::to_string).collect();
-            ips.sort();
-            acc.idle_closes.sort_by(f64::total_cmp);
-            acc.regimes.sort();
-            if acc.with_ts >= 2 && acc.identified == 0 {
-                warnings.push(Warning {
-                    kind: "backends_unidentifiable",
-                    packet: None,
-                    message: format!(
-                        "{}: service {name} port {server_port}: no backend identifiable from TCP timestamps ({} connections with timestamps, none sharing a clock: offsets random per connection or per address pair)",
-                        a.capture.file, acc.with_ts
-                    ),
-                });
-            }
-            Service {
-                name: name.to_string(),
-                server_ips: ips,
-                server_port,
-                connections: acc.connections,
-                server_idle_timeout_ms: median(&acc.idle_closes),
-                server_idle_closes: acc.idle_closes.len(),
-                backend_identified_share: (acc.with_ts > 0)
-                    .then(|| acc.identified as f64 / acc.with_ts as f64),
-                clock_regimes: acc.regimes,
-            }
+        .map(|((name, port), acc)| {
+            let (service, warning) = acc.service(name, port, &a.capture.file);
+            warnings.extend(warning);
+            service
         })
         .collect();
     a.warnings.extend(warnings);

@@ -177,44 +177,13 @@ impl ConnState {
         }
         let f = t.flags;
 
-        if f.is_syn() && side == Side::Client {
-            rec.history.add(side, b'S');
-            rec.syn_time.set_first(now);
-            if !rec.synack_time.is_some() {
-                rec.last_syn_time = OptNanos::some(now);
-            }
-            rec.syn_count += 1;
-            self.client_isn.get_or_insert(t.seq);
-            if rec.syn_options[0] == SynOptions::default() {
-                rec.syn_options[0] = SynOptions::from(t.options);
-            }
-        } else if f.is_synack() && side == Side::Server {
-            rec.history.add(side, b'H');
-            rec.synack_count += 1;
-            if !rec.synack_time.is_some() {
-                rec.synack_time = OptNanos::some(now);
-                rec.server_tsval = t.options.timestamp.map(|ts| ts.0);
-                rec.syn_options[1] = SynOptions::from(t.options);
-                self.server_isn = Some(t.seq);
-            }
+        if f.is_syn() || f.is_synack() {
+            self.on_syn(t, side, now);
         }
-
         if f.has(Flags::RST) {
-            rec.history.add(side, b'R');
-            if let Some(w) = self.watch.take() {
-                match side {
-                    Side::Server => rec.stale = Some(w.fail(StaleFailure::Rst, Some(now))),
-                    Side::Client if w.retransmissions > 0 => {
-                        rec.stale = Some(w.fail(StaleFailure::NoResponse, Some(now)))
-                    }
-                    Side::Client => {}
-                }
-            }
-            rec.rst[i].set_first(now);
-            if side == Side::Server && rec.handshake_seen && !rec.synack_time.is_some() {
-                rec.milestones.refused.set_first(now);
-            }
+            self.on_rst(side, now);
         } else if f.has(Flags::ACK) && !f.has(Flags::SYN) {
+            let rec = &mut self.rec;
             if side == Side::Client
                 && !rec.established_time.is_some()
                 && self.server_isn.is_some_and(|isn| t.ack == isn.plus(1))
@@ -230,27 +199,80 @@ impl ConnState {
         }
 
         if f.has(Flags::FIN) {
-            let rec = &mut self.rec;
-            rec.history.add(side, b'F');
-            if side == Side::Server && !rec.fin[1].is_some() {
-                let last = rec.last_payload[0].get().max(rec.last_payload[1].get());
-                if let Some(from) = last.or(rec.established_time.get()) {
-                    rec.server_fin_idle = OptNanos::some(now - from);
-                }
-            }
-            rec.fin[i].set_first(now);
-            if side == Side::Client {
-                if let Some(w) = self.watch.take() {
-                    if w.retransmissions > 0 {
-                        rec.stale = Some(w.fail(StaleFailure::NoResponse, Some(now)));
-                    }
-                }
-            }
+            self.on_fin(side, now);
         }
 
         if side == Side::Server {
             if let Some((tsval, _)) = t.options.timestamp {
                 self.ts_sample(TsSample { time: now, tsval });
+            }
+        }
+    }
+
+    /// A client SYN or a server SYN-ACK: times, counts, options, the initial sequence numbers.
+    #[inline]
+    fn on_syn(&mut self, t: &TcpView<'_>, side: Side, now: Nanos) {
+        let rec = &mut self.rec;
+        if t.flags.is_syn() && side == Side::Client {
+            rec.history.add(side, b'S');
+            rec.syn_time.set_first(now);
+            if !rec.synack_time.is_some() {
+                rec.last_syn_time = OptNanos::some(now);
+            }
+            rec.syn_count += 1;
+            self.client_isn.get_or_insert(t.seq);
+            if rec.syn_options[0] == SynOptions::default() {
+                rec.syn_options[0] = SynOptions::from(t.options);
+            }
+        } else if t.flags.is_synack() && side == Side::Server {
+            rec.history.add(side, b'H');
+            rec.synack_count += 1;
+            if !rec.synack_time.is_some() {
+                rec.synack_time = OptNanos::some(now);
+                rec.server_tsval = t.options.timestamp.map(|ts| ts.0);
+                rec.syn_options[1] = SynOptions::from(t.options);
+                self.server_isn = Some(t.seq);
+            }
+        }
+    }
+
+    /// A RST: it ends a watched stale reuse, and a server's before any SYN-ACK is a refusal.
+    #[inline]
+    fn on_rst(&mut self, side: Side, now: Nanos) {
+        let (i, rec) = (side.index(), &mut self.rec);
+        rec.history.add(side, b'R');
+        if let Some(w) = self.watch.take() {
+            match side {
+                Side::Server => rec.stale = Some(w.fail(StaleFailure::Rst, Some(now))),
+                Side::Client if w.retransmissions > 0 => {
+                    rec.stale = Some(w.fail(StaleFailure::NoResponse, Some(now)))
+                }
+                Side::Client => {}
+            }
+        }
+        rec.rst[i].set_first(now);
+        if side == Side::Server && rec.handshake_seen && !rec.synack_time.is_some() {
+            rec.milestones.refused.set_first(now);
+        }
+    }
+
+    /// A FIN: the server's idle time before it, and the end of a watched stale reuse.
+    #[inline]
+    fn on_fin(&mut self, side: Side, now: Nanos) {
+        let (i, rec) = (side.index(), &mut self.rec);
+        rec.history.add(side, b'F');
+        if side == Side::Server && !rec.fin[1].is_some() {
+            let last = rec.last_payload[0].get().max(rec.last_payload[1].get());
+            if let Some(from) = last.or(rec.established_time.get()) {
+                rec.server_fin_idle = OptNanos::some(now - from);
+            }
+        }
+        rec.fin[i].set_first(now);
+        if side == Side::Client {
+            if let Some(w) = self.watch.take() {
+                if w.retransmissions > 0 {
+                    rec.stale = Some(w.fail(StaleFailure::NoResponse, Some(now)));
+                }
             }
         }
     }
