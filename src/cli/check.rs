@@ -67,136 +67,150 @@ fn records(a: &Analysis, ids: &[usize]) -> String {
 
 /// Check one capture.
 pub fn check(a: &Analysis, gate: &Gate) -> Vec<Case> {
-    let file = &a.capture.file;
     let mut cases = Vec::new();
     if let Some(max) = gate.max_also_ran_rate {
-        let attempts = a
-            .connections
-            .iter()
-            .filter(|c| c.rec.handshake_seen)
-            .count();
-        let rate = if attempts == 0 {
-            0.0
-        } else {
-            a.summary.also_rans as f64 / attempts as f64
-        };
-        let mut v = Vec::new();
-        if rate > max {
-            v.push(format!(
-                "{file}: also-ran rate {rate:.3} ({} also-rans of {attempts} attempts) exceeds {max}",
-                a.summary.also_rans
-            ));
-        }
         cases.push(Case {
             rule: "max-also-ran-rate",
-            violations: v,
+            violations: also_ran_rate(a, max),
         });
     }
     if let Some(max) = gate.max_attempt_delay_ms {
-        let v = a
-            .races
-            .iter()
-            .flat_map(|r| {
-                r.attempt_delays_ms
-                    .iter()
-                    .filter(move |&&d| d > max)
-                    .map(move |d| {
-                        format!(
-                            "{file}: race {} ({}, {}): attempt delay {d:.1} ms exceeds {max} ms",
-                            r.id,
-                            r.service,
-                            records(a, &r.attempts)
-                        )
-                    })
-            })
-            .collect();
         cases.push(Case {
             rule: "max-attempt-delay",
-            violations: v,
+            violations: attempt_delays(a, max),
         });
     }
     for &rule in &gate.fail_on {
-        let v: Vec<String> = match rule {
-            Rule::DuplicateUpgrade => a
-                .races
-                .iter()
-                .filter(|r| r.duplicate_upgrade)
-                .map(|r| {
-                    format!(
-                        "{file}: race {} ({}, {}): duplicate WebSocket upgrade on attempts {}{}",
-                        r.id,
-                        r.service,
-                        records(a, &r.attempts),
-                        r.attempts
-                            .iter()
-                            .map(|i| format!("#{i}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        if r.duplicate_upgrade_inferred {
-                            " (inferred from TLS application data)"
-                        } else {
-                            ""
-                        }
-                    )
-                })
-                .collect(),
-            Rule::LateCancel => a
-                .races
-                .iter()
-                .flat_map(|r| {
-                    r.also_ran_cancel.iter().filter(|c| c.late).map(move |c| {
-                        format!(
-                            "{file}: race {} ({}): also-ran #{} ({}) cancelled at stage {} {} ms after the winner connected",
-                            r.id,
-                            r.service,
-                            c.id,
-                            records(a, &[c.id]),
-                            c.stage.as_str(),
-                            c.after_winner_ms
-                                .map(|m| format!("{m:.1}"))
-                                .unwrap_or_else(|| "(never)".into())
-                        )
-                    })
-                })
-                .collect(),
-            Rule::StaleReuse => a
-                .stale_reuses
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{file}: connection #{} ({}, {}): request after {:.0} ms idle failed by {} ({})",
-                        e.connection,
-                        e.service,
-                        records(a, &[e.connection]),
-                        e.idle_ms,
-                        e.failure.as_str(),
-                        e.cause.as_str()
-                    )
-                })
-                .collect(),
-            Rule::BackendSwitch => a
-                .sequences
-                .iter()
-                .filter(|s| s.backend_switches > 0)
-                .map(|s| {
-                    format!(
-                        "{file}: client {} → {} ({}): {} backend switches over {} connections: {}",
-                        s.client,
-                        s.service,
-                        records(a, &s.connections),
-                        s.backend_switches,
-                        s.connections.len(),
-                        s.strip
-                    )
-                })
-                .collect(),
-        };
         cases.push(Case {
             rule: rule.name(),
-            violations: v,
+            violations: violations(a, rule),
         });
     }
     cases
+}
+
+/// The also-ran rate over `max`: also-rans over attempts whose SYN was seen.
+fn also_ran_rate(a: &Analysis, max: f64) -> Vec<String> {
+    let file = &a.capture.file;
+    let attempts = a
+        .connections
+        .iter()
+        .filter(|c| c.rec.handshake_seen)
+        .count();
+    let rate = if attempts == 0 {
+        0.0
+    } else {
+        a.summary.also_rans as f64 / attempts as f64
+    };
+    let mut v = Vec::new();
+    if rate > max {
+        v.push(format!(
+            "{file}: also-ran rate {rate:.3} ({} also-rans of {attempts} attempts) exceeds {max}",
+            a.summary.also_rans
+        ));
+    }
+    v
+}
+
+/// Every attempt delay over `max` ms.
+fn attempt_delays(a: &Analysis, max: f64) -> Vec<String> {
+    let file = &a.capture.file;
+    a.races
+        .iter()
+        .flat_map(|r| {
+            r.attempt_delays_ms
+                .iter()
+                .filter(move |&&d| d > max)
+                .map(move |d| {
+                    format!(
+                        "{file}: race {} ({}, {}): attempt delay {d:.1} ms exceeds {max} ms",
+                        r.id,
+                        r.service,
+                        records(a, &r.attempts)
+                    )
+                })
+        })
+        .collect()
+}
+
+/// One line per violation of `rule`.
+fn violations(a: &Analysis, rule: Rule) -> Vec<String> {
+    let file = &a.capture.file;
+    match rule {
+        Rule::DuplicateUpgrade => a
+            .races
+            .iter()
+            .filter(|r| r.duplicate_upgrade)
+            .map(|r| {
+                format!(
+                    "{file}: race {} ({}, {}): duplicate WebSocket upgrade on attempts {}{}",
+                    r.id,
+                    r.service,
+                    records(a, &r.attempts),
+                    r.attempts
+                        .iter()
+                        .map(|i| format!("#{i}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if r.duplicate_upgrade_inferred {
+                        " (inferred from TLS application data)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect(),
+        Rule::LateCancel => a
+            .races
+            .iter()
+            .flat_map(|r| {
+                r.also_ran_cancel.iter().filter(|c| c.late).map(move |c| {
+                    format!(
+                        "{file}: race {} ({}): also-ran #{} ({}) cancelled at stage {} {} ms after the winner connected",
+                        r.id,
+                        r.service,
+                        c.id,
+                        records(a, &[c.id]),
+                        c.stage.as_str(),
+                        c.after_winner_ms
+                            .map(|m| format!("{m:.1}"))
+                            .unwrap_or_else(|| "(never)".into())
+                    )
+                })
+            })
+            .collect(),
+        Rule::StaleReuse => a
+            .stale_reuses
+            .iter()
+            .map(|e| {
+                format!(
+                    "{file}: connection #{} ({}, {}): request after {:.0} ms idle failed by {} ({})",
+                    e.connection,
+                    e.service,
+                    records(a, &[e.connection]),
+                    e.idle_ms,
+                    e.failure.as_str(),
+                    e.cause.as_str()
+                )
+            })
+            .collect(),
+        Rule::BackendSwitch => a
+            .sequences
+            .iter()
+            .filter(|s| s.backend_switches > 0)
+            .map(|s| {
+                format!(
+                    "{file}: client {} → {} ({}): {} backend switches over {} connections: {}",
+                    s.client,
+                    s.service,
+                    records(a, &s.connections),
+                    s.backend_switches,
+                    s.connections.len(),
+                    s.strip
+                )
+            })
+            .collect(),
+    }
 }
 
 fn xml(s: &str) -> String {

@@ -326,17 +326,9 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
     }
 }
 
-fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(), Error> {
-    use rayon::prelude::*;
-    let opts = args.common.options()?;
-    let outputs = Outputs::parse(&args.outputs)?;
-    if args.json.is_none() && args.out.is_none() {
-        return Err(Error::Usage(
-            "analyze: give --json FILE|- or --out DIR".into(),
-        ));
-    }
-    let captures = args.common.captures()?;
-    let mut json_out: Option<Box<dyn Write>> = match args.json.as_deref() {
+/// Where `--json` writes: standard output for `-`, a file, or nowhere.
+fn json_writer(json: Option<&str>) -> Result<Option<Box<dyn Write>>, Error> {
+    Ok(match json {
         Some("-") => Some(Box::new(BufWriter::with_capacity(
             1 << 20,
             io::stdout().lock(),
@@ -349,7 +341,20 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
             })?,
         ))),
         None => None,
-    };
+    })
+}
+
+fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(), Error> {
+    use rayon::prelude::*;
+    let opts = args.common.options()?;
+    let outputs = Outputs::parse(&args.outputs)?;
+    if args.json.is_none() && args.out.is_none() {
+        return Err(Error::Usage(
+            "analyze: give --json FILE|- or --out DIR".into(),
+        ));
+    }
+    let captures = args.common.captures()?;
+    let mut json_out = json_writer(args.json.as_deref())?;
     let mut index: Vec<IndexEntry> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     let bars = Bars::new(&captures);

@@ -98,6 +98,19 @@ fn table(title: &'static str, df: &DataFrame, limit: usize) -> Table {
 
 /// Plain-words findings, the worst first.
 fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
+    let mut out = harms(a, cancel_by);
+    out.extend(facts(a));
+    if out.is_empty() {
+        out.push(Finding {
+            text: "No connection races, backend switches or stale reuses in this capture.".into(),
+            bad: false,
+        });
+    }
+    out
+}
+
+/// What went wrong: duplicate upgrades and requests, late cancels, stale reuses.
+fn harms(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
     let s = &a.summary;
     let mut out = Vec::new();
     let mut say = |bad: bool, text: String| out.push(Finding { text, bad });
@@ -147,6 +160,14 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
             ),
         );
     }
+    out
+}
+
+/// What the capture shows of its services, races, clients and backends.
+fn facts(a: &Analysis) -> Vec<Finding> {
+    let s = &a.summary;
+    let mut out = Vec::new();
+    let mut say = |bad: bool, text: String| out.push(Finding { text, bad });
     for svc in &a.services {
         if let Some(t) = svc.server_idle_timeout_ms {
             say(
@@ -195,11 +216,7 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
         }
     }
     if !a.backends.is_empty() || s.family_switches > 0 {
-        let unknown = a
-            .connections
-            .iter()
-            .filter(|c| c.backend.is_none() && !c.rec.ts_samples.is_empty())
-            .count();
+        let unknown = s.timestamped_without_backend;
         say(
             s.backend_switches > 0,
             format!(
@@ -208,24 +225,57 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
             ),
         );
     }
-    if out.is_empty() {
-        out.push(Finding {
-            text: "No connection races, backend switches or stale reuses in this capture.".into(),
-            bad: false,
-        });
-    }
     out
 }
 
 /// The report page for one capture; charts are inlined as SVG.
 pub fn report(a: &Analysis, cancel_by: Stage) -> Result<String, String> {
-    let s = &a.summary;
+    let charts = charts::KINDS
+        .iter()
+        .map(|&k| {
+            Ok(Chart {
+                stem: k.stem(),
+                title: k.title(),
+                svg: charts::svg(k, a)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let tables = html_tables(a).map_err(|e| e.to_string())?;
+    let c = &a.capture;
+    let ctx = context! {
+        csp => csp(),
+        script => SCRIPT,
+        version => env!("CARGO_PKG_VERSION"),
+        capture => context! {
+            file => c.file.clone(),
+            format => format!("{:?}", c.format).to_lowercase(),
+            link_types => c.link_types.iter().map(|l| l.name()).collect::<Vec<_>>().join(", "),
+            packets => c.packets,
+            first => c.first_time.map(iso8601).unwrap_or_default(),
+            last => c.last_time.map(iso8601).unwrap_or_default(),
+            truncated => c.truncated,
+            vantage => format!("{:?}", a.vantage).to_lowercase(),
+        },
+        cards => cards(&a.summary),
+        findings => findings(a, cancel_by),
+        charts => charts,
+        tables => tables,
+        warnings => a.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>(),
+    };
+    env()
+        .get_template("report.html")
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| e.to_string())
+}
+
+/// The headline cards.
+fn cards(s: &racetrace_core::model::Summary) -> Vec<Card> {
     let card = |value: String, label, bad: bool| Card {
         value,
         label,
         class: if bad { "bad" } else { "" },
     };
-    let cards = vec![
+    vec![
         card(s.connections.to_string(), "connections", false),
         card(s.races.to_string(), "races", false),
         card(s.also_rans.to_string(), "also-rans", false),
@@ -253,186 +303,141 @@ pub fn report(a: &Analysis, cancel_by: Stage) -> Result<String, String> {
             "stale reuses",
             s.stale_reuses > 0,
         ),
-    ];
-    let charts = charts::KINDS
-        .iter()
-        .map(|&k| {
-            Ok(Chart {
-                stem: k.stem(),
-                title: k.title(),
-                svg: charts::svg(k, a)?,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let err = |e: polars::error::PolarsError| e.to_string();
-    let conns = tables::connections(a)
-        .and_then(|df| {
-            df.select([
-                "id",
-                "client",
-                "server_ip",
-                "server_port",
-                "family",
-                "syn_time_iso",
-                "stage",
-                "end_reason",
-                "role",
-                "race",
-                "service",
-                "backend",
-                "tls_sni",
-                "http.method",
-                "http.target",
-                "http.status",
-                "bytes_client",
-                "bytes_server",
-            ])
-        })
-        .map_err(err)?;
-    // The HTML shows each table's main columns; the CSV and Parquet files hold them all.
+    ]
+}
+
+/// The page's tables, each with its main columns.
+fn html_tables(a: &Analysis) -> polars::prelude::PolarsResult<Vec<Table>> {
     let pick = |df: polars::prelude::PolarsResult<DataFrame>, cols: &[&str]| {
-        df.and_then(|d| d.select(cols.iter().copied())).map_err(err)
+        df.and_then(|d| d.select(cols.iter().copied()))
     };
-    let tables = vec![
-        table(
-            "Races",
-            &pick(
-                tables::races(a),
-                &[
-                    "id",
-                    "service",
-                    "client",
-                    "start_time_iso",
-                    "attempts",
-                    "families",
-                    "winner",
-                    "winner_family",
-                    "also_rans",
-                    "attempt_delays_ms",
-                    "also_ran_cancel.stage",
-                    "also_ran_cancel.fate",
-                    "also_ran_cancel.after_winner_ms",
-                    "late_cancels",
-                    "duplicate_upgrade",
-                    "cancel_rules_broken",
-                    "rfc8305",
-                ],
-            )?,
-            usize::MAX,
-        ),
+    Ok(vec![
+        table("Races", &pick(tables::races(a), RACE_COLUMNS)?, usize::MAX),
         table(
             "Stale reuses",
-            &pick(
-                tables::stale_reuses(a),
-                &[
-                    "connection",
-                    "client",
-                    "service",
-                    "request_time_iso",
-                    "request",
-                    "idle_ms",
-                    "peer_closed",
-                    "failure",
-                    "cause",
-                    "fin_to_request_ms",
-                    "time_to_failure_ms",
-                    "retransmissions",
-                    "retry",
-                    "retry_delay_ms",
-                    "retry_same_request",
-                ],
-            )?,
+            &pick(tables::stale_reuses(a), STALE_COLUMNS)?,
             usize::MAX,
         ),
         table(
             "Backends",
-            &pick(
-                tables::backends(a),
-                &[
-                    "id",
-                    "services",
-                    "server_ips",
-                    "clock_hz",
-                    "connections",
-                    "confidence",
-                    "fitted_hz",
-                    "skew_ppm",
-                    "offset",
-                    "rate_inferred",
-                ],
-            )?,
+            &pick(tables::backends(a), BACKEND_COLUMNS)?,
             usize::MAX,
         ),
         table(
             "Sequences",
-            &pick(
-                tables::sequences(a),
-                &[
-                    "client",
-                    "service",
-                    "connections",
-                    "families",
-                    "backends",
-                    "family_switches",
-                    "backend_switches",
-                    "family_and_backend_switches",
-                    "strip",
-                ],
-            )?,
+            &pick(tables::sequences(a), SEQUENCE_COLUMNS)?,
             usize::MAX,
         ),
         table(
             "Per-service summary",
-            &pick(
-                tables::service_summary(a),
-                &[
-                    "name",
-                    "server_port",
-                    "connections",
-                    "races",
-                    "attempts",
-                    "also_rans",
-                    "also_ran_rate",
-                    "median_attempt_delay_ms",
-                    "p95_attempt_delay_ms",
-                    "winner_ipv6_share",
-                    "duplicate_upgrades",
-                    "late_cancels",
-                    "family_switches",
-                    "backend_switches",
-                    "stale_reuses",
-                ],
-            )?,
+            &pick(tables::service_summary(a), SERVICE_COLUMNS)?,
             usize::MAX,
         ),
-        table("Connections", &conns, MAX_ROWS),
-    ];
-    let c = &a.capture;
-    let ctx = context! {
-        csp => csp(),
-        script => SCRIPT,
-        version => env!("CARGO_PKG_VERSION"),
-        capture => context! {
-            file => c.file.clone(),
-            format => format!("{:?}", c.format).to_lowercase(),
-            link_types => c.link_types.iter().map(|l| l.name()).collect::<Vec<_>>().join(", "),
-            packets => c.packets,
-            first => c.first_time.map(iso8601).unwrap_or_default(),
-            last => c.last_time.map(iso8601).unwrap_or_default(),
-            truncated => c.truncated,
-            vantage => format!("{:?}", a.vantage).to_lowercase(),
-        },
-        cards => cards,
-        findings => findings(a, cancel_by),
-        charts => charts,
-        tables => tables,
-        warnings => a.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>(),
-    };
-    env()
-        .get_template("report.html")
-        .and_then(|t| t.render(ctx))
-        .map_err(|e| e.to_string())
+        table(
+            "Connections",
+            &pick(tables::connections(a), CONNECTION_COLUMNS)?,
+            MAX_ROWS,
+        ),
+    ])
 }
+
+// The HTML shows each table's main columns; the CSV and Parquet files hold them all.
+const CONNECTION_COLUMNS: &[&str] = &[
+    "id",
+    "client",
+    "server_ip",
+    "server_port",
+    "family",
+    "syn_time_iso",
+    "stage",
+    "end_reason",
+    "role",
+    "race",
+    "service",
+    "backend",
+    "tls_sni",
+    "http.method",
+    "http.target",
+    "http.status",
+    "bytes_client",
+    "bytes_server",
+];
+const RACE_COLUMNS: &[&str] = &[
+    "id",
+    "service",
+    "client",
+    "start_time_iso",
+    "attempts",
+    "families",
+    "winner",
+    "winner_family",
+    "also_rans",
+    "attempt_delays_ms",
+    "also_ran_cancel.stage",
+    "also_ran_cancel.fate",
+    "also_ran_cancel.after_winner_ms",
+    "late_cancels",
+    "duplicate_upgrade",
+    "cancel_rules_broken",
+    "rfc8305",
+];
+const STALE_COLUMNS: &[&str] = &[
+    "connection",
+    "client",
+    "service",
+    "request_time_iso",
+    "request",
+    "idle_ms",
+    "peer_closed",
+    "failure",
+    "cause",
+    "fin_to_request_ms",
+    "time_to_failure_ms",
+    "retransmissions",
+    "retry",
+    "retry_delay_ms",
+    "retry_same_request",
+];
+const BACKEND_COLUMNS: &[&str] = &[
+    "id",
+    "services",
+    "server_ips",
+    "clock_hz",
+    "connections",
+    "confidence",
+    "fitted_hz",
+    "skew_ppm",
+    "offset",
+    "rate_inferred",
+];
+const SEQUENCE_COLUMNS: &[&str] = &[
+    "client",
+    "service",
+    "connections",
+    "families",
+    "backends",
+    "family_switches",
+    "backend_switches",
+    "family_and_backend_switches",
+    "strip",
+];
+const SERVICE_COLUMNS: &[&str] = &[
+    "name",
+    "server_port",
+    "connections",
+    "races",
+    "attempts",
+    "also_rans",
+    "also_ran_rate",
+    "median_attempt_delay_ms",
+    "p95_attempt_delay_ms",
+    "winner_ipv6_share",
+    "duplicate_upgrades",
+    "late_cancels",
+    "family_switches",
+    "backend_switches",
+    "stale_reuses",
+];
 
 /// One row of the batch index.
 #[derive(Clone, Debug, Serialize)]

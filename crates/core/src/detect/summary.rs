@@ -68,6 +68,11 @@ pub fn summarize(a: &mut Analysis) {
             .filter_map(|r| a.connections.get(r.winner?))
             .filter(|c| c.rec.family() == Family::Ipv4)
             .count(),
+        timestamped_without_backend: a
+            .connections
+            .iter()
+            .filter(|c| c.backend.is_none() && !c.rec.ts_samples.is_empty())
+            .count(),
     };
 }
 

@@ -512,6 +512,8 @@ pub struct Summary {
     pub races_ipv6_first: usize,
     /// Extra: races won by IPv4.
     pub races_ipv4_won: usize,
+    /// Extra: connections with server TCP timestamps and no identified backend.
+    pub timestamped_without_backend: usize,
 }
 
 impl Analysis {

@@ -134,6 +134,16 @@ type Mark = (
 
 type Res<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
+/// A chart of milliseconds or seconds across, one row per item down.
+type RowChart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+    >,
+>;
+
 fn draw<DB: DrawingBackend>(kind: Kind, a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
     root.fill(&WHITE)?;
     match kind {
@@ -450,17 +460,7 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
             }
         }
     }
-    for (bi, b) in a.backends.iter().enumerate() {
-        let color = PALETTE[bi % PALETTE.len()];
-        chart
-            .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
-            .label(format!("backend {}", b.id))
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-    }
-    chart
-        .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
-        .label("backend unknown")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], GREY.filled()));
+    backend_legend(&mut chart, a)?;
     legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
@@ -530,5 +530,21 @@ fn fates<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
     }
     legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}
+
+/// The sequences chart's legend entries for the backends' colours.
+fn backend_legend<DB: DrawingBackend>(chart: &mut RowChart<'_, DB>, a: &Analysis) -> Res<DB> {
+    for (bi, b) in a.backends.iter().enumerate() {
+        let color = PALETTE[bi % PALETTE.len()];
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
+            .label(format!("backend {}", b.id))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+    }
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
+        .label("backend unknown")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], GREY.filled()));
     Ok(())
 }

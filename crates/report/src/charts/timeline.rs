@@ -39,17 +39,7 @@ pub(super) fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, 
     if rows.is_empty() {
         return nothing(root, title, "no races in this capture");
     }
-    let span = |ri: usize, cid: usize| -> Option<(f64, f64)> {
-        let r = a.races.get(ri)?;
-        let c = a.connections.get(cid)?;
-        let s = c.rec.syn_time.get()?;
-        let end = c
-            .rec
-            .end()
-            .map_or(c.rec.last_time, |e| e.0)
-            .max(c.rec.last_time);
-        Some((ms(r.start_time, s), ms(r.start_time, end)))
-    };
+    let span = |ri: usize, cid: usize| span(a, ri, cid);
     let xmax = rows
         .iter()
         .filter_map(|&(ri, c)| span(ri, c).map(|s| s.1))
@@ -63,24 +53,7 @@ pub(super) fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, 
         .y_label_area_size(170)
         .build_cartesian_2d(0f64..xmax, (0..n).into_segmented())?;
     let label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => rows
-            .get(*i)
-            .and_then(|&(ri, cid)| {
-                let c = a.connections.get(cid)?;
-                let role = if c.role == Role::Winner {
-                    "winner"
-                } else {
-                    "also-ran"
-                };
-                Some(format!(
-                    "race {} #{} v{} {}",
-                    a.races.get(ri)?.id,
-                    cid,
-                    c.rec.family().digit(),
-                    role
-                ))
-            })
-            .unwrap_or_default(),
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => row_label(a, &rows, *i),
         SegmentValue::Last => String::new(),
     };
     chart
@@ -125,7 +98,51 @@ pub(super) fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, 
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
     }
-    // Milestones.
+    milestones(&mut chart, a, &rows)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    Ok(())
+}
+
+/// Where the attempt of row (race `ri`, connection `cid`) runs, ms after the race's first SYN.
+fn span(a: &Analysis, ri: usize, cid: usize) -> Option<(f64, f64)> {
+    let r = a.races.get(ri)?;
+    let c = a.connections.get(cid)?;
+    let s = c.rec.syn_time.get()?;
+    let end = c
+        .rec
+        .end()
+        .map_or(c.rec.last_time, |e| e.0)
+        .max(c.rec.last_time);
+    Some((ms(r.start_time, s), ms(r.start_time, end)))
+}
+
+/// A row's label: `race 3 #7 v6 also-ran`.
+fn row_label(a: &Analysis, rows: &[(usize, usize)], i: usize) -> String {
+    rows.get(i)
+        .and_then(|&(ri, cid)| {
+            let c = a.connections.get(cid)?;
+            let role = if c.role == Role::Winner {
+                "winner"
+            } else {
+                "also-ran"
+            };
+            Some(format!(
+                "race {} #{} v{} {}",
+                a.races.get(ri)?.id,
+                cid,
+                c.rec.family().digit(),
+                role
+            ))
+        })
+        .unwrap_or_default()
+}
+
+/// A marker per milestone of each row: SYN-ACK, TLS done, HTTP request, 101, the cancel.
+fn milestones<DB: DrawingBackend>(
+    chart: &mut RowChart<'_, DB>,
+    a: &Analysis,
+    rows: &[(usize, usize)],
+) -> Res<DB> {
     let marks: [Mark; 5] = [
         ("SYN-ACK", RGBColor(0, 0, 0), |c| c.rec.synack_time.get()),
         ("TLS done", RGBColor(44, 160, 44), |c| {
@@ -178,6 +195,5 @@ pub(super) fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, 
                 .legend(move |(x, y)| Circle::new((x + 7, y), 5, color.filled()));
         }
     }
-    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
