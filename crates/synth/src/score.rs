@@ -210,61 +210,8 @@ pub fn score(report: &Value, truth: &[TruthConn]) -> Score {
         ..Score::default()
     };
 
-    // Backends: clocks seen on two or more connections with timestamps.
-    let with_ts: Vec<&(&Value, &TruthConn)> = matched
-        .iter()
-        .filter(|(c, _)| !c["server_tsval"].is_null())
-        .collect();
-    let mut clock_count: HashMap<&str, usize> = HashMap::new();
-    for (_, t) in &with_ts {
-        if !t.random_clock {
-            *clock_count.entry(&t.clock).or_default() += 1;
-        }
-    }
-    s.clocks = clock_count.values().filter(|&&n| n >= 2).count();
-    s.backends = Pairs::of(with_ts.iter().map(|(c, t)| {
-        let counted = !t.random_clock && clock_count.get(t.clock.as_str()).is_some_and(|&n| n >= 2);
-        (c["backend"].as_str(), counted.then_some(t.clock.as_str()))
-    }));
-    // Pairs of labelled connections whose clocks differ, among all labelled ones (random
-    // ones included), count against precision.
-    let all = Pairs::of(
-        with_ts
-            .iter()
-            .map(|(c, t)| (c["backend"].as_str(), Some(t.clock.as_str()))),
-    );
-    s.backends.predicted = all.predicted;
-    s.backends.both = s.backends.both.min(all.both);
-    s.backends_reported = report["backends"].as_array().map_or(0, Vec::len);
-    let random: Vec<_> = with_ts.iter().filter(|(_, t)| t.random_clock).collect();
-    s.random = (
-        random.len(),
-        random
-            .iter()
-            .filter(|(c, _)| !c["backend"].is_null())
-            .count(),
-    );
-
-    // Races: membership pairs over attempts whose SYN is in the capture.
-    let race_label = |v: &Value| v.as_u64().map(|r| r.to_string());
-    let labels: Vec<(Option<String>, Option<String>)> = matched
-        .iter()
-        .filter(|(c, _)| c["handshake_seen"].as_bool() == Some(true))
-        .map(|(c, t)| (race_label(&c["race"]), t.race.map(|r| r.to_string())))
-        .collect();
-    s.races = Pairs::of(labels.iter().map(|(p, a)| (p.as_deref(), a.as_deref())));
-    s.race_count = (report["races"].as_array().map_or(0, Vec::len), {
-        let mut r: Vec<u64> = truth.iter().filter_map(|t| t.race).collect();
-        r.sort_unstable();
-        r.dedup();
-        r.len()
-    });
-    s.roles_right = matched
-        .iter()
-        .filter(|(c, t)| c["role"].as_str() == Some(t.role.as_str()))
-        .count();
-    s.matched = matched.len();
-
+    score_backends(&mut s, report, &matched);
+    score_races(&mut s, report, &matched, truth);
     // Family switches: the truth's kept connections per (host, service) in SYN order.
     let mut kept: HashMap<(&str, &str), Vec<(f64, u8)>> = HashMap::new();
     for t in truth.iter().filter(|t| t.role != "also_ran") {
@@ -302,6 +249,70 @@ pub fn score(report: &Value, truth: &[TruthConn]) -> Score {
         truth.iter().filter(|t| t.stale).count(),
     );
     s
+}
+
+/// Backends: clocks seen on two or more connections with timestamps.
+fn score_backends(s: &mut Score, report: &Value, matched: &[(&Value, &TruthConn)]) {
+    let with_ts: Vec<&(&Value, &TruthConn)> = matched
+        .iter()
+        .filter(|(c, _)| !c["server_tsval"].is_null())
+        .collect();
+    let mut clock_count: HashMap<&str, usize> = HashMap::new();
+    for (_, t) in &with_ts {
+        if !t.random_clock {
+            *clock_count.entry(&t.clock).or_default() += 1;
+        }
+    }
+    s.clocks = clock_count.values().filter(|&&n| n >= 2).count();
+    s.backends = Pairs::of(with_ts.iter().map(|(c, t)| {
+        let counted = !t.random_clock && clock_count.get(t.clock.as_str()).is_some_and(|&n| n >= 2);
+        (c["backend"].as_str(), counted.then_some(t.clock.as_str()))
+    }));
+    // Pairs of labelled connections whose clocks differ, among all labelled ones (random
+    // ones included), count against precision.
+    let all = Pairs::of(
+        with_ts
+            .iter()
+            .map(|(c, t)| (c["backend"].as_str(), Some(t.clock.as_str()))),
+    );
+    s.backends.predicted = all.predicted;
+    s.backends.both = s.backends.both.min(all.both);
+    s.backends_reported = report["backends"].as_array().map_or(0, Vec::len);
+    let random: Vec<_> = with_ts.iter().filter(|(_, t)| t.random_clock).collect();
+    s.random = (
+        random.len(),
+        random
+            .iter()
+            .filter(|(c, _)| !c["backend"].is_null())
+            .count(),
+    );
+}
+
+/// Races: membership pairs over attempts whose SYN is in the capture, and roles.
+fn score_races(
+    s: &mut Score,
+    report: &Value,
+    matched: &[(&Value, &TruthConn)],
+    truth: &[TruthConn],
+) {
+    let race_label = |v: &Value| v.as_u64().map(|r| r.to_string());
+    let labels: Vec<(Option<String>, Option<String>)> = matched
+        .iter()
+        .filter(|(c, _)| c["handshake_seen"].as_bool() == Some(true))
+        .map(|(c, t)| (race_label(&c["race"]), t.race.map(|r| r.to_string())))
+        .collect();
+    s.races = Pairs::of(labels.iter().map(|(p, a)| (p.as_deref(), a.as_deref())));
+    s.race_count = (report["races"].as_array().map_or(0, Vec::len), {
+        let mut r: Vec<u64> = truth.iter().filter_map(|t| t.race).collect();
+        r.sort_unstable();
+        r.dedup();
+        r.len()
+    });
+    s.roles_right = matched
+        .iter()
+        .filter(|(c, t)| c["role"].as_str() == Some(t.role.as_str()))
+        .count();
+    s.matched = matched.len();
 }
 
 /// Read a truth file (one JSON object per line).
