@@ -1,5 +1,5 @@
 //! One row type per output table, defined once with serde: the JSON report's objects (the
-//! contract's shape, `spec/REPORT.md`) and, flattened by [`crate::flat`], the CSV and Parquet
+//! contract's shape, `spec/REPORT.md`) and, flattened by `flat`, the CSV and Parquet
 //! tables and the terminal's CSV. Backends, sequences, stale reuses and services are the
 //! model's own types ([`Backend`](racetrace_core::model::Backend),
 //! [`Sequence`](racetrace_core::model::Sequence), …); connections and races have a row here
@@ -9,7 +9,7 @@
 //! table's schema comes from its [`Probe`] row (see [`racetrace_core::domain::ser`]).
 //!
 //! The JSON writer spells connection and race objects member by member for speed
-//! ([`crate::json`]); a test holds its bytes equal to these rows' serde output on every capture
+//! (`json`); a test holds its bytes equal to these rows' serde output on every capture
 //! of the repository.
 
 use serde::Serialize;
