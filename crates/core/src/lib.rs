@@ -90,6 +90,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
             .iter()
             .map(|c: &Connection| (c.rec.first_record, c.rec.last_record)),
     );
+    // What the detectors fill starts empty.
     let mut analysis = Analysis {
         capture,
         decode: stats,
@@ -97,15 +98,8 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         vantage_votes: vantage,
         peak_open,
         connections,
-        hosts: Vec::new(),
-        services: Vec::new(),
-        races: Vec::new(),
-        backends: Vec::new(),
-        sequences: Vec::new(),
-        stale_reuses: Vec::new(),
         warnings: diag.into_warnings(),
-        summary: model::Summary::default(),
-        timings: model::Timings::default(),
+        ..Analysis::default()
     };
     let detectors = detect::run(&mut analysis, dns, &opts.detect);
     detect::filter::apply(&mut analysis, &opts.filter);

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::charts;
 use crate::tables;
-use racetrace_core::domain::{iso8601, Stage};
+use racetrace_core::domain::{iso8601, ms_between, Stage};
 use racetrace_core::model::Analysis;
 
 /// Sort any `table.sortable` by clicking a header (numbers numerically).
@@ -168,6 +168,54 @@ fn facts(a: &Analysis) -> Vec<Finding> {
     let s = &a.summary;
     let mut out = Vec::new();
     let mut say = |bad: bool, text: String| out.push(Finding { text, bad });
+    for f in &a.floods {
+        say(
+            true,
+            format!(
+                "SYN flood on {} (port {}): {} half-open attempts from {} sources over {:.1} s, up to {} a second; {} answered, {} reset.",
+                f.service,
+                f.server_port,
+                f.attempts,
+                f.sources,
+                ms_between(f.start_time, f.end_time) / 1000.0,
+                f.peak_per_s,
+                f.answered,
+                f.reset
+            ),
+        );
+    }
+    for sc in &a.scans {
+        let target = match (&sc.host, sc.port) {
+            (Some(h), _) => format!("{} ports of {h}", sc.targets),
+            (None, Some(p)) => format!("port {p} of {} hosts", sc.targets),
+            _ => format!("{} targets", sc.targets),
+        };
+        say(
+            true,
+            format!(
+                "{} scanned {target} ({} connections, {} open).",
+                sc.source, sc.attempts, sc.open
+            ),
+        );
+    }
+    for h in &a.health_checks {
+        say(
+            false,
+            format!(
+                "{} checks {} (port {}) every {:.0} ms: {} connect-and-close connections.",
+                h.source, h.service, h.server_port, h.interval_ms, h.checks
+            ),
+        );
+    }
+    for l in a.listeners.iter().filter(|l| l.unexplained > 0) {
+        say(
+            false,
+            format!(
+                "{} (port {}) saw {} short-lived connections: {} also-rans, {} flood, {} scan, {} health checks, {} unexplained.",
+                l.service, l.server_port, l.short_lived, l.also_ran, l.flood, l.scan, l.health_check, l.unexplained
+            ),
+        );
+    }
     for svc in &a.services {
         if let Some(t) = svc.server_idle_timeout_ms {
             say(

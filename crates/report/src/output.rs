@@ -78,13 +78,17 @@ fn write_err(path: &Path, e: impl ToString) -> Error {
 }
 
 /// The table files written per capture (without extension).
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 10] = [
     "connections",
     "races",
     "backends",
     "sequences",
     "stale_reuses",
     "services_summary",
+    "listeners",
+    "floods",
+    "scans",
+    "health_checks",
 ];
 
 /// Write one capture's folder.
@@ -111,6 +115,10 @@ pub fn write_folder(
                 "backends" => tables::backends(a),
                 "sequences" => tables::sequences(a),
                 "stale_reuses" => tables::stale_reuses(a),
+                "listeners" => tables::listeners(a),
+                "floods" => tables::floods(a),
+                "scans" => tables::scans(a),
+                "health_checks" => tables::health_checks(a),
                 _ => tables::service_summary(a),
             };
             let path = folder.join(name);

@@ -455,7 +455,11 @@ macro_rules! default_probe {
 default_probe!(
     racetrace_core::model::Backend,
     racetrace_core::model::StaleReuse,
-    racetrace_core::model::Service
+    racetrace_core::model::Service,
+    racetrace_core::model::Listener,
+    racetrace_core::model::Flood,
+    racetrace_core::model::Scan,
+    racetrace_core::model::HealthCheck
 );
 
 impl Probe for racetrace_core::model::Sequence {

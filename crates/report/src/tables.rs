@@ -9,7 +9,9 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use racetrace_core::model::{Analysis, Backend, Sequence, Service, StaleReuse};
+use racetrace_core::model::{
+    Analysis, Backend, Flood, HealthCheck, Listener, Scan, Sequence, Service, StaleReuse,
+};
 
 use crate::flat::Table;
 use crate::rows::{ConnectionRow, RaceRow};
@@ -44,6 +46,26 @@ pub fn sequences(a: &Analysis) -> PolarsResult<DataFrame> {
 /// The stale-reuse table.
 pub fn stale_reuses(a: &Analysis) -> PolarsResult<DataFrame> {
     Table::build::<_, StaleReuse>(&a.stale_reuses).frame()
+}
+
+/// The listeners table: per service, its short-lived connections by reason.
+pub fn listeners(a: &Analysis) -> PolarsResult<DataFrame> {
+    Table::build::<_, Listener>(&a.listeners).frame()
+}
+
+/// The floods table.
+pub fn floods(a: &Analysis) -> PolarsResult<DataFrame> {
+    Table::build::<_, Flood>(&a.floods).frame()
+}
+
+/// The scans table.
+pub fn scans(a: &Analysis) -> PolarsResult<DataFrame> {
+    Table::build::<_, Scan>(&a.scans).frame()
+}
+
+/// The health-checks table.
+pub fn health_checks(a: &Analysis) -> PolarsResult<DataFrame> {
+    Table::build::<_, HealthCheck>(&a.health_checks).frame()
 }
 
 /// The JSON's `services[]`, one row per service and server port, with per-service aggregates

@@ -1,6 +1,7 @@
 //! Detect stage: the finished connection table (plus what the packet observers saw, such as
 //! DNS) → hosts, service names, races, delay profiles, backends, sequences, stale reuses,
-//! services and the summary.
+//! the listeners' short-lived connections (floods, scans, health checks), services and the
+//! summary.
 //!
 //! Each detector is one file: a type implementing [`Detector`] that declares the [`Part`]s of
 //! the analysis it reads and the ones it writes (its own output), and the logic behind it. It
@@ -43,6 +44,7 @@ registry! {
     backend::Backends,
     sequence::Sequences,
     stale::Stale,
+    listener::Listeners,
     services::Services,
     summary::Headline,
 }
@@ -66,6 +68,8 @@ pub enum Part {
     Sequences,
     /// `stale_reuses`.
     StaleReuses,
+    /// `listeners`, `floods`, `scans` and `health_checks`.
+    Listeners,
     /// `services`.
     Services,
     /// `summary`.
@@ -212,6 +216,6 @@ mod tests {
         }
         let names: std::collections::BTreeSet<_> = detectors.iter().map(|d| d.name()).collect();
         assert_eq!(names.len(), detectors.len(), "two detectors share a name");
-        assert_eq!(written.len(), 10, "a part nobody writes: {written:?}");
+        assert_eq!(written.len(), 11, "a part nobody writes: {written:?}");
     }
 }

@@ -9,8 +9,10 @@ use crate::domain::{Family, Nanos, Stage};
 use crate::error::Warning;
 use crate::read::CaptureInfo;
 pub mod history;
+pub mod listener;
 pub mod record;
 
+pub use listener::{Flood, HealthCheck, Listener, Reason, Scan};
 pub use record::{ConnRecord, Vantage, VantageVotes};
 
 pub use crate::domain::{Interner, Name};
@@ -535,7 +537,7 @@ impl Analysis {
 }
 
 /// Everything learned from one capture.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Analysis {
     /// Read-stage facts.
     pub capture: CaptureInfo,
@@ -562,6 +564,14 @@ pub struct Analysis {
     pub sequences: Vec<Sequence>,
     /// Stale reuses.
     pub stale_reuses: Vec<StaleReuse>,
+    /// What each listener saw of its short-lived connections.
+    pub listeners: Vec<Listener>,
+    /// SYN floods.
+    pub floods: Vec<Flood>,
+    /// Port and host scans.
+    pub scans: Vec<Scan>,
+    /// Health checks.
+    pub health_checks: Vec<HealthCheck>,
     /// Warnings.
     pub warnings: Vec<Warning>,
     /// Headline counts.

@@ -87,9 +87,10 @@ impl LinkType {
 }
 
 /// Capture file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Format {
     /// Classic libpcap format.
+    #[default]
     Pcap,
     /// pcapng.
     Pcapng,
@@ -239,7 +240,7 @@ fn span_in(outer: &[u8], inner: &[u8]) -> Option<std::ops::Range<usize>> {
 }
 
 /// What the read stage learned about a capture (the contract's `capture` object).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct CaptureInfo {
     /// The input as given (several joined with `, ` when merged).
     pub file: String,

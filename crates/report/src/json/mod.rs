@@ -260,6 +260,15 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
         };
         serde_item(&client, buf)
     })?;
+    // Extras: what the listeners saw of their short-lived connections.
+    w.write_all(b",\"listeners\":")?;
+    array(w, &a.listeners, serde_item)?;
+    w.write_all(b",\"floods\":")?;
+    array(w, &a.floods, serde_item)?;
+    w.write_all(b",\"scans\":")?;
+    array(w, &a.scans, serde_item)?;
+    w.write_all(b",\"health_checks\":")?;
+    array(w, &a.health_checks, serde_item)?;
     w.write_all(b"}")
 }
 

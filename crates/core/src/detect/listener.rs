@@ -1,0 +1,324 @@
+//! The listener's view: why each short-lived connection (no payload either way) came. To a
+//! listener an also-ran looks like a client that crashed or a port scan; the capture can tell
+//! them apart, in this order of evidence:
+//!
+//! 1. **also-ran**: a losing attempt of a race whose winner connected (the race ties the
+//!    attempts to one client host by MAC, DNS or timing);
+//! 2. **flood**: one of at least [`FLOOD_PER_S`] half-open attempts a second on its service,
+//!    from at least [`FLOOD_SOURCES`] sources (seconds around the peak with a tenth of that
+//!    rate count too);
+//! 3. **scan**: one of a source's short-lived connections to at least [`SCAN_TARGETS`] ports of
+//!    one host (port scan), or to one port of as many hosts (host scan);
+//! 4. **health check**: one of at least [`CHECKS`] connect-and-close connections from one
+//!    source to one service, evenly spaced (every gap within 20 % of the median) at least
+//!    [`CHECK_MIN_INTERVAL_MS`] apart;
+//! 5. **unexplained** otherwise.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
+
+use super::{Context, Detector, Part};
+use crate::domain::{ms_between, Nanos};
+use crate::model::{Analysis, Connection, Flood, HealthCheck, Listener, Reason, Role, Scan};
+
+/// Half-open attempts a second on one service that make a flood.
+pub const FLOOD_PER_S: usize = 100;
+/// Distinct sources a flood needs (fewer is one host's retries, not a flood).
+pub const FLOOD_SOURCES: usize = 10;
+/// Ports of one host, or hosts on one port, that make a scan.
+pub const SCAN_TARGETS: usize = 10;
+/// Connect-and-close connections that make a health check.
+pub const CHECKS: usize = 3;
+/// The shortest interval of a health check, ms (a client's pool of parallel connections,
+/// opened milliseconds apart and closed unused, is not one).
+pub const CHECK_MIN_INTERVAL_MS: f64 = 1000.0;
+
+/// Classifies short-lived connections; sets `listeners`, `floods`, `scans` and
+/// `health_checks`.
+pub struct Listeners;
+
+impl Detector for Listeners {
+    fn name(&self) -> &'static str {
+        "listeners"
+    }
+    fn reads(&self) -> &'static [Part] {
+        &[Part::Names, Part::Races]
+    }
+    fn writes(&self) -> &'static [Part] {
+        &[Part::Listeners]
+    }
+    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        detect(a);
+    }
+}
+
+/// No payload either way.
+fn short_lived(c: &Connection) -> bool {
+    c.rec.bytes == [0, 0]
+}
+
+/// When the attempt started.
+fn start(c: &Connection) -> Nanos {
+    c.rec.syn_time.get().unwrap_or(c.rec.first_time)
+}
+
+/// Each connection's reason (`None`: not short-lived, or not yet classified).
+type Reasons = Vec<Option<Reason>>;
+
+/// Classify every short-lived connection and count them per listener.
+pub fn detect(a: &mut Analysis) {
+    let mut reasons: Reasons = a
+        .connections
+        .iter()
+        .map(|c| {
+            let won = c
+                .race
+                .and_then(|r| a.races.get(r))
+                .is_some_and(|r| r.winner.is_some());
+            (short_lived(c) && c.role == Role::AlsoRan && won).then_some(Reason::AlsoRan)
+        })
+        .collect();
+    a.floods = floods(a, &mut reasons);
+    a.scans = scans(a, &mut reasons);
+    a.health_checks = health_checks(a, &mut reasons);
+    a.listeners = listeners(a, &reasons);
+}
+
+/// Unclassified and short-lived.
+fn open_question<'a: 'r, 'r>(
+    a: &'a Analysis,
+    reasons: &'r Reasons,
+) -> impl Iterator<Item = &'a Connection> + 'r {
+    a.connections
+        .iter()
+        .filter(move |c| short_lived(c) && reasons.get(c.id).is_some_and(Option::is_none))
+}
+
+fn floods(a: &Analysis, reasons: &mut Reasons) -> Vec<Flood> {
+    let epoch = a.epoch();
+    let second = |c: &Connection| (start(c) - epoch).div_euclid(1_000_000_000);
+    let half_open = |c: &&Connection| !c.rec.established_time.is_some();
+    // Half-open attempts per service and second.
+    let mut hist: HashMap<(&str, u16), BTreeMap<i64, usize>> = HashMap::new();
+    for c in open_question(a, reasons).filter(half_open) {
+        *hist
+            .entry((&*c.service, c.rec.server.port))
+            .or_default()
+            .entry(second(c))
+            .or_default() += 1;
+    }
+    // Flood episodes: runs of seconds at the flood rate, widened by the seconds beside them
+    // at a tenth of it.
+    let mut episodes: HashMap<(&str, u16), Vec<(i64, i64)>> = HashMap::new();
+    for (key, secs) in &hist {
+        let busy = |n: usize| n >= FLOOD_PER_S / 10;
+        let mut runs: Vec<(i64, i64, bool)> = Vec::new(); // (first, last, reaches the rate)
+        for (&s, &n) in secs.iter().filter(|(_, &n)| busy(n)) {
+            match runs.last_mut() {
+                Some(r) if s == r.1 + 1 => {
+                    r.1 = s;
+                    r.2 |= n >= FLOOD_PER_S;
+                }
+                _ => runs.push((s, s, n >= FLOOD_PER_S)),
+            }
+        }
+        let keep: Vec<(i64, i64)> = runs.into_iter().filter(|r| r.2).map(|r| (r.0, r.1)).collect();
+        if !keep.is_empty() {
+            episodes.insert(*key, keep);
+        }
+    }
+    #[derive(Default)]
+    struct Acc {
+        members: Vec<usize>,
+        sources: HashSet<IpAddr>,
+        per_s: BTreeMap<i64, usize>,
+    }
+    let mut accs: BTreeMap<(&str, u16, i64), Acc> = BTreeMap::new();
+    for c in open_question(a, reasons).filter(half_open) {
+        let key = (&*c.service, c.rec.server.port);
+        let s = second(c);
+        let Some(ep) = episodes.get(&key).and_then(|e| e.iter().find(|e| e.0 <= s && s <= e.1))
+        else {
+            continue;
+        };
+        let acc = accs.entry((key.0, key.1, ep.0)).or_default();
+        acc.members.push(c.id);
+        acc.sources.insert(c.rec.client.ip);
+        *acc.per_s.entry(s).or_default() += 1;
+    }
+    let mut out = Vec::new();
+    for ((service, port, _), acc) in accs {
+        if acc.sources.len() < FLOOD_SOURCES {
+            continue;
+        }
+        let members: Vec<&Connection> =
+            acc.members.iter().filter_map(|&i| a.connections.get(i)).collect();
+        for c in &members {
+            if let Some(r) = reasons.get_mut(c.id) {
+                *r = Some(Reason::Flood);
+            }
+        }
+        out.push(Flood {
+            service: service.to_string(),
+            server_port: port,
+            start_time: members.iter().map(|c| start(c)).min().unwrap_or(0),
+            end_time: members.iter().map(|c| start(c)).max().unwrap_or(0),
+            attempts: members.len(),
+            sources: acc.sources.len(),
+            peak_per_s: acc.per_s.values().copied().max().unwrap_or(0),
+            answered: members.iter().filter(|c| c.rec.synack_time.is_some()).count(),
+            reset: members.iter().filter(|c| c.rec.rst[1].is_some()).count(),
+        });
+    }
+    out.sort_by_key(|f| f.start_time);
+    out
+}
+
+fn scans(a: &Analysis, reasons: &mut Reasons) -> Vec<Scan> {
+    // Per source: its unclassified short-lived connections.
+    let mut by_source: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for c in open_question(a, reasons) {
+        by_source.entry(c.rec.client.ip).or_default().push(c.id);
+    }
+    let mut out = Vec::new();
+    for (source, ids) in by_source {
+        let conns: Vec<&Connection> = ids.iter().filter_map(|&i| a.connections.get(i)).collect();
+        // Port scans: per host, the distinct ports.
+        let mut ports: BTreeMap<IpAddr, Vec<&Connection>> = BTreeMap::new();
+        for c in &conns {
+            ports.entry(c.rec.server.ip).or_default().push(c);
+        }
+        for (host, cs) in ports {
+            let distinct: HashSet<u16> = cs.iter().map(|c| c.rec.server.port).collect();
+            if distinct.len() >= SCAN_TARGETS {
+                let open: HashSet<u16> = cs
+                    .iter()
+                    .filter(|c| c.rec.synack_time.is_some())
+                    .map(|c| c.rec.server.port)
+                    .collect();
+                out.push(scan(source, "port", Some(host), None, distinct.len(), open.len(), &cs, reasons));
+            }
+        }
+        // Host scans: per port, the distinct hosts (of what the port scans left).
+        let mut hosts: BTreeMap<u16, Vec<&Connection>> = BTreeMap::new();
+        for c in conns.iter().filter(|c| reasons.get(c.id).is_some_and(Option::is_none)) {
+            hosts.entry(c.rec.server.port).or_default().push(c);
+        }
+        for (port, cs) in hosts {
+            let distinct: HashSet<IpAddr> = cs.iter().map(|c| c.rec.server.ip).collect();
+            if distinct.len() >= SCAN_TARGETS {
+                let open: HashSet<IpAddr> = cs
+                    .iter()
+                    .filter(|c| c.rec.synack_time.is_some())
+                    .map(|c| c.rec.server.ip)
+                    .collect();
+                out.push(scan(source, "host", None, Some(port), distinct.len(), open.len(), &cs, reasons));
+            }
+        }
+    }
+    out.sort_by_key(|s| s.start_time);
+    out
+}
+
+/// One scan's entry; its connections are marked.
+#[allow(clippy::too_many_arguments)]
+fn scan(
+    source: IpAddr,
+    kind: &'static str,
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    targets: usize,
+    open: usize,
+    cs: &[&Connection],
+    reasons: &mut Reasons,
+) -> Scan {
+    for c in cs {
+        if let Some(r) = reasons.get_mut(c.id) {
+            *r = Some(Reason::Scan);
+        }
+    }
+    Scan {
+        source: source.to_string(),
+        kind,
+        host: host.map(|h| h.to_string()),
+        port,
+        targets,
+        attempts: cs.len(),
+        open,
+        start_time: cs.iter().map(|c| start(c)).min().unwrap_or(0),
+        end_time: cs.iter().map(|c| start(c)).max().unwrap_or(0),
+    }
+}
+
+fn health_checks(a: &Analysis, reasons: &mut Reasons) -> Vec<HealthCheck> {
+    // Per (source, service, port): its connect-and-close connections, in time order.
+    let mut groups: BTreeMap<(IpAddr, &str, u16), Vec<&Connection>> = BTreeMap::new();
+    for c in open_question(a, reasons).filter(|c| c.rec.established_time.is_some()) {
+        groups
+            .entry((c.rec.client.ip, &*c.service, c.rec.server.port))
+            .or_default()
+            .push(c);
+    }
+    let mut out = Vec::new();
+    for ((source, service, port), mut cs) in groups {
+        if cs.len() < CHECKS {
+            continue;
+        }
+        cs.sort_by_key(|c| start(c));
+        let mut gaps: Vec<f64> = cs.windows(2).map(|w| ms_between(start(w[0]), start(w[1]))).collect();
+        gaps.sort_by(f64::total_cmp);
+        let Some(median) = super::summary::median(&gaps) else {
+            continue;
+        };
+        let even = median >= CHECK_MIN_INTERVAL_MS
+            && gaps.iter().all(|g| (g - median).abs() <= 0.2 * median);
+        if !even {
+            continue;
+        }
+        for c in &cs {
+            if let Some(r) = reasons.get_mut(c.id) {
+                *r = Some(Reason::HealthCheck);
+            }
+        }
+        out.push(HealthCheck {
+            source: source.to_string(),
+            service: service.to_string(),
+            server_port: port,
+            checks: cs.len(),
+            interval_ms: median,
+            start_time: cs.first().map_or(0, |c| start(c)),
+            end_time: cs.last().map_or(0, |c| start(c)),
+        });
+    }
+    out.sort_by_key(|h| h.start_time);
+    out
+}
+
+fn listeners(a: &Analysis, reasons: &Reasons) -> Vec<Listener> {
+    let mut by: BTreeMap<(&str, u16), Listener> = BTreeMap::new();
+    for c in &a.connections {
+        let l = by.entry((&*c.service, c.rec.server.port)).or_default();
+        l.connections += 1;
+        if !short_lived(c) {
+            continue;
+        }
+        l.short_lived += 1;
+        match reasons.get(c.id).copied().flatten().unwrap_or_default() {
+            Reason::AlsoRan => l.also_ran += 1,
+            Reason::Flood => l.flood += 1,
+            Reason::Scan => l.scan += 1,
+            Reason::HealthCheck => l.health_check += 1,
+            Reason::Unexplained => l.unexplained += 1,
+        }
+    }
+    by.into_iter()
+        .filter(|(_, l)| l.short_lived > 0)
+        .map(|((service, port), l)| Listener {
+            service: service.to_string(),
+            server_port: port,
+            ..l
+        })
+        .collect()
+}
