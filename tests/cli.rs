@@ -119,3 +119,49 @@ fn listings_end_their_lines() {
         }
     }
 }
+
+/// A report is whole or absent: `--json` into a folder that does not exist fails naming the
+/// file and creates nothing; with `--out`, an output that cannot be put in place (a folder
+/// already has its name) fails the run and leaves no partial or temporary file beside it.
+#[test]
+fn a_failed_write_leaves_no_partial_report() {
+    let cap = root().join("samples/ws_duplicate.pcap");
+    let cap = cap.to_str().unwrap();
+    let dir = tempdir("atomic");
+    let missing = dir.join("no/such/dir/analysis.json");
+    let o = racetrace(&["analyze", cap, "--json", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no/such/dir/analysis.json"), "{err}");
+    assert!(!dir.join("no").exists());
+
+    let out = dir.join("out");
+    std::fs::create_dir_all(out.join("ws_duplicate/analysis.json")).unwrap();
+    let o = racetrace(&["analyze", cap, "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let left: Vec<String> = std::fs::read_dir(out.join("ws_duplicate"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["analysis.json"],
+        "only the folder in the way is there"
+    );
+
+    // The same run into a clean folder writes every file whole, and no temporary.
+    let clean = dir.join("clean");
+    let o = racetrace(&["analyze", cap, "--out", clean.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<String> = std::fs::read_dir(clean.join("ws_duplicate"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    assert!(names.contains(&"analysis.json".to_string()), "{names:?}");
+}

@@ -250,12 +250,11 @@ fn check(args: &CheckArgs, outcome: &mut Outcome) -> Result<(), Error> {
     }
     bars.finish();
     if let Some(path) = &args.junit {
-        std::fs::write(path, crate::cli::check::junit(&results, &unreadable)).map_err(
-            |source| Error::Write {
+        racetrace_report::atomic::write(path, crate::cli::check::junit(&results, &unreadable))
+            .map_err(|source| Error::Write {
                 path: path.clone(),
                 source,
-            },
-        )?;
+            })?;
     }
     Ok(())
 }
@@ -326,22 +325,46 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
     }
 }
 
-/// Where `--json` writes: standard output for `-`, a file, or nowhere.
-fn json_writer(json: Option<&str>) -> Result<Option<Box<dyn Write>>, Error> {
-    Ok(match json {
-        Some("-") => Some(Box::new(BufWriter::with_capacity(
-            1 << 20,
-            io::stdout().lock(),
-        ))),
-        Some(path) => Some(Box::new(BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(path).map_err(|source| Error::Write {
-                path: path.into(),
-                source,
-            })?,
-        ))),
-        None => None,
-    })
+/// Where `--json` writes: standard output for `-`, or a file that appears whole once every
+/// capture is written (an error on the way leaves no partial report).
+enum JsonOut {
+    Stdout(BufWriter<io::StdoutLock<'static>>),
+    File(racetrace_report::atomic::AtomicFile),
+}
+
+impl JsonOut {
+    fn open(json: Option<&str>) -> Result<Option<JsonOut>, Error> {
+        Ok(match json {
+            Some("-") => Some(JsonOut::Stdout(BufWriter::with_capacity(
+                1 << 20,
+                io::stdout().lock(),
+            ))),
+            Some(path) => Some(JsonOut::File(
+                racetrace_report::atomic::AtomicFile::create(Path::new(path)).map_err(
+                    |source| Error::Write {
+                        path: path.into(),
+                        source,
+                    },
+                )?,
+            )),
+            None => None,
+        })
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            JsonOut::Stdout(w) => w,
+            JsonOut::File(f) => f,
+        }
+    }
+
+    /// Flush standard output, or rename the file into place.
+    fn finish(self) -> io::Result<()> {
+        match self {
+            JsonOut::Stdout(mut w) => w.flush(),
+            JsonOut::File(f) => f.commit(),
+        }
+    }
 }
 
 fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(), Error> {
@@ -354,7 +377,7 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
         ));
     }
     let captures = args.common.captures()?;
-    let mut json_out = json_writer(args.json.as_deref())?;
+    let mut json_out = JsonOut::open(args.json.as_deref())?;
     let mut index: Vec<IndexEntry> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
     let bars = Bars::new(&captures);
@@ -381,7 +404,7 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
                 Ok((stem, a, folder)) => {
                     print_warnings(&a.warnings, "analyze", quiet);
                     let started = Started::now();
-                    if let Some(w) = json_out.as_mut() {
+                    if let Some(w) = json_out.as_mut().map(JsonOut::writer) {
                         let res = render::json::write(&a, &mut *w).and_then(|_| writeln!(w));
                         res.map_err(|source| Error::Write {
                             path: args.json.clone().unwrap_or_default().into(),
@@ -409,9 +432,9 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
     if let Some(dir) = &args.out {
         render::output::write_index(dir, &index, &failed)?;
     }
-    if let Some(mut w) = json_out {
-        w.flush().map_err(|source| Error::Write {
-            path: "<json>".into(),
+    if let Some(w) = json_out {
+        w.finish().map_err(|source| Error::Write {
+            path: args.json.clone().unwrap_or_default().into(),
             source,
         })?;
     }

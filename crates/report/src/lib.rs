@@ -2,6 +2,7 @@
 //! contract), the terminal's tables, the CSV/Parquet tables (polars), the charts (plotters)
 //! and the single-file HTML report; [`output`] writes one capture's folder.
 
+pub mod atomic;
 pub mod charts;
 pub mod flat;
 pub mod html;

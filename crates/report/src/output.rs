@@ -2,9 +2,9 @@
 //! as PNG and SVG, and the tables as CSV and Parquet, each kind selectable with `--outputs`.
 
 use std::fs;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use crate::atomic::{self, AtomicFile};
 use crate::{charts, html, json, tables};
 use racetrace_core::domain::Stage;
 use racetrace_core::error::Error;
@@ -101,11 +101,10 @@ pub fn write_folder(
     fs::create_dir_all(folder).map_err(|e| write_err(folder, e))?;
     if o.json {
         let path = folder.join("analysis.json");
-        let file = fs::File::create(&path).map_err(|e| write_err(&path, e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let mut w = AtomicFile::create(&path).map_err(|e| write_err(&path, e))?;
         json::write(a, &mut w)
-            .map_err(|e| write_err(&path, e))
-            .and_then(|_| w.flush().map_err(|e| write_err(&path, e)))?;
+            .and_then(|_| w.commit())
+            .map_err(|e| write_err(&path, e))?;
     }
     if o.csv || o.parquet {
         for name in TABLES {
@@ -136,18 +135,21 @@ pub fn write_folder(
     for kind in charts::KINDS {
         if o.png {
             let p = folder.join(format!("{}.png", kind.stem()));
-            charts::write_png(kind, a, &p).map_err(|e| write_err(&p, e))?;
+            atomic::with_path(&p, |tmp| {
+                charts::write_png(kind, a, tmp).map_err(std::io::Error::other)
+            })
+            .map_err(|e| write_err(&p, e))?;
         }
         if o.svg {
             let p = folder.join(format!("{}.svg", kind.stem()));
             let svg = charts::svg(kind, a).map_err(|e| write_err(&p, e))?;
-            fs::write(&p, svg).map_err(|e| write_err(&p, e))?;
+            atomic::write(&p, svg).map_err(|e| write_err(&p, e))?;
         }
     }
     if o.html {
         let p = folder.join("report.html");
         let page = html::report(a, cancel_by).map_err(|e| write_err(&p, e))?;
-        fs::write(&p, page).map_err(|e| write_err(&p, e))?;
+        atomic::write(&p, page).map_err(|e| write_err(&p, e))?;
     }
     Ok(())
 }
@@ -195,7 +197,7 @@ pub fn write_index(dir: &Path, entries: &[IndexEntry], failed: &[String]) -> Res
     let index_rows: Vec<&html::IndexRow> = entries.iter().map(|e| &e.row).collect();
     let p = dir.join("index.html");
     let page = html::index(&index_rows, failed).map_err(|e| write_err(&p, e))?;
-    fs::write(&p, page).map_err(|e| write_err(&p, e))?;
+    atomic::write(&p, page).map_err(|e| write_err(&p, e))?;
 
     let p = dir.join("summary.csv");
     let mut out = String::new();
@@ -213,5 +215,5 @@ pub fn write_index(dir: &Path, entries: &[IndexEntry], failed: &[String]) -> Res
         out.push_str(&cells.join(","));
         out.push('\n');
     }
-    fs::write(&p, out).map_err(|e| write_err(&p, e))
+    atomic::write(&p, out).map_err(|e| write_err(&p, e))
 }

@@ -13,6 +13,7 @@ use racetrace_core::model::{
     Analysis, Backend, Flood, HealthCheck, Listener, Scan, Sequence, Service, StaleReuse,
 };
 
+use crate::atomic::AtomicFile;
 use crate::flat::Table;
 use crate::rows::{ConnectionRow, RaceRow};
 
@@ -144,18 +145,18 @@ pub fn service_summary(a: &Analysis) -> PolarsResult<DataFrame> {
         .collect()
 }
 
-/// Write a frame as CSV.
+/// Write a frame as CSV (whole or not at all: [`crate::atomic`]).
 pub fn write_csv(df: &mut DataFrame, path: &Path) -> PolarsResult<()> {
-    let f = std::fs::File::create(path)?;
-    CsvWriter::new(std::io::BufWriter::new(f))
-        .include_header(true)
-        .finish(df)
+    let mut f = AtomicFile::create(path)?;
+    CsvWriter::new(&mut f).include_header(true).finish(df)?;
+    Ok(f.commit()?)
 }
 
-/// Write a frame as Parquet.
+/// Write a frame as Parquet (whole or not at all).
 pub fn write_parquet(df: &mut DataFrame, path: &Path) -> PolarsResult<()> {
-    let f = std::fs::File::create(path)?;
-    ParquetWriter::new(f).finish(df).map(|_| ())
+    let mut f = AtomicFile::create(path)?;
+    ParquetWriter::new(&mut f).finish(df)?;
+    Ok(f.commit()?)
 }
 
 /// Per-capture totals for a batch's `summary.csv`.
