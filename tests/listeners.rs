@@ -12,33 +12,7 @@ use support::*;
 const LISTENER: &str = "192.0.2.80";
 
 fn mixed() -> Scenario {
-    let mut s = Scenario::new();
-    // Two races of one dual-stack client: IPv6 first, IPv4 250 ms later wins; the IPv6
-    // SYN-ACK comes after the client gave up, and its kernel resets it (an also-ran that
-    // carried nothing).
-    s.same_host("198.18.0.5", "fd00::5");
-    for (k, t) in [(0u16, 0.0), (1, 3000.0)] {
-        let v6 = s.tcp("fd00::5", 41000 + k, "2001:db8::80", 80);
-        let v4 = s.tcp("198.18.0.5", 42000 + k, LISTENER, 80);
-        s.syn(v6, t);
-        s.handshake(v4, t + 250.0, 10.0);
-        s.data(
-            v4,
-            Side::Client,
-            t + 261.0,
-            b"GET / HTTP/1.1\r\nHost: www.example\r\n\r\n",
-        );
-        s.data(
-            v4,
-            Side::Server,
-            t + 270.0,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-        );
-        s.synack(v6, t + 400.0);
-        s.rst(v6, Side::Client, t + 400.5);
-        s.fin(v4, Side::Client, t + 500.0);
-        s.fin(v4, Side::Server, t + 510.0);
-    }
+    let mut s = mixed_races();
     // A SYN flood: 400 SYNs from 200 sources in 2 s, none answered.
     for i in 0..400u32 {
         let src = format!("10.1.{}.{}", i % 200 / 100, i % 100 + 1);
@@ -192,4 +166,88 @@ fn below_the_thresholds_nothing_is_a_flood_or_a_scan() {
     assert_eq!(j["health_checks"].as_array().unwrap().len(), 0);
     let pool = listener(&j, &format!("{LISTENER} 443"), 443);
     assert_eq!([&pool["short_lived"], &pool["unexplained"]], [4, 4]);
+}
+
+/// A capture a flood dominates: 12,000 half-open attempts from 6,000 sources in 60 s beside
+/// two races. By default the flood's connections are left to `floods[]` (counted in
+/// `connections_omitted`, with one warning line); the races' attempts stay listed, with their
+/// ids. `--connections all` lists everything; `none` only what the findings cite.
+#[test]
+fn a_flood_is_summarised_not_listed() {
+    let mut s = mixed_races();
+    for i in 0..12_000u32 {
+        let src = format!(
+            "10.{}.{}.{}",
+            1 + i % 6000 / 62_500,
+            i % 6000 / 250,
+            i % 250 + 1
+        );
+        let c = s.tcp(&src, 50000 + (i / 6000) as u16, LISTENER, 80);
+        s.syn(c, 10_000.0 + f64::from(i) * 5.0);
+    }
+    let path = write_temp("listeners", "flooded.pcap", &s.to_pcap());
+    let ids = |j: &Value| -> Vec<u64> {
+        j["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect()
+    };
+    let out = racetrace(&["analyze", path.to_str().unwrap(), "--json", "-"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("summarised in floods[] and scans[]"),
+        "{stderr}"
+    );
+    let (j, _) = analyze_value(&path, &[]);
+    assert_eq!(j["summary"]["connections"], 12_004);
+    assert_eq!(j["summary"]["connections_omitted"], 12_000);
+    assert_eq!(j["floods"][0]["attempts"], 12_000);
+    let listed = ids(&j);
+    assert_eq!(listed.len(), 4);
+    for r in j["races"].as_array().unwrap() {
+        for a in r["attempts"].as_array().unwrap() {
+            assert!(
+                listed.contains(&a.as_u64().unwrap()),
+                "race attempt {a} not listed"
+            );
+        }
+    }
+    let (all, _) = analyze_value(&path, &["--connections", "all"]);
+    assert_eq!(all["summary"]["connections_omitted"], 0);
+    assert_eq!(ids(&all).len(), 12_004);
+    // `none`: the races' four attempts, and nothing else.
+    let (none, _) = analyze_value(&path, &["--connections", "none"]);
+    assert_eq!(ids(&none), listed);
+}
+
+/// The two races of [`mixed`], alone.
+fn mixed_races() -> Scenario {
+    let mut s = Scenario::new();
+    s.same_host("198.18.0.5", "fd00::5");
+    for (k, t) in [(0u16, 0.0), (1, 3000.0)] {
+        let v6 = s.tcp("fd00::5", 41000 + k, "2001:db8::80", 80);
+        let v4 = s.tcp("198.18.0.5", 42000 + k, LISTENER, 80);
+        s.syn(v6, t);
+        s.handshake(v4, t + 250.0, 10.0);
+        s.data(
+            v4,
+            Side::Client,
+            t + 261.0,
+            b"GET / HTTP/1.1\r\nHost: www.example\r\n\r\n",
+        );
+        s.data(
+            v4,
+            Side::Server,
+            t + 270.0,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        );
+        s.synack(v6, t + 400.0);
+        s.rst(v6, Side::Client, t + 400.5);
+        s.fin(v4, Side::Client, t + 500.0);
+        s.fin(v4, Side::Server, t + 510.0);
+    }
+    s
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::term::ColorChoice;
+use racetrace_core::detect::omit::Keep;
 use racetrace_core::domain::Stage;
 use racetrace_core::error::Error;
 use racetrace_core::Options;
@@ -98,6 +99,12 @@ pub struct CommonArgs {
     /// Report only connections starting at or before this time.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Which connections the report lists: `auto` (all, unless floods and scans are most of
+    /// the capture: those are left to floods[] and scans[]), `all`, `findings` (those the
+    /// findings cite, and short-lived ones nothing explains) or `none` (only those findings
+    /// cite). Every connection a race, sequence, backend or stale reuse cites stays.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub connections: KeepArg,
     /// Benchmarks only: read the capture and hand each batch back undecoded (times the
     /// reader alone; the report is empty).
     #[arg(long, hide = true)]
@@ -166,6 +173,19 @@ pub struct ConnectionsArgs {
     pub format: Option<Format>,
 }
 
+/// `--connections`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeepArg {
+    /// All, unless floods and scans are most of the capture.
+    Auto,
+    /// All.
+    All,
+    /// Those findings cite, and short-lived ones nothing explains.
+    Findings,
+    /// Only those findings cite.
+    None,
+}
+
 /// Output formats of listing commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -189,6 +209,12 @@ impl CommonArgs {
                 until: self.until.as_deref().map(parse_time).transpose()?,
             },
             read_only: self.bench_read_only,
+            keep: match self.connections {
+                KeepArg::Auto => Keep::Auto,
+                KeepArg::All => Keep::All,
+                KeepArg::Findings => Keep::Findings,
+                KeepArg::None => Keep::None,
+            },
             ..Options::default()
         };
         opts.detect.race_window =

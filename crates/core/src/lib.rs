@@ -51,6 +51,8 @@ pub struct Options {
     pub detect: DetectConfig,
     /// What the report keeps (`--client`, `--only-service`, `--port`, `--since`, `--until`).
     pub filter: detect::filter::Filter,
+    /// Which connections the report lists (`--connections`).
+    pub keep: detect::omit::Keep,
     /// Told of the bytes read from the files (the command line's progress bar).
     pub progress: Option<read::Progress>,
     /// Benchmarks only: batches are read and handed back undecoded, to time the reader alone
@@ -103,6 +105,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     };
     let detectors = detect::run(&mut analysis, dns, &opts.detect);
     detect::filter::apply(&mut analysis, &opts.filter);
+    detect::omit::apply(&mut analysis, opts.keep);
     analysis.timings = model::Timings {
         read_track,
         finish,

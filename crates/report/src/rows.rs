@@ -317,10 +317,11 @@ impl<'a> ConnectionRow<'a> {
         }
     }
 
-    /// Every connection's row, in order.
+    /// The row of every connection the report lists, in order.
     pub fn all(a: &'a Analysis) -> impl Iterator<Item = ConnectionRow<'a>> + 'a {
         a.connections
             .iter()
+            .filter(|c| !c.omitted)
             .map(move |c| ConnectionRow::of(c, a.hosts.get(c.host).map_or("", |h| h.label())))
     }
 }

@@ -39,7 +39,7 @@ pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
         "bytes s",
         "state"
     )?;
-    for c in &a.connections {
+    for c in a.connections.iter().filter(|c| !c.omitted) {
         let r = &c.rec;
         let syn = r.syn_time.get();
         writeln!(

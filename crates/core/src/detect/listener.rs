@@ -84,6 +84,9 @@ pub fn detect(a: &mut Analysis) {
     a.scans = scans(a, &mut reasons);
     a.health_checks = health_checks(a, &mut reasons);
     a.listeners = listeners(a, &reasons);
+    for (c, r) in a.connections.iter_mut().zip(reasons) {
+        c.reason = r.or(short_lived(c).then_some(Reason::Unexplained));
+    }
 }
 
 /// Unclassified and short-lived.

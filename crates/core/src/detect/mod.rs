@@ -16,6 +16,7 @@
 //! clock), not per connection.
 
 pub mod filter;
+pub mod omit;
 
 use std::net::IpAddr;
 

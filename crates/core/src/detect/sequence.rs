@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::ms_between;
+use crate::domain::{ms_between, Stage};
 use crate::model::{Analysis, Name, Role, Sequence, Switch};
 
 use super::{Context, Detector, Part};
@@ -31,8 +31,10 @@ impl Detector for Sequences {
 /// Build the sequences (one per client and service with two or more kept connections).
 pub fn detect(a: &mut Analysis) {
     let mut by: BTreeMap<(usize, Name), Vec<usize>> = BTreeMap::new();
+    // Kept connections: not an also-ran, and connected (an attempt never answered, a refusal
+    // or a handshake never completed is nothing the client kept).
     for c in &a.connections {
-        if c.role != Role::AlsoRan {
+        if c.role != Role::AlsoRan && c.rec.stage() >= Stage::Tcp {
             by.entry((c.host, c.service.clone()))
                 .or_default()
                 .push(c.id);

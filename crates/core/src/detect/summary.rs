@@ -73,6 +73,8 @@ pub fn summarize(a: &mut Analysis) {
             .iter()
             .filter(|c| c.backend.is_none() && !c.rec.ts_samples.is_empty())
             .count(),
+        // Set by `omit`, after the detectors.
+        connections_omitted: 0,
     };
 }
 

@@ -80,6 +80,12 @@ pub struct Connection {
     pub backend: Option<Name>,
     /// The client host (index into [`Analysis::hosts`]).
     pub host: usize,
+    /// Why a short-lived connection (no payload either way) came (see [`Reason`]); `None`
+    /// for the others.
+    pub reason: Option<Reason>,
+    /// Left out of the report's connection list (`--connections`); every finding's
+    /// connections stay.
+    pub omitted: bool,
 }
 
 impl Connection {
@@ -95,6 +101,8 @@ impl Connection {
             role: Role::Single,
             backend: None,
             host: 0,
+            reason: None,
+            omitted: false,
         }
     }
 
@@ -516,6 +524,9 @@ pub struct Summary {
     pub races_ipv4_won: usize,
     /// Extra: connections with server TCP timestamps and no identified backend.
     pub timestamped_without_backend: usize,
+    /// Extra: connections left out of `connections[]` (`--connections`; `connections` counts
+    /// them all).
+    pub connections_omitted: usize,
 }
 
 impl Analysis {

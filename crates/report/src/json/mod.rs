@@ -225,7 +225,13 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     field(w, "capture", &capture, false)?;
     field(w, "summary", &a.summary, false)?;
     w.write_all(b",\"connections\":")?;
-    array(w, &a.connections, |c, buf| write_connection(buf, c, a))?;
+    if a.summary.connections_omitted == 0 {
+        array(w, &a.connections, |c, buf| write_connection(buf, c, a))?;
+    } else {
+        // `--connections` left some out: the listed ones keep their ids.
+        let listed: Vec<&Connection> = a.connections.iter().filter(|c| !c.omitted).collect();
+        array(w, &listed, |c, buf| write_connection(buf, c, a))?;
+    }
     // The other lists of small items through serde, item by item, in the same parallel chunks.
     w.write_all(b",\"services\":")?;
     array(w, &a.services, serde_item)?;
