@@ -55,7 +55,8 @@ fn pcap_nanosecond_keeps_nanoseconds_for_durations() {
         &Default::default(),
     )
     .unwrap();
-    let r = &a.connections[0].rec;
+    let first = a.connections.get(0).unwrap();
+    let r = &first.rec;
     assert_eq!(
         r.synack_time.get().unwrap() - r.syn_time.get().unwrap(),
         777

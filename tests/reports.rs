@@ -736,6 +736,7 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
     };
     let in_order = |a: &racetrace_core::model::Analysis| {
         a.connections
+            .to_vec()
             .windows(2)
             .all(|w| w[0].rec.first_record < w[1].rec.first_record)
             && a.connections.iter().enumerate().all(|(i, c)| c.id == i)
@@ -764,7 +765,7 @@ fn records_are_merged_while_reading_unless_an_open_connection_holds_them_back() 
         n as usize + 1,
         "all wait for the first"
     );
-    let first = a.connections.first().unwrap();
+    let first = a.connections.get(0).unwrap();
     assert_eq!((first.id, first.rec.client.port), (0, 50_000));
     assert_eq!(first.rec.end_reason(), "fin_client");
     assert!(in_order(&a));

@@ -105,6 +105,14 @@ pub struct CommonArgs {
     /// cite). Every connection a race, sequence, backend or stale reuse cites stays.
     #[arg(long, value_enum, default_value = "auto")]
     pub connections: KeepArg,
+    /// Memory for the analysis (e.g. `1G`, `512M`, `none`): past two fifths of it, finished
+    /// connections spill to a file in `--temp-dir` (deleted when racetrace exits) and are
+    /// read back a block at a time.
+    #[arg(long, value_name = "SIZE", default_value = "none")]
+    pub memory_limit: String,
+    /// Folder for the spill file (default: the system's temporary folder, `$TMPDIR`).
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
     /// Benchmarks only: read the capture and hand each batch back undecoded (times the
     /// reader alone; the report is empty).
     #[arg(long, hide = true)]
@@ -217,6 +225,10 @@ impl CommonArgs {
             },
             ..Options::default()
         };
+        if let Some(limit) = parse_size(&self.memory_limit)? {
+            let dir = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+            opts.spill = racetrace_core::model::store::SpillConfig::for_limit(limit, dir);
+        }
         opts.detect.race_window =
             i64::try_from(self.race_window_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;
         opts.track.idle_timeout =
@@ -364,6 +376,33 @@ pub fn stem(rel: &Path) -> PathBuf {
         }
     }
     rel.with_file_name(name)
+}
+
+/// `--memory-limit`: bytes with an optional K, M, G or T suffix (powers of 1024), or `none`.
+fn parse_size(s: &str) -> Result<Option<usize>, Error> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::Usage(format!(
+            "--memory-limit {s}: expected a size such as 1G, 512M or none"
+        ))
+    };
+    let upper = t.to_ascii_uppercase();
+    let digits = upper.trim_end_matches(['B', 'I']);
+    let (num, shift) = match digits.chars().last() {
+        Some('K') => (&digits[..digits.len() - 1], 10),
+        Some('M') => (&digits[..digits.len() - 1], 20),
+        Some('G') => (&digits[..digits.len() - 1], 30),
+        Some('T') => (&digits[..digits.len() - 1], 40),
+        _ => (digits, 0),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(bad());
+    }
+    Ok(Some((n * (1u64 << shift) as f64) as usize))
 }
 
 #[cfg(test)]

@@ -305,6 +305,16 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         mb(t.rss_detect),
         mb(racetrace_core::engine::memory::peak_rss_bytes())
     ));
+    if a.connections.spilled() {
+        note(format_args!(
+            "racetrace: stats: spilled connections to {}: {:.0} MiB written",
+            a.connections
+                .spill_path()
+                .and_then(|p| p.parent())
+                .map_or("?".into(), |p| p.display().to_string()),
+            a.connections.spill_bytes() as f64 / 1_048_576.0
+        ));
+    }
     let stages = [
         ("read+decode+track", t.read_track),
         ("detect", t.detect),

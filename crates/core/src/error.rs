@@ -32,6 +32,15 @@ pub enum Error {
         /// What was found instead.
         detail: String,
     },
+    /// Connections past `--memory-limit` could not be spilled to (or read back from) the
+    /// temporary folder: no report is made from part of the capture.
+    #[error("{file}: {detail} (set --temp-dir to a folder with room, or raise --memory-limit)")]
+    Spill {
+        /// The input as given.
+        file: String,
+        /// What failed, and where.
+        detail: String,
+    },
     /// An output could not be written.
     #[error("{path}: cannot write: {source}")]
     Write {

@@ -37,7 +37,7 @@ use std::sync::mpsc;
 use detect::DetectConfig;
 use engine::{cpu, memory};
 use error::Result;
-use model::{Analysis, Connection};
+use model::Analysis;
 use read::{Batch, CaptureReader, MergedReader};
 use track::parallel::{Output, Sharded};
 use track::TrackConfig;
@@ -53,6 +53,8 @@ pub struct Options {
     pub filter: detect::filter::Filter,
     /// Which connections the report lists (`--connections`).
     pub keep: detect::omit::Keep,
+    /// Where connections go past the memory budget (`--memory-limit`, `--temp-dir`).
+    pub spill: model::store::SpillConfig,
     /// Told of the bytes read from the files (the command line's progress bar).
     pub progress: Option<read::Progress>,
     /// Benchmarks only: batches are read and handed back undecoded, to time the reader alone
@@ -69,7 +71,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let reader = MergedReader::new(readers);
     let started = cpu::Started::now();
 
-    let mut sharded = Sharded::new(opts.track, rayon::current_num_threads());
+    let mut sharded = Sharded::new(opts.track, rayon::current_num_threads(), opts.spill.clone());
     let reader = pump(reader, &mut sharded, inputs, opts.read_only)?;
     let (capture, diag) = reader.finish();
     let finish_started = std::time::Instant::now();
@@ -90,7 +92,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let peak_open = track::concurrent(
         connections
             .iter()
-            .map(|c: &Connection| (c.rec.first_record, c.rec.last_record)),
+            .map(|c| (c.rec.first_record, c.rec.last_record)),
     );
     // What the detectors fill starts empty.
     let mut analysis = Analysis {
@@ -106,6 +108,10 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let detectors = detect::run(&mut analysis, dns, &opts.detect);
     detect::filter::apply(&mut analysis, &opts.filter);
     detect::omit::apply(&mut analysis, opts.keep);
+    if let Some(detail) = analysis.connections.failure() {
+        let file = inputs.join(", ");
+        return Err(error::Error::Spill { file, detail });
+    }
     analysis.timings = model::Timings {
         read_track,
         finish,

@@ -317,9 +317,12 @@ impl<'a> ConnectionRow<'a> {
         }
     }
 
-    /// The row of every connection the report lists, in order.
-    pub fn all(a: &'a Analysis) -> impl Iterator<Item = ConnectionRow<'a>> + 'a {
-        a.connections
+    /// The row of every connection of `block` the report lists, in order.
+    pub fn listed(
+        a: &'a Analysis,
+        block: &'a [Connection],
+    ) -> impl Iterator<Item = ConnectionRow<'a>> + 'a {
+        block
             .iter()
             .filter(|c| !c.omitted)
             .map(move |c| ConnectionRow::of(c, a.hosts.get(c.host).map_or("", |h| h.label())))

@@ -25,7 +25,14 @@ macro_rules! frame {
 
 /// The connections table.
 pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
-    Table::build::<_, ConnectionRow>(ConnectionRow::all(a)).frame()
+    // A block at a time (decoded from the spill, past `--memory-limit`).
+    let mut t = Table::of::<ConnectionRow>();
+    for block in a.connections.blocks() {
+        for row in ConnectionRow::listed(a, &block) {
+            t.push(&row);
+        }
+    }
+    t.frame()
 }
 
 /// The races table.

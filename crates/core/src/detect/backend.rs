@@ -200,14 +200,24 @@ pub fn detect(a: &mut Analysis) {
         .enumerate()
         .map(|(i, f)| describe(a, format!("B{}", i + 1), f))
         .collect();
-    for b in &a.backends {
-        let shared: crate::model::Name = b.id.as_str().into();
-        for &cid in &b.connections {
-            if let Some(c) = a.connections.get_mut(cid) {
-                c.backend = Some(shared.clone());
+    let names: Vec<crate::model::Name> = a.backends.iter().map(|b| b.id.as_str().into()).collect();
+    let mut member: Vec<(usize, usize)> = a
+        .backends
+        .iter()
+        .enumerate()
+        .flat_map(|(k, b)| b.connections.iter().map(move |&cid| (cid, k)))
+        .collect();
+    // A connection in two backends keeps the later one's name, as it always did.
+    member.sort_by_key(|m| m.0);
+    let ids: Vec<usize> = member.iter().map(|m| m.0).collect();
+    a.connections.update_ids(&ids, |c| {
+        let end = member.partition_point(|m| m.0 <= c.id);
+        if let Some(&(cid, k)) = end.checked_sub(1).and_then(|i| member.get(i)) {
+            if cid == c.id {
+                c.backend = names.get(k).cloned();
             }
         }
-    }
+    });
 }
 
 /// Each connection's evidence, in order of its server's first stamp (one list: a clock
@@ -215,10 +225,7 @@ pub fn detect(a: &mut Analysis) {
 fn evidence(a: &Analysis, epoch: Nanos) -> Vec<Evidence> {
     use rayon::prelude::*;
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
-    let mut evidence: Vec<Evidence> = a
-        .connections
-        .par_iter()
-        .filter_map(|c| {
+    let mut evidence: Vec<Evidence> = a.connections.par_filter_map(|c| {
             let s = &c.rec.ts_samples;
             let (first, last) = (s.first()?, s.last()?);
             // The SYN → SYN-ACK leg needs no ACK: an also-ran reset on its late SYN-ACK
@@ -241,8 +248,7 @@ fn evidence(a: &Analysis, epoch: Nanos) -> Vec<Evidence> {
                 tsval: first.tsval,
                 rate,
             })
-        })
-        .collect();
+        });
     // Stable: connections with equal first samples stay in id order.
     evidence.par_sort_by(|x, y| x.t.total_cmp(&y.t));
     evidence
@@ -321,17 +327,17 @@ fn describe(a: &Analysis, id: String, found: Found) -> Backend {
         span,
         rate_inferred,
     } = found;
-    let mut services: Vec<&str> = Vec::new();
+    let mut services: Vec<crate::model::Name> = Vec::new();
     let mut addrs: Vec<std::net::IpAddr> = Vec::new();
     for c in ids.iter().filter_map(|&cid| a.connections.get(cid)) {
-        if !services.contains(&&*c.service) {
-            services.push(&c.service);
+        if !services.contains(&c.service) {
+            services.push(c.service.clone());
         }
         if !addrs.contains(&c.rec.server.ip) {
             addrs.push(c.rec.server.ip);
         }
     }
-    let mut services: Vec<String> = services.into_iter().map(str::to_string).collect();
+    let mut services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
     let mut ips: Vec<String> = addrs.iter().map(|ip| ip.to_string()).collect();
     services.sort();
     ips.sort();

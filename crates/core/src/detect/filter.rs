@@ -59,15 +59,8 @@ pub fn apply(a: &mut Analysis, f: &Filter) {
     for r in &a.races {
         kept.extend(r.attempts.iter().copied());
     }
-    a.connections.retain(|c| kept.contains(&c.id));
-    // Renumber so that ids stay positions (every stage looks connections up by id).
-    let mut map = vec![None; a.connections.iter().map(|c| c.id + 1).max().unwrap_or(0)];
-    for (new, c) in a.connections.iter_mut().enumerate() {
-        if let Some(slot) = map.get_mut(c.id) {
-            *slot = Some(new);
-        }
-        c.id = new;
-    }
+    // Renumbered so that ids stay positions (every stage looks connections up by id).
+    let map = a.connections.retain(|c| kept.contains(&c.id));
     let m = |i: usize| map.get(i).copied().flatten();
     for (new, r) in a.races.iter_mut().enumerate() {
         r.id = new;
@@ -80,11 +73,8 @@ pub fn apply(a: &mut Analysis, f: &Filter) {
         if let Some(d) = r.duplicate_request.as_mut() {
             d.attempts = d.attempts.iter().filter_map(|&i| m(i)).collect();
         }
-        for id in &r.attempts {
-            if let Some(c) = a.connections.get_mut(*id) {
-                c.race = Some(new);
-            }
-        }
+        a.connections
+            .update_ids(&r.attempts, |c| c.race = Some(new));
     }
     a.stale_reuses.retain(|e| m(e.connection).is_some());
     for e in a.stale_reuses.iter_mut() {

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use crate::app::dns::DnsTable;
 use crate::domain::{Family, Nanos};
-use crate::model::{Analysis, Connection, Host};
+use crate::model::{Analysis, Connection, Connections, Host};
 
 use super::{Context, Detector, Part};
 
@@ -63,26 +63,36 @@ impl Union {
     }
 }
 
-/// The distinct values `f` gives for the connections, gathered on every core.
-fn distinct<T, F>(conns: &[Connection], f: F) -> HashSet<T>
+/// The distinct values `f` gives for the connections, gathered on every core, a block at a
+/// time.
+fn distinct<T, F>(conns: &Connections, f: F) -> HashSet<T>
 where
     T: Eq + std::hash::Hash + Send,
     F: Fn(&Connection) -> Option<T> + Sync,
 {
-    conns
-        .par_iter()
-        .fold(HashSet::default, |mut set, c| {
-            set.extend(f(c));
-            set
-        })
-        .reduce(HashSet::default, |mut a, b| {
-            a.extend(b);
-            a
-        })
+    let mut all = HashSet::default();
+    for block in conns.blocks() {
+        let set = block
+            .par_iter()
+            .fold(HashSet::default, |mut set, c| {
+                set.extend(f(c));
+                set
+            })
+            .reduce(HashSet::default, |mut a, b| {
+                a.extend(b);
+                a
+            });
+        if all.is_empty() {
+            all = set;
+        } else {
+            all.extend(set);
+        }
+    }
+    all
 }
 
 /// Assign every connection its client host; returns the hosts.
-pub fn assign(conns: &mut [Connection], dns: &DnsTable, window: Nanos) -> Vec<Host> {
+pub fn assign(conns: &mut Connections, dns: &DnsTable, window: Nanos) -> Vec<Host> {
     let mut t = Ties::of(conns);
     t.by_mac(conns);
     t.by_timing(conns, dns, window);
@@ -102,7 +112,7 @@ struct Ties {
 }
 
 impl Ties {
-    fn of(conns: &[Connection]) -> Ties {
+    fn of(conns: &Connections) -> Ties {
         // Every client address, in a stable order: the distinct ones gathered on every core (a
         // few thousand among hundreds of thousands of connections), then sorted.
         let mut addrs: Vec<IpAddr> = distinct(conns, |c| Some(c.rec.client.ip))
@@ -124,7 +134,7 @@ impl Ties {
     }
 
     /// By MAC: a MAC that sends SYNs from one address per family is one host.
-    fn by_mac(&mut self, conns: &[Connection]) {
+    fn by_mac(&mut self, conns: &Connections) {
         let (index, uf, ties) = (&self.index, &mut self.uf, &mut self.ties);
         let mut by_mac: BTreeMap<[u8; 6], [BTreeSet<IpAddr>; 2]> = BTreeMap::new();
         let senders = distinct(conns, |c| {
@@ -156,7 +166,7 @@ impl Ties {
     /// Pairing by timing, for addresses the MAC did not tie to the other family: an IPv4
     /// and an IPv6 address whose SYNs to one server port (or whose DNS answer and SYN) fall
     /// within the window, each the other's only partner.
-    fn by_timing(&mut self, conns: &[Connection], dns: &DnsTable, window: Nanos) {
+    fn by_timing(&mut self, conns: &Connections, dns: &DnsTable, window: Nanos) {
         let (addrs, index, uf, ties) = (&self.addrs, &self.index, &mut self.uf, &mut self.ties);
         let mut tied = vec![false; addrs.len()];
         for &k in ties.keys() {
@@ -167,17 +177,14 @@ impl Ties {
         let is_tied = |i: usize| tied.get(i).copied().unwrap_or(true);
         let mut partners: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
         let mut how: BTreeMap<(usize, usize), &'static str> = BTreeMap::new();
-        let mut syns: Vec<(Nanos, u16, IpAddr, usize)> = conns
-            .par_iter()
-            .filter_map(|c| {
-                Some((
-                    c.rec.syn_time.get()?,
-                    c.rec.server.port,
-                    c.rec.server.ip,
-                    *index.get(&c.rec.client.ip)?,
-                ))
-            })
-            .collect();
+        let mut syns: Vec<(Nanos, u16, IpAddr, usize)> = conns.par_filter_map(|c| {
+            Some((
+                c.rec.syn_time.get()?,
+                c.rec.server.port,
+                c.rec.server.ip,
+                *index.get(&c.rec.client.ip)?,
+            ))
+        });
         // Equal tuples are indistinguishable: an unstable sort on every core gives the same order.
         syns.par_sort_unstable();
         let mut note = |a: usize, b: usize, why: &'static str| {
@@ -237,7 +244,7 @@ impl Ties {
     }
 
     /// Hosts in order of their smallest address; each connection points at its host.
-    fn hosts(mut self, conns: &mut [Connection]) -> Vec<Host> {
+    fn hosts(mut self, conns: &mut Connections) -> Vec<Host> {
         let (addrs, index, uf, ties) = (&self.addrs, &self.index, &mut self.uf, &self.ties);
         let mut host_of_root: BTreeMap<usize, usize> = BTreeMap::new();
         let mut hosts: Vec<Host> = Vec::new();
@@ -260,7 +267,7 @@ impl Ties {
                 *slot = h;
             }
         }
-        conns.par_iter_mut().for_each(|c| {
+        conns.update(|c| {
             c.host = index
                 .get(&c.rec.client.ip)
                 .and_then(|&i| host_of_addr.get(i).copied())

@@ -67,40 +67,68 @@ fn start(c: &Connection) -> Nanos {
 /// Each connection's reason (`None`: not short-lived, or not yet classified).
 type Reasons = Vec<Option<Reason>>;
 
+/// The short-lived connections, in id order.
+struct Short<'a> {
+    conns: Vec<&'a Connection>,
+    epoch: Nanos,
+}
+
+impl Short<'_> {
+    fn get(&self, id: usize) -> Option<&Connection> {
+        let k = self.conns.binary_search_by_key(&id, |c| c.id).ok()?;
+        self.conns.get(k).copied()
+    }
+}
+
 /// Classify every short-lived connection and count them per listener.
 pub fn detect(a: &mut Analysis) {
-    let mut reasons: Reasons = a
-        .connections
-        .iter()
-        .map(|c| {
-            let won = c
-                .race
-                .and_then(|r| a.races.get(r))
-                .is_some_and(|r| r.winner.is_some());
-            (short_lived(c) && c.role == Role::AlsoRan && won).then_some(Reason::AlsoRan)
-        })
-        .collect();
-    a.floods = floods(a, &mut reasons);
-    a.scans = scans(a, &mut reasons);
-    a.health_checks = health_checks(a, &mut reasons);
-    a.listeners = listeners(a, &reasons);
-    for (c, r) in a.connections.iter_mut().zip(reasons) {
-        c.reason = r.or(short_lived(c).then_some(Reason::Unexplained));
+    let held: Vec<std::borrow::Cow<'_, Connection>> =
+        a.connections.iter().filter(|c| short_lived(c)).collect();
+    let short = Short {
+        conns: held.iter().map(|c| c.as_ref()).collect(),
+        epoch: a.epoch(),
+    };
+    let mut reasons: Reasons = vec![None; a.connections.len()];
+    for c in &short.conns {
+        let won = c
+            .race
+            .and_then(|r| a.races.get(r))
+            .is_some_and(|r| r.winner.is_some());
+        if c.role == Role::AlsoRan && won {
+            if let Some(r) = reasons.get_mut(c.id) {
+                *r = Some(Reason::AlsoRan);
+            }
+        }
     }
+    let floods = floods(&short, &mut reasons);
+    let scans = scans(&short, &mut reasons);
+    let health_checks = health_checks(&short, &mut reasons);
+    drop(short);
+    drop(held);
+    a.floods = floods;
+    a.scans = scans;
+    a.health_checks = health_checks;
+    a.listeners = listeners(a, &reasons);
+    a.connections.update(|c| {
+        let r = reasons.get(c.id).copied().flatten();
+        c.reason = r.or(short_lived(c).then_some(Reason::Unexplained));
+    });
 }
 
 /// Unclassified and short-lived.
 fn open_question<'a: 'r, 'r>(
-    a: &'a Analysis,
+    short: &'r Short<'a>,
     reasons: &'r Reasons,
 ) -> impl Iterator<Item = &'a Connection> + 'r {
-    a.connections
+    short
+        .conns
         .iter()
-        .filter(move |c| short_lived(c) && reasons.get(c.id).is_some_and(Option::is_none))
+        .copied()
+        .filter(move |c| reasons.get(c.id).is_some_and(Option::is_none))
 }
 
-fn floods(a: &Analysis, reasons: &mut Reasons) -> Vec<Flood> {
-    let epoch = a.epoch();
+fn floods(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Flood> {
+    let epoch = a.epoch;
     let second = |c: &Connection| (start(c) - epoch).div_euclid(1_000_000_000);
     let half_open = |c: &&Connection| !c.rec.established_time.is_some();
     // Half-open attempts per service and second.
@@ -156,8 +184,7 @@ fn floods(a: &Analysis, reasons: &mut Reasons) -> Vec<Flood> {
         if acc.sources.len() < FLOOD_SOURCES {
             continue;
         }
-        let members: Vec<&Connection> =
-            acc.members.iter().filter_map(|&i| a.connections.get(i)).collect();
+        let members: Vec<&Connection> = acc.members.iter().filter_map(|&i| a.get(i)).collect();
         for c in &members {
             if let Some(r) = reasons.get_mut(c.id) {
                 *r = Some(Reason::Flood);
@@ -179,7 +206,7 @@ fn floods(a: &Analysis, reasons: &mut Reasons) -> Vec<Flood> {
     out
 }
 
-fn scans(a: &Analysis, reasons: &mut Reasons) -> Vec<Scan> {
+fn scans(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Scan> {
     // Per source: its unclassified short-lived connections.
     let mut by_source: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
     for c in open_question(a, reasons) {
@@ -187,7 +214,7 @@ fn scans(a: &Analysis, reasons: &mut Reasons) -> Vec<Scan> {
     }
     let mut out = Vec::new();
     for (source, ids) in by_source {
-        let conns: Vec<&Connection> = ids.iter().filter_map(|&i| a.connections.get(i)).collect();
+        let conns: Vec<&Connection> = ids.iter().filter_map(|&i| a.get(i)).collect();
         // Port scans: per host, the distinct ports.
         let mut ports: BTreeMap<IpAddr, Vec<&Connection>> = BTreeMap::new();
         for c in &conns {
@@ -255,7 +282,7 @@ fn scan(
     }
 }
 
-fn health_checks(a: &Analysis, reasons: &mut Reasons) -> Vec<HealthCheck> {
+fn health_checks(a: &Short<'_>, reasons: &mut Reasons) -> Vec<HealthCheck> {
     // Per (source, service, port): its connect-and-close connections, in time order.
     let mut groups: BTreeMap<(IpAddr, &str, u16), Vec<&Connection>> = BTreeMap::new();
     for c in open_question(a, reasons).filter(|c| c.rec.established_time.is_some()) {
@@ -300,11 +327,12 @@ fn health_checks(a: &Analysis, reasons: &mut Reasons) -> Vec<HealthCheck> {
 }
 
 fn listeners(a: &Analysis, reasons: &Reasons) -> Vec<Listener> {
-    let mut by: BTreeMap<(&str, u16), Listener> = BTreeMap::new();
-    for c in &a.connections {
-        let l = by.entry((&*c.service, c.rec.server.port)).or_default();
+    let mut by: BTreeMap<(crate::model::Name, u16), Listener> = BTreeMap::new();
+    for c in a.connections.iter() {
+        let key = (c.service.clone(), c.rec.server.port);
+        let l = by.entry(key).or_default();
         l.connections += 1;
-        if !short_lived(c) {
+        if !short_lived(&c) {
             continue;
         }
         l.short_lived += 1;

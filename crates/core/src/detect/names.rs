@@ -43,10 +43,25 @@ enum Found<'d> {
 /// Name every connection: the sources looked up on every core (DNS lookups are most of the
 /// work), then the names interned in connection order.
 pub fn assign(
+    conns: &mut crate::model::Connections,
+    hosts: &[Host],
+    dns: &DnsTable,
+    cli: &[(String, Vec<IpAddr>)],
+) {
+    let mut names = Interner::default();
+    // "ADDRESS port" names, by address and port (formatted once each).
+    let mut by_address: foldhash::HashMap<(IpAddr, u16), Name> = Default::default();
+    conns.update_blocks(|block| name_block(block, hosts, dns, cli, &mut names, &mut by_address));
+}
+
+/// Name one block of connections.
+fn name_block(
     conns: &mut [Connection],
     hosts: &[Host],
     dns: &DnsTable,
     cli: &[(String, Vec<IpAddr>)],
+    names: &mut Interner,
+    by_address: &mut foldhash::HashMap<(IpAddr, u16), Name>,
 ) {
     use rayon::prelude::*;
     let found: Vec<(Found<'_>, bool)> = conns
@@ -71,9 +86,6 @@ pub fn assign(
             }
         })
         .collect();
-    let mut names = Interner::default();
-    // "ADDRESS port" names, by address and port (formatted once each).
-    let mut by_address: foldhash::HashMap<(IpAddr, u16), Name> = Default::default();
     for (c, (found, nat64)) in conns.iter_mut().zip(found) {
         c.nat64 = nat64;
         (c.service, c.service_source) = match found {

@@ -36,8 +36,9 @@ pub fn apply(a: &mut Analysis, keep: Keep) {
         .filter(|c| matches!(c.reason, Some(Reason::Flood | Reason::Scan)))
         .count();
     let auto_summarises = swamped >= AUTO_MIN && 2 * swamped >= a.connections.len();
-    let mut omitted = 0;
-    for (c, cited) in a.connections.iter_mut().zip(&cited) {
+    let omitted = std::sync::atomic::AtomicUsize::new(0);
+    a.connections.update(|c| {
+        let cited = cited.get(c.id).copied().unwrap_or(true);
         let leave = !cited
             && match keep {
                 Keep::All => false,
@@ -50,8 +51,11 @@ pub fn apply(a: &mut Analysis, keep: Keep) {
                 Keep::None => true,
             };
         c.omitted = leave;
-        omitted += usize::from(leave);
-    }
+        if leave {
+            omitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let omitted = omitted.into_inner();
     a.summary.connections_omitted = omitted;
     if keep == Keep::Auto && omitted > 0 {
         a.warnings.push(Warning {

@@ -60,19 +60,28 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
             .map(|(race_id, (g, facts))| build(race_id, g, a, facts, cancel_by))
             .collect()
     };
-    for (race_id, race) in races.iter().enumerate() {
-        for &id in &race.attempts {
-            if let Some(c) = a.connections.get_mut(id) {
-                c.race = Some(race_id);
-                c.role = if Some(id) == race.winner {
-                    Role::Winner
-                } else {
-                    Role::AlsoRan
-                };
-                c.service = race.service.clone();
-            }
-        }
-    }
+    let mut part: Vec<(usize, usize)> = races
+        .iter()
+        .enumerate()
+        .flat_map(|(race_id, r)| r.attempts.iter().map(move |&id| (id, race_id)))
+        .collect();
+    part.sort_unstable();
+    let ids: Vec<usize> = part.iter().map(|p| p.0).collect();
+    a.connections.update_ids(&ids, |c| {
+        let Ok(k) = part.binary_search_by_key(&c.id, |p| p.0) else {
+            return;
+        };
+        let Some(race) = part.get(k).and_then(|&(_, r)| races.get(r)) else {
+            return;
+        };
+        c.race = Some(race.id);
+        c.role = if Some(c.id) == race.winner {
+            Role::Winner
+        } else {
+            Role::AlsoRan
+        };
+        c.service = race.service.clone();
+    });
     // Moved, not pushed one by one: the races are a large part of the report's memory.
     a.races = races;
 }
@@ -86,10 +95,11 @@ struct DnsFacts {
 }
 
 fn dns_facts(members: &[usize], a: &Analysis, dns: &DnsTable) -> DnsFacts {
-    let attempts: Vec<&Connection> = members
+    let held: Vec<_> = members
         .iter()
         .filter_map(|&i| a.connections.get(i))
         .collect();
+    let attempts: Vec<&Connection> = held.iter().map(|c| c.as_ref()).collect();
     DnsFacts {
         timing: race_dns(
             &attempts,
@@ -120,8 +130,12 @@ fn best_name(attempts: &[&Connection]) -> Name {
 
 fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Stage) -> Race {
     let (_, members, unexplained_repeat) = group;
-    let get = |i: usize| a.connections.get(i);
-    let attempts: Vec<&Connection> = members.iter().filter_map(|&i| get(i)).collect();
+    let held: Vec<_> = members
+        .iter()
+        .filter_map(|&i| a.connections.get(i))
+        .collect();
+    let attempts: Vec<&Connection> = held.iter().map(|c| c.as_ref()).collect();
+    let get = |i: usize| attempts.iter().find(|c| c.id == i).copied();
     let start_time = start_time(&attempts);
     let service = best_name(&attempts);
     let client = a.host_label(attempts.first().map_or(0, |c| c.host));

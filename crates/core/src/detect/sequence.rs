@@ -33,7 +33,7 @@ pub fn detect(a: &mut Analysis) {
     let mut by: BTreeMap<(usize, Name), Vec<usize>> = BTreeMap::new();
     // Kept connections: not an also-ran, and connected (an attempt never answered, a refusal
     // or a handshake never completed is nothing the client kept).
-    for c in &a.connections {
+    for c in a.connections.iter() {
         if c.role != Role::AlsoRan && c.rec.stage() >= Stage::Tcp {
             by.entry((c.host, c.service.clone()))
                 .or_default()

@@ -120,27 +120,38 @@ impl Acc {
 pub fn services(a: &mut Analysis) {
     use rayon::prelude::*;
     type ByService<'a> = BTreeMap<(&'a str, u16), Acc>;
-    // Folded on every core, keyed by the name's text (no shared count touched per connection).
-    let by: ByService<'_> = a
-        .connections
-        .par_iter()
-        .fold(ByService::new, |mut by, c| {
-            by.entry((&*c.service, c.rec.server.port))
-                .or_default()
-                .add(c);
-            by
-        })
-        .reduce(ByService::new, |mut x, y| {
-            for (k, acc) in y {
-                x.entry(k).or_default().merge(acc);
+    let mut by: BTreeMap<(String, u16), Acc> = BTreeMap::new();
+    for block in a.connections.blocks() {
+        // Folded on every core, keyed by the name's text (no shared count touched per
+        // connection).
+        let part: ByService<'_> = block
+            .par_iter()
+            .fold(ByService::new, |mut by, c| {
+                by.entry((&*c.service, c.rec.server.port))
+                    .or_default()
+                    .add(c);
+                by
+            })
+            .reduce(ByService::new, |mut x, y| {
+                for (k, acc) in y {
+                    x.entry(k).or_default().merge(acc);
+                }
+                x
+            });
+        for ((name, port), acc) in part {
+            match by.get_mut(&(name.to_string(), port)) {
+                Some(known) => known.merge(acc),
+                None => {
+                    by.insert((name.to_string(), port), acc);
+                }
             }
-            x
-        });
+        }
+    }
     let mut warnings = Vec::new();
     a.services = by
         .into_iter()
         .map(|((name, port), acc)| {
-            let (service, warning) = acc.service(name, port, &a.capture.file);
+            let (service, warning) = acc.service(&name, port, &a.capture.file);
             warnings.extend(warning);
             service
         })

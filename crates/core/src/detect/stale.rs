@@ -14,7 +14,7 @@
 
 use super::DetectConfig;
 use crate::domain::{ms_between, Nanos};
-use crate::model::{Analysis, Connection, StaleCause, StaleReuse};
+use crate::model::{Analysis, Connection, Name, StaleCause, StaleReuse};
 use crate::track::Vantage;
 
 use super::{Context, Detector, Part};
@@ -49,7 +49,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
     // once, and only when one needs it.
     let typical = std::cell::OnceCell::new();
     let mut out = Vec::new();
-    for c in &a.connections {
+    for c in a.connections.iter() {
         let Some(s) = c.rec.stale.as_deref() else {
             continue;
         };
@@ -69,7 +69,8 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             (Some(_), _, _) => StaleCause::Crossed,
         };
         let failed_at = s.failure_time.unwrap_or(s.request);
-        let retry = retries.find(a, c, s.request, failed_at, cfg.retry_window);
+        let found = retries.find(a, &c, s.request, failed_at, cfg.retry_window);
+        let retry = found.as_deref();
         let request = s.request_line.as_ref();
         let retry_same_request = retry.and_then(|r| {
             let q = r.request()?;
@@ -102,18 +103,18 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
 
 /// The connections that could be a retry (they carried client data and their SYN was seen),
 /// per (client host, service), in order of first SYN.
-struct RetryIndex<'a> {
-    by_key: foldhash::HashMap<(usize, &'a str), Vec<(Nanos, usize)>>,
+struct RetryIndex {
+    by_key: foldhash::HashMap<(usize, Name), Vec<(Nanos, usize)>>,
 }
 
-impl<'a> RetryIndex<'a> {
-    fn new(a: &'a Analysis) -> RetryIndex<'a> {
-        let mut by_key: foldhash::HashMap<(usize, &'a str), Vec<(Nanos, usize)>> =
+impl RetryIndex {
+    fn new(a: &Analysis) -> RetryIndex {
+        let mut by_key: foldhash::HashMap<(usize, Name), Vec<(Nanos, usize)>> =
             foldhash::HashMap::default();
         for r in a.connections.iter().filter(|r| r.rec.bytes[0] > 0) {
             if let Some(t) = r.rec.syn_time.get() {
                 by_key
-                    .entry((r.host, &*r.service))
+                    .entry((r.host, r.service.clone()))
                     .or_default()
                     .push((t, r.id));
             }
@@ -126,15 +127,15 @@ impl<'a> RetryIndex<'a> {
 
     /// The next connection from the same host to the same service, opened after the request
     /// and within `window` after the failure, that carried a request: O(log n).
-    fn find(
+    fn find<'a>(
         &self,
         a: &'a Analysis,
         c: &Connection,
         request: Nanos,
         failed_at: Nanos,
         window: Nanos,
-    ) -> Option<&'a Connection> {
-        let list = self.by_key.get(&(c.host, &*c.service))?;
+    ) -> Option<std::borrow::Cow<'a, Connection>> {
+        let list = self.by_key.get(&(c.host, c.service.clone()))?;
         let from = list.partition_point(|&(t, _)| t < request);
         list.get(from..)?
             .iter()

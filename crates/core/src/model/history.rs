@@ -40,6 +40,17 @@ impl History {
         }
     }
 
+    /// A history with these letters, as [`History::as_str`] gave them (the spill's record
+    /// format); letters beyond its room are dropped.
+    pub fn from_letters(s: &str) -> History {
+        let mut h = History::default();
+        for (slot, b) in h.letters.iter_mut().zip(s.bytes()) {
+            *slot = b;
+            h.len += 1;
+        }
+        h
+    }
+
     /// The letters, e.g. `ShADadFf`.
     pub fn as_str(&self) -> &str {
         let used = self

@@ -11,9 +11,11 @@ use crate::read::CaptureInfo;
 pub mod history;
 pub mod listener;
 pub mod record;
+pub mod store;
 
 pub use listener::{Flood, HealthCheck, Listener, Reason, Scan};
 pub use record::{ConnRecord, Vantage, VantageVotes};
+pub use store::Connections;
 
 pub use crate::domain::{Interner, Name};
 
@@ -561,8 +563,8 @@ pub struct Analysis {
     /// Most connections open at once: with packets both at or before and at or after one
     /// record (from the records, so independent of how the tracker was sharded).
     pub peak_open: usize,
-    /// Connections, by id.
-    pub connections: Vec<Connection>,
+    /// Connections, by id (in memory, or spilled past `--memory-limit`).
+    pub connections: Connections,
     /// Client hosts.
     pub hosts: Vec<Host>,
     /// Services.

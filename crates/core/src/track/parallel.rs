@@ -24,7 +24,8 @@ use crate::app::dns::DnsTable;
 use crate::app::dns::{is_dns, DnsMessage, Malformed, Seen};
 use crate::decode::{decode, DecodeStats, Packet, L4};
 use crate::engine::CachePadded;
-use crate::model::Connection;
+use crate::model::store::SpillConfig;
+use crate::model::Connections;
 use crate::read::Batch;
 
 /// Frames decoded per task.
@@ -70,13 +71,13 @@ pub struct Sharded {
     /// Emptied runs of a batch already tracked, for the next batch to decode into.
     spare: Vec<CachePadded<Run>>,
     /// The report's connections, in order of first record: the records merged so far.
-    connections: Vec<Connection>,
+    connections: Connections,
 }
 
 /// What the decode and track stages hand on.
 pub struct Output {
     /// The connections, in order of first record (ids are positions).
-    pub connections: Vec<Connection>,
+    pub connections: Connections,
     /// How many of them were merged after the last read: those still in a tracker's table at
     /// the end (open, or lingering after their close) and those held back behind one; the
     /// others were merged batch by batch while the capture was read.
@@ -150,7 +151,7 @@ fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize, run: &mut 
 
 impl Sharded {
     /// `n` shards (at least one) with the given tracker settings.
-    pub fn new(cfg: TrackConfig, n: usize) -> Sharded {
+    pub fn new(cfg: TrackConfig, n: usize, spill: SpillConfig) -> Sharded {
         Sharded {
             trackers: (0..n.max(1))
                 .map(|_| CachePadded(Tracker::new(cfg)))
@@ -160,7 +161,7 @@ impl Sharded {
             table_peak: 0,
             pending: None,
             spare: Vec::new(),
-            connections: Vec::new(),
+            connections: Connections::new(spill),
         }
     }
 
@@ -234,15 +235,7 @@ impl Sharded {
     /// freed as the merge passes them.
     fn merge(&mut self) {
         let list = &mut self.connections;
-        merge_ready(&mut self.trackers, |rec| {
-            if list.len() == list.capacity() {
-                // Doubling: above the allocator's mmap threshold a reallocation moves the
-                // mapping, it copies nothing (see `prefer_huge_pages_growing`).
-                list.reserve(list.capacity().max(1 << 14));
-                crate::engine::memory::prefer_huge_pages_growing(list);
-            }
-            list.push(Connection::new(list.len(), rec));
-        });
+        merge_ready(&mut self.trackers, |rec| list.push(rec));
     }
 
     /// Track the last batch, drain every shard and merge the rest of their records.

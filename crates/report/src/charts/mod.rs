@@ -285,7 +285,7 @@ fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
     };
     let mut out = Vec::new();
     let mut hidden = 0;
-    for c in &a.connections {
+    for c in a.connections.iter() {
         let b = c
             .backend
             .as_ref()

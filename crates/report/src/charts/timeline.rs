@@ -168,7 +168,7 @@ fn milestones<DB: DrawingBackend>(
             .enumerate()
             .filter_map(|(i, &(ri, cid))| {
                 let c = a.connections.get(cid)?;
-                let t = at(c)?;
+                let t = at(&c)?;
                 Some((
                     ms(a.races.get(ri)?.start_time, t),
                     SegmentValue::CenterOf(i),

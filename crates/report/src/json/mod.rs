@@ -225,13 +225,21 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     field(w, "capture", &capture, false)?;
     field(w, "summary", &a.summary, false)?;
     w.write_all(b",\"connections\":")?;
-    if a.summary.connections_omitted == 0 {
-        array(w, &a.connections, |c, buf| write_connection(buf, c, a))?;
-    } else {
-        // `--connections` left some out: the listed ones keep their ids.
-        let listed: Vec<&Connection> = a.connections.iter().filter(|c| !c.omitted).collect();
-        array(w, &listed, |c, buf| write_connection(buf, c, a))?;
+    // A block at a time (decoded from the spill, past `--memory-limit`). `--connections`
+    // may have left some out: the listed ones keep their ids.
+    w.write_all(b"[")?;
+    let mut lead = false;
+    for block in a.connections.blocks() {
+        if a.summary.connections_omitted == 0 {
+            members(w, &block, &|c, buf| write_connection(buf, c, a), lead)?;
+            lead |= !block.is_empty();
+        } else {
+            let listed: Vec<&Connection> = block.iter().filter(|c| !c.omitted).collect();
+            members(w, &listed, &|c, buf| write_connection(buf, c, a), lead)?;
+            lead |= !listed.is_empty();
+        }
     }
+    w.write_all(b"]")?;
     // The other lists of small items through serde, item by item, in the same parallel chunks.
     w.write_all(b",\"services\":")?;
     array(w, &a.services, serde_item)?;
@@ -336,6 +344,19 @@ where
     T: Sync,
     F: Fn(&'a T, &mut Vec<u8>) -> std::io::Result<()> + Sync,
 {
+    w.write_all(b"[")?;
+    members(w, items, &f, false)?;
+    w.write_all(b"]")
+}
+
+/// The members of a JSON array (`lead`: members were written before these, so the first
+/// takes a comma), as [`array`] writes them.
+fn members<'a, W, T, F>(w: &mut W, items: &'a [T], f: &F, lead: bool) -> std::io::Result<()>
+where
+    W: Write,
+    T: Sync,
+    F: Fn(&'a T, &mut Vec<u8>) -> std::io::Result<()> + Sync,
+{
     use rayon::prelude::*;
     let chunks_per_round = 2 * rayon::current_num_threads().max(1);
     // Serialise round `r` (`part`) into `bufs`, one buffer per chunk; the buffers a short last
@@ -352,7 +373,7 @@ where
                 // than one).
                 let mut buf = std::mem::take(slot);
                 let filled = chunk.iter().enumerate().try_for_each(|(i, item)| {
-                    if r + k + i > 0 {
+                    if lead || r + k + i > 0 {
                         buf.push(b',');
                     }
                     f(item, &mut buf)
@@ -365,7 +386,6 @@ where
     // per 4 KiB of output): one being written, one being filled.
     let mut ready: Vec<Vec<u8>> = vec![Vec::new(); chunks_per_round];
     let mut filling: Vec<Vec<u8>> = vec![Vec::new(); chunks_per_round];
-    w.write_all(b"[")?;
     for (r, part) in items.chunks(CHUNK * chunks_per_round).enumerate() {
         let mut rendered = Ok(());
         let mut written = Ok(());
@@ -377,6 +397,5 @@ where
         rendered?;
         std::mem::swap(&mut ready, &mut filling);
     }
-    ready.iter().try_for_each(|b| w.write_all(b))?;
-    w.write_all(b"]")
+    ready.iter().try_for_each(|b| w.write_all(b))
 }

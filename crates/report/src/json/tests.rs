@@ -37,7 +37,8 @@ fn hand_written_objects_match_the_serde_oracle() {
     for f in files.iter().filter_map(|f| f.to_str()) {
         let a = racetrace_core::analyze(&[f.to_string()], &racetrace_core::Options::default())
             .unwrap_or_else(|e| panic!("{f}: {e}"));
-        for c in &a.connections {
+        for c in a.connections.iter() {
+            let c = &*c;
             let mut fast = Vec::new();
             let fast = write_connection(&mut fast, c, &a).map(|()| fast);
             let oracle = serde_json::to_vec(&ConnectionRow::of(

@@ -57,6 +57,7 @@ type Attempt = (usize, u16, Nanos, usize);
 
 /// A fetch being built.
 struct Fetch<'a> {
+    /// Its attempts, as indices in the run.
     members: PerAttempt<usize>,
     /// Its first member's SYN: the order of the races.
     first_syn: Nanos,
@@ -81,10 +82,8 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     let conns = &a.connections;
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
     // list sorted on every core, then each (host, port) run split on its own.
-    let mut attempts: Vec<Attempt> = conns
-        .par_iter()
-        .filter_map(|c| Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id)))
-        .collect();
+    let mut attempts: Vec<Attempt> =
+        conns.par_filter_map(|c| Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id)));
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
     attempts.par_sort_unstable();
     let mut groups: Vec<Grouped> = attempts
@@ -111,7 +110,8 @@ fn answered_by(c: &Connection, t: Nanos) -> bool {
 /// One client host's attempts to one server port, being split into fetches.
 struct Run<'a> {
     run: &'a [Attempt],
-    conns: &'a [Connection],
+    /// The run's connections, in its order.
+    conns: Vec<std::borrow::Cow<'a, Connection>>,
     host_addrs: &'a [IpAddr],
     dns: &'a DnsTable,
     cfg: &'a DetectConfig,
@@ -138,21 +138,25 @@ struct Here<'a> {
 impl<'a> Run<'a> {
     fn new(
         run: &'a [Attempt],
-        conns: &'a [Connection],
+        all: &'a crate::model::Connections,
         host_addrs: &'a [IpAddr],
         dns: &'a DnsTable,
         cfg: &'a DetectConfig,
     ) -> Run<'a> {
-        let mut legs: Vec<Nanos> = run
+        let conns: Vec<_> = run
             .iter()
-            .filter_map(|&(_, _, _, id)| Some(conns.get(id)?.rec.handshake_legs()?.1))
+            .filter_map(|&(_, _, _, id)| all.get(id))
+            .collect();
+        let mut legs: Vec<Nanos> = conns
+            .iter()
+            .filter_map(|c| Some(c.rec.handshake_legs()?.1))
             .collect();
         legs.sort_unstable();
         let leg = legs.get(legs.len() / 2).copied().unwrap_or(0);
-        let mut failures: Vec<Nanos> = run
+        let mut failures: Vec<Nanos> = conns
             .iter()
-            .filter_map(|&(_, _, _, id)| {
-                let s = conns.get(id)?.rec.stale.as_deref()?;
+            .filter_map(|c| {
+                let s = c.rec.stale.as_deref()?;
                 Some(s.failure_time.unwrap_or(s.request))
             })
             .collect();
@@ -170,12 +174,25 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The run's `i`th connection.
+    fn at(&self, i: usize) -> Option<&Connection> {
+        self.conns.get(i).map(|c| c.as_ref())
+    }
+
+    /// A fetch's members as connection ids.
+    fn ids(&self, members: PerAttempt<usize>) -> PerAttempt<usize> {
+        members
+            .iter()
+            .filter_map(|&i| self.run.get(i).map(|a| a.3))
+            .collect()
+    }
+
     /// Split the run into fetches and keep those that are races.
-    fn split(self) -> Vec<Grouped> {
-        let mut groups: Vec<Grouped> = Vec::new();
-        let mut open: Vec<Fetch<'a>> = Vec::new();
-        for (i, &(_, _, t, id)) in self.run.iter().enumerate() {
-            let Some(c) = self.conns.get(id) else {
+    fn split(&self) -> Vec<Grouped> {
+        let mut groups: Vec<(Nanos, PerAttempt<usize>, bool)> = Vec::new();
+        let mut open: Vec<Fetch<'_>> = Vec::new();
+        for (i, &(_, _, t, _)) in self.run.iter().enumerate() {
+            let Some(c) = self.at(i) else {
                 continue;
             };
             let here = Here {
@@ -194,7 +211,7 @@ impl<'a> Run<'a> {
             let est = c.rec.established_time.get();
             match at.and_then(|k| open.get_mut(k)) {
                 Some(g) => {
-                    g.members.push(id);
+                    g.members.push(i);
                     g.last_syn = t;
                     g.kept_at = match (g.kept_at, est) {
                         (Some(k), Some(e)) => Some(k.min(e)),
@@ -208,7 +225,7 @@ impl<'a> Run<'a> {
                 None => {
                     let lookup = self.fresh_lookup(&here, &open, false);
                     open.push(Fetch {
-                        members: smallvec::smallvec![id],
+                        members: smallvec::smallvec![i],
                         first_syn: t,
                         last_syn: t,
                         kept_at: est,
@@ -225,14 +242,14 @@ impl<'a> Run<'a> {
         );
         // A race reaches two or more addresses; a pool of connections to one address is not.
         groups.retain(|(_, m, _)| {
-            let mut ips = m
-                .iter()
-                .filter_map(|&i| self.conns.get(i))
-                .map(|c| c.rec.server.ip);
+            let mut ips = m.iter().filter_map(|&i| self.at(i)).map(|c| c.rec.server.ip);
             // A single attempt (most fetches) needs no look at its connection.
             m.len() >= 2 && ips.next().is_some_and(|first| ips.any(|ip| ip != first))
         });
         groups
+            .into_iter()
+            .map(|(t, m, u)| (t, self.ids(m), u))
+            .collect()
     }
 
     /// The open fetch the attempt joins (`None`: a new fetch), and whether it joins as a
@@ -314,10 +331,10 @@ impl<'a> Run<'a> {
         &'g self,
         g: &'g Fetch<'_>,
         ip: IpAddr,
-    ) -> impl Iterator<Item = &'a Connection> + 'g {
+    ) -> impl Iterator<Item = &'g Connection> + 'g {
         g.members
             .iter()
-            .filter_map(|&m| self.conns.get(m))
+            .filter_map(|&m| self.at(m))
             .filter(move |m| m.rec.server.ip == ip)
     }
 
@@ -332,9 +349,9 @@ impl<'a> Run<'a> {
             .unwrap_or(&[])
             .iter()
             .take_while(|a| a.2 <= event + self.reaction)
-            .all(|&(_, _, t2, id2)| {
-                self.conns
-                    .get(id2)
+            .enumerate()
+            .all(|(k, &(_, _, t2, _))| {
+                self.at(h.i + 1 + k)
                     .is_none_or(|c2| !also(c2) || off(t2) >= off(h.t))
             })
     }
@@ -368,7 +385,7 @@ impl<'a> Run<'a> {
     fn refused_just_before(&self, g: &Fetch<'_>, h: &Here<'_>) -> bool {
         g.members
             .iter()
-            .filter_map(|&m| self.conns.get(m))
+            .filter_map(|&m| self.at(m))
             .any(|m| {
                 m.rec.milestones.refused.is_some()
                     && m.rec.rst[1].get().is_some_and(|r| {

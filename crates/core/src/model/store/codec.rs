@@ -1,0 +1,479 @@
+//! The spill's record format: a [`Connection`] (its tracker record and what the detectors
+//! wrote on it) as compact bytes, the core's own (no schema, no framing beyond a length: the
+//! file is written and read back by one process). Integers are LEB128 varints, signed ones
+//! zigzagged; every time but the first is a delta from the record's first packet, so a
+//! record of a short connection is about 80 bytes where it is about 550 in memory.
+//!
+//! [`decode`] returns `None` on bytes it did not write (a damaged spill file), never panics.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::app::http::Request;
+use crate::app::tls::TlsFacts;
+use crate::app::{AppFacts, Milestones, Protocol};
+use crate::domain::{Endpoint, Name, Nanos, OptNanos};
+use crate::model::history::History;
+use crate::model::record::{StaleFacts, StaleFailure, SynOptions, TsSample};
+use crate::model::{ConnRecord, Connection, NameSource, Reason, Role};
+
+/// Appends a record's bytes.
+struct Put<'a> {
+    out: &'a mut Vec<u8>,
+    /// The record's first packet time (times are written as deltas from it).
+    base: Nanos,
+}
+
+impl Put<'_> {
+    fn u(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+    }
+    fn i(&mut self, v: i64) {
+        self.u(((v << 1) ^ (v >> 63)) as u64);
+    }
+    fn b(&mut self, v: bool) {
+        self.out.push(u8::from(v));
+    }
+    fn t(&mut self, t: Nanos) {
+        self.i(t.wrapping_sub(self.base));
+    }
+    fn ot(&mut self, t: OptNanos) {
+        match t.get() {
+            Some(t) => {
+                self.b(true);
+                self.t(t);
+            }
+            None => self.b(false),
+        }
+    }
+    fn opt<T>(&mut self, v: Option<T>, f: impl FnOnce(&mut Self, T)) {
+        self.b(v.is_some());
+        if let Some(v) = v {
+            f(self, v);
+        }
+    }
+    fn s(&mut self, s: &str) {
+        self.u(s.len() as u64);
+        self.out.extend_from_slice(s.as_bytes());
+    }
+    fn ip(&mut self, ip: &IpAddr) {
+        match ip {
+            IpAddr::V4(a) => {
+                self.out.push(4);
+                self.out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                self.out.push(6);
+                self.out.extend_from_slice(&a.octets());
+            }
+        }
+    }
+    fn ep(&mut self, e: &Endpoint) {
+        self.ip(&e.ip);
+        self.u(u64::from(e.port));
+    }
+    /// A variant of an enum, as its index in `all`.
+    fn e<T: PartialEq>(&mut self, v: &T, all: &[T]) {
+        let i = all.iter().position(|x| x == v).unwrap_or(0);
+        self.out.push(i as u8);
+    }
+}
+
+/// Reads a record's bytes back.
+struct Get<'a> {
+    b: &'a [u8],
+    base: Nanos,
+}
+
+impl Get<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&first, rest) = self.b.split_first()?;
+        self.b = rest;
+        Some(first)
+    }
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if n > self.b.len() {
+            return None;
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Some(head)
+    }
+    fn u(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    fn i(&mut self) -> Option<i64> {
+        let z = self.u()?;
+        Some(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.u()?).ok()
+    }
+    fn u16(&mut self) -> Option<u16> {
+        u16::try_from(self.u()?).ok()
+    }
+    fn usize(&mut self) -> Option<usize> {
+        usize::try_from(self.u()?).ok()
+    }
+    fn b(&mut self) -> Option<bool> {
+        match self.byte()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+    fn t(&mut self) -> Option<Nanos> {
+        Some(self.base.wrapping_add(self.i()?))
+    }
+    fn ot(&mut self) -> Option<OptNanos> {
+        Some(if self.b()? {
+            OptNanos::some(self.t()?)
+        } else {
+            OptNanos::NONE
+        })
+    }
+    fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        Some(if self.b()? { Some(f(self)?) } else { None })
+    }
+    fn s(&mut self) -> Option<String> {
+        let n = self.usize()?;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+    fn ip(&mut self) -> Option<IpAddr> {
+        Some(match self.byte()? {
+            4 => {
+                let o: [u8; 4] = self.take(4)?.try_into().ok()?;
+                IpAddr::V4(Ipv4Addr::from(o))
+            }
+            6 => {
+                let o: [u8; 16] = self.take(16)?.try_into().ok()?;
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+            _ => return None,
+        })
+    }
+    fn ep(&mut self) -> Option<Endpoint> {
+        Some(Endpoint {
+            ip: self.ip()?,
+            port: self.u16()?,
+        })
+    }
+    fn e<T: Copy>(&mut self, all: &[T]) -> Option<T> {
+        all.get(usize::from(self.byte()?)).copied()
+    }
+}
+
+/// TLS version names the parser gives (`app::tls::version_name`): the spill writes the name
+/// and reads back the same static string.
+const VERSIONS: &[&str] = &[
+    "SSL 3.0", "TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3", "GREASE", "unknown",
+];
+
+fn version(s: &str) -> &'static str {
+    VERSIONS
+        .iter()
+        .find(|v| **v == s)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Append `c` to `out`, length-prefixed.
+pub fn encode(c: &Connection, out: &mut Vec<u8>) {
+    let start = out.len();
+    // Room for the length, filled in below.
+    out.extend_from_slice(&[0; 4]);
+    let mut p = Put {
+        out,
+        base: c.rec.first_time,
+    };
+    p.i(c.rec.first_time);
+    p.u(c.id as u64);
+    record(&mut p, &c.rec);
+    p.s(&c.service);
+    p.e(&c.service_source, NameSource::ALL);
+    p.b(c.nat64);
+    p.opt(c.race, |p, r| p.u(r as u64));
+    p.e(&c.role, Role::ALL);
+    p.opt(c.backend.as_deref(), |p, b| p.s(b));
+    p.u(c.host as u64);
+    p.opt(c.reason, |p, r| p.e(&r, Reason::ALL));
+    p.b(c.omitted);
+    let len = (out.len() - start - 4) as u32;
+    if let Some(slot) = out.get_mut(start..start + 4) {
+        slot.copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+/// Read one connection from the front of `bytes`; returns it and the bytes after it, or
+/// `None` when the bytes are not a record [`encode`] wrote.
+pub fn decode(bytes: &[u8]) -> Option<(Connection, &[u8])> {
+    let len: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    let len = u32::from_le_bytes(len) as usize;
+    let body = bytes.get(4..4 + len)?;
+    let rest = bytes.get(4 + len..)?;
+    let mut g = Get { b: body, base: 0 };
+    let first = g.i()?;
+    g.base = first;
+    let id = g.usize()?;
+    let rec = read_record(&mut g, first)?;
+    let service: Name = g.s()?.into();
+    let c = Connection {
+        id,
+        rec,
+        service,
+        service_source: g.e(NameSource::ALL)?,
+        nat64: g.b()?,
+        race: g.opt(Get::usize)?,
+        role: g.e(Role::ALL)?,
+        backend: g.opt(|g| g.s().map(Name::from))?,
+        host: g.usize()?,
+        reason: g.opt(|g| g.e(Reason::ALL))?,
+        omitted: g.b()?,
+    };
+    g.b.is_empty().then_some((c, rest))
+}
+
+fn record(p: &mut Put<'_>, r: &ConnRecord) {
+    p.u(r.first_record);
+    p.u(r.last_record.wrapping_sub(r.first_record));
+    p.ep(&r.client);
+    p.ep(&r.server);
+    p.opt(r.client_mac, |p, m| p.out.extend_from_slice(&m));
+    p.b(r.handshake_seen);
+    p.t(r.last_time);
+    p.ot(r.syn_time);
+    p.ot(r.last_syn_time);
+    p.u(u64::from(r.syn_count));
+    p.ot(r.synack_time);
+    p.u(u64::from(r.synack_count));
+    p.ot(r.established_time);
+    for t in r.fin.iter().chain(&r.rst).chain(&r.last_payload) {
+        p.ot(*t);
+    }
+    for n in r.bytes.iter().chain(&r.packets) {
+        p.u(*n);
+    }
+    let m = &r.milestones;
+    for t in [m.refused, m.first_payload, m.tls_hello, m.tls, m.http, m.ws] {
+        p.ot(t);
+    }
+    p.opt(r.server_tsval, |p, v| p.u(u64::from(v)));
+    p.u(r.ts_samples.len() as u64);
+    for s in &r.ts_samples {
+        p.t(s.time);
+        p.u(u64::from(s.tsval));
+    }
+    for o in &r.syn_options {
+        p.opt(o.mss, |p, v| p.u(u64::from(v)));
+        p.opt(o.wscale, |p, v| p.u(u64::from(v)));
+        p.b(o.sack_permitted);
+        p.b(o.timestamps);
+    }
+    p.s(r.history.as_str());
+    p.opt(r.app.as_deref(), app);
+    p.opt(r.stale.as_deref(), stale);
+    p.ot(r.server_fin_idle);
+}
+
+fn read_record(g: &mut Get<'_>, first_time: Nanos) -> Option<ConnRecord> {
+    let first_record = g.u()?;
+    let mut r = ConnRecord {
+        first_record,
+        last_record: first_record.wrapping_add(g.u()?),
+        client: g.ep()?,
+        server: g.ep()?,
+        client_mac: g.opt(|g| g.take(6)?.try_into().ok())?,
+        handshake_seen: g.b()?,
+        first_time,
+        last_time: g.t()?,
+        syn_time: g.ot()?,
+        last_syn_time: g.ot()?,
+        syn_count: g.u32()?,
+        synack_time: g.ot()?,
+        synack_count: g.u32()?,
+        established_time: g.ot()?,
+        ..ConnRecord::default()
+    };
+    for t in r
+        .fin
+        .iter_mut()
+        .chain(r.rst.iter_mut())
+        .chain(r.last_payload.iter_mut())
+    {
+        *t = g.ot()?;
+    }
+    for n in r.bytes.iter_mut().chain(r.packets.iter_mut()) {
+        *n = g.u()?;
+    }
+    r.milestones = Milestones {
+        refused: g.ot()?,
+        first_payload: g.ot()?,
+        tls_hello: g.ot()?,
+        tls: g.ot()?,
+        http: g.ot()?,
+        ws: g.ot()?,
+    };
+    r.server_tsval = g.opt(Get::u32)?;
+    let n = g.usize()?;
+    // A damaged length cannot make it allocate more than the bytes could hold.
+    r.ts_samples = Vec::with_capacity(n.min(g.b.len()));
+    for _ in 0..n {
+        r.ts_samples.push(TsSample {
+            time: g.t()?,
+            tsval: g.u32()?,
+        });
+    }
+    for o in r.syn_options.iter_mut() {
+        *o = SynOptions {
+            mss: g.opt(Get::u16)?,
+            wscale: g.opt(|g| u8::try_from(g.u()?).ok())?,
+            sack_permitted: g.b()?,
+            timestamps: g.b()?,
+        };
+    }
+    r.history = History::from_letters(&g.s()?);
+    r.app = g.opt(read_app)?.map(Box::new);
+    r.stale = g.opt(read_stale)?.map(Box::new);
+    r.server_fin_idle = g.ot()?;
+    Some(r)
+}
+
+fn app(p: &mut Put<'_>, a: &AppFacts) {
+    p.e(&a.protocol, Protocol::ALL);
+    p.opt(a.tls.as_ref(), |p, t| {
+        p.opt(t.sni.as_deref(), |p, s| p.s(s));
+        p.u(t.alpn.len() as u64);
+        for s in &t.alpn {
+            p.s(s);
+        }
+        p.u(t.offered_versions.len() as u64);
+        for s in &t.offered_versions {
+            p.s(s);
+        }
+        p.opt(t.version, |p, s| p.s(s));
+        p.ot(t.hello);
+        p.ot(t.done);
+        p.ot(t.app_data);
+        p.b(t.malformed);
+    });
+    p.opt(a.request.as_ref(), |p, r| {
+        p.s(&r.method);
+        p.s(&r.target);
+        p.opt(r.host.as_deref(), |p, s| p.s(s));
+        for f in [r.ws_upgrade, r.authorization, r.cookie, r.ws_key] {
+            p.b(f);
+        }
+    });
+    p.opt(a.status, |p, s| p.u(u64::from(s)));
+    p.b(a.h2_preface);
+    p.u(u64::from(a.gaps[0]));
+    p.u(u64::from(a.gaps[1]));
+}
+
+fn list<'b, T>(g: &mut Get<'b>, f: impl Fn(&mut Get<'b>) -> Option<T>) -> Option<Vec<T>> {
+    let n = g.usize()?;
+    let mut v = Vec::with_capacity(n.min(g.b.len()));
+    for _ in 0..n {
+        v.push(f(g)?);
+    }
+    Some(v)
+}
+
+fn read_app(g: &mut Get<'_>) -> Option<AppFacts> {
+    Some(AppFacts {
+        protocol: g.e(Protocol::ALL)?,
+        tls: g.opt(|g| {
+            Some(TlsFacts {
+                sni: g.opt(Get::s)?,
+                alpn: list(g, Get::s)?,
+                offered_versions: list(g, |g| g.s().map(|s| version(&s)))?,
+                version: g.opt(|g| g.s().map(|s| version(&s)))?,
+                hello: g.ot()?,
+                done: g.ot()?,
+                app_data: g.ot()?,
+                malformed: g.b()?,
+            })
+        })?,
+        request: g.opt(|g| {
+            Some(Request {
+                method: g.s()?,
+                target: g.s()?,
+                host: g.opt(Get::s)?,
+                ws_upgrade: g.b()?,
+                authorization: g.b()?,
+                cookie: g.b()?,
+                ws_key: g.b()?,
+            })
+        })?,
+        status: g.opt(Get::u16)?,
+        h2_preface: g.b()?,
+        gaps: [g.u32()?, g.u32()?],
+    })
+}
+
+fn stale(p: &mut Put<'_>, s: &StaleFacts) {
+    p.t(s.request);
+    p.i(s.idle);
+    p.opt(s.peer_fin, |p, t| p.t(t));
+    p.e(&s.failure, StaleFailure::ALL);
+    p.opt(s.failure_time, |p, t| p.t(t));
+    p.u(u64::from(s.retransmissions));
+    p.opt(s.request_line.as_ref(), |p, (m, t)| {
+        p.s(m);
+        p.s(t);
+    });
+}
+
+fn read_stale(g: &mut Get<'_>) -> Option<StaleFacts> {
+    Some(StaleFacts {
+        request: g.t()?,
+        idle: g.i()?,
+        peer_fin: g.opt(Get::t)?,
+        failure: g.e(StaleFailure::ALL)?,
+        failure_time: g.opt(Get::t)?,
+        retransmissions: g.u32()?,
+        request_line: g.opt(|g| Some((g.s()?, g.s()?)))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection of every sample and real capture reads back as it was written, field
+    /// for field, and every cut of a record is refused rather than misread.
+    #[test]
+    fn every_connection_reads_back_as_written() {
+        let mut checked = 0;
+        for path in crate::testdata::own_captures() {
+            let path = path.to_string_lossy().into_owned();
+            let Ok(a) = crate::analyze(std::slice::from_ref(&path), &crate::Options::default())
+            else {
+                continue;
+            };
+            for c in a.connections.iter() {
+                let mut buf = Vec::new();
+                encode(&c, &mut buf);
+                let (back, rest) = decode(&buf).expect("decodes");
+                assert!(rest.is_empty());
+                assert_eq!(format!("{back:?}"), format!("{:?}", *c), "{path}");
+                for cut in 0..buf.len() {
+                    assert!(decode(buf.get(..cut).unwrap_or_default()).is_none());
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "only {checked} connections checked");
+    }
+}

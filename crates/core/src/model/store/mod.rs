@@ -1,0 +1,530 @@
+//! Where the finished connections live, between the tracker and the renderers: in memory
+//! while they fit in the budget, spilled to a temporary file beyond it.
+//!
+//! The tracker hands each connection over in order of its first record ([`Connections::push`]);
+//! ids are positions in that order. While the connections' estimated size stays under
+//! [`SpillConfig::budget`] they stay in memory. Past it, every full block of
+//! [`BLOCK`] connections is written to an unlinked file in [`SpillConfig::dir`] in the spill's
+//! own record format (`codec`, about a seventh of a record's size in memory) and leaves
+//! memory; readers decode one block at a time, and the few writes a detector makes go back
+//! block by block. The file disappears with the process, whatever happens to it.
+//!
+//! Readers see the same connections either way: [`Connections::iter`] and
+//! [`Connections::blocks`] in id order, [`Connections::get`] by id; writers change them
+//! through [`Connections::update`] (every connection, on every core) and
+//! [`Connections::update_ids`] (a few). A spill that fails (disk full, a folder that cannot
+//! be written) stops spilling and is reported by [`Connections::failure`]: the analysis ends
+//! with that error instead of a report that lacks connections.
+
+pub mod codec;
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use crate::model::{ConnRecord, Connection};
+
+/// Connections per block of the spill: the unit read, decoded and rewritten at once.
+pub const BLOCK: usize = 16_384;
+
+/// Where and when connections spill.
+#[derive(Clone, Debug)]
+pub struct SpillConfig {
+    /// Estimated bytes of connections kept in memory before they spill.
+    pub budget: usize,
+    /// The folder of the spill file (the system's temporary folder by default).
+    pub dir: PathBuf,
+    /// Connections per block ([`BLOCK`]; tests make it small to spill small captures).
+    pub block: usize,
+}
+
+impl Default for SpillConfig {
+    fn default() -> Self {
+        SpillConfig {
+            budget: usize::MAX,
+            dir: std::env::temp_dir(),
+            block: BLOCK,
+        }
+    }
+}
+
+impl SpillConfig {
+    /// The connections' share of a whole process's memory limit: two fifths (the rest is
+    /// the reader's batches, the trackers' tables, the DNS table and the detectors' and
+    /// writers' working sets).
+    pub fn for_limit(limit: usize, dir: PathBuf) -> SpillConfig {
+        SpillConfig {
+            budget: limit / 5 * 2,
+            dir,
+            block: BLOCK,
+        }
+    }
+}
+
+/// One block on disk.
+#[derive(Clone, Copy, Debug)]
+struct Extent {
+    offset: u64,
+    len: usize,
+    count: usize,
+}
+
+/// The spill file and its blocks, in id order.
+#[derive(Debug)]
+struct Spill {
+    file: File,
+    /// Bytes written so far (the next block's offset).
+    end: u64,
+    blocks: Vec<Extent>,
+    /// Where it is, for messages.
+    path: PathBuf,
+}
+
+impl Spill {
+    fn create(dir: &std::path::Path) -> std::io::Result<Spill> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".racetrace-spill-{}-{n}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // Unlinked at once: the space goes back when the process ends, however it ends.
+        std::fs::remove_file(&path)?;
+        Ok(Spill {
+            file,
+            end: 0,
+            blocks: Vec::new(),
+            path,
+        })
+    }
+
+    fn append(&mut self, conns: &[Connection]) -> std::io::Result<Extent> {
+        let bytes = encode_block(conns);
+        (&self.file).write_all(&bytes)?;
+        let e = Extent {
+            offset: self.end,
+            len: bytes.len(),
+            count: conns.len(),
+        };
+        self.end += bytes.len() as u64;
+        Ok(e)
+    }
+
+    fn read(&self, e: Extent) -> std::io::Result<Vec<Connection>> {
+        let mut bytes = vec![0; e.len];
+        self.file.read_exact_at(&mut bytes, e.offset)?;
+        let mut out = Vec::with_capacity(e.count);
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let Some((c, after)) = codec::decode(rest) else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a spilled block does not read back",
+                ));
+            };
+            out.push(c);
+            rest = after;
+        }
+        Ok(out)
+    }
+}
+
+fn encode_block(conns: &[Connection]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(conns.len() * 96);
+    for c in conns {
+        codec::encode(c, &mut bytes);
+    }
+    bytes
+}
+
+/// Estimated bytes a connection holds in memory: its struct and what it owns.
+fn footprint(c: &Connection) -> usize {
+    let app = c.rec.app.as_ref().map_or(0, |a| {
+        let tls = a.tls.as_ref().map_or(0, |t| {
+            t.sni.as_ref().map_or(0, String::capacity)
+                + t.alpn.iter().map(|s| s.capacity() + 24).sum::<usize>()
+                + t.offered_versions.capacity() * 16
+        });
+        let req = a.request.as_ref().map_or(0, |r| {
+            r.method.capacity() + r.target.capacity() + r.host.as_ref().map_or(0, String::capacity)
+        });
+        std::mem::size_of::<crate::app::AppFacts>() + tls + req
+    });
+    let stale = c.rec.stale.as_ref().map_or(0, |_| {
+        std::mem::size_of::<crate::model::record::StaleFacts>() + 32
+    });
+    std::mem::size_of::<Connection>() + c.rec.ts_samples.capacity() * 16 + app + stale
+}
+
+/// The finished connections, in id order: in memory, or spilled past the budget.
+#[derive(Debug)]
+pub struct Connections {
+    /// The connections not spilled (all of them while the budget holds; beyond it, the
+    /// block being filled).
+    mem: Vec<Connection>,
+    /// Estimated bytes of `mem`.
+    mem_bytes: usize,
+    /// The spill, once the budget was passed.
+    spill: Option<Spill>,
+    /// Connections in all.
+    len: usize,
+    /// Connections in the spill file (the first ones).
+    on_disk: usize,
+    cfg: SpillConfig,
+    /// The first I/O error of the spill (nothing spills after it).
+    failure: Arc<Mutex<Option<String>>>,
+    /// The last block [`Connections::get`] decoded.
+    cached: Mutex<Option<(usize, Arc<Vec<Connection>>)>>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections::new(SpillConfig::default())
+    }
+}
+
+impl Clone for Connections {
+    /// A copy in memory (tests, small analyses): a spilled store is read back whole.
+    fn clone(&self) -> Self {
+        Connections::from(self.to_vec())
+    }
+}
+
+impl From<Vec<Connection>> for Connections {
+    fn from(mem: Vec<Connection>) -> Self {
+        Connections {
+            len: mem.len(),
+            mem,
+            ..Connections::default()
+        }
+    }
+}
+
+impl Connections {
+    /// An empty store.
+    pub fn new(cfg: SpillConfig) -> Connections {
+        Connections {
+            mem: Vec::new(),
+            mem_bytes: 0,
+            spill: None,
+            len: 0,
+            on_disk: 0,
+            cfg,
+            failure: Arc::default(),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// Connections in all.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No connection.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Some connections live in the spill file.
+    pub fn spilled(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| !s.blocks.is_empty())
+    }
+
+    /// Bytes written to the spill file (rewrites included).
+    pub fn spill_bytes(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.end)
+    }
+
+    /// Why the spill failed, if it did: the analysis must not be presented as complete.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn fail(&self, what: &str, e: &std::io::Error) {
+        record_failure(&self.failure, &self.cfg.dir, what, e);
+    }
+
+    /// Add the next connection (its id is its position).
+    pub fn push(&mut self, rec: ConnRecord) {
+        let c = Connection::new(self.len, rec);
+        self.len += 1;
+        if self.mem.len() == self.mem.capacity() {
+            // Doubling: above the allocator's mmap threshold a reallocation moves the
+            // mapping, it copies nothing (see `prefer_huge_pages_growing`).
+            let more = self.mem.capacity().max(1 << 14);
+            self.mem.reserve(more);
+            crate::engine::memory::prefer_huge_pages_growing(&mut self.mem);
+        }
+        self.mem_bytes += footprint(&c);
+        self.mem.push(c);
+        if self.mem_bytes > self.cfg.budget && self.failure().is_none() {
+            self.spill_full_blocks();
+        }
+    }
+
+    /// Move every full block of `mem` to the spill file.
+    fn spill_full_blocks(&mut self) {
+        if self.spill.is_none() {
+            match Spill::create(&self.cfg.dir) {
+                Ok(s) => self.spill = Some(s),
+                Err(e) => return self.fail("creating the file", &e),
+            }
+        }
+        let block = self.cfg.block.max(1);
+        let full = self.mem.len() / block * block;
+        if full == 0 {
+            return;
+        }
+        let Some(spill) = self.spill.as_mut() else {
+            return;
+        };
+        let mut written = 0;
+        let mut error = None;
+        for chunk in self.mem.get(..full).unwrap_or_default().chunks(block) {
+            match spill.append(chunk) {
+                Ok(e) => {
+                    spill.blocks.push(e);
+                    written += chunk.len();
+                }
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = error {
+            self.fail("writing", &e);
+        }
+        self.mem.drain(..written);
+        self.on_disk += written;
+        self.mem_bytes = self.mem.iter().map(footprint).sum();
+    }
+
+    /// The blocks in id order: borrowed from memory, or decoded from the spill.
+    pub fn blocks(&self) -> impl Iterator<Item = Cow<'_, [Connection]>> + '_ {
+        let disk = self.spill.iter().flat_map(move |s| {
+            s.blocks.iter().map(move |&e| {
+                Cow::Owned(s.read(e).unwrap_or_else(|err| {
+                    self.fail("reading", &err);
+                    Vec::new()
+                }))
+            })
+        });
+        disk.chain(self.mem.chunks(self.cfg.block.max(1)).map(Cow::Borrowed))
+    }
+
+    /// Every connection in id order (borrowed from memory, or decoded from the spill).
+    pub fn iter(&self) -> impl Iterator<Item = Cow<'_, Connection>> + '_ {
+        self.blocks()
+            .flat_map(|b| -> Box<dyn Iterator<Item = Cow<'_, Connection>>> {
+                match b {
+                    Cow::Borrowed(s) => Box::new(s.iter().map(Cow::Borrowed)),
+                    Cow::Owned(v) => Box::new(v.into_iter().map(Cow::Owned)),
+                }
+            })
+    }
+
+    /// `f` of every connection, on every core, in id order (`None`s left out).
+    pub fn par_filter_map<T: Send>(
+        &self,
+        f: impl Fn(&Connection) -> Option<T> + Sync + Send,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.spill {
+            for &e in &s.blocks {
+                match s.read(e) {
+                    Ok(block) => out.par_extend(block.par_iter().filter_map(&f)),
+                    Err(err) => self.fail("reading", &err),
+                }
+            }
+        }
+        out.par_extend(self.mem.par_iter().filter_map(&f));
+        out
+    }
+
+    /// The connection with id `id`.
+    pub fn get(&self, id: usize) -> Option<Cow<'_, Connection>> {
+        let spilled = self.on_disk;
+        if id >= spilled {
+            return self.mem.get(id - spilled).map(Cow::Borrowed);
+        }
+        let block = self.cfg.block.max(1);
+        let (b, at) = (id / block, id % block);
+        let mut cached = self.cached.lock().ok()?;
+        if cached.as_ref().is_none_or(|(k, _)| *k != b) {
+            let spill = self.spill.as_ref()?;
+            let block = match spill.read(*spill.blocks.get(b)?) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.fail("reading", &e);
+                    return None;
+                }
+            };
+            *cached = Some((b, Arc::new(block)));
+        }
+        cached
+            .as_ref()
+            .and_then(|(_, v)| v.get(at))
+            .cloned()
+            .map(Cow::Owned)
+    }
+
+    /// Every connection, copied into memory.
+    pub fn to_vec(&self) -> Vec<Connection> {
+        self.iter().map(Cow::into_owned).collect()
+    }
+
+    /// Change every connection with `f`, on every core.
+    pub fn update(&mut self, f: impl Fn(&mut Connection) + Sync + Send) {
+        self.update_blocks(|block| block.par_iter_mut().for_each(&f));
+    }
+
+    /// Change the connections a block at a time, in id order (in memory: all of them at
+    /// once), with `f`.
+    pub fn update_blocks(&mut self, mut f: impl FnMut(&mut [Connection])) {
+        self.rewrite(&mut f);
+        f(&mut self.mem);
+    }
+
+    /// Change the connections `ids` (any order, repeats allowed) with `f`.
+    pub fn update_ids(&mut self, ids: &[usize], mut f: impl FnMut(&mut Connection)) {
+        let spilled = self.on_disk;
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let split = sorted.partition_point(|&i| i < spilled);
+        let (disk, mem) = sorted.split_at(split);
+        for &i in mem {
+            if let Some(c) = self.mem.get_mut(i - spilled) {
+                f(c);
+            }
+        }
+        if disk.is_empty() {
+            return;
+        }
+        let block = self.cfg.block.max(1);
+        let mut by_block: Vec<(usize, Vec<usize>)> = Vec::new();
+        for &i in disk {
+            match by_block.last_mut() {
+                Some((b, v)) if *b == i / block => v.push(i % block),
+                _ => by_block.push((i / block, vec![i % block])),
+            }
+        }
+        self.invalidate();
+        let Some(spill) = self.spill.as_mut() else {
+            return;
+        };
+        for (b, ats) in by_block {
+            let Some(&e) = spill.blocks.get(b) else {
+                continue;
+            };
+            let result = spill.read(e).and_then(|mut block| {
+                for at in ats {
+                    if let Some(c) = block.get_mut(at) {
+                        f(c);
+                    }
+                }
+                spill.append(&block)
+            });
+            match result {
+                Ok(new) => {
+                    if let Some(slot) = spill.blocks.get_mut(b) {
+                        *slot = new;
+                    }
+                }
+                Err(err) => {
+                    return record_failure(&self.failure, &self.cfg.dir, "rewriting", &err);
+                }
+            }
+        }
+    }
+
+    /// Keep the connections `keep` says yes to, renumbered in order (ids stay positions);
+    /// returns the old id → new id map (`None`: dropped).
+    pub fn retain(&mut self, keep: impl Fn(&Connection) -> bool) -> Vec<Option<usize>> {
+        let mut map = vec![None; self.len];
+        let mut kept = Connections::new(self.cfg.clone());
+        for c in self.iter() {
+            if keep(&c) {
+                if let Some(slot) = map.get_mut(c.id) {
+                    *slot = Some(kept.len);
+                }
+                let mut c = c.into_owned();
+                c.id = kept.len;
+                kept.len += 1;
+                kept.mem_bytes += footprint(&c);
+                kept.mem.push(c);
+                if kept.mem_bytes > kept.cfg.budget {
+                    kept.spill_full_blocks();
+                }
+            }
+        }
+        if let Some(f) = self.failure() {
+            if let Ok(mut k) = kept.failure.lock() {
+                *k = Some(f);
+            }
+        }
+        *self = kept;
+        map
+    }
+
+    /// Rewrite every spilled block with `f`.
+    fn rewrite(&mut self, mut f: impl FnMut(&mut [Connection])) {
+        self.invalidate();
+        let Some(old) = self.spill.take() else {
+            return;
+        };
+        if old.blocks.is_empty() {
+            self.spill = Some(old);
+            return;
+        }
+        let result = Spill::create(&self.cfg.dir).and_then(|mut new| {
+            for &e in &old.blocks {
+                let mut block = old.read(e)?;
+                f(&mut block);
+                let extent = new.append(&block)?;
+                new.blocks.push(extent);
+            }
+            Ok(new)
+        });
+        match result {
+            Ok(new) => self.spill = Some(new),
+            Err(e) => {
+                self.fail("rewriting", &e);
+                self.spill = Some(old);
+            }
+        }
+    }
+
+    fn invalidate(&self) {
+        if let Ok(mut c) = self.cached.lock() {
+            *c = None;
+        }
+    }
+
+    /// Where the spill file was created (for messages).
+    pub fn spill_path(&self) -> Option<&std::path::Path> {
+        self.spill.as_ref().map(|s| s.path.as_path())
+    }
+}
+
+fn record_failure(
+    failure: &Mutex<Option<String>>,
+    dir: &std::path::Path,
+    what: &str,
+    e: &std::io::Error,
+) {
+    if let Ok(mut f) = failure.lock() {
+        if f.is_none() {
+            *f = Some(format!("spill to {} failed ({what}): {e}", dir.display()));
+        }
+    }
+}

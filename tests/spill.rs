@@ -1,0 +1,124 @@
+//! Connections past the memory budget spill to a temporary file and are read back a block at a
+//! time (`model::store`): the report is the same, byte for byte, as when everything stays in
+//! memory, on every sample, every real capture and a busy capture of 5,000 fetches; a spill
+//! that cannot be written fails the analysis with a message naming the folder, and leaves no
+//! report.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use racetrace_core::model::store::SpillConfig;
+use racetrace_core::Options;
+use racetrace_synth::busy::{Busy, BusyConfig, Limit};
+use support::{racetrace, root, tempdir};
+
+/// The JSON report of `path`, with the connections kept in memory or spilled after every
+/// `block` connections (budget 0); and whether it spilled.
+fn report(path: &Path, spill: Option<(usize, &Path)>) -> (Vec<u8>, bool) {
+    let mut opts = Options::default();
+    if let Some((block, dir)) = spill {
+        opts.spill = SpillConfig {
+            budget: 0,
+            dir: dir.to_path_buf(),
+            block,
+        };
+    }
+    let a = racetrace_core::analyze(&[path.to_string_lossy().into_owned()], &opts).unwrap();
+    let mut out = Vec::new();
+    racetrace_report::json::write(&a, &mut out).unwrap();
+    (out, a.connections.spilled())
+}
+
+/// The volatile members (timings, memory peaks) differ between any two runs: blank them.
+fn stable(json: &[u8]) -> String {
+    let mut v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("timings");
+        o.remove("tool");
+    }
+    serde_json::to_string(&v).unwrap()
+}
+
+fn captures() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [root().join("samples"), root().join("tests/data/captures")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn spilled_reports_equal_in_memory_ones_on_every_sample_and_real_capture() {
+    let dir = tempdir("spill");
+    let mut spilled = 0;
+    for path in captures() {
+        let (mem, _) = report(&path, None);
+        // Blocks of 1, 2 and 7: every connection alone, pairs split across blocks, and a
+        // partial block left in memory.
+        for block in [1, 2, 7] {
+            let (disk, did) = report(&path, Some((block, &dir)));
+            assert_eq!(stable(&disk), stable(&mem), "{path:?}, blocks of {block}");
+            spilled += usize::from(did);
+        }
+    }
+    assert!(spilled >= 30, "only {spilled} runs spilled");
+    // The spill files are unlinked as soon as they are made.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
+
+#[test]
+fn a_spilled_busy_capture_reports_the_same_as_in_memory() {
+    let dir = tempdir("spill-busy");
+    let path = dir.join("busy.pcap");
+    let (mut pcap, mut truth) = (Vec::new(), Vec::new());
+    let cfg = BusyConfig {
+        seed: 5,
+        ..BusyConfig::default()
+    };
+    let totals = Busy::new(cfg)
+        .write(Limit::Fetches(5_000), &mut pcap, &mut truth)
+        .unwrap();
+    std::fs::write(&path, &pcap).unwrap();
+    let (mem, _) = report(&path, None);
+    let (disk, did) = report(&path, Some((512, &dir)));
+    assert!(did);
+    assert!(totals.connections > 5_000);
+    assert_eq!(stable(&disk), stable(&mem));
+}
+
+/// The spill folder cannot be written (here it is a file: root, which CI may be, bypasses
+/// permission bits): the run fails naming the folder and the option, and writes no report of it.
+#[test]
+fn a_spill_that_cannot_be_written_fails_without_a_report() {
+    let dir = tempdir("spill-fail");
+    let not_a_dir = dir.join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let json = dir.join("out.json");
+    let sample = root().join("samples/he_curl_v6slow.pcap");
+    let out = racetrace(&[
+        "analyze",
+        sample.to_str().unwrap(),
+        "--memory-limit",
+        "1",
+        "--temp-dir",
+        not_a_dir.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("spill to") && err.contains(not_a_dir.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(err.contains("--temp-dir"), "{err}");
+    // Batch mode: the other captures' reports (none here) are still written, this one's is not.
+    assert!(std::fs::read(&json).unwrap_or_default().is_empty());
+}
