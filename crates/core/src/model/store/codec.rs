@@ -1,8 +1,7 @@
 //! The spill's record format: a [`Connection`] (its tracker record and what the detectors
 //! wrote on it) as compact bytes, the core's own (no schema, no framing beyond a length: the
 //! file is written and read back by one process). Integers are LEB128 varints, signed ones
-//! zigzagged; every time but the first is a delta from the record's first packet, so a
-//! record of a short connection is about 80 bytes where it is about 550 in memory.
+//! zigzagged; every time but the first is a delta from the record's first packet.
 //!
 //! [`decode`] returns `None` on bytes it did not write (a damaged spill file), never panics.
 

@@ -5,7 +5,7 @@
 //! ids are positions in that order. While the connections' estimated size stays under
 //! [`SpillConfig::budget`] they stay in memory. Past it, every full block of
 //! [`BLOCK`] connections is written to an unlinked file in [`SpillConfig::dir`] in the spill's
-//! own record format (`codec`, about a seventh of a record's size in memory) and leaves
+//! own record format (`codec`) and leaves
 //! memory; readers decode one block at a time, and the few writes a detector makes go back
 //! block by block. The file disappears with the process, whatever happens to it.
 //!
