@@ -19,6 +19,11 @@
 //!
 //! `gen_capture OUT.pcap --short N`: N short connections (handshake, one small exchange,
 //! teardown), about 64 open at any time: the stream for the tracker's flat-memory check.
+//!
+//! `gen_capture OUT.pcap --flood N`: a SYN flood of N SYNs, none answered, from distinct
+//! sources (16.7 M addresses of 10.0.0.0/8, then new source ports) to one server port, at
+//! 100,000 SYNs a second (the 5 M SYNs in 50 s), beside one race every 2 s of a
+//! dual-stack client that the flood must not hide.
 
 use std::io::{BufWriter, Write};
 
@@ -113,6 +118,36 @@ fn short(base: i64, first: usize, n: usize) -> Scenario {
     s
 }
 
+/// SYNs per 2 s chunk of `--flood`: 100,000 a second.
+const FLOOD_CHUNK: usize = 200_000;
+
+/// One chunk of a SYN flood: `n` SYNs from sources `first..`, and one Happy Eyeballs race.
+fn flood(base: i64, first: usize, n: usize) -> Scenario {
+    let mut s = Scenario::new().starting_at(base);
+    for k in 0..n {
+        let g = first + k;
+        let a = g % (1 << 24);
+        let src = format!("10.{}.{}.{}", a >> 16, (a >> 8) & 255, a & 255);
+        let port = 1024 + ((g >> 24) % 60_000) as u16;
+        let c = s.tcp(&src, port, "203.0.113.80", 80);
+        s.syn(c, CHUNK_MS * k as f64 / n as f64);
+    }
+    let (c4, c6) = ("192.0.2.7", "2001:db8:7::7");
+    s.same_host(c4, c6);
+    let port = 40_000 + (first / FLOOD_CHUNK % 20_000) as u16;
+    let v6 = s.tcp(c6, port, "2001:db8::80", 443);
+    s.syn(v6, 10.0);
+    let v4 = s.tcp(c4, port, "203.0.113.81", 443);
+    s.handshake(v4, 260.0, 1.0);
+    s.data(v4, Side::Client, 262.0, &[0x17; 200]);
+    s.data(v4, Side::Server, 263.0, &[0x17; 900]);
+    s.rst(v6, Side::Client, 262.5);
+    s.fin(v4, Side::Client, 400.0)
+        .fin(v4, Side::Server, 400.5)
+        .ack(v4, Side::Client, 401.0);
+    s
+}
+
 /// `--busy`: a busy capture with its truth beside it (`OUT.truth.jsonl`), see
 /// `racetrace_synth::busy`.
 fn busy(out: &str, args: &[String]) -> std::io::Result<()> {
@@ -160,7 +195,7 @@ fn main() -> std::io::Result<()> {
     if let (Some(out), Some("--busy")) = (args.get(1), args.get(2).map(String::as_str)) {
         return busy(out, args.get(3..).unwrap_or(&[]));
     }
-    let usage = "usage: gen_capture OUT.pcap (--bytes N [--segment B] | --short N)";
+    let usage = "usage: gen_capture OUT.pcap (--bytes N [--segment B] | --short N | --flood N)";
     let (Some(out), Some(mode), Some(n)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -174,10 +209,15 @@ fn main() -> std::io::Result<()> {
     let mut written = 0u64;
     let mut first = 0usize;
     let mut chunk = 0i64;
-    let per_chunk = if mode == "--short" { 64_000 } else { 500 };
+    let counted = mode == "--short" || mode == "--flood";
+    let per_chunk = match mode.as_str() {
+        "--short" => 64_000,
+        "--flood" => FLOOD_CHUNK,
+        _ => 500,
+    };
     loop {
         let base = DEFAULT_BASE + chunk * (CHUNK_MS as i64) * 1_000_000;
-        let take = if mode == "--short" {
+        let take = if counted {
             let left = n.saturating_sub(first as u64) as usize;
             if left == 0 {
                 break;
@@ -189,10 +229,10 @@ fn main() -> std::io::Result<()> {
             }
             per_chunk
         };
-        let s = if mode == "--short" {
-            short(base, first, take)
-        } else {
-            fetches(base, first, take, segment)
+        let s = match mode.as_str() {
+            "--short" => short(base, first, take),
+            "--flood" => flood(base, first, take),
+            _ => fetches(base, first, take, segment),
         };
         let bytes = write_pcap(&s.frames(Link::Ethernet), Link::Ethernet, false, 262_144);
         // The file header once, then only records.

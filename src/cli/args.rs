@@ -107,7 +107,9 @@ pub struct CommonArgs {
     pub connections: KeepArg,
     /// Memory for the analysis (e.g. `1G`, `512M`, `none`): past two fifths of it, finished
     /// connections spill to a file in `--temp-dir` (deleted when racetrace exits) and are
-    /// read back a block at a time.
+    /// read back a block at a time; the connection table gets a fifth (past it the quietest
+    /// attempts, unanswered SYNs first, are finished early and counted in
+    /// `summary.evicted_early`).
     #[arg(long, value_name = "SIZE", default_value = "none")]
     pub memory_limit: String,
     /// Folder for the spill file (default: the system's temporary folder, `$TMPDIR`).
@@ -228,6 +230,8 @@ impl CommonArgs {
         if let Some(limit) = parse_size(&self.memory_limit)? {
             let dir = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
             opts.spill = racetrace_core::model::store::SpillConfig::for_limit(limit, dir);
+            // A fifth for the trackers' tables: past it the quietest attempts leave early.
+            opts.track.table_cap = racetrace_core::track::TrackConfig::table_cap_for(limit / 5);
         }
         opts.detect.race_window =
             i64::try_from(self.race_window_ms).unwrap_or(i64::MAX / 1_000_000) * 1_000_000;

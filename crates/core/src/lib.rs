@@ -80,6 +80,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         merged_late,
         vantage,
         table_peak,
+        evicted,
         dns,
         stats,
     } = sharded.finish();
@@ -106,6 +107,20 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         ..Analysis::default()
     };
     let detectors = detect::run(&mut analysis, dns, &opts.detect);
+    analysis.summary.evicted_early = evicted.total();
+    if evicted.total() > 0 {
+        analysis.warnings.push(error::Warning {
+            kind: "table_full",
+            packet: None,
+            message: format!(
+                "{}: the connection table was full (--memory-limit): {} connections left it early ({} unanswered SYNs, {} others, the quietest); each is still reported, and a late packet of one starts a new record",
+                inputs.join(", "),
+                evicted.total(),
+                evicted.unanswered,
+                evicted.other
+            ),
+        });
+    }
     detect::filter::apply(&mut analysis, &opts.filter);
     detect::omit::apply(&mut analysis, opts.keep);
     if let Some(detail) = analysis.connections.failure() {

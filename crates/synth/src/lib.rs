@@ -215,13 +215,16 @@ impl Scenario {
             cport,
             server,
             sport,
-            next: [1_000_000 + n * 7919, 5_000_000 + n * 104_729],
+            next: [
+                1_000_000u32.wrapping_add(n.wrapping_mul(7919)),
+                5_000_000u32.wrapping_add(n.wrapping_mul(104_729)),
+            ],
             acked: [0, 0],
             ts_lag_ms: [0.0, 0.0],
             clocks: [
                 Some(Clock {
                     hz: 1000.0,
-                    offset: 100_000 + n * 13,
+                    offset: 100_000u32.wrapping_add(n.wrapping_mul(13)),
                 }),
                 None,
             ],

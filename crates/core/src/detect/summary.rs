@@ -75,6 +75,7 @@ pub fn summarize(a: &mut Analysis) {
             .count(),
         // Set by `omit`, after the detectors.
         connections_omitted: 0,
+        evicted_early: 0,
     };
 }
 

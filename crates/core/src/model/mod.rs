@@ -529,6 +529,9 @@ pub struct Summary {
     /// Extra: connections left out of `connections[]` (`--connections`; `connections` counts
     /// them all).
     pub connections_omitted: usize,
+    /// Extra: connections that left a full tracker table before their time (`--memory-limit`
+    /// caps the table; the quietest attempts, unanswered SYNs first, are finished early).
+    pub evicted_early: u64,
 }
 
 impl Analysis {

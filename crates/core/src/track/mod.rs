@@ -39,6 +39,45 @@ pub struct TrackConfig {
     /// Records per chunk of a tracker's output (16,384 by default): the granularity at which
     /// the merge frees them. Tests set it small to cross many chunk boundaries.
     pub record_chunk: usize,
+    /// Most connections the trackers' tables hold together (unbounded by default;
+    /// `--memory-limit` sets it, see [`TrackConfig::table_cap_for`]); each of `n` shards' trackers
+    /// holds a `n`th. Past it the quietest attempts leave the
+    /// table early, as finished records, each counted in [`Evictions`]: unanswered SYNs
+    /// first (a flood's), then the quietest others. Nothing is dropped from the report.
+    pub table_cap: usize,
+}
+
+impl TrackConfig {
+    /// Bytes one connection costs in a tracker's table while it is open: its state (512
+    /// bytes), its key and the hash table's slack, and its reserved output slot (344 bytes).
+    pub const OPEN_COST: usize = 1536;
+
+    /// The table cap for trackers sharing `bytes` of memory (at least 4,096 connections).
+    pub fn table_cap_for(bytes: usize) -> usize {
+        (bytes / Self::OPEN_COST).max(4096)
+    }
+}
+
+/// Connections that left a full table before their time (see [`TrackConfig::table_cap`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evictions {
+    /// Attempts never answered (client SYNs only).
+    pub unanswered: u64,
+    /// Others: answered or carrying data, quiet the longest.
+    pub other: u64,
+}
+
+impl Evictions {
+    /// Add another tracker's counts.
+    pub fn add(&mut self, o: &Evictions) {
+        self.unanswered += o.unanswered;
+        self.other += o.other;
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.unanswered + self.other
+    }
 }
 
 impl Default for TrackConfig {
@@ -51,6 +90,7 @@ impl Default for TrackConfig {
             syn_timeout: 135 * 1_000_000_000,
             reuse_idle: 1_000_000_000,
             record_chunk: SLOT_CHUNK,
+            table_cap: usize::MAX,
         }
     }
 }
@@ -206,6 +246,8 @@ struct Tracked {
     vantage: VantageVotes,
     /// Most connections in the table at once (in memory; closed ones linger a few seconds).
     table_peak: usize,
+    /// Connections that left a full table early.
+    evicted: Evictions,
 }
 
 /// Most connections open at once, from `(first record, last record)` spans in order of first
@@ -330,7 +372,56 @@ impl Tracker {
         let side = conn.side_of(src);
         conn.update(p, t, side, &self.cfg);
         self.out.table_peak = self.out.table_peak.max(self.table.len());
+        if self.table.len() > self.cfg.table_cap {
+            self.evict();
+        }
         self.maybe_sweep();
+    }
+
+    /// Unanswered: the client's SYNs only (no SYN-ACK, nothing from the server, no payload).
+    fn unanswered(r: &ConnRecord) -> bool {
+        !r.synack_time.is_some() && r.packets[1] == 0 && r.bytes[0] == 0
+    }
+
+    /// The table is over its cap: the quietest quarter of it leaves, as finished records.
+    /// Unanswered attempts go first (in a flood they are nearly all of it), then, if they are
+    /// not enough, the quietest of the others. One pass over the table per quarter of the cap
+    /// evicted: amortised O(1) per packet.
+    fn evict(&mut self) {
+        let cap = self.cfg.table_cap;
+        let goal = cap - cap / 4;
+        let mut excess = self.table.len().saturating_sub(goal);
+        for unanswered_only in [true, false] {
+            if excess == 0 {
+                break;
+            }
+            let mut quiet: Vec<Nanos> = self
+                .table
+                .values()
+                .map(|o| &o.conn.rec)
+                .filter(|r| !unanswered_only || Self::unanswered(r))
+                .map(|r| r.last_time)
+                .collect();
+            if quiet.is_empty() {
+                continue;
+            }
+            let k = excess.min(quiet.len()) - 1;
+            let (_, &mut cut, _) = quiet.select_nth_unstable(k);
+            // Ties at the cut leave together: a few more than `excess` at most.
+            let gone = self.table.extract_if(|_, o| {
+                let r = &o.conn.rec;
+                r.last_time <= cut && (!unanswered_only || Self::unanswered(r))
+            });
+            for (_, c) in gone {
+                if Self::unanswered(&c.conn.rec) {
+                    self.out.evicted.unanswered += 1;
+                } else {
+                    self.out.evicted.other += 1;
+                }
+                excess = excess.saturating_sub(1);
+                Self::finish_one(&mut self.out, c);
+            }
+        }
     }
 
     /// Flush closed-and-lingered and idle connections, at most once per second of capture time
@@ -346,7 +437,7 @@ impl Tracker {
         let expired = self.table.extract_if(|_, open| {
             let r = &open.conn.rec;
             let quiet = now - r.last_time;
-            let unanswered = !r.synack_time.is_some() && r.packets[1] == 0 && r.bytes[0] == 0;
+            let unanswered = Self::unanswered(r);
             quiet >= cfg.idle_timeout
                 || (open.conn.is_closed() && quiet >= cfg.linger)
                 || (unanswered && quiet >= cfg.syn_timeout)
@@ -380,6 +471,11 @@ impl Tracker {
     /// Most connections in the table at once.
     pub fn table_peak(&self) -> usize {
         self.out.table_peak
+    }
+
+    /// Connections that left a full table early.
+    pub fn evicted(&self) -> Evictions {
+        self.out.evicted
     }
 }
 

@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use super::{merge_ready, TrackConfig, Tracker, VantageVotes};
+use super::{merge_ready, Evictions, TrackConfig, Tracker, VantageVotes};
 use crate::app::dns::DnsTable;
 use crate::app::dns::{is_dns, DnsMessage, Malformed, Seen};
 use crate::decode::{decode, DecodeStats, Packet, L4};
@@ -86,6 +86,8 @@ pub struct Output {
     pub vantage: VantageVotes,
     /// Most connections in the trackers' tables at once.
     pub table_peak: usize,
+    /// Connections that left a full table early ([`TrackConfig::table_cap`]).
+    pub evicted: Evictions,
     /// DNS exchanges.
     pub dns: DnsTable,
     /// Decode counts.
@@ -151,7 +153,8 @@ fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize, run: &mut 
 
 impl Sharded {
     /// `n` shards (at least one) with the given tracker settings.
-    pub fn new(cfg: TrackConfig, n: usize, spill: SpillConfig) -> Sharded {
+    pub fn new(mut cfg: TrackConfig, n: usize, spill: SpillConfig) -> Sharded {
+        cfg.table_cap = (cfg.table_cap / n.max(1)).max(1);
         Sharded {
             trackers: (0..n.max(1))
                 .map(|_| CachePadded(Tracker::new(cfg)))
@@ -252,7 +255,12 @@ impl Sharded {
             vantage.add(t.vantage());
         }
         let table_peak = self.trackers.iter().map(|t| t.table_peak()).max();
+        let mut evicted = Evictions::default();
+        for t in &self.trackers {
+            evicted.add(&t.evicted());
+        }
         Output {
+            evicted,
             merged_late: self.connections.len() - merged_early,
             connections: self.connections,
             vantage,

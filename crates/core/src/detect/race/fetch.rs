@@ -52,8 +52,25 @@ const ORDER_SLACK: Nanos = 5_000_000;
 /// could not tell one fetch from two (see [`Fetch::unexplained_repeat`]).
 pub(super) type Grouped = (Nanos, PerAttempt<usize>, bool);
 
-/// An attempt to group: (client host, server port, first SYN, connection id).
-type Attempt = (usize, u16, Nanos, usize);
+/// An attempt to group: (client host, server port, first SYN, connection id, the server
+/// address's fingerprint).
+type Attempt = (usize, u16, Nanos, usize, u64);
+
+/// A server address as 64 bits: an IPv4 address exactly (below 2^32), an IPv6 address hashed
+/// (at or above 2^32, so the families never meet). Equal fingerprints in a run mean one
+/// address, and a run to one address is never a race: it is skipped before any of its
+/// connections is read (a flood's or a poller's runs, which past `--memory-limit` would each
+/// be read back from the spill).
+fn fingerprint(ip: &IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => u64::from(u32::from(*a)),
+        IpAddr::V6(a) => {
+            let v = u128::from(*a);
+            let h = ((v as u64) ^ ((v >> 64) as u64).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            h | (1 << 63)
+        }
+    }
+}
 
 /// A fetch being built.
 struct Fetch<'a> {
@@ -82,12 +99,15 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     let conns = &a.connections;
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
     // list sorted on every core, then each (host, port) run split on its own.
-    let mut attempts: Vec<Attempt> =
-        conns.par_filter_map(|c| Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id)));
+    let mut attempts: Vec<Attempt> = conns.par_filter_map(|c| {
+        let ip = fingerprint(&c.rec.server.ip);
+        Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id, ip))
+    });
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
     attempts.par_sort_unstable();
     let mut groups: Vec<Grouped> = attempts
         .par_chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
+        .filter(|run| run.iter().any(|x| run.first().is_some_and(|f| f.4 != x.4)))
         .flat_map_iter(|run| {
             let addrs = run
                 .first()
@@ -145,7 +165,7 @@ impl<'a> Run<'a> {
     ) -> Run<'a> {
         let conns: Vec<_> = run
             .iter()
-            .filter_map(|&(_, _, _, id)| all.get(id))
+            .filter_map(|&(_, _, _, id, _)| all.get(id))
             .collect();
         let mut legs: Vec<Nanos> = conns
             .iter()
@@ -191,7 +211,7 @@ impl<'a> Run<'a> {
     fn split(&self) -> Vec<Grouped> {
         let mut groups: Vec<(Nanos, PerAttempt<usize>, bool)> = Vec::new();
         let mut open: Vec<Fetch<'_>> = Vec::new();
-        for (i, &(_, _, t, _)) in self.run.iter().enumerate() {
+        for (i, &(_, _, t, _, _)) in self.run.iter().enumerate() {
             let Some(c) = self.at(i) else {
                 continue;
             };
@@ -350,7 +370,7 @@ impl<'a> Run<'a> {
             .iter()
             .take_while(|a| a.2 <= event + self.reaction)
             .enumerate()
-            .all(|(k, &(_, _, t2, _))| {
+            .all(|(k, &(_, _, t2, _, _))| {
                 self.at(h.i + 1 + k)
                     .is_none_or(|c2| !also(c2) || off(t2) >= off(h.t))
             })
