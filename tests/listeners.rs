@@ -215,9 +215,31 @@ fn a_flood_is_summarised_not_listed() {
             );
         }
     }
+    // `clients[]` holds the hosts of the listed connections: the racing clients, none of the
+    // flood's 6,000 sources.
+    let clients = |j: &Value| -> Vec<String> {
+        let mut v: Vec<String> = j["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["client"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut racing: Vec<String> = j["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client"].as_str().unwrap().to_string())
+        .collect();
+    racing.sort();
+    racing.dedup();
+    assert_eq!(clients(&j), racing);
     let (all, _) = analyze_value(&path, &["--connections", "all"]);
     assert_eq!(all["summary"]["connections_omitted"], 0);
     assert_eq!(ids(&all).len(), 12_004);
+    assert_eq!(clients(&all).len(), racing.len() + 6000);
     // `none`: the races' four attempts, and nothing else.
     let (none, _) = analyze_value(&path, &["--connections", "none"]);
     assert_eq!(ids(&none), listed);

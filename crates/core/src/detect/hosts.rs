@@ -91,6 +91,38 @@ where
     all
 }
 
+/// The addresses one MAC sent SYNs from, in one family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Senders {
+    /// None yet.
+    #[default]
+    None,
+    /// Exactly one.
+    One(IpAddr),
+    /// Two or more: not one host's.
+    Many,
+}
+
+impl Senders {
+    fn and(self, o: Senders) -> Senders {
+        match (self, o) {
+            (Senders::None, x) | (x, Senders::None) => x,
+            (Senders::One(a), Senders::One(b)) if a == b => Senders::One(a),
+            _ => Senders::Many,
+        }
+    }
+}
+
+/// Add what `s` says of `mac`'s senders in family `fam` (0 IPv4, 1 IPv6).
+fn add_sender(m: &mut HashMap<[u8; 6], [Senders; 2]>, mac: [u8; 6], fam: usize, s: Senders) {
+    if s == Senders::None {
+        return;
+    }
+    if let Some(slot) = m.entry(mac).or_default().get_mut(fam) {
+        *slot = slot.and(s);
+    }
+}
+
 /// Assign every connection its client host; returns the hosts.
 pub fn assign(conns: &mut Connections, dns: &DnsTable, window: Nanos) -> Vec<Host> {
     let mut t = Ties::of(conns);
@@ -133,28 +165,40 @@ impl Ties {
         }
     }
 
-    /// By MAC: a MAC that sends SYNs from one address per family is one host.
+    /// By MAC: a MAC that sends SYNs from one address per family is one host. Per MAC and
+    /// family only whether it sent from one address or more is kept (a router's MAC in a
+    /// server-side capture sends from millions).
     fn by_mac(&mut self, conns: &Connections) {
         let (index, uf, ties) = (&self.index, &mut self.uf, &mut self.ties);
-        let mut by_mac: BTreeMap<[u8; 6], [BTreeSet<IpAddr>; 2]> = BTreeMap::new();
-        let senders = distinct(conns, |c| {
-            c.rec
-                .client_mac
-                .filter(|_| c.rec.handshake_seen)
-                .map(|mac| (mac, c.rec.client.ip))
-        });
-        for (mac, ip) in senders {
-            let fam = usize::from(Family::of(&ip) == Family::Ipv6);
-            if let Some(set) = by_mac.entry(mac).or_default().get_mut(fam) {
-                set.insert(ip);
+        let mut by_mac: HashMap<[u8; 6], [Senders; 2]> = HashMap::default();
+        for block in conns.blocks() {
+            let part = block
+                .par_iter()
+                .fold(HashMap::default, |mut m, c| {
+                    if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
+                        let ip = c.rec.client.ip;
+                        let fam = usize::from(Family::of(&ip) == Family::Ipv6);
+                        add_sender(&mut m, mac, fam, Senders::One(ip));
+                    }
+                    m
+                })
+                .reduce(HashMap::default, |mut a, b| {
+                    for (mac, [v4, v6]) in b {
+                        add_sender(&mut a, mac, 0, v4);
+                        add_sender(&mut a, mac, 1, v6);
+                    }
+                    a
+                });
+            for (mac, [v4, v6]) in part {
+                add_sender(&mut by_mac, mac, 0, v4);
+                add_sender(&mut by_mac, mac, 1, v6);
             }
         }
+        // Any order: the ties found do not depend on it (`ties` is sorted, and a union's root
+        // is the smaller index).
         for [v4, v6] in by_mac.values() {
-            if let ([a], [b]) = (
-                v4.iter().collect::<Vec<_>>().as_slice(),
-                v6.iter().collect::<Vec<_>>().as_slice(),
-            ) {
-                if let (Some(&ia), Some(&ib)) = (index.get(*a), index.get(*b)) {
+            if let (Senders::One(a), Senders::One(b)) = (v4, v6) {
+                if let (Some(&ia), Some(&ib)) = (index.get(a), index.get(b)) {
                     uf.union(ia, ib);
                     ties.entry(ia).or_default().insert("mac");
                     ties.entry(ib).or_default().insert("mac");
@@ -246,15 +290,18 @@ impl Ties {
     /// Hosts in order of their smallest address; each connection points at its host.
     fn hosts(mut self, conns: &mut Connections) -> Vec<Host> {
         let (addrs, index, uf, ties) = (&self.addrs, &self.index, &mut self.uf, &self.ties);
-        let mut host_of_root: BTreeMap<usize, usize> = BTreeMap::new();
         let mut hosts: Vec<Host> = Vec::new();
         let mut host_of_addr = vec![0usize; addrs.len()];
         for (i, addr) in addrs.iter().enumerate() {
+            // A union's root is the smaller of the two: each host's root is its smallest
+            // address, met first in this walk.
             let root = uf.find(i);
-            let h = *host_of_root.entry(root).or_insert_with(|| {
+            let h = if root == i {
                 hosts.push(Host::default());
                 hosts.len() - 1
-            });
+            } else {
+                host_of_addr.get(root).copied().unwrap_or(0)
+            };
             if let Some(host) = hosts.get_mut(h) {
                 host.addrs.push(*addr);
                 for t in ties.get(&i).into_iter().flatten() {

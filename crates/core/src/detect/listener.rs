@@ -59,52 +59,81 @@ fn short_lived(c: &Connection) -> bool {
     c.rec.bytes == [0, 0]
 }
 
-/// When the attempt started.
-fn start(c: &Connection) -> Nanos {
-    c.rec.syn_time.get().unwrap_or(c.rec.first_time)
+/// What the classification needs of one short-lived connection: a tenth of a connection's
+/// size, so that a flood's millions are held as these (read from the spill a block at a
+/// time) and never as whole connections.
+#[derive(Clone, Debug)]
+struct Brief {
+    id: usize,
+    /// When the attempt started (its first SYN, else its first packet).
+    start: Nanos,
+    client: IpAddr,
+    server: IpAddr,
+    port: u16,
+    service: crate::model::Name,
+    established: bool,
+    synack: bool,
+    reset_by_server: bool,
+}
+
+impl Brief {
+    fn of(c: &Connection) -> Brief {
+        Brief {
+            id: c.id,
+            start: c.rec.syn_time.get().unwrap_or(c.rec.first_time),
+            client: c.rec.client.ip,
+            server: c.rec.server.ip,
+            port: c.rec.server.port,
+            service: c.service.clone(),
+            established: c.rec.established_time.is_some(),
+            synack: c.rec.synack_time.is_some(),
+            reset_by_server: c.rec.rst[1].is_some(),
+        }
+    }
 }
 
 /// Each connection's reason (`None`: not short-lived, or not yet classified).
 type Reasons = Vec<Option<Reason>>;
 
 /// The short-lived connections, in id order.
-struct Short<'a> {
-    conns: Vec<&'a Connection>,
+struct Short {
+    conns: Vec<Brief>,
     epoch: Nanos,
 }
 
-impl Short<'_> {
-    fn get(&self, id: usize) -> Option<&Connection> {
+impl Short {
+    fn get(&self, id: usize) -> Option<&Brief> {
         let k = self.conns.binary_search_by_key(&id, |c| c.id).ok()?;
-        self.conns.get(k).copied()
+        self.conns.get(k)
     }
 }
 
 /// Classify every short-lived connection and count them per listener.
 pub fn detect(a: &mut Analysis) {
-    let held: Vec<std::borrow::Cow<'_, Connection>> =
-        a.connections.iter().filter(|c| short_lived(c)).collect();
-    let short = Short {
-        conns: held.iter().map(|c| c.as_ref()).collect(),
-        epoch: a.epoch(),
-    };
     let mut reasons: Reasons = vec![None; a.connections.len()];
-    for c in &short.conns {
-        let won = c
-            .race
-            .and_then(|r| a.races.get(r))
-            .is_some_and(|r| r.winner.is_some());
-        if c.role == Role::AlsoRan && won {
-            if let Some(r) = reasons.get_mut(c.id) {
-                *r = Some(Reason::AlsoRan);
+    let mut briefs = Vec::new();
+    for block in a.connections.blocks() {
+        for c in block.iter().filter(|c| short_lived(c)) {
+            let won = c
+                .race
+                .and_then(|r| a.races.get(r))
+                .is_some_and(|r| r.winner.is_some());
+            if c.role == Role::AlsoRan && won {
+                if let Some(r) = reasons.get_mut(c.id) {
+                    *r = Some(Reason::AlsoRan);
+                }
             }
+            briefs.push(Brief::of(c));
         }
     }
+    let short = Short {
+        conns: briefs,
+        epoch: a.epoch(),
+    };
     let floods = floods(&short, &mut reasons);
     let scans = scans(&short, &mut reasons);
     let health_checks = health_checks(&short, &mut reasons);
     drop(short);
-    drop(held);
     a.floods = floods;
     a.scans = scans;
     a.health_checks = health_checks;
@@ -116,26 +145,25 @@ pub fn detect(a: &mut Analysis) {
 }
 
 /// Unclassified and short-lived.
-fn open_question<'a: 'r, 'r>(
-    short: &'r Short<'a>,
+fn open_question<'s: 'r, 'r>(
+    short: &'s Short,
     reasons: &'r Reasons,
-) -> impl Iterator<Item = &'a Connection> + 'r {
+) -> impl Iterator<Item = &'s Brief> + 'r {
     short
         .conns
         .iter()
-        .copied()
         .filter(move |c| reasons.get(c.id).is_some_and(Option::is_none))
 }
 
-fn floods(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Flood> {
+fn floods(a: &Short, reasons: &mut Reasons) -> Vec<Flood> {
     let epoch = a.epoch;
-    let second = |c: &Connection| (start(c) - epoch).div_euclid(1_000_000_000);
-    let half_open = |c: &&Connection| !c.rec.established_time.is_some();
+    let second = |c: &Brief| (c.start - epoch).div_euclid(1_000_000_000);
+    let half_open = |c: &&Brief| !c.established;
     // Half-open attempts per service and second.
     let mut hist: HashMap<(&str, u16), BTreeMap<i64, usize>> = HashMap::new();
     for c in open_question(a, reasons).filter(half_open) {
         *hist
-            .entry((&*c.service, c.rec.server.port))
+            .entry((&*c.service, c.port))
             .or_default()
             .entry(second(c))
             .or_default() += 1;
@@ -168,7 +196,7 @@ fn floods(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Flood> {
     }
     let mut accs: BTreeMap<(&str, u16, i64), Acc> = BTreeMap::new();
     for c in open_question(a, reasons).filter(half_open) {
-        let key = (&*c.service, c.rec.server.port);
+        let key = (&*c.service, c.port);
         let s = second(c);
         let Some(ep) = episodes.get(&key).and_then(|e| e.iter().find(|e| e.0 <= s && s <= e.1))
         else {
@@ -176,7 +204,7 @@ fn floods(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Flood> {
         };
         let acc = accs.entry((key.0, key.1, ep.0)).or_default();
         acc.members.push(c.id);
-        acc.sources.insert(c.rec.client.ip);
+        acc.sources.insert(c.client);
         *acc.per_s.entry(s).or_default() += 1;
     }
     let mut out = Vec::new();
@@ -184,7 +212,7 @@ fn floods(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Flood> {
         if acc.sources.len() < FLOOD_SOURCES {
             continue;
         }
-        let members: Vec<&Connection> = acc.members.iter().filter_map(|&i| a.get(i)).collect();
+        let members: Vec<&Brief> = acc.members.iter().filter_map(|&i| a.get(i)).collect();
         for c in &members {
             if let Some(r) = reasons.get_mut(c.id) {
                 *r = Some(Reason::Flood);
@@ -193,56 +221,56 @@ fn floods(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Flood> {
         out.push(Flood {
             service: service.to_string(),
             server_port: port,
-            start_time: members.iter().map(|c| start(c)).min().unwrap_or(0),
-            end_time: members.iter().map(|c| start(c)).max().unwrap_or(0),
+            start_time: members.iter().map(|c| c.start).min().unwrap_or(0),
+            end_time: members.iter().map(|c| c.start).max().unwrap_or(0),
             attempts: members.len(),
             sources: acc.sources.len(),
             peak_per_s: acc.per_s.values().copied().max().unwrap_or(0),
-            answered: members.iter().filter(|c| c.rec.synack_time.is_some()).count(),
-            reset: members.iter().filter(|c| c.rec.rst[1].is_some()).count(),
+            answered: members.iter().filter(|c| c.synack).count(),
+            reset: members.iter().filter(|c| c.reset_by_server).count(),
         });
     }
     out.sort_by_key(|f| f.start_time);
     out
 }
 
-fn scans(a: &Short<'_>, reasons: &mut Reasons) -> Vec<Scan> {
+fn scans(a: &Short, reasons: &mut Reasons) -> Vec<Scan> {
     // Per source: its unclassified short-lived connections.
     let mut by_source: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
     for c in open_question(a, reasons) {
-        by_source.entry(c.rec.client.ip).or_default().push(c.id);
+        by_source.entry(c.client).or_default().push(c.id);
     }
     let mut out = Vec::new();
     for (source, ids) in by_source {
-        let conns: Vec<&Connection> = ids.iter().filter_map(|&i| a.get(i)).collect();
+        let conns: Vec<&Brief> = ids.iter().filter_map(|&i| a.get(i)).collect();
         // Port scans: per host, the distinct ports.
-        let mut ports: BTreeMap<IpAddr, Vec<&Connection>> = BTreeMap::new();
+        let mut ports: BTreeMap<IpAddr, Vec<&Brief>> = BTreeMap::new();
         for c in &conns {
-            ports.entry(c.rec.server.ip).or_default().push(c);
+            ports.entry(c.server).or_default().push(c);
         }
         for (host, cs) in ports {
-            let distinct: HashSet<u16> = cs.iter().map(|c| c.rec.server.port).collect();
+            let distinct: HashSet<u16> = cs.iter().map(|c| c.port).collect();
             if distinct.len() >= SCAN_TARGETS {
                 let open: HashSet<u16> = cs
                     .iter()
-                    .filter(|c| c.rec.synack_time.is_some())
-                    .map(|c| c.rec.server.port)
+                    .filter(|c| c.synack)
+                    .map(|c| c.port)
                     .collect();
                 out.push(scan(source, "port", Some(host), None, distinct.len(), open.len(), &cs, reasons));
             }
         }
         // Host scans: per port, the distinct hosts (of what the port scans left).
-        let mut hosts: BTreeMap<u16, Vec<&Connection>> = BTreeMap::new();
+        let mut hosts: BTreeMap<u16, Vec<&Brief>> = BTreeMap::new();
         for c in conns.iter().filter(|c| reasons.get(c.id).is_some_and(Option::is_none)) {
-            hosts.entry(c.rec.server.port).or_default().push(c);
+            hosts.entry(c.port).or_default().push(c);
         }
         for (port, cs) in hosts {
-            let distinct: HashSet<IpAddr> = cs.iter().map(|c| c.rec.server.ip).collect();
+            let distinct: HashSet<IpAddr> = cs.iter().map(|c| c.server).collect();
             if distinct.len() >= SCAN_TARGETS {
                 let open: HashSet<IpAddr> = cs
                     .iter()
-                    .filter(|c| c.rec.synack_time.is_some())
-                    .map(|c| c.rec.server.ip)
+                    .filter(|c| c.synack)
+                    .map(|c| c.server)
                     .collect();
                 out.push(scan(source, "host", None, Some(port), distinct.len(), open.len(), &cs, reasons));
             }
@@ -261,7 +289,7 @@ fn scan(
     port: Option<u16>,
     targets: usize,
     open: usize,
-    cs: &[&Connection],
+    cs: &[&Brief],
     reasons: &mut Reasons,
 ) -> Scan {
     for c in cs {
@@ -277,17 +305,17 @@ fn scan(
         targets,
         attempts: cs.len(),
         open,
-        start_time: cs.iter().map(|c| start(c)).min().unwrap_or(0),
-        end_time: cs.iter().map(|c| start(c)).max().unwrap_or(0),
+        start_time: cs.iter().map(|c| c.start).min().unwrap_or(0),
+        end_time: cs.iter().map(|c| c.start).max().unwrap_or(0),
     }
 }
 
-fn health_checks(a: &Short<'_>, reasons: &mut Reasons) -> Vec<HealthCheck> {
+fn health_checks(a: &Short, reasons: &mut Reasons) -> Vec<HealthCheck> {
     // Per (source, service, port): its connect-and-close connections, in time order.
-    let mut groups: BTreeMap<(IpAddr, &str, u16), Vec<&Connection>> = BTreeMap::new();
-    for c in open_question(a, reasons).filter(|c| c.rec.established_time.is_some()) {
+    let mut groups: BTreeMap<(IpAddr, &str, u16), Vec<&Brief>> = BTreeMap::new();
+    for c in open_question(a, reasons).filter(|c| c.established) {
         groups
-            .entry((c.rec.client.ip, &*c.service, c.rec.server.port))
+            .entry((c.client, &*c.service, c.port))
             .or_default()
             .push(c);
     }
@@ -296,8 +324,8 @@ fn health_checks(a: &Short<'_>, reasons: &mut Reasons) -> Vec<HealthCheck> {
         if cs.len() < CHECKS {
             continue;
         }
-        cs.sort_by_key(|c| start(c));
-        let mut gaps: Vec<f64> = cs.windows(2).map(|w| ms_between(start(w[0]), start(w[1]))).collect();
+        cs.sort_by_key(|c| c.start);
+        let mut gaps: Vec<f64> = cs.windows(2).map(|w| ms_between(w[0].start, w[1].start)).collect();
         gaps.sort_by(f64::total_cmp);
         let Some(median) = super::summary::median(&gaps) else {
             continue;
@@ -318,8 +346,8 @@ fn health_checks(a: &Short<'_>, reasons: &mut Reasons) -> Vec<HealthCheck> {
             server_port: port,
             checks: cs.len(),
             interval_ms: median,
-            start_time: cs.first().map_or(0, |c| start(c)),
-            end_time: cs.last().map_or(0, |c| start(c)),
+            start_time: cs.first().map_or(0, |c| c.start),
+            end_time: cs.last().map_or(0, |c| c.start),
         });
     }
     out.sort_by_key(|h| h.start_time);

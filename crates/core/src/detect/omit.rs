@@ -57,6 +57,20 @@ pub fn apply(a: &mut Analysis, keep: Keep) {
     });
     let omitted = omitted.into_inner();
     a.summary.connections_omitted = omitted;
+    // A host is left out of `clients[]` when none of its connections is listed.
+    let mut listed = vec![omitted == 0; a.hosts.len()];
+    if omitted > 0 {
+        for block in a.connections.blocks() {
+            for c in block.iter().filter(|c| !c.omitted) {
+                if let Some(l) = listed.get_mut(c.host) {
+                    *l = true;
+                }
+            }
+        }
+    }
+    for (h, listed) in a.hosts.iter_mut().zip(listed) {
+        h.omitted = !listed;
+    }
     if keep == Keep::Auto && omitted > 0 {
         a.warnings.push(Warning {
             kind: "connections_summarised",

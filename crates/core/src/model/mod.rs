@@ -473,6 +473,9 @@ pub struct Host {
     pub ties: Vec<&'static str>,
     /// Its attempt-delay class, when it raced.
     pub delays: Option<DelayProfile>,
+    /// Every connection of the host is left out of the report's list (`--connections`): the
+    /// host is left out of `clients[]` too.
+    pub omitted: bool,
     /// The label, set once the addresses are final ([`Host::set_label`]).
     label: Name,
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use racetrace_core::domain::{epoch_seconds, ms_between, Family, Nanos};
-use racetrace_core::model::{Analysis, Connection, Race, Sequence};
+use racetrace_core::model::{Analysis, Connection, Host, Race, Sequence};
 use racetrace_core::track::{ConnRecord, Vantage, VantageVotes};
 
 pub use racetrace_core::domain::ser_time;
@@ -265,7 +265,9 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     w.write_all(b",\"warnings\":")?;
     array(w, &a.warnings, serde_item)?;
     w.write_all(b",\"clients\":")?;
-    array(w, &a.hosts, |h, buf| {
+    // The hosts of listed connections (all of them unless `--connections` left some out).
+    let listed: Vec<&Host> = a.hosts.iter().filter(|h| !h.omitted).collect();
+    array(w, &listed, |h, buf| {
         let client = HostJson {
             client: h.label(),
             addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
