@@ -865,9 +865,27 @@ fn stats_give_each_stages_cpu_time_for_one_capture() {
     for (name, _, cores) in &parse(detectors) {
         assert!((0.0..=threads).contains(cores), "{name}: {stderr}");
     }
+    // The peak after each detector, in the same order, never falling (a peak is a maximum).
+    let peaks = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("racetrace: stats: peak resident memory after each detector: ")
+        })
+        .unwrap();
+    let peaks: Vec<(&str, f64)> = peaks
+        .split(", ")
+        .map(|d| {
+            let w: Vec<&str> = d.split(' ').collect();
+            assert_eq!((w.len(), w[2]), (3, "MiB"), "{d}");
+            (w[0], w[1].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(peaks.iter().map(|p| p.0).collect::<Vec<_>>(), registered);
+    assert!(peaks.windows(2).all(|w| w[0].1 <= w[1].1), "{peaks:?}");
+    assert!(peaks[0].1 > 0.0, "{peaks:?}");
     let batch = stats(&[&one, &other]);
     assert!(
-        !batch.contains("CPU time") && !batch.contains("cores"),
+        !batch.contains("CPU time") && !batch.contains("cores") && !batch.contains("each detector"),
         "{batch}"
     );
     assert_eq!(

@@ -305,6 +305,17 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         mb(t.rss_detect),
         mb(racetrace_core::engine::memory::peak_rss_bytes())
     ));
+    if single {
+        let each: Vec<String> = t
+            .detectors
+            .iter()
+            .map(|d| format!("{} {}", d.name, mb(d.peak_rss)))
+            .collect();
+        note(format_args!(
+            "racetrace: stats: peak resident memory after each detector: {}",
+            each.join(", ")
+        ));
+    }
     if a.connections.spilled() {
         note(format_args!(
             "racetrace: stats: spilled connections to {}: {:.0} MiB written",

@@ -221,12 +221,18 @@ impl Ties {
         let is_tied = |i: usize| tied.get(i).copied().unwrap_or(true);
         let mut partners: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
         let mut how: BTreeMap<(usize, usize), &'static str> = BTreeMap::new();
-        let mut syns: Vec<(Nanos, u16, IpAddr, usize)> = conns.par_filter_map(|c| {
+        // (first SYN, server port, server, client address, the client is IPv6): the family
+        // last, so that the order is that of the first four, and the scan below compares
+        // families without looking the address up (a flood's SYNs are millions of one
+        // family, each with 64 neighbours to look at).
+        let mut syns: Vec<(Nanos, u16, IpAddr, usize, bool)> = conns.par_filter_map(|c| {
+            let ip = c.rec.client.ip;
             Some((
                 c.rec.syn_time.get()?,
                 c.rec.server.port,
                 c.rec.server.ip,
-                *index.get(&c.rec.client.ip)?,
+                *index.get(&ip)?,
+                ip.is_ipv6(),
             ))
         });
         // Equal tuples are indistinguishable: an unstable sort on every core gives the same order.
@@ -244,15 +250,15 @@ impl Ties {
         // Look at most this many SYNs ahead: with more clients than that in one window, pairing
         // is ambiguous anyway (and the scan stays linear on large captures).
         const LOOKAHEAD: usize = 64;
-        for (i, &(t, port, _, a)) in syns.iter().enumerate() {
+        for (i, &(t, port, _, a, v6)) in syns.iter().enumerate() {
             if is_tied(a) {
                 continue;
             }
-            for &(t2, port2, _, b) in syns.iter().skip(i + 1).take(LOOKAHEAD) {
+            for &(t2, port2, _, b, v6b) in syns.iter().skip(i + 1).take(LOOKAHEAD) {
                 if t2 - t > window {
                     break;
                 }
-                if port2 == port {
+                if port2 == port && v6b != v6 {
                     note(a, b, "race");
                 }
             }
@@ -265,7 +271,7 @@ impl Ties {
                 continue;
             }
             let from = syns.partition_point(|s| s.0 < at);
-            for &(t, _, server, b) in syns.iter().skip(from).take(LOOKAHEAD) {
+            for &(t, _, server, b, _) in syns.iter().skip(from).take(LOOKAHEAD) {
                 if t - at > window {
                     break;
                 }

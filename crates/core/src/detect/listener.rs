@@ -19,9 +19,11 @@ use std::net::IpAddr;
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 
+mod flood;
+
 use super::{Context, Detector, Part};
 use crate::domain::{ms_between, Nanos};
-use crate::model::{Analysis, Connection, Flood, HealthCheck, Listener, Reason, Role, Scan};
+use crate::model::{Analysis, Connection, HealthCheck, Listener, Reason, Role, Scan};
 
 /// Half-open attempts a second on one service that make a flood.
 pub const FLOOD_PER_S: usize = 100;
@@ -59,9 +61,9 @@ fn short_lived(c: &Connection) -> bool {
     c.rec.bytes == [0, 0]
 }
 
-/// What the classification needs of one short-lived connection: a tenth of a connection's
-/// size, so that a flood's millions are held as these (read from the spill a block at a
-/// time) and never as whole connections.
+/// What the scans and health checks need of one short-lived connection that is neither an
+/// also-ran nor a flood's: a few words instead of the whole connection (read from the spill a
+/// block at a time).
 #[derive(Clone, Debug)]
 struct Brief {
     id: usize,
@@ -73,21 +75,19 @@ struct Brief {
     service: crate::model::Name,
     established: bool,
     synack: bool,
-    reset_by_server: bool,
 }
 
 impl Brief {
     fn of(c: &Connection) -> Brief {
         Brief {
             id: c.id,
-            start: c.rec.syn_time.get().unwrap_or(c.rec.first_time),
+            start: start(c),
             client: c.rec.client.ip,
             server: c.rec.server.ip,
             port: c.rec.server.port,
             service: c.service.clone(),
             established: c.rec.established_time.is_some(),
             synack: c.rec.synack_time.is_some(),
-            reset_by_server: c.rec.rst[1].is_some(),
         }
     }
 }
@@ -95,10 +95,9 @@ impl Brief {
 /// Each connection's reason (`None`: not short-lived, or not yet classified).
 type Reasons = Vec<Option<Reason>>;
 
-/// The short-lived connections, in id order.
+/// The short-lived connections still to explain, in id order.
 struct Short {
     conns: Vec<Brief>,
-    epoch: Nanos,
 }
 
 impl Short {
@@ -108,40 +107,95 @@ impl Short {
     }
 }
 
-/// Classify every short-lived connection and count them per listener.
+/// Classify every short-lived connection and count them per listener: three passes over the
+/// connections (a fourth with a flood), each a block at a time; only the short-lived ones
+/// that are neither also-rans nor a flood's are held, as [`Brief`]s, for the scans and health
+/// checks.
 pub fn detect(a: &mut Analysis) {
+    let epoch = a.epoch();
     let mut reasons: Reasons = vec![None; a.connections.len()];
-    let mut briefs = Vec::new();
+    let won = |c: &Connection| {
+        c.role == Role::AlsoRan
+            && c.race
+                .and_then(|r| a.races.get(r))
+                .is_some_and(|r| r.winner.is_some())
+    };
+    let half_open = |c: &Connection| !c.rec.established_time.is_some();
+    // Also-rans; half-open attempts per service and second.
+    let mut seconds = flood::Seconds::default();
     for block in a.connections.blocks() {
         for c in block.iter().filter(|c| short_lived(c)) {
-            let won = c
-                .race
-                .and_then(|r| a.races.get(r))
-                .is_some_and(|r| r.winner.is_some());
-            if c.role == Role::AlsoRan && won {
-                if let Some(r) = reasons.get_mut(c.id) {
-                    *r = Some(Reason::AlsoRan);
-                }
+            if won(c) {
+                mark(&mut reasons, c.id, Reason::AlsoRan);
+            } else if half_open(c) {
+                seconds.add(c, start(c), epoch);
             }
-            briefs.push(Brief::of(c));
         }
     }
-    let short = Short {
-        conns: briefs,
-        epoch: a.epoch(),
-    };
-    let floods = floods(&short, &mut reasons);
-    let scans = scans(&short, &mut reasons);
-    let health_checks = health_checks(&short, &mut reasons);
+    // Each busy episode's attempts and sources.
+    let mut episodes = seconds.episodes(epoch);
+    if !episodes.is_empty() {
+        for block in a.connections.blocks() {
+            for c in block.iter().filter(|c| short_lived(c) && half_open(c)) {
+                if reasons.get(c.id).is_some_and(Option::is_none) {
+                    episodes.add(c, start(c));
+                }
+            }
+        }
+    }
+    // Floods marked, the rest held for scans and health checks, every connection counted.
+    let mut counts: HashMap<(crate::model::Name, u16), Listener> = HashMap::new();
+    let mut briefs = Vec::new();
+    for block in a.connections.blocks() {
+        for c in block.iter() {
+            let l = counts.entry((c.service.clone(), c.rec.server.port)).or_default();
+            l.connections += 1;
+            if !short_lived(c) {
+                continue;
+            }
+            l.short_lived += 1;
+            if reasons.get(c.id).copied().flatten() == Some(Reason::AlsoRan) {
+                l.also_ran += 1;
+            } else if half_open(c) && episodes.is_flood(c, start(c)) {
+                mark(&mut reasons, c.id, Reason::Flood);
+                l.flood += 1;
+            } else {
+                briefs.push(Brief::of(c));
+            }
+        }
+    }
+    a.floods = episodes.floods();
+    drop(episodes);
+    let short = Short { conns: briefs };
+    a.scans = scans(&short, &mut reasons);
+    a.health_checks = health_checks(&short, &mut reasons);
+    for c in &short.conns {
+        let key = (c.service.clone(), c.port);
+        let l = counts.entry(key).or_default();
+        match reasons.get(c.id).copied().flatten().unwrap_or_default() {
+            Reason::Scan => l.scan += 1,
+            Reason::HealthCheck => l.health_check += 1,
+            _ => l.unexplained += 1,
+        }
+    }
     drop(short);
-    a.floods = floods;
-    a.scans = scans;
-    a.health_checks = health_checks;
-    a.listeners = listeners(a, &reasons);
+    a.listeners = listeners(counts);
     a.connections.update(|c| {
         let r = reasons.get(c.id).copied().flatten();
         c.reason = r.or(short_lived(c).then_some(Reason::Unexplained));
     });
+}
+
+/// Set a connection's reason.
+fn mark(reasons: &mut Reasons, id: usize, r: Reason) {
+    if let Some(slot) = reasons.get_mut(id) {
+        *slot = Some(r);
+    }
+}
+
+/// When the attempt started.
+fn start(c: &Connection) -> Nanos {
+    c.rec.syn_time.get().unwrap_or(c.rec.first_time)
 }
 
 /// Unclassified and short-lived.
@@ -153,85 +207,6 @@ fn open_question<'s: 'r, 'r>(
         .conns
         .iter()
         .filter(move |c| reasons.get(c.id).is_some_and(Option::is_none))
-}
-
-fn floods(a: &Short, reasons: &mut Reasons) -> Vec<Flood> {
-    let epoch = a.epoch;
-    let second = |c: &Brief| (c.start - epoch).div_euclid(1_000_000_000);
-    let half_open = |c: &&Brief| !c.established;
-    // Half-open attempts per service and second.
-    let mut hist: HashMap<(&str, u16), BTreeMap<i64, usize>> = HashMap::new();
-    for c in open_question(a, reasons).filter(half_open) {
-        *hist
-            .entry((&*c.service, c.port))
-            .or_default()
-            .entry(second(c))
-            .or_default() += 1;
-    }
-    // Flood episodes: runs of seconds at the flood rate, widened by the seconds beside them
-    // at a tenth of it.
-    let mut episodes: HashMap<(&str, u16), Vec<(i64, i64)>> = HashMap::new();
-    for (key, secs) in &hist {
-        let busy = |n: usize| n >= FLOOD_PER_S / 10;
-        let mut runs: Vec<(i64, i64, bool)> = Vec::new(); // (first, last, reaches the rate)
-        for (&s, &n) in secs.iter().filter(|(_, &n)| busy(n)) {
-            match runs.last_mut() {
-                Some(r) if s == r.1 + 1 => {
-                    r.1 = s;
-                    r.2 |= n >= FLOOD_PER_S;
-                }
-                _ => runs.push((s, s, n >= FLOOD_PER_S)),
-            }
-        }
-        let keep: Vec<(i64, i64)> = runs.into_iter().filter(|r| r.2).map(|r| (r.0, r.1)).collect();
-        if !keep.is_empty() {
-            episodes.insert(*key, keep);
-        }
-    }
-    #[derive(Default)]
-    struct Acc {
-        members: Vec<usize>,
-        sources: HashSet<IpAddr>,
-        per_s: BTreeMap<i64, usize>,
-    }
-    let mut accs: BTreeMap<(&str, u16, i64), Acc> = BTreeMap::new();
-    for c in open_question(a, reasons).filter(half_open) {
-        let key = (&*c.service, c.port);
-        let s = second(c);
-        let Some(ep) = episodes.get(&key).and_then(|e| e.iter().find(|e| e.0 <= s && s <= e.1))
-        else {
-            continue;
-        };
-        let acc = accs.entry((key.0, key.1, ep.0)).or_default();
-        acc.members.push(c.id);
-        acc.sources.insert(c.client);
-        *acc.per_s.entry(s).or_default() += 1;
-    }
-    let mut out = Vec::new();
-    for ((service, port, _), acc) in accs {
-        if acc.sources.len() < FLOOD_SOURCES {
-            continue;
-        }
-        let members: Vec<&Brief> = acc.members.iter().filter_map(|&i| a.get(i)).collect();
-        for c in &members {
-            if let Some(r) = reasons.get_mut(c.id) {
-                *r = Some(Reason::Flood);
-            }
-        }
-        out.push(Flood {
-            service: service.to_string(),
-            server_port: port,
-            start_time: members.iter().map(|c| c.start).min().unwrap_or(0),
-            end_time: members.iter().map(|c| c.start).max().unwrap_or(0),
-            attempts: members.len(),
-            sources: acc.sources.len(),
-            peak_per_s: acc.per_s.values().copied().max().unwrap_or(0),
-            answered: members.iter().filter(|c| c.synack).count(),
-            reset: members.iter().filter(|c| c.reset_by_server).count(),
-        });
-    }
-    out.sort_by_key(|f| f.start_time);
-    out
 }
 
 fn scans(a: &Short, reasons: &mut Reasons) -> Vec<Scan> {
@@ -354,26 +329,14 @@ fn health_checks(a: &Short, reasons: &mut Reasons) -> Vec<HealthCheck> {
     out
 }
 
-fn listeners(a: &Analysis, reasons: &Reasons) -> Vec<Listener> {
-    let mut by: BTreeMap<(crate::model::Name, u16), Listener> = BTreeMap::new();
-    for c in a.connections.iter() {
-        let key = (c.service.clone(), c.rec.server.port);
-        let l = by.entry(key).or_default();
-        l.connections += 1;
-        if !short_lived(&c) {
-            continue;
-        }
-        l.short_lived += 1;
-        match reasons.get(c.id).copied().flatten().unwrap_or_default() {
-            Reason::AlsoRan => l.also_ran += 1,
-            Reason::Flood => l.flood += 1,
-            Reason::Scan => l.scan += 1,
-            Reason::HealthCheck => l.health_check += 1,
-            Reason::Unexplained => l.unexplained += 1,
-        }
-    }
-    by.into_iter()
+/// The listeners with short-lived connections, by service and port.
+fn listeners(counts: HashMap<(crate::model::Name, u16), Listener>) -> Vec<Listener> {
+    let mut out: Vec<((crate::model::Name, u16), Listener)> = counts
+        .into_iter()
         .filter(|(_, l)| l.short_lived > 0)
+        .collect();
+    out.sort_unstable_by(|x, y| (&*x.0 .0, x.0 .1).cmp(&(&*y.0 .0, y.0 .1)));
+    out.into_iter()
         .map(|((service, port), l)| Listener {
             service: service.to_string(),
             server_port: port,

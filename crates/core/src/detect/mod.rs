@@ -187,6 +187,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
         timings.push(Timed {
             name: d.name(),
             spent: started.stop(),
+            peak_rss: crate::engine::memory::peak_rss_bytes(),
         });
     }
     timings

@@ -633,4 +633,7 @@ pub struct Timed {
     pub name: &'static str,
     /// Its wall-clock time and the process's CPU time meanwhile.
     pub spent: crate::engine::cpu::Spent,
+    /// The process's peak resident memory once it was done (bytes, where the system tells):
+    /// the first detector whose figure rises past the track stage's is the one that set it.
+    pub peak_rss: Option<u64>,
 }
