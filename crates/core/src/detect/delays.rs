@@ -63,14 +63,14 @@ pub fn delay_profiles(a: &mut Analysis) {
             .into_iter()
             .find(|&k| (median - f64::from(k)).abs() <= 0.05 * f64::from(k));
         if let Some(host) = a.hosts.get_mut(h) {
-            host.delays = Some(crate::model::DelayProfile {
+            host.delays = Some(Box::new(crate::model::DelayProfile {
                 class,
                 races: v.len(),
                 min_ms: min,
                 median_ms: median,
                 max_ms: max,
                 near_default_ms: near,
-            });
+            }));
         }
     }
 }

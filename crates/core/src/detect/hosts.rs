@@ -326,9 +326,6 @@ impl Ties {
                 .and_then(|&i| host_of_addr.get(i).copied())
                 .unwrap_or(0);
         });
-        for h in &mut hosts {
-            h.set_label();
-        }
         hosts
     }
 }

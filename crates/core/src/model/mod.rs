@@ -465,32 +465,32 @@ pub struct DelayProfile {
 }
 
 /// A client host: its addresses (one per family or more) and how they were tied together.
+/// One per distinct client address that nothing tied to another (a flood's millions of
+/// sources each have one), so it is kept small: addresses inline, the rare delay profile
+/// boxed, the label made when first asked for (~100 bytes, nothing on the heap).
 #[derive(Clone, Debug, Default)]
 pub struct Host {
     /// Addresses, sorted.
-    pub addrs: Vec<IpAddr>,
+    pub addrs: smallvec::SmallVec<[IpAddr; 2]>,
     /// How the addresses were tied (`mac`, `dns`, `race`).
     pub ties: Vec<&'static str>,
     /// Its attempt-delay class, when it raced.
-    pub delays: Option<DelayProfile>,
+    pub delays: Option<Box<DelayProfile>>,
     /// Every connection of the host is left out of the report's list (`--connections`): the
     /// host is left out of `clients[]` too.
     pub omitted: bool,
-    /// The label, set once the addresses are final ([`Host::set_label`]).
-    label: Name,
+    /// The label, made from the addresses when first asked for.
+    label: std::sync::OnceLock<Name>,
 }
 
 impl Host {
-    /// The contract's `client` text: addresses sorted, joined with `,`.
+    /// The contract's `client` text: addresses sorted as text, joined with `,`.
     pub fn label(&self) -> &Name {
-        &self.label
-    }
-
-    /// Compute the label from the addresses (once, after the last address was added).
-    pub fn set_label(&mut self) {
-        let mut v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
-        v.sort();
-        self.label = v.join(",").into();
+        self.label.get_or_init(|| {
+            let mut v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+            v.sort();
+            v.join(",").into()
+        })
     }
 }
 

@@ -272,7 +272,7 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
             client: h.label(),
             addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
             tied_by: h.ties.clone(),
-            attempt_delay: h.delays.as_ref(),
+            attempt_delay: h.delays.as_deref(),
         };
         serde_item(&client, buf)
     })?;
