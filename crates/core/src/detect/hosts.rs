@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use crate::app::dns::DnsTable;
 use crate::domain::{Family, Nanos};
-use crate::model::{Analysis, Connection, Connections, Host};
+use crate::model::{Analysis, Connections, Host};
 
 use super::{Context, Detector, Part};
 
@@ -63,32 +63,73 @@ impl Union {
     }
 }
 
-/// The distinct values `f` gives for the connections, gathered on every core, a block at a
-/// time.
-fn distinct<T, F>(conns: &Connections, f: F) -> HashSet<T>
-where
-    T: Eq + std::hash::Hash + Send,
-    F: Fn(&Connection) -> Option<T> + Sync,
-{
-    let mut all = HashSet::default();
-    for block in conns.blocks() {
-        let set = block
-            .par_iter()
-            .fold(HashSet::default, |mut set, c| {
-                set.extend(f(c));
-                set
-            })
-            .reduce(HashSet::default, |mut a, b| {
-                a.extend(b);
-                a
-            });
-        if all.is_empty() {
-            all = set;
-        } else {
-            all.extend(set);
+/// Every client address and its position in sorted order, IPv4 addresses in 4 bytes (a
+/// flood from millions of sources has millions of them).
+#[derive(Default)]
+struct AddrIndex {
+    v4: HashMap<u32, usize>,
+    v6: HashMap<u128, usize>,
+}
+
+impl AddrIndex {
+    /// The client addresses of `conns`, gathered on every core a block at a time, and the
+    /// sorted list of them.
+    fn of(conns: &Connections) -> (AddrIndex, Vec<IpAddr>) {
+        type Sets = (HashSet<u32>, HashSet<u128>);
+        let add = |mut sets: Sets, ip: IpAddr| {
+            match ip {
+                IpAddr::V4(a) => sets.0.insert(u32::from(a)),
+                IpAddr::V6(a) => sets.1.insert(u128::from(a)),
+            };
+            sets
+        };
+        // The smaller set into the larger.
+        let join = |a: Sets, b: Sets| {
+            let (mut big, small) = if a.0.len() + a.1.len() >= b.0.len() + b.1.len() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            big.0.extend(small.0);
+            big.1.extend(small.1);
+            big
+        };
+        let mut all: Sets = Default::default();
+        for block in conns.blocks() {
+            let sets = block
+                .par_iter()
+                .fold(Sets::default, |sets, c| add(sets, c.rec.client.ip))
+                .reduce(Sets::default, join);
+            all = join(all, sets);
+        }
+        // IPv4 before IPv6, each in numeric order: the order of `IpAddr`.
+        let mut v4: Vec<u32> = all.0.into_iter().collect();
+        let mut v6: Vec<u128> = all.1.into_iter().collect();
+        v4.par_sort_unstable();
+        v6.par_sort_unstable();
+        let addrs: Vec<IpAddr> = v4
+            .iter()
+            .map(|&a| IpAddr::from(std::net::Ipv4Addr::from(a)))
+            .chain(v6.iter().map(|&a| IpAddr::from(std::net::Ipv6Addr::from(a))))
+            .collect();
+        let index = AddrIndex {
+            v4: v4.iter().enumerate().map(|(i, &a)| (a, i)).collect(),
+            v6: v6
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| (a, v4.len() + i))
+                .collect(),
+        };
+        (index, addrs)
+    }
+
+    /// The address's position in sorted order.
+    fn get(&self, ip: &IpAddr) -> Option<&usize> {
+        match ip {
+            IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
+            IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
         }
     }
-    all
 }
 
 /// The addresses one MAC sent SYNs from, in one family.
@@ -136,7 +177,7 @@ struct Ties {
     /// Every client address, sorted.
     addrs: Vec<IpAddr>,
     /// Address → index in `addrs`.
-    index: HashMap<IpAddr, usize>,
+    index: AddrIndex,
     /// Addresses tied into one host.
     uf: Union,
     /// What tied each address.
@@ -145,14 +186,8 @@ struct Ties {
 
 impl Ties {
     fn of(conns: &Connections) -> Ties {
-        // Every client address, in a stable order: the distinct ones gathered on every core (a
-        // few thousand among hundreds of thousands of connections), then sorted.
-        let mut addrs: Vec<IpAddr> = distinct(conns, |c| Some(c.rec.client.ip))
-            .into_iter()
-            .collect();
-        addrs.sort_unstable();
-        let index: HashMap<IpAddr, usize> =
-            addrs.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        // Every client address, in a stable order.
+        let (index, addrs) = AddrIndex::of(conns);
         let uf = Union {
             parent: (0..addrs.len()).collect(),
         };

@@ -66,14 +66,19 @@ impl SpillConfig {
     }
 }
 
+/// Connections per part of a block that one core decodes (a block of [`BLOCK`] is 16 parts,
+/// decoded on every core).
+const PART: usize = 1024;
+
 /// One block on disk.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Extent {
     offset: u64,
     len: usize,
     count: usize,
+    /// Where each part of [`PART`] connections starts, from the block's start.
+    parts: Box<[u32]>,
 }
-
 /// The spill file and its blocks, in id order.
 #[derive(Debug)]
 struct Spill {
@@ -107,42 +112,81 @@ impl Spill {
     }
 
     fn append(&mut self, conns: &[Connection]) -> std::io::Result<Extent> {
-        let bytes = encode_block(conns);
+        let (bytes, parts) = encode_block(conns);
         (&self.file).write_all(&bytes)?;
         let e = Extent {
             offset: self.end,
             len: bytes.len(),
             count: conns.len(),
+            parts,
         };
         self.end += bytes.len() as u64;
         Ok(e)
     }
 
-    fn read(&self, e: Extent) -> std::io::Result<Vec<Connection>> {
+    /// Read a block back, its parts decoded on every core.
+    fn read(&self, e: &Extent) -> std::io::Result<Vec<Connection>> {
         let mut bytes = vec![0; e.len];
         self.file.read_exact_at(&mut bytes, e.offset)?;
+        let bounds: Vec<(usize, usize)> = e
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(k, &from)| {
+                let to = e.parts.get(k + 1).map_or(e.len, |&t| t as usize);
+                (from as usize, to)
+            })
+            .collect();
+        let parts: Vec<Option<Vec<Connection>>> = bounds
+            .par_iter()
+            .map(|&(from, to)| decode_all(bytes.get(from..to)?))
+            .collect();
         let mut out = Vec::with_capacity(e.count);
-        let mut rest = bytes.as_slice();
-        while !rest.is_empty() {
-            let Some((c, after)) = codec::decode(rest) else {
+        for part in parts {
+            let Some(part) = part else {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "a spilled block does not read back",
                 ));
             };
-            out.push(c);
-            rest = after;
+            out.extend(part);
         }
         Ok(out)
     }
 }
 
-fn encode_block(conns: &[Connection]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(conns.len() * 96);
-    for c in conns {
-        codec::encode(c, &mut bytes);
+/// Every connection of `bytes`, which hold whole records only.
+fn decode_all(mut rest: &[u8]) -> Option<Vec<Connection>> {
+    let mut out = Vec::with_capacity(PART);
+    while !rest.is_empty() {
+        let (c, after) = codec::decode(rest)?;
+        out.push(c);
+        rest = after;
     }
-    bytes
+    Some(out)
+}
+
+/// A block's bytes, and where each part of [`PART`] connections starts (the parts encoded on
+/// every core).
+fn encode_block(conns: &[Connection]) -> (Vec<u8>, Box<[u32]>) {
+    let encoded: Vec<Vec<u8>> = conns
+        .par_chunks(PART)
+        .map(|part| {
+            let mut bytes = Vec::with_capacity(part.len() * 96);
+            for c in part {
+                codec::encode(c, &mut bytes);
+            }
+            bytes
+        })
+        .collect();
+    let mut bytes = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
+    let mut parts = Vec::with_capacity(encoded.len());
+    for part in encoded {
+        // A block is far below 4 GiB (16,384 records of at most a few kB).
+        parts.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        bytes.extend_from_slice(&part);
+    }
+    (bytes, parts.into_boxed_slice())
 }
 
 /// Estimated bytes a connection holds in memory: its struct and what it owns.
@@ -311,7 +355,7 @@ impl Connections {
     /// The blocks in id order: borrowed from memory, or decoded from the spill.
     pub fn blocks(&self) -> impl Iterator<Item = Cow<'_, [Connection]>> + '_ {
         let disk = self.spill.iter().flat_map(move |s| {
-            s.blocks.iter().map(move |&e| {
+            s.blocks.iter().map(move |e| {
                 Cow::Owned(s.read(e).unwrap_or_else(|err| {
                     self.fail("reading", &err);
                     Vec::new()
@@ -339,7 +383,7 @@ impl Connections {
     ) -> Vec<T> {
         let mut out = Vec::new();
         if let Some(s) = &self.spill {
-            for &e in &s.blocks {
+            for e in &s.blocks {
                 match s.read(e) {
                     Ok(block) => out.par_extend(block.par_iter().filter_map(&f)),
                     Err(err) => self.fail("reading", &err),
@@ -361,7 +405,7 @@ impl Connections {
         let mut cached = self.cached.lock().ok()?;
         if cached.as_ref().is_none_or(|(k, _)| *k != b) {
             let spill = self.spill.as_ref()?;
-            let block = match spill.read(*spill.blocks.get(b)?) {
+            let block = match spill.read(spill.blocks.get(b)?) {
                 Ok(v) => v,
                 Err(e) => {
                     self.fail("reading", &e);
@@ -423,10 +467,10 @@ impl Connections {
             return;
         };
         for (b, ats) in by_block {
-            let Some(&e) = spill.blocks.get(b) else {
+            let Some(e) = spill.blocks.get(b).cloned() else {
                 continue;
             };
-            let result = spill.read(e).and_then(|mut block| {
+            let result = spill.read(&e).and_then(|mut block| {
                 for at in ats {
                     if let Some(c) = block.get_mut(at) {
                         f(c);
@@ -487,7 +531,7 @@ impl Connections {
             return;
         }
         let result = Spill::create(&self.cfg.dir).and_then(|mut new| {
-            for &e in &old.blocks {
+            for e in &old.blocks {
                 let mut block = old.read(e)?;
                 f(&mut block);
                 let extent = new.append(&block)?;
