@@ -547,11 +547,7 @@ impl Analysis {
 
     /// The first packet's time among the connections (charts and clocks count from it).
     pub fn epoch(&self) -> Nanos {
-        self.connections
-            .iter()
-            .map(|c| c.rec.first_time)
-            .min()
-            .unwrap_or(0)
+        self.connections.first_time().unwrap_or(0)
     }
 }
 

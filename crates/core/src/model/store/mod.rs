@@ -66,19 +66,14 @@ impl SpillConfig {
     }
 }
 
-/// Connections per part of a block that one core decodes (a block of [`BLOCK`] is 16 parts,
-/// decoded on every core).
-const PART: usize = 1024;
-
 /// One block on disk.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Extent {
     offset: u64,
     len: usize,
     count: usize,
-    /// Where each part of [`PART`] connections starts, from the block's start.
-    parts: Box<[u32]>,
 }
+
 /// The spill file and its blocks, in id order.
 #[derive(Debug)]
 struct Spill {
@@ -112,81 +107,42 @@ impl Spill {
     }
 
     fn append(&mut self, conns: &[Connection]) -> std::io::Result<Extent> {
-        let (bytes, parts) = encode_block(conns);
+        let bytes = encode_block(conns);
         (&self.file).write_all(&bytes)?;
         let e = Extent {
             offset: self.end,
             len: bytes.len(),
             count: conns.len(),
-            parts,
         };
         self.end += bytes.len() as u64;
         Ok(e)
     }
 
-    /// Read a block back, its parts decoded on every core.
-    fn read(&self, e: &Extent) -> std::io::Result<Vec<Connection>> {
+    fn read(&self, e: Extent) -> std::io::Result<Vec<Connection>> {
         let mut bytes = vec![0; e.len];
         self.file.read_exact_at(&mut bytes, e.offset)?;
-        let bounds: Vec<(usize, usize)> = e
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(k, &from)| {
-                let to = e.parts.get(k + 1).map_or(e.len, |&t| t as usize);
-                (from as usize, to)
-            })
-            .collect();
-        let parts: Vec<Option<Vec<Connection>>> = bounds
-            .par_iter()
-            .map(|&(from, to)| decode_all(bytes.get(from..to)?))
-            .collect();
         let mut out = Vec::with_capacity(e.count);
-        for part in parts {
-            let Some(part) = part else {
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let Some((c, after)) = codec::decode(rest) else {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "a spilled block does not read back",
                 ));
             };
-            out.extend(part);
+            out.push(c);
+            rest = after;
         }
         Ok(out)
     }
 }
 
-/// Every connection of `bytes`, which hold whole records only.
-fn decode_all(mut rest: &[u8]) -> Option<Vec<Connection>> {
-    let mut out = Vec::with_capacity(PART);
-    while !rest.is_empty() {
-        let (c, after) = codec::decode(rest)?;
-        out.push(c);
-        rest = after;
+fn encode_block(conns: &[Connection]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(conns.len() * 96);
+    for c in conns {
+        codec::encode(c, &mut bytes);
     }
-    Some(out)
-}
-
-/// A block's bytes, and where each part of [`PART`] connections starts (the parts encoded on
-/// every core).
-fn encode_block(conns: &[Connection]) -> (Vec<u8>, Box<[u32]>) {
-    let encoded: Vec<Vec<u8>> = conns
-        .par_chunks(PART)
-        .map(|part| {
-            let mut bytes = Vec::with_capacity(part.len() * 96);
-            for c in part {
-                codec::encode(c, &mut bytes);
-            }
-            bytes
-        })
-        .collect();
-    let mut bytes = Vec::with_capacity(encoded.iter().map(Vec::len).sum());
-    let mut parts = Vec::with_capacity(encoded.len());
-    for part in encoded {
-        // A block is far below 4 GiB (16,384 records of at most a few kB).
-        parts.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
-        bytes.extend_from_slice(&part);
-    }
-    (bytes, parts.into_boxed_slice())
+    bytes
 }
 
 /// Estimated bytes a connection holds in memory: its struct and what it owns.
@@ -220,6 +176,8 @@ pub struct Connections {
     spill: Option<Spill>,
     /// Connections in all.
     len: usize,
+    /// The earliest first packet among them (kept as they come: no pass over the spill).
+    first_time: Option<crate::domain::Nanos>,
     /// Connections in the spill file (the first ones).
     on_disk: usize,
     cfg: SpillConfig,
@@ -246,6 +204,7 @@ impl From<Vec<Connection>> for Connections {
     fn from(mem: Vec<Connection>) -> Self {
         Connections {
             len: mem.len(),
+            first_time: mem.iter().map(|c| c.rec.first_time).min(),
             mem,
             ..Connections::default()
         }
@@ -260,6 +219,7 @@ impl Connections {
             mem_bytes: 0,
             spill: None,
             len: 0,
+            first_time: None,
             on_disk: 0,
             cfg,
             failure: Arc::default(),
@@ -275,6 +235,16 @@ impl Connections {
     /// No connection.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The earliest first packet among the connections (`None` when there is none).
+    pub fn first_time(&self) -> Option<crate::domain::Nanos> {
+        self.first_time
+    }
+
+    fn note_first_time(&mut self, c: &Connection) {
+        let t = c.rec.first_time;
+        self.first_time = Some(self.first_time.map_or(t, |f| f.min(t)));
     }
 
     /// Some connections live in the spill file.
@@ -308,6 +278,7 @@ impl Connections {
             crate::engine::memory::prefer_huge_pages_growing(&mut self.mem);
         }
         self.mem_bytes += footprint(&c);
+        self.note_first_time(&c);
         self.mem.push(c);
         if self.mem_bytes > self.cfg.budget && self.failure().is_none() {
             self.spill_full_blocks();
@@ -355,7 +326,7 @@ impl Connections {
     /// The blocks in id order: borrowed from memory, or decoded from the spill.
     pub fn blocks(&self) -> impl Iterator<Item = Cow<'_, [Connection]>> + '_ {
         let disk = self.spill.iter().flat_map(move |s| {
-            s.blocks.iter().map(move |e| {
+            s.blocks.iter().map(move |&e| {
                 Cow::Owned(s.read(e).unwrap_or_else(|err| {
                     self.fail("reading", &err);
                     Vec::new()
@@ -383,7 +354,7 @@ impl Connections {
     ) -> Vec<T> {
         let mut out = Vec::new();
         if let Some(s) = &self.spill {
-            for e in &s.blocks {
+            for &e in &s.blocks {
                 match s.read(e) {
                     Ok(block) => out.par_extend(block.par_iter().filter_map(&f)),
                     Err(err) => self.fail("reading", &err),
@@ -405,7 +376,7 @@ impl Connections {
         let mut cached = self.cached.lock().ok()?;
         if cached.as_ref().is_none_or(|(k, _)| *k != b) {
             let spill = self.spill.as_ref()?;
-            let block = match spill.read(spill.blocks.get(b)?) {
+            let block = match spill.read(*spill.blocks.get(b)?) {
                 Ok(v) => v,
                 Err(e) => {
                     self.fail("reading", &e);
@@ -467,10 +438,10 @@ impl Connections {
             return;
         };
         for (b, ats) in by_block {
-            let Some(e) = spill.blocks.get(b).cloned() else {
+            let Some(&e) = spill.blocks.get(b) else {
                 continue;
             };
-            let result = spill.read(&e).and_then(|mut block| {
+            let result = spill.read(e).and_then(|mut block| {
                 for at in ats {
                     if let Some(c) = block.get_mut(at) {
                         f(c);
@@ -505,6 +476,7 @@ impl Connections {
                 c.id = kept.len;
                 kept.len += 1;
                 kept.mem_bytes += footprint(&c);
+                kept.note_first_time(&c);
                 kept.mem.push(c);
                 if kept.mem_bytes > kept.cfg.budget {
                     kept.spill_full_blocks();
@@ -531,7 +503,7 @@ impl Connections {
             return;
         }
         let result = Spill::create(&self.cfg.dir).and_then(|mut new| {
-            for e in &old.blocks {
+            for &e in &old.blocks {
                 let mut block = old.read(e)?;
                 f(&mut block);
                 let extent = new.append(&block)?;
