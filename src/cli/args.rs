@@ -105,12 +105,12 @@ pub struct CommonArgs {
     /// cite). Every connection a race, sequence, backend or stale reuse cites stays.
     #[arg(long, value_enum, default_value = "auto")]
     pub connections: KeepArg,
-    /// Memory for the analysis (e.g. `1G`, `512M`, `none`): past two fifths of it, finished
-    /// connections spill to a file in `--temp-dir` (deleted when racetrace exits) and are
-    /// read back a block at a time; the connection table gets a fifth (past it the quietest
-    /// attempts, unanswered SYNs first, are finished early and counted in
-    /// `summary.evicted_early`).
-    #[arg(long, value_name = "SIZE", default_value = "none")]
+    /// Memory for the whole run (e.g. `1G`, `512M`, `none`; the captures of a batch in
+    /// flight share it): past two fifths of it, finished connections spill to a file in
+    /// `--temp-dir` (deleted when racetrace exits) and are read back a block at a time; the
+    /// connection table gets a fifth (past it the quietest attempts, unanswered SYNs first,
+    /// are finished early and counted in `summary.evicted_early`).
+    #[arg(long, value_name = "SIZE", default_value = "1G")]
     pub memory_limit: String,
     /// Folder for the spill file (default: the system's temporary folder, `$TMPDIR`).
     #[arg(long, value_name = "DIR")]

@@ -407,7 +407,10 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
     // is analysed by one reader thread and the shared decoders); their outputs are written in
     // input order, so they do not depend on the thread count, and each analysis is dropped
     // once written: memory follows the captures in flight, not the batch.
-    for group in captures.chunks(rayon::current_num_threads().max(1)) {
+    let at_once = rayon::current_num_threads().max(1);
+    // The memory limit is the process's: the captures in flight share it.
+    let opts = opts.shared_by(at_once.min(captures.len()));
+    for group in captures.chunks(at_once) {
         let results: Vec<Result<(PathBuf, Analysis, Spent), Error>> = group
             .par_iter()
             .map(|(inputs, rel)| {

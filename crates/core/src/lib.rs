@@ -32,6 +32,25 @@ pub mod track;
 #[cfg(test)]
 mod testdata;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Analyses at once share the limit; an unlimited one stays unlimited.
+    #[test]
+    fn analyses_at_once_share_the_memory_limit() {
+        let mut o = Options::default();
+        assert_eq!(o.shared_by(4).spill.budget, usize::MAX);
+        assert_eq!(o.shared_by(4).track.table_cap, usize::MAX);
+        o.spill = model::store::SpillConfig::for_limit(1 << 30, std::env::temp_dir());
+        o.track.table_cap = 139_810;
+        let shared = o.shared_by(2);
+        assert_eq!(shared.spill.budget, o.spill.budget / 2);
+        assert_eq!(shared.track.table_cap, 69_905);
+        assert_eq!(o.shared_by(0).spill.budget, o.spill.budget);
+    }
+}
+
 use std::sync::mpsc;
 
 use detect::DetectConfig;
@@ -60,6 +79,23 @@ pub struct Options {
     /// Benchmarks only: batches are read and handed back undecoded, to time the reader alone
     /// (the report is then empty).
     pub read_only: bool,
+}
+
+impl Options {
+    /// The settings for each of `n` analyses running at once, so that together they keep to
+    /// the memory limit one analysis was given (`--memory-limit` is the process's): the
+    /// connections' budget and the connection table's cap are shared.
+    pub fn shared_by(&self, n: usize) -> Options {
+        let n = n.max(1);
+        let mut o = self.clone();
+        if o.spill.budget != usize::MAX {
+            o.spill.budget /= n;
+        }
+        if o.track.table_cap != usize::MAX {
+            o.track.table_cap = (o.track.table_cap / n).max(1);
+        }
+        o
+    }
 }
 
 /// Analyse one capture, or several files merged into one capture in time order.
