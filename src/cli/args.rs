@@ -106,7 +106,7 @@ pub struct CommonArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub connections: KeepArg,
     /// Memory for the whole run (e.g. `1G`, `512M`, `none`; the captures of a batch in
-    /// flight share it): past two fifths of it, finished connections spill to a file in
+    /// flight share it): past a fifth of it, finished connections spill to a file in
     /// `--temp-dir` (deleted when racetrace exits) and are read back a block at a time; the
     /// connection table gets a fifth (past it the quietest attempts, unanswered SYNs first,
     /// are finished early and counted in `summary.evicted_early`).

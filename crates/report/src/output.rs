@@ -107,9 +107,17 @@ pub fn write_folder(
             .map_err(|e| write_err(&path, e))?;
     }
     if o.csv || o.parquet {
-        for name in TABLES {
-            let df = match name {
-                "connections" => tables::connections(a),
+        if o.csv {
+            let p = folder.join("connections.csv");
+            tables::write_connections_csv(a, &p).map_err(|e| write_err(&p, e))?;
+        }
+        if o.parquet {
+            let p = folder.join("connections.parquet");
+            tables::write_connections_parquet(a, &p).map_err(|e| write_err(&p, e))?;
+        }
+        // The others are small (one row per finding, service or listener).
+        for name in TABLES.iter().filter(|&&n| n != "connections") {
+            let df = match *name {
                 "races" => tables::races(a),
                 "backends" => tables::backends(a),
                 "sequences" => tables::sequences(a),

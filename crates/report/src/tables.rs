@@ -23,7 +23,64 @@ macro_rules! frame {
     };
 }
 
-/// The connections table.
+/// The connections table, one frame per block of connections (decoded from the spill, past
+/// `--memory-limit`), each handed to `each` and dropped: every frame has the columns and types
+/// of the row type's probe, so the frames make one table, and a table of millions of
+/// connections is never whole in memory. A capture without connections gives one empty frame.
+pub fn connection_frames(
+    a: &Analysis,
+    mut each: impl FnMut(&DataFrame) -> PolarsResult<()>,
+) -> PolarsResult<()> {
+    let mut written = false;
+    for block in a.connections.blocks() {
+        let mut t = Table::of::<ConnectionRow>();
+        for row in ConnectionRow::listed(a, &block) {
+            t.push(&row);
+        }
+        if !t.is_empty() {
+            each(&t.frame()?)?;
+            written = true;
+        }
+    }
+    if !written {
+        each(&Table::of::<ConnectionRow>().frame()?)?;
+    }
+    Ok(())
+}
+
+/// The connections table's columns and types.
+fn connections_schema() -> PolarsResult<Schema> {
+    Ok(Table::of::<ConnectionRow>()
+        .frame()?
+        .schema()
+        .as_ref()
+        .clone())
+}
+
+/// Write the connections table as CSV a block at a time (whole or not at all).
+pub fn write_connections_csv(a: &Analysis, path: &Path) -> PolarsResult<()> {
+    let mut f = AtomicFile::create(path)?;
+    let mut w = CsvWriter::new(&mut f)
+        .include_header(true)
+        .batched(&connections_schema()?)?;
+    connection_frames(a, |df| w.write_batch(df))?;
+    w.finish()?;
+    drop(w);
+    Ok(f.commit()?)
+}
+
+/// Write the connections table as Parquet, a row group per block (whole or not at all).
+pub fn write_connections_parquet(a: &Analysis, path: &Path) -> PolarsResult<()> {
+    let mut f = AtomicFile::create(path)?;
+    let mut w = ParquetWriter::new(&mut f).batched(&connections_schema()?)?;
+    connection_frames(a, |df| w.write_batch(df))?;
+    w.finish()?;
+    drop(w);
+    Ok(f.commit()?)
+}
+
+/// The connections table, whole (tests and small captures; the report's files are written a
+/// block at a time by [`write_connections_csv`] and [`write_connections_parquet`]).
 pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
     // A block at a time (decoded from the spill, past `--memory-limit`).
     let mut t = Table::of::<ConnectionRow>();

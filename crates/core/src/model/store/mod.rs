@@ -54,12 +54,12 @@ impl Default for SpillConfig {
 }
 
 impl SpillConfig {
-    /// The connections' share of a whole process's memory limit: two fifths (the rest is
-    /// the reader's batches, the trackers' tables, the DNS table and the detectors' and
-    /// writers' working sets).
+    /// The connections' share of a whole process's memory limit: a fifth (the rest is the
+    /// reader's batches, the trackers' tables, the DNS table and the detectors' and writers'
+    /// working sets, which grow with the connections held in memory when they fit).
     pub fn for_limit(limit: usize, dir: PathBuf) -> SpillConfig {
         SpillConfig {
-            budget: limit / 5 * 2,
+            budget: limit / 5,
             dir,
             block: BLOCK,
         }
@@ -280,7 +280,11 @@ impl Connections {
         self.mem_bytes += footprint(&c);
         self.note_first_time(&c);
         self.mem.push(c);
-        if self.mem_bytes > self.cfg.budget && self.failure().is_none() {
+        // Once the connections have not fit, every full block goes (the capture is larger
+        // than the budget: keeping its newest ones in memory would only raise the peak).
+        let over = self.mem_bytes > self.cfg.budget
+            || (self.spill.is_some() && self.mem.len() >= self.cfg.block.max(1));
+        if over && self.failure().is_none() {
             self.spill_full_blocks();
         }
     }
@@ -319,6 +323,8 @@ impl Connections {
             self.fail("writing", &e);
         }
         self.mem.drain(..written);
+        // The list that held the budget's worth goes back to the system.
+        self.mem.shrink_to(self.cfg.block.max(1));
         self.on_disk += written;
         self.mem_bytes = self.mem.iter().map(footprint).sum();
     }
