@@ -34,7 +34,7 @@ run() {
   }
   awk -F': ' '/Maximum resident/ {r = $2 / 1024}
     /Elapsed/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]}
-    END {printf "%.0f %.2f", r, s}' "$DIR/last.txt"
+    END {printf "%.0f %.2f\n", r, s}' "$DIR/last.txt"
 }
 
 echo "| capture | connections | path | output | peak RSS MiB | wall s |"
