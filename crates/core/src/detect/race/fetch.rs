@@ -23,6 +23,7 @@
 //! between them later (the SYN-ACK → ACK leg, median over the host's handshakes), give or take
 //! [`REACTION`]; of several attempts in that window, the one nearest that time is the reaction.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::super::DetectConfig;
@@ -105,20 +106,69 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     });
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
     attempts.par_sort_unstable();
-    let mut groups: Vec<Grouped> = attempts
-        .par_chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
+    // Runs to one address are never races: skipped before any of their connections is read.
+    let runs: Vec<&[Attempt]> = attempts
+        .chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
         .filter(|run| run.iter().any(|x| run.first().is_some_and(|f| f.4 != x.4)))
-        .flat_map_iter(|run| {
-            let addrs = run
-                .first()
-                .and_then(|f| a.hosts.get(f.0))
-                .map_or(&[][..], |h| &h.addrs[..]);
-            Run::new(run, conns, addrs, dns, cfg).split()
-        })
         .collect();
+    let mut groups: Vec<Grouped> = Vec::new();
+    if !conns.spilled() {
+        let get = |id: usize| conns.get(id);
+        groups.par_extend(
+            runs.par_iter()
+                .flat_map_iter(|run| split_run(run, &get, a, dns, cfg)),
+        );
+    } else {
+        // Spilled: the runs' connections are read in id order, a batch of runs at a time
+        // (as many connections as the budget holds, which the spilled list no longer uses;
+        // at least one run), each batch one pass over the spill instead of a block decoded
+        // per connection.
+        let most = conns.budget() / (2 * std::mem::size_of::<Connection>());
+        let mut from = 0;
+        while from < runs.len() {
+            let mut to = from;
+            let mut n = 0;
+            while let Some(r) = runs.get(to).filter(|r| to == from || n + r.len() <= most) {
+                n += r.len();
+                to += 1;
+            }
+            let batch = runs.get(from..to).unwrap_or_default();
+            let mut ids: Vec<usize> = batch.iter().flat_map(|r| r.iter().map(|x| x.3)).collect();
+            ids.sort_unstable();
+            let held = conns.get_sorted(&ids);
+            let get = |id: usize| {
+                let k = ids.binary_search(&id).ok()?;
+                held.get(k).map(Cow::Borrowed)
+            };
+            groups.par_extend(
+                batch
+                    .par_iter()
+                    .flat_map_iter(|run| split_run(run, &get, a, dns, cfg)),
+            );
+            from = to;
+        }
+    }
     // By first SYN, then first member (ids are unique: a total order).
     groups.par_sort_unstable_by_key(|(syn, m, _)| (*syn, m.first().copied()));
     groups
+}
+
+/// Looks a connection up by id.
+type Getter<'a> = dyn Fn(usize) -> Option<Cow<'a, Connection>> + Sync + 'a;
+
+/// One run split into its fetches.
+fn split_run<'a>(
+    run: &'a [Attempt],
+    get: &Getter<'a>,
+    a: &'a Analysis,
+    dns: &'a DnsTable,
+    cfg: &'a DetectConfig,
+) -> Vec<Grouped> {
+    let addrs = run
+        .first()
+        .and_then(|f| a.hosts.get(f.0))
+        .map_or(&[][..], |h| &h.addrs[..]);
+    Run::new(run, get, addrs, dns, cfg).split()
 }
 
 /// The server answered `c` (SYN-ACK or RST) at or before `t`.
@@ -131,7 +181,7 @@ fn answered_by(c: &Connection, t: Nanos) -> bool {
 struct Run<'a> {
     run: &'a [Attempt],
     /// The run's connections, in its order.
-    conns: Vec<std::borrow::Cow<'a, Connection>>,
+    conns: Vec<Cow<'a, Connection>>,
     host_addrs: &'a [IpAddr],
     dns: &'a DnsTable,
     cfg: &'a DetectConfig,
@@ -158,14 +208,14 @@ struct Here<'a> {
 impl<'a> Run<'a> {
     fn new(
         run: &'a [Attempt],
-        all: &'a crate::model::Connections,
+        all: &Getter<'a>,
         host_addrs: &'a [IpAddr],
         dns: &'a DnsTable,
         cfg: &'a DetectConfig,
     ) -> Run<'a> {
         let conns: Vec<_> = run
             .iter()
-            .filter_map(|&(_, _, _, id, _)| all.get(id))
+            .filter_map(|&(_, _, _, id, _)| all(id))
             .collect();
         let mut legs: Vec<Nanos> = conns
             .iter()

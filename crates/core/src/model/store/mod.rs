@@ -252,6 +252,11 @@ impl Connections {
         self.spill.as_ref().is_some_and(|s| !s.blocks.is_empty())
     }
 
+    /// The estimated bytes of connections kept in memory before they spill.
+    pub fn budget(&self) -> usize {
+        self.cfg.budget
+    }
+
     /// Bytes written to the spill file (rewrites included).
     pub fn spill_bytes(&self) -> u64 {
         self.spill.as_ref().map_or(0, |s| s.end)
@@ -396,6 +401,39 @@ impl Connections {
             .and_then(|(_, v)| v.get(at))
             .cloned()
             .map(Cow::Owned)
+    }
+
+    /// The connections `ids` (sorted, no repeats), copied, in that order: each block that
+    /// holds one is read once (a random [`Connections::get`] per id would decode a whole
+    /// block each time).
+    pub fn get_sorted(&self, ids: &[usize]) -> Vec<Connection> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut rest = ids;
+        for (k, block) in self.blocks().enumerate() {
+            let Some(&first) = rest.first() else {
+                break;
+            };
+            let base = self.block_base(k);
+            if first >= base + block.len() {
+                continue;
+            }
+            let here = rest.partition_point(|&i| i < base + block.len());
+            let (now, later) = rest.split_at(here);
+            out.extend(now.iter().filter_map(|&i| block.get(i - base)).cloned());
+            rest = later;
+        }
+        out
+    }
+
+    /// The id of the first connection of the `k`th of [`Connections::blocks`].
+    fn block_base(&self, k: usize) -> usize {
+        let spilled_blocks = self.spill.as_ref().map_or(0, |s| s.blocks.len());
+        let block = self.cfg.block.max(1);
+        if k < spilled_blocks {
+            k * block
+        } else {
+            self.on_disk + (k - spilled_blocks) * block
+        }
     }
 
     /// Every connection, copied into memory.
