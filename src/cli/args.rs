@@ -110,7 +110,7 @@ pub struct CommonArgs {
     /// `--temp-dir` (deleted when racetrace exits) and are read back a block at a time; the
     /// connection table gets a fifth (past it the quietest attempts, unanswered SYNs first,
     /// are finished early and counted in `summary.evicted_early`).
-    #[arg(long, value_name = "SIZE", default_value = "1G")]
+    #[arg(long, value_name = "SIZE", default_value = "none")]
     pub memory_limit: String,
     /// Folder for the spill file (default: the system's temporary folder, `$TMPDIR`).
     #[arg(long, value_name = "DIR")]

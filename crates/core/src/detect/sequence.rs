@@ -28,43 +28,47 @@ impl Detector for Sequences {
     }
 }
 
+/// What a sequence needs of one kept connection (read once, in the one pass over the
+/// connections: looking each up again would read the spill a block per connection).
+struct Kept {
+    id: usize,
+    start: crate::domain::Nanos,
+    family: crate::domain::Family,
+    backend: Option<Name>,
+}
+
 /// Build the sequences (one per client and service with two or more kept connections).
 pub fn detect(a: &mut Analysis) {
-    let mut by: BTreeMap<(usize, Name), Vec<usize>> = BTreeMap::new();
+    let mut by: BTreeMap<(usize, Name), Vec<Kept>> = BTreeMap::new();
     // Kept connections: not an also-ran, and connected (an attempt never answered, a refusal
     // or a handshake never completed is nothing the client kept).
     for c in a.connections.iter() {
         if c.role != Role::AlsoRan && c.rec.stage() >= Stage::Tcp {
-            by.entry((c.host, c.service.clone()))
-                .or_default()
-                .push(c.id);
+            by.entry((c.host, c.service.clone())).or_default().push(Kept {
+                id: c.id,
+                start: c.rec.syn_time.get().unwrap_or(c.rec.first_time),
+                family: c.rec.family(),
+                backend: c.backend.clone(),
+            });
         }
     }
     let mut out = Vec::new();
-    for ((host, service), mut ids) in by {
-        if ids.len() < 2 {
+    for ((host, service), mut conns) in by {
+        if conns.len() < 2 {
             continue;
         }
-        let start = |i: &usize| {
-            a.connections
-                .get(*i)
-                .map(|c| c.rec.syn_time.get().unwrap_or(c.rec.first_time))
-        };
-        ids.sort_by_key(|i| (start(i), *i));
-        let conns: Vec<_> = ids.iter().filter_map(|&i| a.connections.get(i)).collect();
-        let families: Vec<_> = conns.iter().map(|c| c.rec.family()).collect();
-        let backends: Vec<Option<Name>> = conns.iter().map(|c| c.backend.clone()).collect();
+        conns.sort_by_key(|k| (k.start, k.id));
+        let ids: Vec<usize> = conns.iter().map(|k| k.id).collect();
+        let families: Vec<_> = conns.iter().map(|k| k.family).collect();
+        let backends: Vec<Option<Name>> = conns.iter().map(|k| k.backend.clone()).collect();
         let switches: Vec<Switch> = conns
             .windows(2)
             .filter_map(|w| match w {
                 [x, y] => Some(Switch {
                     from: x.id,
                     to: y.id,
-                    gap_ms: ms_between(
-                        x.rec.syn_time.get().unwrap_or(x.rec.first_time),
-                        y.rec.syn_time.get().unwrap_or(y.rec.first_time),
-                    ),
-                    family_switch: x.rec.family() != y.rec.family(),
+                    gap_ms: ms_between(x.start, y.start),
+                    family_switch: x.family != y.family,
                     backend_switch: x
                         .backend
                         .as_ref()
