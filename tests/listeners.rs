@@ -217,24 +217,20 @@ fn a_flood_is_summarised_not_listed() {
     }
     // `clients[]` holds the hosts of the listed connections: the racing clients, none of the
     // flood's 6,000 sources.
-    let clients = |j: &Value| -> Vec<String> {
-        let mut v: Vec<String> = j["clients"]
+    // The distinct `client` members of a list of the report, sorted.
+    let labels = |list: &Value| -> Vec<String> {
+        let mut v: Vec<String> = list
             .as_array()
             .unwrap()
             .iter()
             .map(|c| c["client"].as_str().unwrap().to_string())
             .collect();
         v.sort();
+        v.dedup();
         v
     };
-    let mut racing: Vec<String> = j["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["client"].as_str().unwrap().to_string())
-        .collect();
-    racing.sort();
-    racing.dedup();
+    let clients = |j: &Value| labels(&j["clients"]);
+    let racing = labels(&j["connections"]);
     assert_eq!(clients(&j), racing);
     let (all, _) = analyze_value(&path, &["--connections", "all"]);
     assert_eq!(all["summary"]["connections_omitted"], 0);
