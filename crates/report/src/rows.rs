@@ -417,10 +417,9 @@ impl<'a> RaceRow<'a> {
         }
     }
 
-    /// The row of race `r` of analysis `a`.
-    pub fn in_analysis(r: &'a Race, a: &Analysis) -> RaceRow<'a> {
-        let winner = r.winner.and_then(|w| a.connections.get(w));
-        RaceRow::of(r, winner.map(|c| c.rec.family()))
+    /// The row of race `r`.
+    pub fn in_analysis(r: &'a Race) -> RaceRow<'a> {
+        RaceRow::of(r, r.winner_family())
     }
 }
 

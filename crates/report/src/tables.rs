@@ -94,7 +94,7 @@ pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
 
 /// The races table.
 pub fn races(a: &Analysis) -> PolarsResult<DataFrame> {
-    let rows = a.races.iter().map(|r| RaceRow::in_analysis(r, a));
+    let rows = a.races.iter().map(RaceRow::in_analysis);
     Table::build::<_, RaceRow>(rows).frame()
 }
 
@@ -139,11 +139,7 @@ pub fn health_checks(a: &Analysis) -> PolarsResult<DataFrame> {
 /// late cancels, family and backend switches, and stale reuses.
 pub fn service_summary(a: &Analysis) -> PolarsResult<DataFrame> {
     let r = &a.races;
-    let winner_family = |x: &racetrace_core::model::Race| {
-        x.winner
-            .and_then(|w| a.connections.get(w))
-            .map(|c| c.rec.family().as_str())
-    };
+    let winner_family = |x: &racetrace_core::model::Race| x.winner_family().map(|f| f.as_str());
     // The facts of each race the aggregates need (not an output table).
     let per_race = frame![
         "name" => r.iter().map(|x| &*x.service).collect::<Vec<_>>(),

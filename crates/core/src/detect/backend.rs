@@ -110,14 +110,16 @@ impl Evidence {
     }
 }
 
-/// A cluster that qualified as a backend: member connection ids, rate, the samples of up to
-/// [`FIT_CONNECTIONS`] members, and whether the rate was inferred (no member measured it).
+/// A cluster that qualified as a backend: member connection ids, rate, the members (up to
+/// [`FIT_CONNECTIONS`]) whose samples feed the fit, and whether the rate was inferred (no
+/// member measured it).
 struct Found {
     ids: Vec<usize>,
     /// Probability that its members agree by chance.
     chance: f64,
     rate: f64,
-    samples: Vec<(f64, u32)>,
+    /// The fit's members in time order: id and server-side one-way delay, seconds.
+    fit: Vec<(usize, f64)>,
     /// Seconds from the members' first sample to their last.
     span: f64,
     rate_inferred: bool,
@@ -193,12 +195,14 @@ pub fn detect(a: &mut Analysis) {
         candidates = COMMON_RATES.to_vec();
     }
     let clusters = cluster(&evidence, &candidates);
-    let mut backends = found(a, epoch, &evidence, &clusters);
+    let mut backends = found(&evidence, &clusters);
     backends.sort_by_key(|b| b.ids.first().copied());
+    let seen = members_seen(a, epoch, &backends);
     a.backends = backends
         .into_iter()
+        .zip(seen)
         .enumerate()
-        .map(|(i, f)| describe(a, format!("B{}", i + 1), f))
+        .map(|(i, (f, seen))| describe(format!("B{}", i + 1), f, seen))
         .collect();
     let names: Vec<crate::model::Name> = a.backends.iter().map(|b| b.id.as_str().into()).collect();
     let mut member: Vec<(usize, usize)> = a
@@ -256,17 +260,7 @@ fn evidence(a: &Analysis, epoch: Nanos) -> Vec<Evidence> {
 
 /// The backends the clusters make: each connection goes to the largest cluster holding it
 /// (by evidence index), and a cluster left with two or more members is a backend.
-fn found(a: &Analysis, epoch: Nanos, ev: &[Evidence], clusters: &[Cluster]) -> Vec<Found> {
-    let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
-    let samples_of = |e: &Evidence| {
-        a.connections.get(e.id).map_or_else(Vec::new, |c| {
-            c.rec
-                .ts_samples
-                .iter()
-                .map(|s| (secs(s.time) - e.delay, s.tsval))
-                .collect::<Vec<(f64, u32)>>()
-        })
-    };
+fn found(ev: &[Evidence], clusters: &[Cluster]) -> Vec<Found> {
     let mut best: Vec<Option<usize>> = vec![None; ev.len()];
     for (ci, cl) in clusters.iter().enumerate() {
         for &m in &cl.members {
@@ -295,11 +289,7 @@ fn found(a: &Analysis, epoch: Nanos, ev: &[Evidence], clusters: &[Cluster]) -> V
         // The fit needs samples spread over the backend's life, not all of them: at most
         // FIT_CONNECTIONS members, evenly spaced, the first always included.
         let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
-        let samples: Vec<(f64, u32)> = evs
-            .iter()
-            .step_by(step)
-            .flat_map(|e| samples_of(e))
-            .collect();
+        let fit: Vec<(usize, f64)> = evs.iter().step_by(step).map(|e| (e.id, e.delay)).collect();
         let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
         let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
         let mut ids: Vec<usize> = evs.iter().map(|e| e.id).collect();
@@ -308,7 +298,7 @@ fn found(a: &Analysis, epoch: Nanos, ev: &[Evidence], clusters: &[Cluster]) -> V
             ids,
             chance: cl.chance,
             rate: cl.rate,
-            samples,
+            fit,
             span: last_seen - first_seen,
             rate_inferred: evs.iter().all(|e| e.rate.is_none()),
         });
@@ -316,27 +306,74 @@ fn found(a: &Analysis, epoch: Nanos, ev: &[Evidence], clusters: &[Cluster]) -> V
     backends
 }
 
+/// What one pass over the backends' members sees of each backend: its services and server
+/// addresses, and the samples of its fit members in the fit's order (seconds after the
+/// epoch less the member's one-way delay, TSval).
+#[derive(Default)]
+struct Seen {
+    services: Vec<crate::model::Name>,
+    addrs: Vec<std::net::IpAddr>,
+    samples: Vec<(f64, u32)>,
+}
+
+/// [`Seen`] for every backend, in one pass over their members in id order: on a spilled
+/// capture each block is read once, not once per member.
+fn members_seen(a: &Analysis, epoch: Nanos, backends: &[Found]) -> Vec<Seen> {
+    let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
+    // Each connection is a member of one backend at most (the largest cluster holding it).
+    let mut member: Vec<(usize, usize)> = backends
+        .iter()
+        .enumerate()
+        .flat_map(|(k, f)| f.ids.iter().map(move |&id| (id, k)))
+        .collect();
+    member.sort_unstable();
+    member.dedup_by_key(|m| m.0);
+    let mut fit: Vec<(usize, f64)> = backends.iter().flat_map(|f| f.fit.iter().copied()).collect();
+    fit.sort_unstable_by_key(|f| f.0);
+    let mut samples: std::collections::HashMap<usize, Vec<(f64, u32)>> =
+        std::collections::HashMap::with_capacity(fit.len());
+    let mut seen: Vec<Seen> = backends.iter().map(|_| Seen::default()).collect();
+    let ids: Vec<usize> = member.iter().map(|m| m.0).collect();
+    a.connections.for_ids(&ids, |i, c| {
+        let Some(s) = member.get(i).and_then(|&(_, k)| seen.get_mut(k)) else {
+            return;
+        };
+        if !s.services.contains(&c.service) {
+            s.services.push(c.service.clone());
+        }
+        if !s.addrs.contains(&c.rec.server.ip) {
+            s.addrs.push(c.rec.server.ip);
+        }
+        if let Ok(j) = fit.binary_search_by_key(&c.id, |f| f.0) {
+            let delay = fit.get(j).map_or(0.0, |f| f.1);
+            let own = c.rec.ts_samples.iter();
+            samples.insert(c.id, own.map(|s| (secs(s.time) - delay, s.tsval)).collect());
+        }
+    });
+    for (f, s) in backends.iter().zip(&mut seen) {
+        for (id, _) in &f.fit {
+            s.samples.extend(samples.remove(id).unwrap_or_default());
+        }
+    }
+    seen
+}
+
 /// The report's backend for one found clock: its services and addresses, fitted rate, skew,
 /// offset and confidence.
-fn describe(a: &Analysis, id: String, found: Found) -> Backend {
+fn describe(id: String, found: Found, seen: Seen) -> Backend {
     let Found {
         ids,
         chance,
         rate,
-        samples,
+        fit: _,
         span,
         rate_inferred,
     } = found;
-    let mut services: Vec<crate::model::Name> = Vec::new();
-    let mut addrs: Vec<std::net::IpAddr> = Vec::new();
-    for c in ids.iter().filter_map(|&cid| a.connections.get(cid)) {
-        if !services.contains(&c.service) {
-            services.push(c.service.clone());
-        }
-        if !addrs.contains(&c.rec.server.ip) {
-            addrs.push(c.rec.server.ip);
-        }
-    }
+    let Seen {
+        services,
+        addrs,
+        samples,
+    } = seen;
     let mut services: Vec<String> = services.iter().map(|s| s.to_string()).collect();
     let mut ips: Vec<String> = addrs.iter().map(|ip| ip.to_string()).collect();
     services.sort();

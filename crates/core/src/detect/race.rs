@@ -13,6 +13,7 @@ mod fetch;
 use super::Context;
 use crate::app::dns::DnsTable;
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
+use crate::model::store::Lookup;
 use crate::model::{
     Analysis, Cancel, Connection, DuplicateRequest, Fate, Name, PerAttempt, Race, RaceDns, Role,
 };
@@ -41,24 +42,32 @@ impl Detector for Races {
 
 /// Find the races and set `race`, `role` and `service` on their attempts.
 pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
-    use rayon::prelude::*;
     let groups = group_attempts(a, ctx.dns(), ctx.cfg);
     // What DNS says of each race, looked up first so that the DNS table is freed before the
-    // races are built. Each race reads only its own attempts: all built in parallel.
+    // races are built. Each race reads only its own attempts: all built in parallel (on a
+    // spilled capture, a batch of races at a time, their attempts read in id order).
     let looked_up: Vec<DnsFacts> = {
         let (a, dns): (&Analysis, &DnsTable) = (a, ctx.dns());
-        groups.par_iter().map(|g| dns_facts(&g.1, a, dns)).collect()
+        a.connections.map_batched(&groups, members_of, |g, held| {
+            dns_facts(&g.1, a, dns, held)
+        })
     };
     ctx.done_with_dns();
     let races: Vec<Race> = {
         let a: &Analysis = a;
         let cancel_by = ctx.cfg.cancel_by;
-        groups
-            .par_iter()
-            .zip(looked_up)
-            .enumerate()
-            .map(|(race_id, (g, facts))| build(race_id, g, a, facts, cancel_by))
-            .collect()
+        let numbered: Vec<usize> = (0..groups.len()).collect();
+        a.connections.map_batched(
+            &numbered,
+            |&k, ids| ids.extend(groups.get(k).map_or(&[][..], |g| &g.1[..])),
+            |&k, held| {
+                let (g, facts) = (groups.get(k), looked_up.get(k));
+                Some(build(k, g?, a, facts?, cancel_by, held))
+            },
+        )
+        .into_iter()
+        .flatten()
+        .collect()
     };
     let mut part: Vec<(usize, usize)> = races
         .iter()
@@ -94,12 +103,13 @@ struct DnsFacts {
     nat64: bool,
 }
 
-fn dns_facts(members: &[usize], a: &Analysis, dns: &DnsTable) -> DnsFacts {
-    let held: Vec<_> = members
-        .iter()
-        .filter_map(|&i| a.connections.get(i))
-        .collect();
-    let attempts: Vec<&Connection> = held.iter().map(|c| c.as_ref()).collect();
+/// A race's attempts, for [`crate::model::store::Connections::map_batched`].
+fn members_of(g: &Grouped, ids: &mut Vec<usize>) {
+    ids.extend_from_slice(&g.1);
+}
+
+fn dns_facts(members: &[usize], a: &Analysis, dns: &DnsTable, held: &Lookup<'_>) -> DnsFacts {
+    let attempts: Vec<&Connection> = members.iter().filter_map(|&i| held.get(i)).collect();
     DnsFacts {
         timing: race_dns(
             &attempts,
@@ -128,13 +138,16 @@ fn best_name(attempts: &[&Connection]) -> Name {
     best.map(|c| c.service.clone()).unwrap_or_default()
 }
 
-fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Stage) -> Race {
+fn build(
+    id: usize,
+    group: &Grouped,
+    a: &Analysis,
+    dns: &DnsFacts,
+    cancel_by: Stage,
+    held: &Lookup<'_>,
+) -> Race {
     let (_, members, unexplained_repeat) = group;
-    let held: Vec<_> = members
-        .iter()
-        .filter_map(|&i| a.connections.get(i))
-        .collect();
-    let attempts: Vec<&Connection> = held.iter().map(|c| c.as_ref()).collect();
+    let attempts: Vec<&Connection> = members.iter().filter_map(|&i| held.get(i)).collect();
     let get = |i: usize| attempts.iter().find(|c| c.id == i).copied();
     let start_time = start_time(&attempts);
     let service = best_name(&attempts);
@@ -157,7 +170,7 @@ fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Sta
         .filter_map(|&i| get(i))
         .map(|c| cancel(c, winner_est, cancel_by))
         .collect();
-    let cancel_rules_broken = cancel_rules(&also_ran_cancel, a);
+    let cancel_rules_broken = cancel_rules(&also_ran_cancel, held);
     let (duplicate_upgrade, duplicate_upgrade_inferred) = duplicate_upgrade(&attempts);
     let duplicate_request = duplicate_request(&attempts, winner);
     // A fetch keeps one connection: two that carried application data, joined by a repeat
@@ -188,7 +201,7 @@ fn build(id: usize, group: &Grouped, a: &Analysis, dns: DnsFacts, cancel_by: Sta
         fetches_ambiguous,
         cancel_rules_broken,
         findings,
-        dns: dns.timing,
+        dns: dns.timing.clone(),
     }
 }
 
@@ -286,14 +299,14 @@ fn duplicate_request(
 /// TCP handshake: RFC 8305 §6 (cancel once one TCP handshake completes), the Happy Eyeballs
 /// v3 draft (may wait for TLS, no further), and the harmful case: the also-ran sent
 /// application data (a request, an upgrade, TLS application data).
-fn cancel_rules(cancels: &[Cancel], a: &Analysis) -> Vec<&'static str> {
+fn cancel_rules(cancels: &[Cancel], held: &Lookup<'_>) -> Vec<&'static str> {
     let mut worst = 0;
     for c in cancels {
         let kept = c.after_winner_ms.is_none_or(|ms| ms > 0.0) && c.stage >= Stage::Tcp;
         if !kept || matches!(c.fate, Fate::LateSynackReset | Fate::NeverAnswered) {
             continue;
         }
-        let Some(conn) = a.connections.get(c.id) else {
+        let Some(conn) = held.get(c.id) else {
             continue;
         };
         let close = conn.rec.client_close().unwrap_or(Nanos::MAX);

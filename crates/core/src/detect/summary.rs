@@ -65,8 +65,7 @@ pub fn summarize(a: &mut Analysis) {
         races_ipv4_won: a
             .races
             .iter()
-            .filter_map(|r| a.connections.get(r.winner?))
-            .filter(|c| c.rec.family() == Family::Ipv4)
+            .filter(|r| r.winner_family() == Some(Family::Ipv4))
             .count(),
         timestamped_without_backend: a
             .connections

@@ -253,6 +253,15 @@ pub struct Race {
 }
 
 impl Race {
+    /// The winner's family (from the race's own attempt list: no connection lookup).
+    pub fn winner_family(&self) -> Option<Family> {
+        let k = self
+            .attempts
+            .iter()
+            .position(|&id| Some(id) == self.winner)?;
+        self.families.get(k).copied()
+    }
+
     /// Also-rans cancelled beyond `--cancel-by` after the winner connected (`late-cancel`
     /// findings): the one count every report, table and gate uses.
     pub fn late_cancels(&self) -> usize {

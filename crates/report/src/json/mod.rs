@@ -131,8 +131,8 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
 
 /// One `races[]` object (the members of [`RaceRow`], in its order; nested objects through
 /// serde_json).
-fn write_race(buf: &mut Vec<u8>, r: &Race, a: &Analysis) -> std::io::Result<()> {
-    let j = RaceRow::in_analysis(r, a);
+fn write_race(buf: &mut Vec<u8>, r: &Race) -> std::io::Result<()> {
+    let j = RaceRow::in_analysis(r);
     let mut o = Obj::open(buf);
     o.uint("id", j.id);
     o.val("service", j.service)?;
@@ -244,7 +244,7 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     w.write_all(b",\"services\":")?;
     array(w, &a.services, serde_item)?;
     w.write_all(b",\"races\":")?;
-    array(w, &a.races, |r, buf| write_race(buf, r, a))?;
+    array(w, &a.races, |r, buf| write_race(buf, r))?;
     // Streamed: a backend lists all its connections and one host's sequence holds all of its
     // own, so one item alone can be megabytes, and a chunk of them in memory at once would
     // raise the peak (measured: bench/HISTORY.md).

@@ -111,43 +111,20 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
         .chunk_by(|x, y| (x.0, x.1) == (y.0, y.1))
         .filter(|run| run.iter().any(|x| run.first().is_some_and(|f| f.4 != x.4)))
         .collect();
-    let mut groups: Vec<Grouped> = Vec::new();
-    if !conns.spilled() {
-        let get = |id: usize| conns.get(id);
-        groups.par_extend(
-            runs.par_iter()
-                .flat_map_iter(|run| split_run(run, &get, a, dns, cfg)),
-        );
-    } else {
-        // Spilled: the runs' connections are read in id order, a batch of runs at a time
-        // (as many connections as the budget holds, which the spilled list no longer uses;
-        // at least one run), each batch one pass over the spill instead of a block decoded
-        // per connection.
-        let most = conns.budget() / (2 * std::mem::size_of::<Connection>());
-        let mut from = 0;
-        while from < runs.len() {
-            let mut to = from;
-            let mut n = 0;
-            while let Some(r) = runs.get(to).filter(|r| to == from || n + r.len() <= most) {
-                n += r.len();
-                to += 1;
-            }
-            let batch = runs.get(from..to).unwrap_or_default();
-            let mut ids: Vec<usize> = batch.iter().flat_map(|r| r.iter().map(|x| x.3)).collect();
-            ids.sort_unstable();
-            let held = conns.get_sorted(&ids);
-            let get = |id: usize| {
-                let k = ids.binary_search(&id).ok()?;
-                held.get(k).map(Cow::Borrowed)
-            };
-            groups.par_extend(
-                batch
-                    .par_iter()
-                    .flat_map_iter(|run| split_run(run, &get, a, dns, cfg)),
-            );
-            from = to;
-        }
-    }
+    // On a spilled capture the runs' connections are read a batch of runs at a time, in id
+    // order.
+    let mut groups: Vec<Grouped> = conns
+        .map_batched(
+            &runs,
+            |run, ids| ids.extend(run.iter().map(|x| x.3)),
+            |run, held| {
+                let get = |id: usize| held.get(id).map(Cow::Borrowed);
+                split_run(run, &get, a, dns, cfg)
+            },
+        )
+        .into_iter()
+        .flatten()
+        .collect();
     // By first SYN, then first member (ids are unique: a total order).
     groups.par_sort_unstable_by_key(|(syn, m, _)| (*syn, m.first().copied()));
     groups

@@ -32,6 +32,28 @@ use crate::model::{ConnRecord, Connection};
 /// Connections per block of the spill: the unit read, decoded and rewritten at once.
 pub const BLOCK: usize = 16_384;
 
+/// Decoded blocks [`Connections::get`] keeps.
+const CACHED_BLOCKS: usize = 4;
+
+/// Finds connections by id inside [`Connections::map_batched`].
+#[derive(Clone, Copy, Debug)]
+pub enum Lookup<'c> {
+    /// Every connection, in memory (the id is the position).
+    All(&'c [Connection]),
+    /// One batch read from the spill: its ids (sorted) and their connections, in that order.
+    Batch(&'c [usize], &'c [Connection]),
+}
+
+impl<'c> Lookup<'c> {
+    /// The connection with id `id`, if the batch holds it.
+    pub fn get(&self, id: usize) -> Option<&'c Connection> {
+        match *self {
+            Lookup::All(all) => all.get(id),
+            Lookup::Batch(ids, held) => held.get(ids.binary_search(&id).ok()?),
+        }
+    }
+}
+
 /// Where and when connections spill.
 #[derive(Clone, Debug)]
 pub struct SpillConfig {
@@ -183,8 +205,9 @@ pub struct Connections {
     cfg: SpillConfig,
     /// The first I/O error of the spill (nothing spills after it).
     failure: Arc<Mutex<Option<String>>>,
-    /// The last block [`Connections::get`] decoded.
-    cached: Mutex<Option<(usize, Arc<Vec<Connection>>)>>,
+    /// The last blocks [`Connections::get`] decoded, most recent last (at most
+    /// [`CACHED_BLOCKS`]: a parallel walk in id order reads a few places at once).
+    cached: Mutex<Vec<(usize, Arc<Vec<Connection>>)>>,
 }
 
 impl Default for Connections {
@@ -223,7 +246,7 @@ impl Connections {
             on_disk: 0,
             cfg,
             failure: Arc::default(),
-            cached: Mutex::new(None),
+            cached: Mutex::new(Vec::new()),
         }
     }
 
@@ -385,22 +408,67 @@ impl Connections {
         let block = self.cfg.block.max(1);
         let (b, at) = (id / block, id % block);
         let mut cached = self.cached.lock().ok()?;
-        if cached.as_ref().is_none_or(|(k, _)| *k != b) {
-            let spill = self.spill.as_ref()?;
-            let block = match spill.read(*spill.blocks.get(b)?) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.fail("reading", &e);
-                    return None;
+        let hit = match cached.iter().position(|(k, _)| *k == b) {
+            Some(i) => cached.remove(i).1,
+            None => {
+                let spill = self.spill.as_ref()?;
+                match spill.read(*spill.blocks.get(b)?) {
+                    Ok(v) => Arc::new(v),
+                    Err(e) => {
+                        self.fail("reading", &e);
+                        return None;
+                    }
                 }
-            };
-            *cached = Some((b, Arc::new(block)));
+            }
+        };
+        if cached.len() >= CACHED_BLOCKS {
+            cached.remove(0);
         }
-        cached
-            .as_ref()
-            .and_then(|(_, v)| v.get(at))
-            .cloned()
-            .map(Cow::Owned)
+        cached.push((b, Arc::clone(&hit)));
+        drop(cached);
+        hit.get(at).cloned().map(Cow::Owned)
+    }
+
+    /// `f(item, lookup)` for every item, on every core, in the items' order; `lookup` finds
+    /// the connections `ids_of(item)` names. In memory that is every connection. Spilled,
+    /// the items go in batches whose connections the budget holds (at least one item), and
+    /// each batch's connections are read in one pass over the spill, in id order: a random
+    /// [`Connections::get`] per id would decode a whole block each time.
+    pub fn map_batched<G: Sync, T: Send>(
+        &self,
+        items: &[G],
+        ids_of: impl Fn(&G, &mut Vec<usize>) + Sync,
+        f: impl Fn(&G, &Lookup<'_>) -> T + Sync + Send,
+    ) -> Vec<T> {
+        if self.on_disk == 0 {
+            let all = Lookup::All(&self.mem);
+            return items.par_iter().map(|g| f(g, &all)).collect();
+        }
+        let most = self.cfg.budget / (2 * std::mem::size_of::<Connection>());
+        let mut out = Vec::with_capacity(items.len());
+        let mut from = 0;
+        let mut ids = Vec::new();
+        while from < items.len() {
+            ids.clear();
+            let mut to = from;
+            while let Some(g) = items.get(to) {
+                let before = ids.len();
+                ids_of(g, &mut ids);
+                if to > from && ids.len() > most {
+                    ids.truncate(before);
+                    break;
+                }
+                to += 1;
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            let held = self.get_sorted(&ids);
+            let batch = Lookup::Batch(&ids, &held);
+            let items = items.get(from..to).unwrap_or_default();
+            out.par_extend(items.par_iter().map(|g| f(g, &batch)));
+            from = to;
+        }
+        out
     }
 
     /// The connections `ids` (sorted, no repeats), copied, in that order: each block that
@@ -408,31 +476,42 @@ impl Connections {
     /// block each time).
     pub fn get_sorted(&self, ids: &[usize]) -> Vec<Connection> {
         let mut out = Vec::with_capacity(ids.len());
-        let mut rest = ids;
-        for (k, block) in self.blocks().enumerate() {
-            let Some(&first) = rest.first() else {
-                break;
-            };
-            let base = self.block_base(k);
-            if first >= base + block.len() {
-                continue;
-            }
-            let here = rest.partition_point(|&i| i < base + block.len());
-            let (now, later) = rest.split_at(here);
-            out.extend(now.iter().filter_map(|&i| block.get(i - base)).cloned());
-            rest = later;
-        }
+        self.for_ids(ids, |_, c| out.push(c.clone()));
         out
     }
 
-    /// The id of the first connection of the `k`th of [`Connections::blocks`].
-    fn block_base(&self, k: usize) -> usize {
-        let spilled_blocks = self.spill.as_ref().map_or(0, |s| s.blocks.len());
+    /// `f(k, connection)` for each `ids[k]` (sorted, no repeats), in that order, without
+    /// copying: each block that holds one is read once.
+    pub fn for_ids(&self, ids: &[usize], mut f: impl FnMut(usize, &Connection)) {
         let block = self.cfg.block.max(1);
-        if k < spilled_blocks {
-            k * block
-        } else {
-            self.on_disk + (k - spilled_blocks) * block
+        let mut k = 0;
+        while let Some(rest) = ids.get(k..).filter(|r| !r.is_empty()) {
+            let first = rest.first().copied().unwrap_or(usize::MAX);
+            if first >= self.on_disk {
+                for (j, &i) in rest.iter().enumerate() {
+                    if let Some(c) = self.mem.get(i - self.on_disk) {
+                        f(k + j, c);
+                    }
+                }
+                return;
+            }
+            // Only the blocks that hold a wanted id are read.
+            let b = first / block;
+            let base = b * block;
+            let n = rest.partition_point(|&i| i < base + block && i < self.on_disk);
+            let read = self.spill.as_ref().and_then(|s| Some(s.read(*s.blocks.get(b)?)));
+            match read {
+                Some(Ok(held)) => {
+                    for (j, &i) in rest.iter().take(n).enumerate() {
+                        if let Some(c) = held.get(i - base) {
+                            f(k + j, c);
+                        }
+                    }
+                }
+                Some(Err(e)) => self.fail("reading", &e),
+                None => {}
+            }
+            k += n.max(1);
         }
     }
 
@@ -566,7 +645,7 @@ impl Connections {
 
     fn invalidate(&self) {
         if let Ok(mut c) = self.cached.lock() {
-            *c = None;
+            c.clear();
         }
     }
 
