@@ -109,8 +109,9 @@ pub struct CommonArgs {
     /// flight share it): past a fifth of it, finished connections spill to a file in
     /// `--temp-dir` (deleted when racetrace exits) and are read back a block at a time; the
     /// connection table gets a fifth (past it the quietest attempts, unanswered SYNs first,
-    /// are finished early and counted in `summary.evicted_early`).
-    #[arg(long, value_name = "SIZE", default_value = "none")]
+    /// are finished early and counted in `summary.evicted_early`). `none`: everything in
+    /// memory (fastest, unbounded).
+    #[arg(long, value_name = "SIZE", default_value = "1G")]
     pub memory_limit: String,
     /// Folder for the spill file (default: the system's temporary folder, `$TMPDIR`).
     #[arg(long, value_name = "DIR")]

@@ -141,10 +141,25 @@ impl Spill {
     }
 
     fn read(&self, e: Extent) -> std::io::Result<Vec<Connection>> {
-        let mut bytes = vec![0; e.len];
-        self.file.read_exact_at(&mut bytes, e.offset)?;
-        let mut out = Vec::with_capacity(e.count);
-        let mut rest = bytes.as_slice();
+        thread_local! {
+            /// The last block's bytes: a block is megabytes, and a fresh zeroed buffer per
+            /// read is a fresh mapping to fault in (each pass reads every block).
+            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BYTES.with_borrow_mut(|bytes| {
+            bytes.resize(e.len, 0);
+            self.file.read_exact_at(bytes, e.offset)?;
+            Self::decode(bytes, e.count)
+        })
+    }
+
+    /// The connections of one block's bytes.
+    fn decode(bytes: &[u8], count: usize) -> std::io::Result<Vec<Connection>> {
+        let mut out = Vec::with_capacity(count);
+        // A block is megabytes, mapped afresh by every read and faulted in a page at a time
+        // as it fills (on a 5 M-SYN flood a quarter of the run): huge pages fault 512 at once.
+        crate::engine::memory::prefer_huge_pages(&mut out);
+        let mut rest = bytes;
         while !rest.is_empty() {
             let Some((c, after)) = codec::decode(rest) else {
                 return Err(std::io::Error::new(
@@ -471,47 +486,66 @@ impl Connections {
         out
     }
 
-    /// The connections `ids` (sorted, no repeats), copied, in that order: each block that
-    /// holds one is read once (a random [`Connections::get`] per id would decode a whole
-    /// block each time).
+    /// The connections `ids` (sorted, no repeats), in that order: each block that holds one
+    /// is read once (a random [`Connections::get`] per id would decode a whole block each
+    /// time), and what it read is moved out, not copied.
     pub fn get_sorted(&self, ids: &[usize]) -> Vec<Connection> {
         let mut out = Vec::with_capacity(ids.len());
-        self.for_ids(ids, |_, c| out.push(c.clone()));
+        self.blocks_of(ids, |wanted, base, block| match block {
+            Cow::Borrowed(held) => {
+                out.extend(wanted.iter().filter_map(|&i| held.get(i - base)).cloned());
+            }
+            Cow::Owned(held) => {
+                let mut want = wanted.iter().peekable();
+                for (at, c) in held.into_iter().enumerate() {
+                    if want.next_if(|&&i| i - base == at).is_some() {
+                        out.push(c);
+                    }
+                }
+            }
+        });
         out
     }
 
     /// `f(k, connection)` for each `ids[k]` (sorted, no repeats), in that order, without
     /// copying: each block that holds one is read once.
     pub fn for_ids(&self, ids: &[usize], mut f: impl FnMut(usize, &Connection)) {
-        let block = self.cfg.block.max(1);
         let mut k = 0;
-        while let Some(rest) = ids.get(k..).filter(|r| !r.is_empty()) {
-            let first = rest.first().copied().unwrap_or(usize::MAX);
-            if first >= self.on_disk {
-                for (j, &i) in rest.iter().enumerate() {
-                    if let Some(c) = self.mem.get(i - self.on_disk) {
-                        f(k + j, c);
-                    }
+        self.blocks_of(ids, |wanted, base, block| {
+            for (j, &i) in wanted.iter().enumerate() {
+                if let Some(c) = block.get(i - base) {
+                    f(k + j, c);
                 }
+            }
+            k += wanted.len();
+        });
+    }
+
+    /// `f(wanted, base, block)` for each block (or the in-memory rest, as one) that holds
+    /// some of `ids` (sorted, no repeats): the ids it holds, its first id, its connections.
+    /// Only those blocks are read.
+    fn blocks_of(&self, ids: &[usize], mut f: impl FnMut(&[usize], usize, Cow<'_, [Connection]>)) {
+        let block = self.cfg.block.max(1);
+        let mut rest = ids;
+        while let Some(&first) = rest.first() {
+            if first >= self.on_disk {
+                f(rest, self.on_disk, Cow::Borrowed(&self.mem));
                 return;
             }
-            // Only the blocks that hold a wanted id are read.
             let b = first / block;
             let base = b * block;
             let n = rest.partition_point(|&i| i < base + block && i < self.on_disk);
-            let read = self.spill.as_ref().and_then(|s| Some(s.read(*s.blocks.get(b)?)));
-            match read {
-                Some(Ok(held)) => {
-                    for (j, &i) in rest.iter().take(n).enumerate() {
-                        if let Some(c) = held.get(i - base) {
-                            f(k + j, c);
-                        }
-                    }
-                }
+            let (wanted, later) = rest.split_at(n.max(1));
+            match self
+                .spill
+                .as_ref()
+                .and_then(|s| Some(s.read(*s.blocks.get(b)?)))
+            {
+                Some(Ok(held)) => f(wanted, base, Cow::Owned(held)),
                 Some(Err(e)) => self.fail("reading", &e),
                 None => {}
             }
-            k += n.max(1);
+            rest = later;
         }
     }
 
