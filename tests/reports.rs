@@ -327,10 +327,17 @@ fn report_page_is_self_contained_with_a_strict_csp() {
     let digest = sha2::Sha256::digest(&page.as_bytes()[s..e]);
     let hash = racetrace_report::html::base64(&digest);
     assert!(csp.contains(&format!("'sha256-{hash}'")), "{csp}");
-    // Nothing fetched: no src attributes, no url(), no @import, only relative links.
-    for bad in ["src=", "url(", "@import", "href=\"http", "href=\"//"] {
+    // Nothing fetched: no src attributes, no url() but to a fragment of the page itself
+    // (the ladders' arrowheads), no @import, only relative links.
+    for bad in ["src=", "@import", "href=\"http", "href=\"//"] {
         assert!(!page.contains(bad), "page contains {bad}");
     }
+    let urls: Vec<&str> = page.split("url(").skip(1).collect();
+    assert_eq!(urls.len(), 3 * 15, "one arrow per event, 15 in each race");
+    assert!(
+        urls.iter().all(|u| u.starts_with("#ah-")),
+        "url() outside the page"
+    );
     // Headline first, then plain-words findings.
     assert!(page.find("duplicate upgrades").unwrap() < page.find("<h2>Findings").unwrap());
     assert!(page.contains("3 of 3 races sent a WebSocket upgrade on both paths"));
@@ -592,6 +599,77 @@ fn chromium_renders_the_report() {
         .filter(|p| p.0[0] > 230 && (100..160).contains(&p.0[1]) && p.0[2] < 60)
         .count();
     assert!(orange > 1000, "no chart colour: {orange}");
+}
+
+/// The page as headless Chromium has it after loading (scripts run), or `None` when no
+/// browser is installed (skipped; a failure in CI).
+fn browser_dom(page: &Path) -> Option<String> {
+    let browser = program(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "the report's DOM in a real browser (.ci/run installs chromium)",
+    )?;
+    let profile = tempdir("chromium-dom");
+    let o = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(String::from_utf8(o.stdout).unwrap())
+}
+
+/// The part of `dom` from race card `id`'s root element to its end.
+fn race_card(dom: &str, id: usize) -> &str {
+    let at = dom
+        .find(&format!("data-race=\"{id}\""))
+        .unwrap_or_else(|| panic!("no card for race {id}"));
+    let rest = &dom[at..];
+    &rest[..rest.find("</details>").unwrap()]
+}
+
+/// Every race of ws_duplicate has a card with its ladder, open (each one sent a duplicate
+/// WebSocket upgrade): both paths' upgrades and 101s drawn, the also-ran's FIN marked as the
+/// cancel, times after the first SYN, and the verdicts in words with their RFCs.
+#[test]
+fn race_cards_draw_each_race_as_a_ladder_in_the_browser() {
+    let Some(dom) = browser_dom(&batch().join("ws_duplicate/report.html")) else {
+        return;
+    };
+    assert_eq!(dom.matches("data-race=\"").count(), 3);
+    assert_eq!(dom.matches("<svg class=\"ladder\"").count(), 3);
+    for (race, also_ran, winner) in [(0, 0, 1), (1, 2, 3), (2, 4, 5)] {
+        let card = race_card(&dom, race);
+        assert!(card.contains(" open=\"\""), "race {race} is closed");
+        assert_eq!(
+            card.matches("Upgrade: websocket").count(),
+            2 * 2,
+            "label and tooltip"
+        );
+        assert_eq!(card.matches(">101 Switching Protocols<").count(), 2);
+        assert_eq!(card.matches("class=\"ev lose cancel\"").count(), 1);
+        assert!(card.contains(">FIN (cancel)<"));
+        assert!(card.contains(&format!(">SYN #{also_ran}<")));
+        assert!(card.contains(&format!(">SYN #{winner}<")));
+        assert!(card.contains(">+0.0 ms<"), "the first SYN is the origin");
+        // The query string (it may carry keys) is not shown.
+        assert!(!card.contains("round="));
+        assert!(card.contains("The server opened two WebSocket sessions"));
+        assert!(card.contains("RFC 8305 §6"));
+        assert!(card.contains(&format!("Winner: attempt #{winner} to 198.18.0.2 (IPv4)")));
+        assert!(card.contains("Wireshark display filter: <code>(ipv6.addr == fd18::1"));
+    }
+    // The findings link to the first race that shows them.
+    assert!(dom.contains("<a href=\"#race-0\">See the evidence</a>"));
 }
 
 /// A capture big enough for several read batches and several JSON chunks per array: the

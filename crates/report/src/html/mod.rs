@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use crate::charts;
 use crate::tables;
 use racetrace_core::domain::{iso8601, ms_between, Stage};
-use racetrace_core::model::Analysis;
+use racetrace_core::model::{Analysis, Connection, Fate, Race};
+
+mod ladder;
 
 /// Sort any `table.sortable` by clicking a header (numbers numerically).
 const SCRIPT: &str = r#"document.querySelectorAll("table.sortable th").forEach(function(th){th.addEventListener("click",function(){var t=th.closest("table"),b=t.tBodies[0],i=Array.prototype.indexOf.call(th.parentNode.children,th),asc=!th.classList.contains("asc");t.querySelectorAll("th").forEach(function(h){h.classList.remove("asc","desc")});th.classList.add(asc?"asc":"desc");var rows=Array.prototype.slice.call(b.rows);rows.sort(function(x,y){var p=x.cells[i].textContent,q=y.cells[i].textContent,m=parseFloat(p),n=parseFloat(q),c=(!isNaN(m)&&!isNaN(n))?m-n:p.localeCompare(q);return asc?c:-c});rows.forEach(function(r){b.appendChild(r)})})});"#;
@@ -33,8 +35,8 @@ pub fn csp() -> String {
 fn env() -> Environment<'static> {
     let mut env = Environment::new();
     // Templates are compiled into the binary; a broken one fails the tests, not a user.
-    let _ = env.add_template("report.html", include_str!("templates/report.html"));
-    let _ = env.add_template("index.html", include_str!("templates/index.html"));
+    let _ = env.add_template("report.html", include_str!("../templates/report.html"));
+    let _ = env.add_template("index.html", include_str!("../templates/index.html"));
     env
 }
 
@@ -49,6 +51,8 @@ struct Card {
 struct Finding {
     text: String,
     bad: bool,
+    /// Where its evidence is on the page (a race card).
+    href: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -104,22 +108,35 @@ fn findings(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
         out.push(Finding {
             text: "No connection races, backend switches or stale reuses in this capture.".into(),
             bad: false,
+            href: None,
         });
     }
     out
 }
 
-/// What went wrong: duplicate upgrades and requests, late cancels, stale reuses.
+/// What went wrong: duplicate upgrades and requests, late cancels, stale reuses; each one
+/// sentence with the rule it refers to, linked to its first piece of evidence.
 fn harms(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
     let s = &a.summary;
     let mut out = Vec::new();
-    let mut say = |bad: bool, text: String| out.push(Finding { text, bad });
+    let mut say = |text: String, href: Option<String>| {
+        out.push(Finding {
+            text,
+            bad: true,
+            href,
+        });
+    };
+    let first = |f: &dyn Fn(&Race) -> bool| {
+        a.races
+            .iter()
+            .find(|r| f(r))
+            .map(|r| format!("#race-{}", r.id))
+    };
     if s.duplicate_upgrades > 0 {
         let inferred = s.duplicate_upgrades_inferred;
         say(
-            true,
             format!(
-                "{} of {} races sent a WebSocket upgrade on both paths: the server opened duplicate sessions{}.",
+                "{} of {} races sent a WebSocket upgrade on both paths, so the server opened two sessions for one client (RFC 6455); RFC 8305 §6 says the loser should have been cancelled once the winner's TCP handshake completed{}.",
                 s.duplicate_upgrades,
                 s.races,
                 if inferred > 0 {
@@ -128,36 +145,47 @@ fn harms(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
                     String::new()
                 }
             ),
+            first(&|r| r.duplicate_upgrade),
         );
     }
     let creds = s.duplicate_requests_with_credentials;
     if creds > 0 {
         say(
-            true,
-            format!("{creds} races sent a duplicate request carrying Authorization or Cookie on the losing path."),
+            format!("{creds} races sent a duplicate request carrying Authorization or a Cookie on the losing path: credentials went out twice and the server did the work twice (RFC 9110 §9.2.2)."),
+            first(&|r| r.duplicate_request.as_deref().is_some_and(|d| d.authorization || d.cookie)),
         );
     }
     let late = s.late_cancels;
     if late > 0 {
         say(
-            true,
             format!(
-                "{late} also-rans were cancelled after the winner connected and beyond the {} stage (late cancel).",
+                "{late} also-rans were cancelled after the winner connected and beyond the {} stage (RFC 8305 §6; the Happy Eyeballs v3 draft allows waiting for TLS at most).",
                 cancel_by.as_str()
             ),
+            first(&|r| r.late_cancels() > 0),
         );
     }
     if s.stale_reuses > 0 {
         let retried = s.stale_reuses_retried;
-        let causes: Vec<&str> = a.stale_reuses.iter().map(|e| e.cause.as_str()).collect();
+        let mut causes: Vec<(&str, usize)> = Vec::new();
+        for e in &a.stale_reuses {
+            match causes.iter_mut().find(|c| c.0 == e.cause.as_str()) {
+                Some(c) => c.1 += 1,
+                None => causes.push((e.cause.as_str(), 1)),
+            }
+        }
+        let causes: Vec<String> = causes
+            .iter()
+            .map(|(c, n)| format!("{} {n}", c.replace('_', " ")))
+            .collect();
         say(
-            true,
             format!(
-                "{} requests were sent on connections the server had already given up ({}); {} retried on a new connection.",
+                "{} requests were sent on keep-alive connections the server had already given up ({}): each failed, and {} were retried on a new connection (RFC 9112 §9.3.1: a client must be ready to retry when the server closes an idle connection).",
                 s.stale_reuses,
                 causes.join(", "),
                 retried
             ),
+            Some("#stale-reuses".into()),
         );
     }
     out
@@ -167,7 +195,13 @@ fn harms(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
 fn facts(a: &Analysis) -> Vec<Finding> {
     let s = &a.summary;
     let mut out = Vec::new();
-    let mut say = |bad: bool, text: String| out.push(Finding { text, bad });
+    let mut say = |bad: bool, text: String| {
+        out.push(Finding {
+            text,
+            bad,
+            href: None,
+        })
+    };
     for f in &a.floods {
         say(
             true,
@@ -289,6 +323,7 @@ pub fn report(a: &Analysis, cancel_by: Stage) -> Result<String, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     let tables = html_tables(a).map_err(|e| e.to_string())?;
+    let (races, not_carded) = race_cards(a, cancel_by);
     let c = &a.capture;
     let ctx = context! {
         csp => csp(),
@@ -306,6 +341,9 @@ pub fn report(a: &Analysis, cancel_by: Stage) -> Result<String, String> {
         },
         cards => cards(&a.summary),
         findings => findings(a, cancel_by),
+        races => races,
+        races_not_carded => not_carded,
+        max_cards => MAX_CARDS,
         charts => charts,
         tables => tables,
         warnings => a.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>(),
@@ -314,6 +352,241 @@ pub fn report(a: &Analysis, cancel_by: Stage) -> Result<String, String> {
         .get_template("report.html")
         .and_then(|t| t.render(ctx))
         .map_err(|e| e.to_string())
+}
+
+/// Most race cards on the page (the most telling first); every race is in the races table
+/// and `races.csv`.
+pub const MAX_CARDS: usize = 200;
+/// Cards open when the page loads.
+const OPEN_CARDS: usize = 3;
+
+#[derive(Serialize)]
+struct RaceCard {
+    id: usize,
+    open: bool,
+    title: String,
+    when: String,
+    verdicts: Vec<Finding>,
+    ladder: Option<String>,
+    filter: String,
+}
+
+/// How telling a race is: harm first (duplicate upgrades, duplicate requests with
+/// credentials, late cancels, broken cancel rules), then RFC 8305 findings.
+fn telling(r: &Race) -> u32 {
+    let creds = r
+        .duplicate_request
+        .as_deref()
+        .is_some_and(|d| d.authorization || d.cookie);
+    u32::from(r.duplicate_upgrade) * 16
+        + u32::from(creds) * 8
+        + u32::from(r.late_cancels() > 0) * 4
+        + u32::from(!r.cancel_rules_broken.is_empty()) * 2
+        + u32::from(!r.findings.is_empty())
+}
+
+/// The race cards: up to [`MAX_CARDS`], the most telling first, then in time order.
+fn race_cards(a: &Analysis, cancel_by: Stage) -> (Vec<RaceCard>, usize) {
+    let mut order: Vec<&Race> = a.races.iter().collect();
+    order.sort_by_key(|r| (std::cmp::Reverse(telling(r)), r.start_time, r.id));
+    order.truncate(MAX_CARDS);
+    let shown = order.len();
+    let any_telling = order.first().is_some_and(|r| telling(r) > 0);
+    let cards = a.connections.map_batched(
+        &order,
+        |r, ids| {
+            let mut mine: Vec<usize> = r.attempts.to_vec();
+            mine.sort_unstable();
+            ids.extend(mine);
+        },
+        |r, held| {
+            let attempts: Vec<&Connection> =
+                r.attempts.iter().filter_map(|&i| held.get(i)).collect();
+            race_card(r, &attempts, cancel_by)
+        },
+    );
+    let mut cards = cards;
+    for (k, c) in cards.iter_mut().enumerate() {
+        let r = order.get(k);
+        c.open = k < OPEN_CARDS && (r.is_some_and(|r| telling(r) > 0) || (!any_telling && k == 0));
+    }
+    (cards, a.races.len().saturating_sub(shown))
+}
+
+fn fate_words(f: Fate) -> &'static str {
+    match f {
+        Fate::NeverAnswered => "its SYNs were never answered",
+        Fate::Refused => "the server refused it (RST)",
+        Fate::LateSynackReset => "its SYN-ACK came after the client had given up, and was reset",
+        Fate::AbortedBeforeConnect => "the client gave it up before any SYN-ACK",
+        Fate::UnusedParallel => "it connected, carried nothing, and the client closed it",
+        Fate::ClosedAfterConnect => "it connected, carried data, and the client closed it",
+        Fate::LeftOpen => "it connected and the client never closed it in the capture",
+    }
+}
+
+fn describe_attempt(c: &Connection) -> String {
+    format!(
+        "#{} to {} ({})",
+        c.id,
+        c.rec.server.ip,
+        c.rec.family().as_str().replace("ipv", "IPv")
+    )
+}
+
+fn race_card(r: &Race, attempts: &[&Connection], cancel_by: Stage) -> RaceCard {
+    let mut v: Vec<Finding> = Vec::new();
+    let mut say = |bad: bool, text: String| {
+        v.push(Finding {
+            text,
+            bad,
+            href: None,
+        })
+    };
+    let by_id = |id: usize| attempts.iter().find(|c| c.id == id).copied();
+    let winner = r.winner.and_then(by_id);
+    match winner {
+        Some(w) => {
+            let at = w
+                .rec
+                .established_time
+                .get()
+                .map(|t| {
+                    format!(
+                        ", connected {} after the first SYN",
+                        ladder::rel_ms(ms_between(r.start_time, t))
+                    )
+                })
+                .unwrap_or_default();
+            say(
+                false,
+                format!("Winner: attempt {}{at}.", describe_attempt(w)),
+            );
+        }
+        None => say(
+            false,
+            "No attempt was kept: the client closed every one.".into(),
+        ),
+    }
+    for (k, d) in r.attempt_delays_ms.iter().enumerate() {
+        let bad = *d < 100.0 || *d > 2000.0;
+        say(
+            bad,
+            format!(
+                "Connection Attempt Delay {}: {d:.1} ms (RFC 8305 §5: 250 ms recommended, at least 100 ms, at most 2 s).",
+                k + 1
+            ),
+        );
+    }
+    for c in &r.also_ran_cancel {
+        let who = by_id(c.id).map_or_else(|| format!("#{}", c.id), describe_attempt);
+        let after = c
+            .after_winner_ms
+            .map(|ms| format!(", {} after the winner connected", ladder::rel_ms(ms)))
+            .unwrap_or_default();
+        let late = if c.late {
+            format!(" — a late cancel (beyond the {} stage)", cancel_by.as_str())
+        } else {
+            String::new()
+        };
+        say(
+            c.late,
+            format!(
+                "Also-ran {who}: {}; given up at the {} stage{after}{late}.",
+                fate_words(c.fate),
+                c.stage.as_str()
+            ),
+        );
+    }
+    for rule in &r.cancel_rules_broken {
+        let text = match *rule {
+            "rfc8305_s6" => "Broke RFC 8305 §6: an also-ran was kept after the winner's TCP handshake completed, when it should have been cancelled.",
+            "happy_eyeballs_v3" => "Kept beyond the TLS handshake too, which the Happy Eyeballs v3 draft does not allow either.",
+            "application_data" => "The also-ran sent application data: the server did work for a connection the client then dropped.",
+            other => other,
+        };
+        say(true, text.to_string());
+    }
+    let creds = |a: bool, c: bool| match (a, c) {
+        (true, true) => "; the duplicates carried Authorization and a Cookie",
+        (true, false) => "; the duplicates carried Authorization",
+        (false, true) => "; the duplicates carried a Cookie",
+        (false, false) => "",
+    };
+    let (auth, cookie) = r
+        .duplicate_request
+        .as_deref()
+        .map_or((false, false), |d| (d.authorization, d.cookie));
+    if r.duplicate_upgrade {
+        let how = if r.duplicate_upgrade_inferred {
+            " (inferred: both paths finished TLS and sent application data)"
+        } else {
+            ""
+        };
+        say(
+            true,
+            format!(
+                "The server opened two WebSocket sessions: both paths sent the upgrade (RFC 6455){how}{}.",
+                creds(auth, cookie)
+            ),
+        );
+    } else if r.duplicate_request.is_some() {
+        say(
+            true,
+            format!(
+                "Two attempts sent an HTTP request: the server handled it twice (RFC 9110 §9.2.2: only idempotent requests may be repeated){}.",
+                creds(auth, cookie)
+            ),
+        );
+    }
+    if !r.findings.is_empty() {
+        say(
+            true,
+            format!(
+                "RFC 8305 findings: {}.",
+                r.findings.join(", ").replace('_', " ")
+            ),
+        );
+    }
+    if let Some(d) = &r.dns {
+        if let Some(ms) = d.answer_to_first_syn_ms {
+            say(
+                false,
+                format!(
+                    "DNS: first SYN {ms:.1} ms after the answer for {} (RFC 8305 §3: a 50 ms Resolution Delay for the AAAA answer).",
+                    d.name
+                ),
+            );
+        }
+    }
+    if r.fetches_ambiguous {
+        say(
+            false,
+            "Two fetches may be merged here: a repeat to an address already tried that no DNS answer in the capture explains.".into(),
+        );
+    }
+    let filter = attempts
+        .iter()
+        .map(|c| format!("({})", c.rec.wireshark_filter()))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    let families: Vec<&str> = r.families.iter().map(|f| f.as_str()).collect();
+    RaceCard {
+        id: r.id,
+        open: false,
+        title: format!(
+            "Race {} · {} · {} · {} attempts ({})",
+            r.id,
+            r.service,
+            r.client,
+            r.attempts.len(),
+            families.join(", ").replace("ipv", "IPv")
+        ),
+        when: iso8601(r.start_time),
+        verdicts: v,
+        ladder: ladder::svg(r, attempts),
+        filter,
+    }
 }
 
 /// The headline cards.
