@@ -603,7 +603,7 @@ fn chromium_renders_the_report() {
 
 /// The page as headless Chromium has it after loading (scripts run), or `None` when no
 /// browser is installed (skipped; a failure in CI).
-fn browser_dom(page: &Path) -> Option<String> {
+fn browser_dom(page: &Path, fragment: &str) -> Option<String> {
     let browser = program(
         &["chromium", "chromium-browser", "google-chrome"],
         "the report's DOM in a real browser (.ci/run installs chromium)",
@@ -620,7 +620,7 @@ fn browser_dom(page: &Path) -> Option<String> {
             "--disable-sync",
             &format!("--user-data-dir={}", profile.display()),
             "--dump-dom",
-            &format!("file://{}", page.display()),
+            &format!("file://{}{fragment}", page.display()),
         ])
         .output()
         .unwrap();
@@ -642,7 +642,7 @@ fn race_card(dom: &str, id: usize) -> &str {
 /// cancel, times after the first SYN, and the verdicts in words with their RFCs.
 #[test]
 fn race_cards_draw_each_race_as_a_ladder_in_the_browser() {
-    let Some(dom) = browser_dom(&batch().join("ws_duplicate/report.html")) else {
+    let Some(dom) = browser_dom(&batch().join("ws_duplicate/report.html"), "") else {
         return;
     };
     assert_eq!(dom.matches("data-race=\"").count(), 3);
@@ -670,6 +670,39 @@ fn race_cards_draw_each_race_as_a_ladder_in_the_browser() {
     }
     // The findings link to the first race that shows them.
     assert!(dom.contains("<a href=\"#race-0\">See the evidence</a>"));
+}
+
+/// The part of `dom` holding page table `name`.
+fn page_table<'d>(dom: &'d str, name: &str) -> &'d str {
+    let at = dom
+        .find(&format!("<div class=\"tbl\" id=\"{name}\">"))
+        .unwrap_or_else(|| panic!("no table {name}"));
+    let rest = &dom[at..];
+    &rest[..rest.find("</table>").unwrap()]
+}
+
+/// Sorting and filtering run in the browser, driven by the state the page keeps in its
+/// address: the races sorted by id, descending, and the connections filtered to IPv4.
+#[test]
+fn tables_sort_and_filter_in_the_browser() {
+    let page = batch().join("ws_duplicate/report.html");
+    let Some(dom) = browser_dom(&page, "#sort=races,0,desc&q=connections,ipv4") else {
+        return;
+    };
+    let races = page_table(&dom, "races");
+    assert!(races.contains("<th class=\"desc\">id</th>"), "{races}");
+    let ids: Vec<&str> = races
+        .split("<tr><td>")
+        .skip(1)
+        .map(|r| &r[..r.find("</td>").unwrap()])
+        .collect();
+    assert_eq!(ids, ["2", "1", "0"]);
+    let conns = page_table(&dom, "connections");
+    assert!(conns.contains("3 of 6 rows match"), "{conns}");
+    assert_eq!(conns.matches("<tr hidden=\"\">").count(), 3);
+    for row in conns.split("<tr>").skip(2) {
+        assert!(row.contains("ipv4"), "an IPv6 row is shown: {row}");
+    }
 }
 
 /// A capture big enough for several read batches and several JSON chunks per array: the

@@ -20,6 +20,11 @@ use timeline::{timeline, timeline_rows};
 pub const WIDTH: u32 = 1000;
 /// Races drawn in the timeline (the most interesting first).
 pub const TIMELINE_RACES: usize = 12;
+/// Most rows (client → service) in the attempt-delay and sequence charts: the busiest.
+pub const CHART_ROWS: usize = 40;
+/// Most points in one row of the attempt-delay chart, and in the clock chart in all (evenly
+/// thinned beyond: a chart of a million points is a 600 MB SVG and says no more).
+pub const CHART_POINTS: usize = 20_000;
 
 const V6: RGBColor = RGBColor(31, 119, 180);
 const V4: RGBColor = RGBColor(255, 127, 14);
@@ -87,7 +92,7 @@ impl Kind {
         let rows = match self {
             Kind::RaceTimeline => timeline_rows(a).len(),
             Kind::AttemptDelays => delay_rows(a).len(),
-            Kind::Sequences => a.sequences.len(),
+            Kind::Sequences => sequence_rows(a).len(),
             Kind::Fates => fate_rows(a).len(),
             Kind::TsClocks => return (WIDTH, 460),
         };
@@ -201,12 +206,50 @@ fn delay_rows(a: &Analysis) -> Vec<(String, Vec<f64>)> {
                 .push(d);
         }
     }
-    by.into_iter().collect()
+    let mut rows: Vec<(String, Vec<f64>)> = by.into_iter().collect();
+    if rows.len() > CHART_ROWS {
+        // The busiest rows, shown in name order.
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.len()));
+        rows.truncate(CHART_ROWS);
+        rows.sort_by(|x, y| x.0.cmp(&y.0));
+    }
+    for r in &mut rows {
+        thin(&mut r.1, CHART_POINTS / CHART_ROWS);
+    }
+    rows
+}
+
+/// Keep at most `most` of `v`, evenly spaced (the first always kept).
+fn thin<T>(v: &mut Vec<T>, most: usize) {
+    let step = v.len().div_ceil(most.max(1)).max(1);
+    if step > 1 {
+        let mut k = 0;
+        v.retain(|_| {
+            k += 1;
+            (k - 1) % step == 0
+        });
+    }
 }
 
 fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
-    let title = Kind::AttemptDelays.title();
     let rows = delay_rows(a);
+    let keys: std::collections::BTreeSet<(&str, &str)> = a
+        .races
+        .iter()
+        .filter(|r| !r.attempt_delays_ms.is_empty())
+        .map(|r| (&*r.client, &*r.service))
+        .collect();
+    let caption = if keys.len() > rows.len() {
+        format!(
+            "{} ({} of {} clients and services: the most races)",
+            Kind::AttemptDelays.title(),
+            rows.len(),
+            keys.len()
+        )
+    } else {
+        Kind::AttemptDelays.title().to_string()
+    };
+    let title = caption.as_str();
     if rows.is_empty() {
         return nothing(root, title, "no race reached a second address");
     }
@@ -261,9 +304,12 @@ fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
     Ok(())
 }
 
+/// One clock sample drawn: seconds since the first packet, residual seconds, backend index.
+type ClockPoint = (f64, f64, Option<usize>);
+
 /// Per connection with timestamps: (seconds since the first packet, residual seconds
 /// against the reference clock, backend index or None).
-fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
+fn clock_points(a: &Analysis) -> (Vec<ClockPoint>, usize, usize) {
     let epoch = a.epoch();
     // Reference: the largest backend's clock, else 1000 Hz from the first sample.
     let reference = a
@@ -281,7 +327,7 @@ fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
                 .find_map(|c| c.rec.ts_samples.first().map(|s| (1000.0, s.time, s.tsval)))
         });
     let Some((hz, t0, ts0)) = reference else {
-        return (Vec::new(), 0);
+        return (Vec::new(), 0, 0);
     };
     let mut out = Vec::new();
     let mut hidden = 0;
@@ -309,12 +355,14 @@ fn clock_points(a: &Analysis) -> (Vec<(f64, f64, Option<usize>)>, usize) {
         out.retain(|p| p.2.is_some() || (p.1 >= lo - pad && p.1 <= hi + pad));
         hidden = before - out.len();
     }
-    (out, hidden)
+    let all = out.len();
+    thin(&mut out, CHART_POINTS);
+    (out, hidden, all)
 }
 
 fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
     let title = Kind::TsClocks.title();
-    let (points, hidden) = clock_points(a);
+    let (points, hidden, all) = clock_points(a);
     if points.is_empty() {
         return nothing(root, title, "no server sent TCP timestamps");
     }
@@ -322,11 +370,15 @@ fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
     let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.1).max(0.05);
-    let caption = if hidden > 0 {
-        format!("{title}; {hidden} samples of unidentified connections off scale")
-    } else {
-        title.to_string()
-    };
+    let mut caption = title.to_string();
+    if hidden > 0 {
+        caption.push_str(&format!(
+            "; {hidden} samples of unidentified connections off scale"
+        ));
+    }
+    if all > points.len() {
+        caption.push_str(&format!("; {} of {all} samples drawn", points.len()));
+    }
     let mut chart = ChartBuilder::on(root)
         .caption(
             caption,
@@ -380,24 +432,71 @@ fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
     Ok(())
 }
 
-fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
-    let title = Kind::Sequences.title();
-    if a.sequences.is_empty() {
-        return nothing(root, title, "no client kept two connections to one service");
+/// The sequences the chart draws (at most [`CHART_ROWS`]: the most switches, then the most
+/// connections), in the analysis' order.
+fn sequence_rows(a: &Analysis) -> Vec<&racetrace_core::model::Sequence> {
+    let mut rows: Vec<(usize, &racetrace_core::model::Sequence)> =
+        a.sequences.iter().enumerate().collect();
+    if rows.len() > CHART_ROWS {
+        rows.sort_by_key(|(i, s)| {
+            let switches = s.family_switches + s.backend_switches;
+            (
+                std::cmp::Reverse(switches),
+                std::cmp::Reverse(s.connections.len()),
+                *i,
+            )
+        });
+        rows.truncate(CHART_ROWS);
+        rows.sort_by_key(|r| r.0);
     }
-    let epoch = a.epoch();
-    let start = |id: usize| {
-        a.connections
-            .get(id)
-            .map(|c| (c.rec.syn_time.get().unwrap_or(c.rec.first_time) - epoch) as f64 / 1e9)
+    rows.into_iter().map(|r| r.1).collect()
+}
+
+fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+    let rows = sequence_rows(a);
+    if rows.is_empty() {
+        return nothing(
+            root,
+            Kind::Sequences.title(),
+            "no client kept two connections to one service",
+        );
+    }
+    let caption = if rows.len() < a.sequences.len() {
+        format!(
+            "{} ({} of {} sequences: the most switches)",
+            Kind::Sequences.title(),
+            rows.len(),
+            a.sequences.len()
+        )
+    } else {
+        Kind::Sequences.title().to_string()
     };
-    let xmax = a
-        .sequences
+    let title = caption.as_str();
+    let epoch = a.epoch();
+    // Each drawn connection's start, read in one pass in id order (a spilled list would
+    // decode a block per lookup).
+    let mut ids: Vec<usize> = rows
+        .iter()
+        .flat_map(|s| s.connections.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut starts: Vec<f64> = vec![f64::NAN; ids.len()];
+    a.connections.for_ids(&ids, |k, c| {
+        if let Some(slot) = starts.get_mut(k) {
+            *slot = (c.rec.syn_time.get().unwrap_or(c.rec.first_time) - epoch) as f64 / 1e9;
+        }
+    });
+    let start = |id: usize| {
+        let k = ids.binary_search(&id).ok()?;
+        starts.get(k).copied().filter(|x| !x.is_nan())
+    };
+    let xmax = rows
         .iter()
         .flat_map(|s| s.connections.iter().filter_map(|&c| start(c)))
         .fold(1.0f64, f64::max)
         * 1.25; // room on the right for the legend
-    let n = a.sequences.len();
+    let n = rows.len();
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
         .margin(12)
@@ -405,8 +504,7 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .y_label_area_size(260)
         .build_cartesian_2d(0f64..xmax, (0..n).into_segmented())?;
     let label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => a
-            .sequences
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => rows
             .get(*i)
             .map(|s| format!("{} → {}", s.client, s.service))
             .unwrap_or_default(),
@@ -429,7 +527,7 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     };
     for fam in [Family::Ipv6, Family::Ipv4] {
         let mut pts = Vec::new();
-        for (i, s) in a.sequences.iter().enumerate() {
+        for (i, s) in rows.iter().enumerate() {
             for ((&c, f), b) in s.connections.iter().zip(&s.families).zip(&s.backends) {
                 if *f == fam {
                     if let Some(x) = start(c) {

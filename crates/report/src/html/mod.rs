@@ -17,10 +17,26 @@ use racetrace_core::model::{Analysis, Connection, Fate, Race};
 
 mod ladder;
 
-/// Sort any `table.sortable` by clicking a header (numbers numerically).
-const SCRIPT: &str = r#"document.querySelectorAll("table.sortable th").forEach(function(th){th.addEventListener("click",function(){var t=th.closest("table"),b=t.tBodies[0],i=Array.prototype.indexOf.call(th.parentNode.children,th),asc=!th.classList.contains("asc");t.querySelectorAll("th").forEach(function(h){h.classList.remove("asc","desc")});th.classList.add(asc?"asc":"desc");var rows=Array.prototype.slice.call(b.rows);rows.sort(function(x,y){var p=x.cells[i].textContent,q=y.cells[i].textContent,m=parseFloat(p),n=parseFloat(q),c=(!isNaN(m)&&!isNaN(n))?m-n:p.localeCompare(q);return asc?c:-c});rows.forEach(function(r){b.appendChild(r)})})});"#;
+/// The page's one script: sort any `table.sortable` by clicking a header (numbers, with
+/// their units, numerically), filter a table's rows with its search box, and keep both in the
+/// page's address (`#sort=races,3,desc&q=connections,ipv4`), so that a sorted, filtered view
+/// can be linked to and is restored on load.
+const SCRIPT: &str = r##"(function(){"use strict";
+function rows(t){return Array.prototype.slice.call(t.tBodies[0].rows)}
+function val(r,i){var c=r.cells[i];if(!c)return"";var v=c.getAttribute("data-v");return v===null?c.textContent.trim():v}
+function num(p){var n=Number(p.replace(/\s*(ms|s|%|MiB|B)$/,""));return p===""||isNaN(n)?null:n}
+function sortBy(t,i,asc){var hs=t.tHead.rows[0].cells;Array.prototype.forEach.call(hs,function(h){h.classList.remove("asc","desc")});if(!hs[i])return;hs[i].classList.add(asc?"asc":"desc");var b=t.tBodies[0];rows(t).sort(function(x,y){var p=val(x,i),q=val(y,i),m=num(p),n=num(q),c=(m!==null&&n!==null)?m-n:p.localeCompare(q);return asc?c:-c}).forEach(function(r){b.appendChild(r)})}
+function filter(t,q){q=q.toLowerCase();var n=0,all=rows(t);all.forEach(function(r){var show=!q||r.textContent.toLowerCase().indexOf(q)>=0;r.hidden=!show;if(show)n++});var box=t.closest(".tbl"),c=box&&box.querySelector(".count");if(c)c.textContent=q?n+" of "+all.length+" rows match":all.length+" rows"}
+var state=new URLSearchParams(location.hash.slice(1));
+function save(){var h=state.toString();history.replaceState(null,"",h?"#"+h:location.pathname)}
+function put(key,name,v){var keep=state.getAll(key).filter(function(x){return x.split(",")[0]!==name});state.delete(key);keep.forEach(function(x){state.append(key,x)});if(v!==null)state.append(key,name+","+v);save()}
+document.querySelectorAll("table.sortable").forEach(function(t){var name=t.getAttribute("data-table")||"";
+Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){th.addEventListener("click",function(){var asc=!th.classList.contains("asc");sortBy(t,i,asc);put("sort",name,i+","+(asc?"asc":"desc"))})});
+var box=t.closest(".tbl"),inp=box&&box.querySelector("input.filter");if(inp){inp.addEventListener("input",function(){filter(t,inp.value);put("q",name,inp.value?inp.value:null)})}
+state.getAll("sort").forEach(function(x){var p=x.split(",");if(p[0]===name)sortBy(t,Number(p[1]),p[2]!=="desc")});
+state.getAll("q").forEach(function(x){var k=x.indexOf(",");if(x.slice(0,k)===name&&inp){inp.value=x.slice(k+1);filter(t,inp.value)}})})})();"##;
 
-/// Most connection rows in the page (the CSV and Parquet tables have all).
+/// Most rows of each table in the page (the CSV and Parquet tables have all).
 pub const MAX_ROWS: usize = 2000;
 
 /// The Content-Security-Policy of every page: nothing from anywhere, inline styles (the
@@ -58,8 +74,14 @@ struct Finding {
 #[derive(Serialize)]
 struct Table {
     title: &'static str,
+    /// Its name in the page's address and element ids (`races`, `stale-reuses`).
+    slug: String,
+    /// Its CSV and Parquet files' stem.
+    file: &'static str,
     header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    rows: Vec<Vec<Cell>>,
+    /// Rows in the whole table (the page shows at most [`MAX_ROWS`]).
+    total: usize,
 }
 
 #[derive(Serialize)]
@@ -69,7 +91,15 @@ struct Chart {
     svg: String,
 }
 
-fn cell(v: AnyValue<'_>) -> String {
+/// One table cell: its text, the value it sorts by when that differs, and a tooltip.
+#[derive(Serialize)]
+struct Cell {
+    text: String,
+    v: Option<String>,
+    title: Option<String>,
+}
+
+fn plain(v: AnyValue<'_>) -> String {
     match v {
         AnyValue::Null => String::new(),
         AnyValue::String(s) => s.to_string(),
@@ -79,24 +109,62 @@ fn cell(v: AnyValue<'_>) -> String {
     }
 }
 
-fn table(title: &'static str, df: &DataFrame, limit: usize) -> Table {
-    let header = df
+/// A cell of column `name` for a person: capture times (`*_time`, epoch seconds) as seconds
+/// after the capture's first packet `start` (the ISO 8601 time in the tooltip, the epoch for
+/// sorting), durations (`*_ms`) with their unit.
+fn cell(name: &str, v: AnyValue<'_>, start: Option<f64>) -> Cell {
+    let text = |text: String| Cell {
+        text,
+        v: None,
+        title: None,
+    };
+    match (v, start) {
+        (AnyValue::Float64(t), Some(s)) if name.ends_with("_time") => Cell {
+            text: format!("+{:.6} s", t - s),
+            v: Some(format!("{t}")),
+            title: Some(iso8601((t * 1e9).round() as i64)),
+        },
+        (AnyValue::Float64(ms), _) if name.ends_with("_ms") => text(format!("{ms:.1} ms")),
+        (other, _) => text(plain(other)),
+    }
+}
+
+/// A column's header: capture times say what they count from.
+fn heading(name: &str) -> String {
+    if name.ends_with("_time") {
+        format!("{name} (s after start)")
+    } else {
+        name.to_string()
+    }
+}
+
+/// A page table of `df`'s first [`MAX_ROWS`] rows; `file` is the table's CSV and Parquet
+/// name; `start` the capture's first packet (epoch seconds).
+fn table(title: &'static str, file: &'static str, df: &DataFrame, start: Option<f64>) -> Table {
+    let names: Vec<String> = df
         .get_column_names()
         .iter()
         .map(|n| n.to_string())
         .collect();
-    let rows = (0..df.height().min(limit))
+    let rows = (0..df.height().min(MAX_ROWS))
         .map(|i| {
             df.columns()
                 .iter()
-                .map(|c| c.get(i).map(cell).unwrap_or_default())
+                .zip(&names)
+                .map(|(c, name)| match c.get(i) {
+                    Ok(v) => cell(name, v, start),
+                    Err(_) => cell(name, AnyValue::Null, start),
+                })
                 .collect()
         })
         .collect();
     Table {
         title,
-        header,
+        slug: title.to_lowercase().replace(' ', "-"),
+        file,
+        header: names.iter().map(|n| heading(n)).collect(),
         rows,
+        total: df.height(),
     }
 }
 
@@ -629,35 +697,49 @@ fn cards(s: &racetrace_core::model::Summary) -> Vec<Card> {
 
 /// The page's tables, each with its main columns.
 fn html_tables(a: &Analysis) -> polars::prelude::PolarsResult<Vec<Table>> {
+    let start = a
+        .capture
+        .first_time
+        .map(racetrace_core::domain::epoch_seconds);
     let pick = |df: polars::prelude::PolarsResult<DataFrame>, cols: &[&str]| {
         df.and_then(|d| d.select(cols.iter().copied()))
     };
     Ok(vec![
-        table("Races", &pick(tables::races(a), RACE_COLUMNS)?, usize::MAX),
+        table(
+            "Races",
+            "races",
+            &pick(tables::races(a), RACE_COLUMNS)?,
+            start,
+        ),
         table(
             "Stale reuses",
+            "stale_reuses",
             &pick(tables::stale_reuses(a), STALE_COLUMNS)?,
-            usize::MAX,
+            start,
         ),
         table(
             "Backends",
+            "backends",
             &pick(tables::backends(a), BACKEND_COLUMNS)?,
-            usize::MAX,
+            start,
         ),
         table(
             "Sequences",
+            "sequences",
             &pick(tables::sequences(a), SEQUENCE_COLUMNS)?,
-            usize::MAX,
+            start,
         ),
         table(
             "Per-service summary",
+            "services_summary",
             &pick(tables::service_summary(a), SERVICE_COLUMNS)?,
-            usize::MAX,
+            start,
         ),
         table(
             "Connections",
+            "connections",
             &pick(tables::connections(a), CONNECTION_COLUMNS)?,
-            MAX_ROWS,
+            start,
         ),
     ])
 }
@@ -669,7 +751,7 @@ const CONNECTION_COLUMNS: &[&str] = &[
     "server_ip",
     "server_port",
     "family",
-    "syn_time_iso",
+    "syn_time",
     "stage",
     "end_reason",
     "role",
@@ -687,7 +769,7 @@ const RACE_COLUMNS: &[&str] = &[
     "id",
     "service",
     "client",
-    "start_time_iso",
+    "start_time",
     "attempts",
     "families",
     "winner",
@@ -706,7 +788,7 @@ const STALE_COLUMNS: &[&str] = &[
     "connection",
     "client",
     "service",
-    "request_time_iso",
+    "request_time",
     "request",
     "idle_ms",
     "peer_closed",
