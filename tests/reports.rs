@@ -670,6 +670,17 @@ fn race_cards_draw_each_race_as_a_ladder_in_the_browser() {
     }
     // The findings link to the first race that shows them.
     assert!(dom.contains("<a href=\"#race-0\">See the evidence</a>"));
+    // curl's also-rans were given up unseen (in SYN_SENT); the RST answers the late SYN-ACK
+    // and is not drawn as the cancel. The resolver's answers come before the first SYN.
+    let page = std::fs::read_to_string(batch().join("he_curl_v6slow/report.html")).unwrap();
+    assert_eq!(page.matches(">RST (to the late SYN-ACK)<").count(), 5);
+    assert!(!page.contains("(cancel)"));
+    let card = race_card(&page, 0);
+    assert!(card.contains(">AAAA answer<") && card.contains(">A answer<"));
+    assert!(
+        card.contains(">-0.6 ms<"),
+        "the answers 0.6 ms before the first SYN"
+    );
 }
 
 /// The part of `dom` holding page table `name`.

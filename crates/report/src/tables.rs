@@ -92,6 +92,49 @@ pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
     t.frame()
 }
 
+/// The first `n` rows of table `name` (`races`, `stale_reuses`, `backends`, `sequences`,
+/// `services_summary`, `connections`) and how many rows the whole table has: the page shows a
+/// head and the files hold everything, so a capture of a million connections never builds
+/// its whole table for the page.
+pub fn head(a: &Analysis, name: &str, n: usize) -> PolarsResult<(DataFrame, usize)> {
+    Ok(match name {
+        "races" => {
+            let rows = a.races.iter().take(n).map(RaceRow::in_analysis);
+            (Table::build::<_, RaceRow>(rows).frame()?, a.races.len())
+        }
+        "stale_reuses" => (
+            Table::build::<_, StaleReuse>(a.stale_reuses.iter().take(n)).frame()?,
+            a.stale_reuses.len(),
+        ),
+        "backends" => (
+            Table::build::<_, Backend>(a.backends.iter().take(n)).frame()?,
+            a.backends.len(),
+        ),
+        "sequences" => (
+            Table::build::<_, Sequence>(a.sequences.iter().take(n)).frame()?,
+            a.sequences.len(),
+        ),
+        "connections" => {
+            let mut t = Table::of::<ConnectionRow>();
+            for block in a.connections.blocks() {
+                for row in ConnectionRow::listed(a, &block).take(n - t.len().min(n)) {
+                    t.push(&row);
+                }
+                if t.len() >= n {
+                    break;
+                }
+            }
+            let listed = a.connections.len() - a.summary.connections_omitted;
+            (t.frame()?, listed)
+        }
+        _ => {
+            let df = service_summary(a)?;
+            let all = df.height();
+            (df.head(Some(n)), all)
+        }
+    })
+}
+
 /// The races table.
 pub fn races(a: &Analysis) -> PolarsResult<DataFrame> {
     let rows = a.races.iter().map(RaceRow::in_analysis);

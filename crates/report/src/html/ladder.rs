@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use racetrace_core::domain::{ms_between, Nanos};
-use racetrace_core::model::{Connection, Race};
+use racetrace_core::model::{Connection, Fate, Race};
 
 /// Most event rows drawn in one ladder (the rest are counted under it).
 pub const MAX_ROWS: usize = 48;
@@ -220,13 +220,21 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
             (None, Some(x)) => Some((x, "RST")),
             (None, None) => None,
         };
+        // A late SYN-ACK's reset is the client's kernel answering it, not a decision: the
+        // client gave up earlier, unseen.
+        let late_synack = r
+            .also_ran_cancel
+            .iter()
+            .any(|x| x.id == c.id && x.fate == Fate::LateSynackReset);
         if let Some((t, what)) = close {
-            let label = if won {
-                what.to_string()
+            let (label, cancel) = if won {
+                (what.to_string(), false)
+            } else if late_synack {
+                (format!("{what} (to the late SYN-ACK)"), false)
             } else {
-                format!("{what} (cancel)")
+                (format!("{what} (cancel)"), true)
             };
-            add(Some(t), true, label, !won);
+            add(Some(t), true, label, cancel);
         }
         let later = close.map(|(t, _)| t);
         if let Some(x) = rst.filter(|&x| Some(x) != later) {

@@ -138,9 +138,15 @@ fn heading(name: &str) -> String {
     }
 }
 
-/// A page table of `df`'s first [`MAX_ROWS`] rows; `file` is the table's CSV and Parquet
-/// name; `start` the capture's first packet (epoch seconds).
-fn table(title: &'static str, file: &'static str, df: &DataFrame, start: Option<f64>) -> Table {
+/// A page table of `df`'s first [`MAX_ROWS`] rows of `total`; `file` is the table's CSV and
+/// Parquet name; `start` the capture's first packet (epoch seconds).
+fn table(
+    title: &'static str,
+    file: &'static str,
+    df: &DataFrame,
+    total: usize,
+    start: Option<f64>,
+) -> Table {
     let names: Vec<String> = df
         .get_column_names()
         .iter()
@@ -164,7 +170,7 @@ fn table(title: &'static str, file: &'static str, df: &DataFrame, start: Option<
         file,
         header: names.iter().map(|n| heading(n)).collect(),
         rows,
-        total: df.height(),
+        total,
     }
 }
 
@@ -701,47 +707,21 @@ fn html_tables(a: &Analysis) -> polars::prelude::PolarsResult<Vec<Table>> {
         .capture
         .first_time
         .map(racetrace_core::domain::epoch_seconds);
-    let pick = |df: polars::prelude::PolarsResult<DataFrame>, cols: &[&str]| {
-        df.and_then(|d| d.select(cols.iter().copied()))
-    };
-    Ok(vec![
-        table(
-            "Races",
-            "races",
-            &pick(tables::races(a), RACE_COLUMNS)?,
-            start,
-        ),
-        table(
-            "Stale reuses",
-            "stale_reuses",
-            &pick(tables::stale_reuses(a), STALE_COLUMNS)?,
-            start,
-        ),
-        table(
-            "Backends",
-            "backends",
-            &pick(tables::backends(a), BACKEND_COLUMNS)?,
-            start,
-        ),
-        table(
-            "Sequences",
-            "sequences",
-            &pick(tables::sequences(a), SEQUENCE_COLUMNS)?,
-            start,
-        ),
-        table(
-            "Per-service summary",
-            "services_summary",
-            &pick(tables::service_summary(a), SERVICE_COLUMNS)?,
-            start,
-        ),
-        table(
-            "Connections",
-            "connections",
-            &pick(tables::connections(a), CONNECTION_COLUMNS)?,
-            start,
-        ),
-    ])
+    [
+        ("Races", "races", RACE_COLUMNS),
+        ("Stale reuses", "stale_reuses", STALE_COLUMNS),
+        ("Backends", "backends", BACKEND_COLUMNS),
+        ("Sequences", "sequences", SEQUENCE_COLUMNS),
+        ("Per-service summary", "services_summary", SERVICE_COLUMNS),
+        ("Connections", "connections", CONNECTION_COLUMNS),
+    ]
+    .into_iter()
+    .map(|(title, file, cols)| {
+        let (df, total) = tables::head(a, file, MAX_ROWS)?;
+        let df = df.select(cols.iter().copied())?;
+        Ok(table(title, file, &df, total, start))
+    })
+    .collect()
 }
 
 // The HTML shows each table's main columns; the CSV and Parquet files hold them all.
