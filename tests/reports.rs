@@ -165,6 +165,12 @@ fn every_sample_gets_every_output_and_the_index_lists_them() {
             "{stem} not in index"
         );
     }
+    // A fleet view: seven counts per capture, each with its inline bar, and a filter box.
+    assert_eq!(index.matches("<span class=\"bar").count(), 7 * stems.len());
+    assert!(index.contains("<input type=\"search\" class=\"filter\""));
+    let row = &index[index.find("href=\"ws_duplicate/report.html\"").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("<td class=\"num bad\" data-v=\"3\">"), "{row}");
     let summary = csv(&batch().join("summary.csv"));
     assert_eq!(summary.height(), stems.len());
     let dup = json("ws_duplicate");

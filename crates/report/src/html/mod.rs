@@ -847,15 +847,27 @@ pub struct IndexRow {
     pub median: String,
 }
 
-/// The batch index page.
+/// The batch index page: a fleet view, one row per capture with its key counts as inline
+/// bars (against the column's largest), totals, sorting, a filter box and links to each report.
 pub fn index(rows: &[&IndexRow], failed: &[String]) -> Result<String, String> {
     let sum = |f: fn(&IndexRow) -> usize| rows.iter().map(|r| f(r)).sum::<usize>();
+    // Each column's largest value: the rows' inline bars are drawn against it.
+    let most = |f: fn(&IndexRow) -> usize| rows.iter().map(|r| f(r)).max().unwrap_or(0);
     let ctx = context! {
         csp => csp(),
         script => SCRIPT,
         count => rows.len(),
         rows => rows,
         failed => failed,
+        max => context! {
+            connections => most(|r| r.connections),
+            races => most(|r| r.races),
+            also_rans => most(|r| r.also_rans),
+            duplicate_upgrades => most(|r| r.duplicate_upgrades),
+            backends => most(|r| r.backends),
+            family_switches => most(|r| r.family_switches),
+            stale_reuses => most(|r| r.stale_reuses),
+        },
         totals => context! {
             connections => sum(|r| r.connections),
             races => sum(|r| r.races),
