@@ -196,6 +196,24 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
         .draw()
 }
 
+/// A tick value for a person: no trailing `.0`, thousands as `k` past 10,000, and the unit
+/// (`250 ms`, `1.5 s`, `12k`).
+pub fn tick(v: f64, unit: &str) -> String {
+    let sep = if unit.is_empty() { "" } else { " " };
+    let a = v.abs();
+    let n = if a >= 10_000.0 && (v / 1000.0).fract() == 0.0 {
+        format!("{}k", v / 1000.0)
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        let t = format!("{v:.3}");
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    format!("{n}{sep}{unit}")
+}
+
 /// (client · service label, attempt delays of each race).
 fn delay_rows(a: &Analysis) -> Vec<(String, Vec<f64>)> {
     let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -273,7 +291,8 @@ fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
     };
     chart
         .configure_mesh()
-        .x_desc("first Connection Attempt Delay of each race (ms)")
+        .x_desc("first Connection Attempt Delay of each race")
+        .x_label_formatter(&|v| tick(*v, "ms"))
         .y_desc("client → service")
         .y_labels(n)
         .y_label_formatter(&label)
@@ -390,8 +409,10 @@ fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
         .build_cartesian_2d(0f64..xmax, (lo - pad)..(hi + pad))?;
     chart
         .configure_mesh()
-        .x_desc("capture time (s since first packet)")
-        .y_desc("TSval − reference clock (s)")
+        .x_desc("capture time (since the first packet)")
+        .x_label_formatter(&|v| tick(*v, "s"))
+        .y_desc("TSval − reference clock")
+        .y_label_formatter(&|v| tick(*v, "s"))
         .draw()?;
     let unknown: Vec<(f64, f64)> = points
         .iter()
@@ -512,7 +533,8 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
     };
     chart
         .configure_mesh()
-        .x_desc("connection start (s since first packet)")
+        .x_desc("connection start (since the first packet)")
+        .x_label_formatter(&|v| tick(*v, "s"))
         .y_desc("client → service")
         .y_labels(n)
         .y_label_formatter(&label)
@@ -598,6 +620,7 @@ fn fates<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res
     chart
         .configure_mesh()
         .x_desc("also-rans (count)")
+        .x_label_formatter(&|v| tick(*v, ""))
         .y_desc("cancel stage · fate")
         .y_labels(n)
         .y_label_formatter(&label)
@@ -645,4 +668,20 @@ fn backend_legend<DB: DrawingBackend>(chart: &mut RowChart<'_, DB>, a: &Analysis
         .label("backend unknown")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], GREY.filled()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick;
+
+    #[test]
+    fn ticks_read_without_float_noise_and_with_units() {
+        assert_eq!(tick(400_000.0, ""), "400k");
+        assert_eq!(tick(1000.0, "ms"), "1000 ms");
+        assert_eq!(tick(250.0, "ms"), "250 ms");
+        assert_eq!(tick(2.5, "s"), "2.5 s");
+        assert_eq!(tick(0.125, "s"), "0.125 s");
+        assert_eq!(tick(-0.5, "s"), "-0.5 s");
+        assert_eq!(tick(12.26, "ms"), "12.3 ms");
+    }
 }

@@ -58,7 +58,8 @@ pub(super) fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, 
     };
     chart
         .configure_mesh()
-        .x_desc("ms after the race's first SYN")
+        .x_desc("after the race's first SYN")
+        .x_label_formatter(&|v| tick(*v, "ms"))
         .y_desc("attempt")
         .y_labels(n)
         .y_label_formatter(&label)
