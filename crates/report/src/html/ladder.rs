@@ -95,11 +95,11 @@ fn request_label(c: &Connection) -> Option<String> {
         (false, true) => " (Cookie)",
         (false, false) => "",
     };
-    let mut path: String = path.chars().take(40).collect();
-    if q.target.chars().count() > path.chars().count() && !q.target.contains('?') {
-        path.push('…');
+    let mut shown: String = path.chars().take(40).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
     }
-    Some(format!("{} {path}{upgrade}{creds}", q.method))
+    Some(format!("{} {shown}{upgrade}{creds}", q.method))
 }
 
 /// The ladder of race `r` whose attempts are `attempts` (in the race's order); `None` when no

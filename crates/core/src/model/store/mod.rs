@@ -16,7 +16,10 @@
 //! be written) stops spilling and is reported by [`Connections::failure`]: the analysis ends
 //! with that error instead of a report that lacks connections.
 
+mod batch;
 pub mod codec;
+
+pub use batch::Lookup;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -34,25 +37,6 @@ pub const BLOCK: usize = 16_384;
 
 /// Decoded blocks [`Connections::get`] keeps.
 const CACHED_BLOCKS: usize = 4;
-
-/// Finds connections by id inside [`Connections::map_batched`].
-#[derive(Clone, Copy, Debug)]
-pub enum Lookup<'c> {
-    /// Every connection, in memory (the id is the position).
-    All(&'c [Connection]),
-    /// One batch read from the spill: its ids (sorted) and their connections, in that order.
-    Batch(&'c [usize], &'c [Connection]),
-}
-
-impl<'c> Lookup<'c> {
-    /// The connection with id `id`, if the batch holds it.
-    pub fn get(&self, id: usize) -> Option<&'c Connection> {
-        match *self {
-            Lookup::All(all) => all.get(id),
-            Lookup::Batch(ids, held) => held.get(ids.binary_search(&id).ok()?),
-        }
-    }
-}
 
 /// Where and when connections spill.
 #[derive(Clone, Debug)]
@@ -442,111 +426,6 @@ impl Connections {
         cached.push((b, Arc::clone(&hit)));
         drop(cached);
         hit.get(at).cloned().map(Cow::Owned)
-    }
-
-    /// `f(item, lookup)` for every item, on every core, in the items' order; `lookup` finds
-    /// the connections `ids_of(item)` names. In memory that is every connection. Spilled,
-    /// the items go in batches whose connections the budget holds (at least one item), and
-    /// each batch's connections are read in one pass over the spill, in id order: a random
-    /// [`Connections::get`] per id would decode a whole block each time.
-    pub fn map_batched<G: Sync, T: Send>(
-        &self,
-        items: &[G],
-        ids_of: impl Fn(&G, &mut Vec<usize>) + Sync,
-        f: impl Fn(&G, &Lookup<'_>) -> T + Sync + Send,
-    ) -> Vec<T> {
-        if self.on_disk == 0 {
-            let all = Lookup::All(&self.mem);
-            return items.par_iter().map(|g| f(g, &all)).collect();
-        }
-        let most = self.cfg.budget / (2 * std::mem::size_of::<Connection>());
-        let mut out = Vec::with_capacity(items.len());
-        let mut from = 0;
-        let mut ids = Vec::new();
-        while from < items.len() {
-            ids.clear();
-            let mut to = from;
-            while let Some(g) = items.get(to) {
-                let before = ids.len();
-                ids_of(g, &mut ids);
-                if to > from && ids.len() > most {
-                    ids.truncate(before);
-                    break;
-                }
-                to += 1;
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            let held = self.get_sorted(&ids);
-            let batch = Lookup::Batch(&ids, &held);
-            let items = items.get(from..to).unwrap_or_default();
-            out.par_extend(items.par_iter().map(|g| f(g, &batch)));
-            from = to;
-        }
-        out
-    }
-
-    /// The connections `ids` (sorted, no repeats), in that order: each block that holds one
-    /// is read once (a random [`Connections::get`] per id would decode a whole block each
-    /// time), and what it read is moved out, not copied.
-    pub fn get_sorted(&self, ids: &[usize]) -> Vec<Connection> {
-        let mut out = Vec::with_capacity(ids.len());
-        self.blocks_of(ids, |wanted, base, block| match block {
-            Cow::Borrowed(held) => {
-                out.extend(wanted.iter().filter_map(|&i| held.get(i - base)).cloned());
-            }
-            Cow::Owned(held) => {
-                let mut want = wanted.iter().peekable();
-                for (at, c) in held.into_iter().enumerate() {
-                    if want.next_if(|&&i| i - base == at).is_some() {
-                        out.push(c);
-                    }
-                }
-            }
-        });
-        out
-    }
-
-    /// `f(k, connection)` for each `ids[k]` (sorted, no repeats), in that order, without
-    /// copying: each block that holds one is read once.
-    pub fn for_ids(&self, ids: &[usize], mut f: impl FnMut(usize, &Connection)) {
-        let mut k = 0;
-        self.blocks_of(ids, |wanted, base, block| {
-            for (j, &i) in wanted.iter().enumerate() {
-                if let Some(c) = block.get(i - base) {
-                    f(k + j, c);
-                }
-            }
-            k += wanted.len();
-        });
-    }
-
-    /// `f(wanted, base, block)` for each block (or the in-memory rest, as one) that holds
-    /// some of `ids` (sorted, no repeats): the ids it holds, its first id, its connections.
-    /// Only those blocks are read.
-    fn blocks_of(&self, ids: &[usize], mut f: impl FnMut(&[usize], usize, Cow<'_, [Connection]>)) {
-        let block = self.cfg.block.max(1);
-        let mut rest = ids;
-        while let Some(&first) = rest.first() {
-            if first >= self.on_disk {
-                f(rest, self.on_disk, Cow::Borrowed(&self.mem));
-                return;
-            }
-            let b = first / block;
-            let base = b * block;
-            let n = rest.partition_point(|&i| i < base + block && i < self.on_disk);
-            let (wanted, later) = rest.split_at(n.max(1));
-            match self
-                .spill
-                .as_ref()
-                .and_then(|s| Some(s.read(*s.blocks.get(b)?)))
-            {
-                Some(Ok(held)) => f(wanted, base, Cow::Owned(held)),
-                Some(Err(e)) => self.fail("reading", &e),
-                None => {}
-            }
-            rest = later;
-        }
     }
 
     /// Every connection, copied into memory.
