@@ -1036,12 +1036,15 @@ fn terminal_tables_use_the_reports_words() {
     let blackhole = samples().join("he_chromium_like_v6_blackhole.pcap");
     let races = text(&["races", blackhole.to_str().unwrap()]);
     let lines: Vec<&str> = races.lines().collect();
-    let header = format!("# {} — 1 race, 3 also-rans", blackhole.display());
+    let header = format!(
+        "# {} — 1 race, 3 also-rans (times UTC, 2026-11-01)",
+        blackhole.display()
+    );
     assert_eq!(
         lines,
         [
             header.as_str(),
-            "race   0 2026-11-01T00:00:00.000000Z 198.18.0.1,fd18::1 → fd18::2 443  \
+            "race   0 00:00:00.000 198.18.0.1,fd18::1 → fd18::2 443  \
              attempts #0 ipv6, #1 ipv6, #2 ipv6, #3 ipv4  delay 300.0 ms  winner #3 ipv4  \
              also-rans: #0 never_answered@syn, #1 never_answered@syn, #2 never_answered@syn",
             "summary: 4 connections, 1 race, 3 also-rans, median attempt delay 300.0 ms, \

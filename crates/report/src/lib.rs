@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod charts;
 pub mod flat;
 pub mod html;
+pub mod human;
 pub mod json;
 pub mod output;
 pub mod rows;

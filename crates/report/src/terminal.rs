@@ -1,38 +1,48 @@
-//! Terminal and CSV renderings of the connection table and the races, for people. Times are
-//! ISO-8601 (UTC) here; durations are milliseconds relative to the connection's first SYN.
+//! Terminal and CSV renderings of the connection table and the races, for people. The UTC
+//! date is stated once in each table's header line and rows give times of day to the
+//! millisecond; durations carry their units and are relative to the connection's first SYN.
+//! The CSV keeps the machine forms.
 
 use std::io::{self, Write};
 
-use racetrace_core::domain::{iso8601, ms_between, Nanos};
+use racetrace_core::domain::{ms_between, Nanos};
 use racetrace_core::model::Analysis;
+
+use crate::human::{clock, day, rel_ms};
 
 fn rel(t: Option<Nanos>, base: Option<Nanos>) -> String {
     match (t, base) {
-        (Some(t), Some(b)) => format!("+{:.3}", ms_between(b, t)),
-        (Some(t), None) => iso8601(t),
+        (Some(t), Some(b)) => rel_ms(ms_between(b, t)),
         _ => "-".into(),
     }
 }
 
+/// `(times UTC, 2026-11-01)`: the date that the rows' times of day fall on.
+fn dated(a: &Analysis) -> (String, String) {
+    let d = day(a.epoch());
+    (format!(" (times UTC, {d})"), d)
+}
+
 /// One line per connection, aligned for a terminal.
 pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    let (note, d) = dated(a);
     writeln!(
         w,
-        "# {} — {}, {}",
+        "# {} — {}, {}{note}",
         a.capture.file,
         count(a.capture.packets, "packet"),
         count(a.connections.len() as u64, "connection")
     )?;
     writeln!(
         w,
-        "{:>4} {:>13} {:<42} {:<26} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} history",
+        "{:>4} {:>13} {:<42} {:<14} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} history",
         "id",
         "records",
         "client",
-        "syn (UTC)",
+        "syn",
         "syns",
-        "synack ms",
-        "est ms",
+        "synack",
+        "established",
         "end",
         "stage",
         "bytes c",
@@ -44,12 +54,12 @@ pub fn connections_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
         let syn = r.syn_time.get();
         writeln!(
             w,
-            "{:>4} {:>13} {:<42} {:<26} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} {}",
+            "{:>4} {:>13} {:<42} {:<14} {:>5} {:>10} {:>10} {:<10} {:<9} {:>9} {:>9} {:<6} {}",
             c.id,
             format!("{}-{}", r.first_record, r.last_record),
             format!("{} → {}", r.client, r.server),
-            syn.map(iso8601)
-                .unwrap_or_else(|| format!("({})", iso8601(r.first_time))),
+            syn.map(|t| clock(t, &d))
+                .unwrap_or_else(|| format!("({})", clock(r.first_time, &d))),
             r.syn_count,
             rel(r.synack_time.get(), syn),
             rel(r.established_time.get(), syn),
@@ -92,9 +102,10 @@ pub fn csv_field(s: &str) -> String {
 
 /// One line per race, then a summary.
 pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    let (note, d) = dated(a);
     writeln!(
         w,
-        "# {} — {}, {}",
+        "# {} — {}, {}{note}",
         a.capture.file,
         count(a.races.len() as u64, "race"),
         count(a.summary.also_rans as u64, "also-ran")
@@ -131,7 +142,7 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
             w,
             "race {:>3} {} {} → {}  attempts {}  delay {} ms  winner {}  also-rans: {}{}{}",
             r.id,
-            iso8601(r.start_time),
+            clock(r.start_time, &d),
             r.client,
             r.service,
             attempts.join(", "),
@@ -172,9 +183,10 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
 
 /// One line per stale reuse, then the servers' observed idle timeouts.
 pub fn stale_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
+    let (note, d) = dated(a);
     writeln!(
         w,
-        "# {} — {}",
+        "# {} — {}{note}",
         a.capture.file,
         count(a.stale_reuses.len() as u64, "stale reuse")
     )?;
@@ -198,7 +210,7 @@ pub fn stale_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
             w,
             "#{} {} {} → {}  {}  after {:.0} ms idle, {}; failed by {}{}  [{}]  {}",
             e.connection,
-            iso8601(e.request_time),
+            clock(e.request_time, &d),
             e.client,
             e.service,
             e.request.as_deref().unwrap_or("(request not visible)"),

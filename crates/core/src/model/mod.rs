@@ -267,6 +267,17 @@ impl Race {
     pub fn late_cancels(&self) -> usize {
         self.also_ran_cancel.iter().filter(|c| c.late).count()
     }
+
+    /// Whether attempt `id`'s first FIN or RST is the client's cancel: false for the winner,
+    /// and for an also-ran whose reset answered a late SYN-ACK (its kernel's answer; the
+    /// client gave up earlier, unseen on the wire).
+    pub fn cancel_seen(&self, id: usize) -> bool {
+        Some(id) != self.winner
+            && !self
+                .also_ran_cancel
+                .iter()
+                .any(|x| x.id == id && x.fate == Fate::LateSynackReset)
+    }
 }
 
 /// How a server's TCP timestamp clock behaves across connections.

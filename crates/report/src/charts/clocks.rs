@@ -59,11 +59,33 @@ fn clock_points(a: &Analysis) -> (Vec<ClockPoint>, usize, usize) {
     (out, hidden, all)
 }
 
-pub(super) fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+pub(super) fn clocks<DB: DrawingBackend>(
+    a: &Analysis,
+    root: &DrawingArea<DB, Shift>,
+    tips: &mut Vec<Tip>,
+) -> Res<DB> {
     let title = Kind::TsClocks.title();
     let (points, hidden, all) = clock_points(a);
     if points.is_empty() {
         return nothing(root, title, "no server sent TCP timestamps");
+    }
+    if a.backends.is_empty() {
+        let with_ts = a
+            .connections
+            .iter()
+            .filter(|c| !c.rec.ts_samples.is_empty())
+            .count();
+        return nothing(
+            root,
+            title,
+            &format!(
+                "no backend identified. {with_ts} connection{} carried server TCP timestamps, \
+                 but no two of them shared one server clock (TSval = offset + rate·t): each \
+                 has its own offset, as servers that randomise it per connection give \
+                 (RFC 7323 §5.4, Linux's default), so the timestamps cannot tell backends apart.",
+                if with_ts == 1 { "" } else { "s" }
+            ),
+        );
     }
     let xmax = points.iter().map(|p| p.0).fold(1.0f64, f64::max) * 1.02;
     let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
@@ -78,11 +100,25 @@ pub(super) fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Sh
     if all > points.len() {
         caption.push_str(&format!("; {} of {all} samples drawn", points.len()));
     }
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            caption,
-            ("sans-serif", 20).into_font().style(FontStyle::Bold),
-        )
+    let name = |b: Option<usize>| match b.and_then(|i| a.backends.get(i)) {
+        Some(b) => format!(
+            "backend {} ({}, {} connections)",
+            b.id,
+            b.clock_hz
+                .map_or("rate unknown".into(), |hz| tick(hz, "Hz")),
+            b.connections.len()
+        ),
+        None => "no backend identified".into(),
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    if points.iter().any(|p| p.2.is_none()) {
+        entries.push((Swatch::Dot(GREY), name(None)));
+    }
+    for bi in 0..a.backends.len() {
+        entries.push((Swatch::Dot(PALETTE[bi % PALETTE.len()]), name(Some(bi))));
+    }
+    let area = frame(root, &caption, &entries)?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(90)
@@ -94,41 +130,25 @@ pub(super) fn clocks<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Sh
         .y_desc("TSval − reference clock")
         .y_label_formatter(&|v| tick(*v, "s"))
         .draw()?;
-    let unknown: Vec<(f64, f64)> = points
-        .iter()
-        .filter(|p| p.2.is_none())
-        .map(|p| (p.0, p.1))
-        .collect();
-    if !unknown.is_empty() {
-        chart
-            .draw_series(
-                unknown
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, GREY.filled())),
-            )?
-            .label("no backend identified")
-            .legend(|(x, y)| Circle::new((x + 7, y), 4, GREY.filled()));
+    // Unidentified samples first, so the backends' clocks are drawn over them.
+    for known in [false, true] {
+        let drawn = points.iter().filter(|p| p.2.is_some() == known);
+        chart.draw_series(drawn.clone().map(|p| {
+            let color = p.2.map_or(GREY, |bi| PALETTE[bi % PALETTE.len()]);
+            Circle::new((p.0, p.1), if known { 4 } else { 3 }, color.filled())
+        }))?;
+        for p in drawn {
+            tips.push(point_tip(
+                chart.backend_coord(&(p.0, p.1)),
+                4,
+                format!(
+                    "{} · at {} · TSval {} from the reference clock",
+                    name(p.2),
+                    tick(p.0, "s"),
+                    tick(p.1, "s")
+                ),
+            ));
+        }
     }
-    for (bi, b) in a.backends.iter().enumerate() {
-        let color = PALETTE[bi % PALETTE.len()];
-        let pts: Vec<(f64, f64)> = points
-            .iter()
-            .filter(|p| p.2 == Some(bi))
-            .map(|p| (p.0, p.1))
-            .collect();
-        chart
-            .draw_series(
-                pts.into_iter()
-                    .map(move |p| Circle::new(p, 4, color.filled())),
-            )?
-            .label(format!(
-                "{} ({} Hz, {} connections)",
-                b.id,
-                b.clock_hz.unwrap_or(0.0),
-                b.connections.len()
-            ))
-            .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
-    }
-    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     Ok(())
 }

@@ -13,9 +13,13 @@ use plotters::prelude::*;
 use racetrace_core::domain::{Family, Nanos, Stage};
 use racetrace_core::model::{Analysis, Role};
 
+use crate::human::tick;
+
 mod clocks;
+mod frame;
 mod timeline;
 use clocks::clocks;
+use frame::{box_tip, frame, legend_height, point_tip, tips_svg, Entry, Swatch, Tip};
 use timeline::{timeline, timeline_rows};
 
 /// Chart width in pixels.
@@ -96,9 +100,17 @@ impl Kind {
             Kind::AttemptDelays => delay_rows(a).len(),
             Kind::Sequences => sequence_rows(a).len(),
             Kind::Fates => fate_rows(a).len(),
-            Kind::TsClocks => return (WIDTH, 460),
+            // With no backend the chart is the words that say why.
+            Kind::TsClocks if a.backends.is_empty() => return (WIDTH, 240),
+            Kind::TsClocks => return (WIDTH, 460 + legend_height(a.backends.len() + 1)),
         };
-        (WIDTH, 150 + 26 * rows.clamp(2, 60) as u32)
+        let legend = legend_height(match self {
+            Kind::RaceTimeline => 7,
+            Kind::AttemptDelays => 4,
+            Kind::Sequences => 3 + a.backends.len(),
+            _ => 2,
+        });
+        (WIDTH, 150 + legend + 26 * rows.clamp(2, 60) as u32)
     }
 }
 
@@ -115,19 +127,25 @@ fn fonts() {
 pub fn write_png(kind: Kind, a: &Analysis, path: &Path) -> Result<(), String> {
     fonts();
     let root = BitMapBackend::new(path, kind.size(a)).into_drawing_area();
-    draw(kind, a, &root).map_err(|e| format!("{}: {e}", path.display()))?;
+    draw(kind, a, &root, &mut Vec::new()).map_err(|e| format!("{}: {e}", path.display()))?;
     root.present()
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Draw one chart as SVG text.
+/// Draw one chart as SVG text, with a hover detail (a `<title>`) over each drawn item.
 pub fn svg(kind: Kind, a: &Analysis) -> Result<String, String> {
     fonts();
     let mut out = String::new();
+    let mut tips = Vec::new();
     {
         let root = SVGBackend::with_string(&mut out, kind.size(a)).into_drawing_area();
-        draw(kind, a, &root).map_err(|e| e.to_string())?;
+        draw(kind, a, &root, &mut tips).map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
+    }
+    if !tips.is_empty() {
+        if let Some(end) = out.rfind("</svg>") {
+            out.insert_str(end, &tips_svg(tips));
+        }
     }
     Ok(out)
 }
@@ -141,35 +159,43 @@ type Mark = (
 
 type Res<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-/// A chart of milliseconds or seconds across, one row per item down.
-type RowChart<'a, DB> = ChartContext<
-    'a,
-    DB,
-    Cartesian2d<
-        plotters::coord::types::RangedCoordf64,
-        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
-    >,
->;
-
-fn draw<DB: DrawingBackend>(kind: Kind, a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+fn draw<DB: DrawingBackend>(
+    kind: Kind,
+    a: &Analysis,
+    root: &DrawingArea<DB, Shift>,
+    tips: &mut Vec<Tip>,
+) -> Res<DB> {
     root.fill(&WHITE)?;
     match kind {
-        Kind::RaceTimeline => timeline(a, root),
-        Kind::AttemptDelays => delays(a, root),
-        Kind::TsClocks => clocks(a, root),
-        Kind::Sequences => sequences(a, root),
-        Kind::Fates => fates(a, root),
+        Kind::RaceTimeline => timeline(a, root, tips),
+        Kind::AttemptDelays => delays(a, root, tips),
+        Kind::TsClocks => clocks(a, root, tips),
+        Kind::Sequences => sequences(a, root, tips),
+        Kind::Fates => fates(a, root, tips),
     }
 }
 
+/// An empty chart that says why, in lines of at most 90 characters.
 fn nothing<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, why: &str) -> Res<DB> {
-    root.titled(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))?;
-    let (w, h) = root.dim_in_pixel();
-    root.draw(&Text::new(
-        format!("Nothing to show: {why}"),
-        (w as i32 / 2 - 200, h as i32 / 3),
-        ("sans-serif", 18).into_font().color(&GREY),
-    ))?;
+    let area = root.titled(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))?;
+    let mut lines = vec![String::from("Nothing to show:")];
+    for word in why.split(' ') {
+        let last = lines.last_mut().filter(|l| l.len() + word.len() < 90);
+        match last {
+            Some(l) => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            None => lines.push(word.to_string()),
+        }
+    }
+    for (i, line) in lines.iter().enumerate() {
+        area.draw(&Text::new(
+            line.clone(),
+            (40, 40 + 26 * i as i32),
+            ("sans-serif", 18).into_font().color(&GREY),
+        ))?;
+    }
     Ok(())
 }
 
@@ -182,38 +208,6 @@ fn family_color(f: Family) -> RGBColor {
 
 fn ms(from: Nanos, to: Nanos) -> f64 {
     (to - from) as f64 / 1e6
-}
-
-/// Draw the chart's legend in one style everywhere.
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    at: SeriesLabelPosition,
-) -> Res<DB> {
-    chart
-        .configure_series_labels()
-        .position(at)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-}
-
-/// A tick value for a person: no trailing `.0`, thousands as `k` past 10,000, and the unit
-/// (`250 ms`, `1.5 s`, `12k`).
-pub fn tick(v: f64, unit: &str) -> String {
-    let sep = if unit.is_empty() { "" } else { " " };
-    let a = v.abs();
-    let n = if a >= 10_000.0 && (v / 1000.0).fract() == 0.0 {
-        format!("{}k", v / 1000.0)
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        let t = format!("{v:.3}");
-        t.trim_end_matches('0').trim_end_matches('.').to_string()
-    };
-    format!("{n}{sep}{unit}")
 }
 
 /// (client · service label, attempt delays of each race).
@@ -251,7 +245,18 @@ fn thin<T>(v: &mut Vec<T>, most: usize) {
     }
 }
 
-fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+/// RFC 8305's Connection Attempt Delay bounds, as drawn on the attempt-delay chart.
+const CAD_LINES: [(f64, &str, RGBColor); 3] = [
+    (100.0, "RFC 8305 minimum 100 ms", RGBColor(214, 39, 40)),
+    (250.0, "RFC 8305 recommended 250 ms", RGBColor(44, 160, 44)),
+    (2000.0, "RFC 8305 maximum 2 s", RGBColor(148, 103, 189)),
+];
+
+fn delays<DB: DrawingBackend>(
+    a: &Analysis,
+    root: &DrawingArea<DB, Shift>,
+    tips: &mut Vec<Tip>,
+) -> Res<DB> {
     let rows = delay_rows(a);
     let keys: std::collections::BTreeSet<(&str, &str)> = a
         .races
@@ -279,8 +284,13 @@ fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
         .fold(2100.0f64, f64::max)
         * 1.05;
     let n = rows.len();
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+    let mut entries: Vec<Entry> = CAD_LINES
+        .iter()
+        .map(|&(_, name, color)| (Swatch::Line(color), name.to_string()))
+        .collect();
+    entries.push((Swatch::Dot(V6), "one race".into()));
+    let area = frame(root, title, &entries)?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(260)
@@ -299,29 +309,26 @@ fn delays<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Re
         .y_labels(n)
         .y_label_formatter(&label)
         .draw()?;
-    for (x, name, color) in [
-        (100.0, "RFC 8305 minimum 100 ms", RGBColor(214, 39, 40)),
-        (250.0, "RFC 8305 recommended 250 ms", RGBColor(44, 160, 44)),
-        (2000.0, "RFC 8305 maximum 2 s", RGBColor(148, 103, 189)),
-    ] {
-        chart
-            .draw_series(LineSeries::new(
-                [(x, SegmentValue::Exact(0)), (x, SegmentValue::Exact(n))],
-                color.stroke_width(2),
-            ))?
-            .label(name)
-            .legend(move |(lx, ly)| {
-                PathElement::new([(lx, ly), (lx + 16, ly)], color.stroke_width(2))
-            });
+    for (x, _, color) in CAD_LINES {
+        chart.draw_series(LineSeries::new(
+            [(x, SegmentValue::Exact(0)), (x, SegmentValue::Exact(n))],
+            color.stroke_width(2),
+        ))?;
     }
-    chart
-        .draw_series(rows.iter().enumerate().flat_map(|(i, (_, v))| {
-            v.iter()
-                .map(move |&d| Circle::new((d, SegmentValue::CenterOf(i)), 5, V6.mix(0.7).filled()))
-        }))?
-        .label("one race")
-        .legend(|(x, y)| Circle::new((x + 7, y), 5, V6.filled()));
-    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    chart.draw_series(rows.iter().enumerate().flat_map(|(i, (_, v))| {
+        v.iter()
+            .map(move |&d| Circle::new((d, SegmentValue::CenterOf(i)), 5, V6.mix(0.7).filled()))
+    }))?;
+    for (i, (label, v)) in rows.iter().enumerate() {
+        for &d in v {
+            let p = chart.backend_coord(&(d, SegmentValue::CenterOf(i)));
+            tips.push(point_tip(
+                p,
+                6,
+                format!("{label}: a race's first attempt delay {}", tick(d, "ms")),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -345,7 +352,11 @@ fn sequence_rows(a: &Analysis) -> Vec<&racetrace_core::model::Sequence> {
     rows.into_iter().map(|r| r.1).collect()
 }
 
-fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+fn sequences<DB: DrawingBackend>(
+    a: &Analysis,
+    root: &DrawingArea<DB, Shift>,
+    tips: &mut Vec<Tip>,
+) -> Res<DB> {
     let rows = sequence_rows(a);
     if rows.is_empty() {
         return nothing(
@@ -388,10 +399,15 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
         .iter()
         .flat_map(|s| s.connections.iter().filter_map(|&c| start(c)))
         .fold(1.0f64, f64::max)
-        * 1.25; // room on the right for the legend
+        * 1.03;
     let n = rows.len();
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+    let mut entries: Vec<Entry> = vec![
+        (Swatch::Ring, "IPv6 (circle)".into()),
+        (Swatch::Triangle, "IPv4 (triangle)".into()),
+    ];
+    entries.extend(backend_entries(a));
+    let area = frame(root, title, &entries)?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(260)
@@ -419,41 +435,33 @@ fn sequences<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) ->
             .map_or(GREY, |i| PALETTE[i % PALETTE.len()]),
         None => GREY,
     };
-    for fam in [Family::Ipv6, Family::Ipv4] {
-        let mut pts = Vec::new();
-        for (i, s) in rows.iter().enumerate() {
-            for ((&c, f), b) in s.connections.iter().zip(&s.families).zip(&s.backends) {
-                if *f == fam {
-                    if let Some(x) = start(c) {
-                        pts.push(((x, SegmentValue::CenterOf(i)), color_of(b)));
-                    }
-                }
-            }
-        }
-        let name = match fam {
-            Family::Ipv6 => "IPv6 (circle)",
-            Family::Ipv4 => "IPv4 (triangle)",
-        };
-        match fam {
-            Family::Ipv6 => {
-                chart
-                    .draw_series(pts.into_iter().map(|(p, c)| Circle::new(p, 6, c.filled())))?
-                    .label(name)
-                    .legend(|(x, y)| Circle::new((x + 7, y), 6, BLACK.stroke_width(1)));
-            }
-            Family::Ipv4 => {
-                chart
-                    .draw_series(
-                        pts.into_iter()
-                            .map(|(p, c)| TriangleMarker::new(p, 7, c.filled())),
-                    )?
-                    .label(name)
-                    .legend(|(x, y)| TriangleMarker::new((x + 7, y), 7, BLACK.stroke_width(1)));
-            }
+    for (i, seq) in rows.iter().enumerate() {
+        let conns = seq.connections.iter().zip(&seq.families).zip(&seq.backends);
+        for ((&c, &fam), b) in conns {
+            let Some(x) = start(c) else { continue };
+            let p = (x, SegmentValue::CenterOf(i));
+            let px = chart.backend_coord(&p);
+            let color = color_of(b).filled();
+            match fam {
+                Family::Ipv6 => chart.draw_series([Circle::new(p, 6, color)])?,
+                Family::Ipv4 => chart.draw_series([TriangleMarker::new(p, 7, color)])?,
+            };
+            let backend = b
+                .as_ref()
+                .map_or("backend unknown".into(), |b| format!("backend {b}"));
+            tips.push(point_tip(
+                px,
+                7,
+                format!(
+                    "#{c} {} → {} over IPv{} at {} · {backend}",
+                    seq.client,
+                    seq.service,
+                    fam.digit(),
+                    tick(x, "s")
+                ),
+            ));
         }
     }
-    backend_legend(&mut chart, a)?;
-    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -468,16 +476,30 @@ fn fate_rows(a: &Analysis) -> Vec<(Stage, &'static str, usize)> {
     by.into_iter().map(|((s, f), n)| (s, f, n)).collect()
 }
 
-fn fates<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+fn fates<DB: DrawingBackend>(
+    a: &Analysis,
+    root: &DrawingArea<DB, Shift>,
+    tips: &mut Vec<Tip>,
+) -> Res<DB> {
     let title = Kind::Fates.title();
     let rows = fate_rows(a);
     if rows.is_empty() {
         return nothing(root, title, "no also-rans in this capture");
     }
     let n = rows.len();
-    let xmax = rows.iter().map(|r| r.2).max().unwrap_or(1) as f64 * 1.15 + 0.5;
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+    let xmax = rows.iter().map(|r| r.2).max().unwrap_or(1) as f64 * 1.05 + 0.5;
+    let harmful = RGBColor(214, 39, 40);
+    let ok = RGBColor(44, 160, 44);
+    let kinds = [
+        (false, "cancelled by the TCP handshake or TLS", ok),
+        (true, "cancelled after sending application data", harmful),
+    ];
+    let entries: Vec<Entry> = kinds
+        .iter()
+        .map(|&(_, name, c)| (Swatch::Box(c), name.to_string()))
+        .collect();
+    let area = frame(root, title, &entries)?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(300)
@@ -497,63 +519,41 @@ fn fates<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res
         .y_labels(n)
         .y_label_formatter(&label)
         .draw()?;
-    let harmful = RGBColor(214, 39, 40);
-    let ok = RGBColor(44, 160, 44);
-    for (beyond, name, color) in [
-        (false, "cancelled by the TCP handshake or TLS", ok),
-        (true, "cancelled after sending application data", harmful),
-    ] {
-        let bars: Vec<_> = rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| (r.0 >= Stage::Http) == beyond)
-            .map(|(i, r)| {
-                Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(i)),
-                        (r.2 as f64, SegmentValue::Exact(i + 1)),
-                    ],
-                    color.mix(0.8).filled(),
-                )
-            })
-            .collect();
-        chart
-            .draw_series(bars)?
-            .label(name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+    for (i, &(stage, fate, n)) in rows.iter().enumerate() {
+        let color = if stage >= Stage::Http { harmful } else { ok };
+        let (x0, x1) = (
+            (0.0, SegmentValue::Exact(i)),
+            (n as f64, SegmentValue::Exact(i + 1)),
+        );
+        let (p0, p1) = (chart.backend_coord(&x0), chart.backend_coord(&x1));
+        chart.draw_series([Rectangle::new([x0, x1], color.mix(0.8).filled())])?;
+        tips.push(box_tip(
+            p0,
+            p1,
+            format!(
+                "{n} also-ran{} cancelled at {} · {}",
+                if n == 1 { "" } else { "s" },
+                stage.as_str(),
+                fate.replace('_', " ")
+            ),
+        ));
     }
-    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
-/// The sequences chart's legend entries for the backends' colours.
-fn backend_legend<DB: DrawingBackend>(chart: &mut RowChart<'_, DB>, a: &Analysis) -> Res<DB> {
-    for (bi, b) in a.backends.iter().enumerate() {
-        let color = PALETTE[bi % PALETTE.len()];
-        chart
-            .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
-            .label(format!("backend {}", b.id))
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
-    }
-    chart
-        .draw_series(std::iter::empty::<Circle<(f64, SegmentValue<usize>), i32>>())?
-        .label("backend unknown")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], GREY.filled()));
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tick;
-
-    #[test]
-    fn ticks_read_without_float_noise_and_with_units() {
-        assert_eq!(tick(400_000.0, ""), "400k");
-        assert_eq!(tick(1000.0, "ms"), "1000 ms");
-        assert_eq!(tick(250.0, "ms"), "250 ms");
-        assert_eq!(tick(2.5, "s"), "2.5 s");
-        assert_eq!(tick(0.125, "s"), "0.125 s");
-        assert_eq!(tick(-0.5, "s"), "-0.5 s");
-        assert_eq!(tick(12.26, "ms"), "12.3 ms");
-    }
+/// The legend entries for the backends' colours, and the colour of none.
+fn backend_entries(a: &Analysis) -> Vec<Entry> {
+    let mut out: Vec<Entry> = a
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(bi, b)| {
+            (
+                Swatch::Box(PALETTE[bi % PALETTE.len()]),
+                format!("backend {}", b.id),
+            )
+        })
+        .collect();
+    out.push((Swatch::Box(GREY), "backend unknown".into()));
+    out
 }

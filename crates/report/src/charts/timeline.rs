@@ -2,6 +2,7 @@
 //! race's first SYN, and a marker per milestone (SYN-ACK, TLS, HTTP, 101, the cancel).
 
 use super::*;
+use crate::human::rel_ms;
 
 /// The races drawn: duplicate upgrades first, then late cancels, then the most attempts.
 fn timeline_races(a: &Analysis) -> Vec<usize> {
@@ -33,27 +34,67 @@ pub(super) fn timeline_rows(a: &Analysis) -> Vec<(usize, usize)> {
         .collect()
 }
 
-pub(super) fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Res<DB> {
+/// The milestones marked on each attempt: legend name, colour, and its time.
+const MARKS: [Mark; 4] = [
+    ("SYN-ACK", RGBColor(0, 0, 0), |c| c.rec.synack_time.get()),
+    ("TLS done", RGBColor(44, 160, 44), |c| {
+        c.rec.milestones.tls.get()
+    }),
+    ("HTTP request", RGBColor(148, 103, 189), |c| {
+        c.rec.milestones.http.get()
+    }),
+    ("WebSocket 101", RGBColor(214, 39, 40), |c| {
+        c.rec.milestones.ws.get()
+    }),
+];
+/// The cross on an also-ran where the client cancelled it.
+const CANCEL: RGBColor = RGBColor(90, 90, 90);
+
+pub(super) fn timeline<DB: DrawingBackend>(
+    a: &Analysis,
+    root: &DrawingArea<DB, Shift>,
+    tips: &mut Vec<Tip>,
+) -> Res<DB> {
     let title = Kind::RaceTimeline.title();
     let rows = timeline_rows(a);
     if rows.is_empty() {
         return nothing(root, title, "no races in this capture");
     }
-    let span = |ri: usize, cid: usize| span(a, ri, cid);
-    let xmax = rows
+    let mut entries: Vec<Entry> = vec![
+        (Swatch::Box(V6), "IPv6 attempt (pale: also-ran)".into()),
+        (Swatch::Box(V4), "IPv4 attempt".into()),
+    ];
+    entries.extend(MARKS.iter().map(|m| (Swatch::Dot(m.1), m.0.to_string())));
+    entries.push((Swatch::Cross(CANCEL), "client cancel (FIN/RST)".into()));
+    let area = frame(root, title, &entries)?;
+    // One pass over the drawn attempts (a spilled list decodes a block per lookup).
+    let mut ids: Vec<usize> = rows.iter().map(|r| r.1).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let conns = a.connections.get_sorted(&ids);
+    let conn = |cid: usize| ids.binary_search(&cid).ok().and_then(|k| conns.get(k));
+    let spans: Vec<Option<(f64, f64)>> = rows
         .iter()
-        .filter_map(|&(ri, c)| span(ri, c).map(|s| s.1))
-        .fold(10.0f64, f64::max)
-        * 1.3; // room on the right for the legend
+        .map(|&(ri, cid)| span(a.races.get(ri)?, conn(cid)?))
+        .collect();
+    let xmax = spans.iter().flatten().map(|s| s.1).fold(10.0f64, f64::max) * 1.03;
     let n = rows.len();
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+    let mut chart = ChartBuilder::on(&area)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(170)
         .build_cartesian_2d(0f64..xmax, (0..n).into_segmented())?;
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|&(ri, cid)| match (a.races.get(ri), conn(cid)) {
+            (Some(r), Some(c)) => row_label(r, c),
+            _ => String::new(),
+        })
+        .collect();
     let label = |v: &SegmentValue<usize>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => row_label(a, &rows, *i),
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            labels.get(*i).cloned().unwrap_or_default()
+        }
         SegmentValue::Last => String::new(),
     };
     chart
@@ -65,49 +106,50 @@ pub(super) fn timeline<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, 
         .y_label_formatter(&label)
         .disable_y_mesh()
         .draw()?;
-    for (fam, name) in [
-        (Family::Ipv6, "IPv6 attempt"),
-        (Family::Ipv4, "IPv4 attempt"),
-    ] {
-        let bars: Vec<Rectangle<(f64, SegmentValue<usize>)>> = rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &(ri, cid))| {
-                let c = a.connections.get(cid)?;
-                if c.rec.family() != fam {
-                    return None;
-                }
-                let (x0, x1) = span(ri, cid)?;
-                let color = family_color(fam);
-                let style = if c.role == Role::Winner {
-                    color.filled()
-                } else {
-                    color.mix(0.35).filled()
-                };
-                Some(Rectangle::new(
-                    [
-                        (x0, SegmentValue::Exact(i)),
-                        (x1.max(x0 + xmax / 400.0), SegmentValue::Exact(i + 1)),
-                    ],
-                    style,
-                ))
-            })
-            .collect();
-        let color = family_color(fam);
-        chart
-            .draw_series(bars)?
-            .label(name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
+    for (i, &(ri, cid)) in rows.iter().enumerate() {
+        let (Some(r), Some(c), Some((x0, x1))) = (a.races.get(ri), conn(cid), spans[i]) else {
+            continue;
+        };
+        let color = family_color(c.rec.family());
+        let style = if c.role == Role::Winner {
+            color.filled()
+        } else {
+            color.mix(0.35).filled()
+        };
+        let (c0, c1) = (
+            (x0, SegmentValue::Exact(i)),
+            (x1.max(x0 + xmax / 400.0), SegmentValue::Exact(i + 1)),
+        );
+        let (p0, p1) = (chart.backend_coord(&c0), chart.backend_coord(&c1));
+        chart.draw_series([Rectangle::new([c0, c1], style)])?;
+        let mut text = format!("{}: {} → {}", labels[i], c.rec.client, c.rec.server);
+        let at = |t: Nanos| rel_ms(ms(r.start_time, t));
+        for (name, color, time) in MARKS {
+            if let Some(t) = time(c) {
+                let p = (ms(r.start_time, t), SegmentValue::CenterOf(i));
+                chart.draw_series([Circle::new(p, 5, color.filled())])?;
+                text.push_str(&format!(" · {name} {}", at(t)));
+            }
+        }
+        if let Some(t) = c.rec.client_close() {
+            if r.cancel_seen(cid) {
+                let p = (ms(r.start_time, t), SegmentValue::CenterOf(i));
+                chart.draw_series([Cross::new(p, 6, CANCEL.stroke_width(2))])?;
+                text.push_str(&format!(" · cancelled {}", at(t)));
+            } else if c.role != Role::Winner {
+                text.push_str(&format!(" · reset the late SYN-ACK {}", at(t)));
+            }
+        }
+        tips.push(box_tip(p0, p1, text));
     }
-    milestones(&mut chart, a, &rows)?;
-    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
-/// Where the attempt of row (race `ri`, connection `cid`) runs, ms after the race's first SYN.
-fn span(a: &Analysis, ri: usize, cid: usize) -> Option<(f64, f64)> {
-    let r = a.races.get(ri)?;
-    let c = a.connections.get(cid)?;
+/// Where an attempt runs, ms after its race's first SYN.
+fn span(
+    r: &racetrace_core::model::Race,
+    c: &racetrace_core::model::Connection,
+) -> Option<(f64, f64)> {
     let s = c.rec.syn_time.get()?;
     let end = c
         .rec
@@ -118,83 +160,11 @@ fn span(a: &Analysis, ri: usize, cid: usize) -> Option<(f64, f64)> {
 }
 
 /// A row's label: `race 3 #7 v6 also-ran`.
-fn row_label(a: &Analysis, rows: &[(usize, usize)], i: usize) -> String {
-    rows.get(i)
-        .and_then(|&(ri, cid)| {
-            let c = a.connections.get(cid)?;
-            let role = if c.role == Role::Winner {
-                "winner"
-            } else {
-                "also-ran"
-            };
-            Some(format!(
-                "race {} #{} v{} {}",
-                a.races.get(ri)?.id,
-                cid,
-                c.rec.family().digit(),
-                role
-            ))
-        })
-        .unwrap_or_default()
-}
-
-/// A marker per milestone of each row: SYN-ACK, TLS done, HTTP request, 101, the cancel.
-fn milestones<DB: DrawingBackend>(
-    chart: &mut RowChart<'_, DB>,
-    a: &Analysis,
-    rows: &[(usize, usize)],
-) -> Res<DB> {
-    let marks: [Mark; 5] = [
-        ("SYN-ACK", RGBColor(0, 0, 0), |c| c.rec.synack_time.get()),
-        ("TLS done", RGBColor(44, 160, 44), |c| {
-            c.rec.milestones.tls.get()
-        }),
-        ("HTTP request", RGBColor(148, 103, 189), |c| {
-            c.rec.milestones.http.get()
-        }),
-        ("WebSocket 101", RGBColor(214, 39, 40), |c| {
-            c.rec.milestones.ws.get()
-        }),
-        ("client cancel (FIN/RST)", RGBColor(90, 90, 90), |c| {
-            if c.role == Role::AlsoRan {
-                c.rec.client_close()
-            } else {
-                None
-            }
-        }),
-    ];
-    for (k, (name, color, at)) in marks.into_iter().enumerate() {
-        let points: Vec<(f64, SegmentValue<usize>)> = rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &(ri, cid))| {
-                let c = a.connections.get(cid)?;
-                let t = at(&c)?;
-                Some((
-                    ms(a.races.get(ri)?.start_time, t),
-                    SegmentValue::CenterOf(i),
-                ))
-            })
-            .collect();
-        if k == 4 {
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Cross::new(p, 6, color.stroke_width(2))),
-                )?
-                .label(name)
-                .legend(move |(x, y)| Cross::new((x + 7, y), 5, color.stroke_width(2)));
-        } else {
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 5, color.filled())),
-                )?
-                .label(name)
-                .legend(move |(x, y)| Circle::new((x + 7, y), 5, color.filled()));
-        }
-    }
-    Ok(())
+fn row_label(r: &racetrace_core::model::Race, c: &racetrace_core::model::Connection) -> String {
+    let role = if c.role == Role::Winner {
+        "winner"
+    } else {
+        "also-ran"
+    };
+    format!("race {} #{} v{} {role}", r.id, c.id, c.rec.family().digit())
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{ladder, Finding};
+use crate::human::rel_ms;
 use racetrace_core::domain::{iso8601, ms_between, Stage};
 use racetrace_core::model::{Analysis, Connection, Fate, Race};
 
@@ -102,7 +103,7 @@ fn race_card(r: &Race, attempts: &[&Connection], cancel_by: Stage) -> RaceCard {
                 .map(|t| {
                     format!(
                         ", connected {} after the first SYN",
-                        ladder::rel_ms(ms_between(r.start_time, t))
+                        rel_ms(ms_between(r.start_time, t))
                     )
                 })
                 .unwrap_or_default();
@@ -130,7 +131,7 @@ fn race_card(r: &Race, attempts: &[&Connection], cancel_by: Stage) -> RaceCard {
         let who = by_id(c.id).map_or_else(|| format!("#{}", c.id), describe_attempt);
         let after = c
             .after_winner_ms
-            .map(|ms| format!(", {} after the winner connected", ladder::rel_ms(ms)))
+            .map(|ms| format!(", {} after the winner connected", rel_ms(ms)))
             .unwrap_or_default();
         let late = if c.late {
             format!(" — a late cancel (beyond the {} stage)", cancel_by.as_str())

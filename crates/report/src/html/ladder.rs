@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use racetrace_core::domain::{ms_between, Nanos};
-use racetrace_core::model::{Connection, Fate, Race};
+use racetrace_core::model::{Connection, Race};
+
+use crate::human::{esc, rel_ms};
 
 /// Most event rows drawn in one ladder (the rest are counted under it).
 pub const MAX_ROWS: usize = 48;
@@ -49,35 +51,6 @@ struct Event {
     class: &'static str,
     /// The client's cancel of an also-ran.
     cancel: bool,
-}
-
-/// A relative time for a person: `+0.0 ms`, `+253.1 ms`, `+12.40 s`, `-41.2 ms`.
-pub fn rel_ms(ms: f64) -> String {
-    let sign = if ms < 0.0 { "-" } else { "+" };
-    let a = ms.abs();
-    if a < 10_000.0 {
-        format!("{sign}{a:.1} ms")
-    } else if a < 600_000.0 {
-        format!("{sign}{:.2} s", a / 1000.0)
-    } else {
-        format!("{sign}{:.1} min", a / 60_000.0)
-    }
-}
-
-/// Escape text for SVG and HTML.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The request line as shown: method and path, without the query string.
@@ -222,17 +195,13 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
         };
         // A late SYN-ACK's reset is the client's kernel answering it, not a decision: the
         // client gave up earlier, unseen.
-        let late_synack = r
-            .also_ran_cancel
-            .iter()
-            .any(|x| x.id == c.id && x.fate == Fate::LateSynackReset);
         if let Some((t, what)) = close {
             let (label, cancel) = if won {
                 (what.to_string(), false)
-            } else if late_synack {
-                (format!("{what} (to the late SYN-ACK)"), false)
-            } else {
+            } else if r.cancel_seen(c.id) {
                 (format!("{what} (cancel)"), true)
+            } else {
+                (format!("{what} (to the late SYN-ACK)"), false)
             };
             add(Some(t), true, label, cancel);
         }
@@ -341,26 +310,4 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
     }
     s.push_str("</svg>");
     Some(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_times_read_as_a_person_would() {
-        assert_eq!(rel_ms(0.0), "+0.0 ms");
-        assert_eq!(rel_ms(253.14), "+253.1 ms");
-        assert_eq!(rel_ms(-41.26), "-41.3 ms");
-        assert_eq!(rel_ms(12_400.0), "+12.40 s");
-        assert_eq!(rel_ms(900_000.0), "+15.0 min");
-    }
-
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(
-            esc(r#"<a href="x">&'"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
 }

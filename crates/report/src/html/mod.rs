@@ -25,7 +25,8 @@ use findings::findings;
 /// The page's one script: sort any `table.sortable` by clicking a header (numbers, with
 /// their units, numerically), filter a table's rows with its search box, and keep both in the
 /// page's address (`#sort=races,3,desc&q=connections,ipv4`), so that a sorted, filtered view
-/// can be linked to and is restored on load.
+/// can be linked to and is restored on load; and show a chart item's details (its SVG
+/// `<title>`) in a tooltip that follows the pointer.
 const SCRIPT: &str = r##"(function(){"use strict";
 function rows(t){return Array.prototype.slice.call(t.tBodies[0].rows)}
 function val(r,i){var c=r.cells[i];if(!c)return"";var v=c.getAttribute("data-v");return v===null?c.textContent.trim():v}
@@ -39,7 +40,12 @@ document.querySelectorAll("table.sortable").forEach(function(t){var name=t.getAt
 Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){th.addEventListener("click",function(){var asc=!th.classList.contains("asc");sortBy(t,i,asc);put("sort",name,i+","+(asc?"asc":"desc"))})});
 var box=t.closest(".tbl"),inp=box&&box.querySelector("input.filter");if(inp){inp.addEventListener("input",function(){filter(t,inp.value);put("q",name,inp.value?inp.value:null)})}
 state.getAll("sort").forEach(function(x){var p=x.split(",");if(p[0]===name)sortBy(t,Number(p[1]),p[2]!=="desc")});
-state.getAll("q").forEach(function(x){var k=x.indexOf(",");if(x.slice(0,k)===name&&inp){inp.value=x.slice(k+1);filter(t,inp.value)}})})})();"##;
+state.getAll("q").forEach(function(x){var k=x.indexOf(",");if(x.slice(0,k)===name&&inp){inp.value=x.slice(k+1);filter(t,inp.value)}})});
+var tip=document.createElement("div");tip.className="charttip";tip.hidden=true;tip.setAttribute("role","tooltip");document.body.appendChild(tip);
+document.querySelectorAll("svg .tips > *").forEach(function(e){var t=e.querySelector("title");if(t){e.setAttribute("data-tip",t.textContent);e.removeChild(t)}});
+function place(ev){tip.style.left=Math.max(4,Math.min(ev.clientX+14,innerWidth-tip.offsetWidth-8))+"px";tip.style.top=(ev.clientY+16)+"px"}
+document.addEventListener("mouseover",function(ev){var e=ev.target.closest?ev.target.closest("[data-tip]"):null;if(!e){tip.hidden=true;return}tip.textContent=e.getAttribute("data-tip");tip.hidden=false;place(ev)});
+document.addEventListener("mousemove",function(ev){if(!tip.hidden)place(ev)})})();"##;
 
 /// Most rows of each table in the page (the CSV and Parquet tables have all).
 pub const MAX_ROWS: usize = 2000;
