@@ -101,7 +101,7 @@ impl Kind {
             Kind::Sequences => sequence_rows(a).len(),
             Kind::Fates => fate_rows(a).len(),
             // With no backend the chart is the words that say why.
-            Kind::TsClocks if a.backends.is_empty() => return (WIDTH, 240),
+            Kind::TsClocks if a.backends.is_empty() => return (WIDTH, 200),
             Kind::TsClocks => return (WIDTH, 460 + legend_height(a.backends.len() + 1)),
         };
         let legend = legend_height(match self {
@@ -110,6 +110,9 @@ impl Kind {
             Kind::Sequences => 3 + a.backends.len(),
             _ => 2,
         });
+        if rows == 0 {
+            return (WIDTH, 130); // the words that say why there is nothing
+        }
         (WIDTH, 150 + legend + 26 * rows.clamp(2, 60) as u32)
     }
 }

@@ -85,10 +85,17 @@ fn harms(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
             .collect();
         say(
             format!(
-                "{} requests were sent on keep-alive connections the server had already given up ({}): each failed, and {} were retried on a new connection (RFC 9112 §9.3.1: a client must be ready to retry when the server closes an idle connection).",
-                s.stale_reuses,
+                "{} sent on a keep-alive connection the server had already given up ({}): {} failed, and {} retried on a new connection (RFC 9112 §9.3.1: a client must be ready to retry when the server closes an idle connection).",
+                match s.stale_reuses {
+                    1 => "1 request was".to_string(),
+                    n => format!("{n} requests were"),
+                },
                 causes.join(", "),
-                retried
+                if s.stale_reuses == 1 { "it" } else { "each" },
+                match retried {
+                    1 => "1 was".to_string(),
+                    n => format!("{n} were"),
+                }
             ),
             Some("#stale-reuses".into()),
         );
