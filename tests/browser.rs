@@ -158,6 +158,11 @@ fn pages_load_without_a_console_message_or_csp_violation() {
 /// after the page's own script, its result left in `<pre id="probe">`; the copy drops the
 /// CSP meta so the probe may run (the page itself is tested under its CSP above).
 fn probe(page: &Path, probe: &str, width: u32) -> Option<serde_json::Value> {
+    probe_at(page, "", probe, width)
+}
+
+/// [`probe`] with the page's address ending in `fragment` (its kept table state).
+fn probe_at(page: &Path, fragment: &str, probe: &str, width: u32) -> Option<serde_json::Value> {
     let html = std::fs::read_to_string(page).unwrap();
     let start = html
         .find("<meta http-equiv=\"Content-Security-Policy\"")
@@ -176,7 +181,7 @@ fn probe(page: &Path, probe: &str, width: u32) -> Option<serde_json::Value> {
     let at = tempdir("probe").join("report.html");
     std::fs::write(&at, copy).unwrap();
     let o = chromium(
-        &format!("file://{}", at.display()),
+        &format!("file://{}{fragment}", at.display()),
         &[&format!("--window-size={width},900"), "--dump-dom"],
     )?;
     let _ = std::fs::remove_dir_all(at.parent().unwrap());
@@ -402,4 +407,63 @@ fn tables_sort_and_filter_in_the_browser() {
     for row in conns.split("<tr>").skip(2) {
         assert!(row.contains("ipv4"), "an IPv6 row is shown: {row}");
     }
+}
+
+/// A table longer than a page shows 100 rows at a time: previous/next move through the
+/// rows that match the filter, and the page kept in the address is restored on load.
+#[test]
+fn long_tables_show_a_hundred_rows_a_page() {
+    use racetrace_synth::busy::{Busy, BusyConfig, Limit};
+    let dir = tempdir("browser-pages");
+    let capture = dir.join("busy.pcap");
+    let mut pcap = Vec::new();
+    Busy::new(BusyConfig::default())
+        .write(Limit::Fetches(200), &mut pcap, &mut Vec::new())
+        .unwrap();
+    std::fs::write(&capture, &pcap).unwrap();
+    let out = dir.join("out");
+    let o = racetrace(&[
+        "analyze",
+        capture.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = out.join("busy/report.html");
+    let json = std::fs::read_to_string(out.join("busy/analysis.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let n = report["connections"].as_array().unwrap().len();
+    assert!(
+        (201..=2000).contains(&n),
+        "{n} connections: want three pages or more"
+    );
+    // What the connections table shows: the pager's words, and the ids of the rows shown.
+    let look = "var t=document.querySelector('table[data-table=connections]'),\
+        shown=Array.prototype.filter.call(t.tBodies[0].rows,function(r){return !r.hidden});\
+        return {at:t.closest('.tbl').querySelector('.pager .at').textContent,\
+        ids:shown.map(function(r){return Number(r.cells[0].textContent)})}";
+    let next = "document.querySelector('#connections .pager button:last-child').click();";
+    let Some(first) = probe(&page, look, 1280) else {
+        return;
+    };
+    assert_eq!(first["at"], format!("rows 1–100 of {n}"));
+    let ids: Vec<u64> = (0..100).collect();
+    assert_eq!(first["ids"], serde_json::json!(ids));
+    let second = probe(&page, &format!("{next}{look}"), 1280).unwrap();
+    assert_eq!(second["at"], format!("rows 101–200 of {n}"));
+    let ids: Vec<u64> = (100..200).collect();
+    assert_eq!(second["ids"], serde_json::json!(ids));
+    // The third page from the address, sorted by id descending: the ids below the top 200.
+    let third = probe_at(
+        &page,
+        "#sort=connections,0,desc&p=connections,2",
+        look,
+        1280,
+    )
+    .unwrap();
+    assert_eq!(third["at"], format!("rows 201–{} of {n}", n.min(300)));
+    let ids: Vec<u64> = (0..n.min(300) - 200)
+        .map(|k| (n - 201 - k) as u64)
+        .collect();
+    assert_eq!(third["ids"], serde_json::json!(ids));
 }

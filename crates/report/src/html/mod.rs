@@ -23,24 +23,32 @@ use cards::{race_cards, MAX_CARDS};
 use findings::findings;
 
 /// The page's one script: sort any `table.sortable` by clicking a header (numbers, with
-/// their units, numerically), filter a table's rows with its search box, and keep both in the
-/// page's address (`#sort=races,3,desc&q=connections,ipv4`), so that a sorted, filtered view
+/// their units, numerically), filter a table's rows with its search box, show 100 rows at a
+/// time with previous/next, and keep all three in the page's address
+/// (`#sort=races,3,desc&q=connections,ipv4&p=connections,2`), so that a sorted, filtered view
 /// can be linked to and is restored on load; and show a chart item's details (its SVG
 /// `<title>`) in a tooltip that follows the pointer.
 const SCRIPT: &str = r##"(function(){"use strict";
+var PAGE=100;
 function rows(t){return Array.prototype.slice.call(t.tBodies[0].rows)}
 function val(r,i){var c=r.cells[i];if(!c)return"";var v=c.getAttribute("data-v");return v===null?c.textContent.trim():v}
 function num(p){var n=Number(p.replace(/\s*(ms|s|%|MiB|B)$/,""));return p===""||isNaN(n)?null:n}
-function sortBy(t,i,asc){var hs=t.tHead.rows[0].cells;Array.prototype.forEach.call(hs,function(h){h.classList.remove("asc","desc")});if(!hs[i])return;hs[i].classList.add(asc?"asc":"desc");var b=t.tBodies[0];rows(t).sort(function(x,y){var p=val(x,i),q=val(y,i),m=num(p),n=num(q),c=(m!==null&&n!==null)?m-n:p.localeCompare(q);return asc?c:-c}).forEach(function(r){b.appendChild(r)})}
-function filter(t,q){q=q.toLowerCase();var n=0,all=rows(t);all.forEach(function(r){var show=!q||r.textContent.toLowerCase().indexOf(q)>=0;r.hidden=!show;if(show)n++});var box=t.closest(".tbl"),c=box&&box.querySelector(".count");if(c)c.textContent=q?n+" of "+all.length+" rows match":all.length+" rows"}
+function paint(t){var all=rows(t),m=all.filter(function(r){return !r.out}),last=Math.max(0,Math.ceil(m.length/PAGE)-1),p=Math.min(t.page||0,last);t.page=p;all.forEach(function(r){r.hidden=true});m.slice(p*PAGE,(p+1)*PAGE).forEach(function(r){r.hidden=false});
+var pg=t.pager;if(pg){pg.hidden=m.length<=PAGE;pg.at.textContent="rows "+(m.length?p*PAGE+1:0)+"–"+Math.min(m.length,(p+1)*PAGE)+" of "+m.length;pg.prev.disabled=p===0;pg.next.disabled=p>=last}}
+function sortBy(t,i,asc){var hs=t.tHead.rows[0].cells;Array.prototype.forEach.call(hs,function(h){h.classList.remove("asc","desc")});if(!hs[i])return;hs[i].classList.add(asc?"asc":"desc");var b=t.tBodies[0];rows(t).sort(function(x,y){var p=val(x,i),q=val(y,i),m=num(p),n=num(q),c=(m!==null&&n!==null)?m-n:p.localeCompare(q);return asc?c:-c}).forEach(function(r){b.appendChild(r)});paint(t)}
+function filter(t,q){q=q.toLowerCase();var n=0,all=rows(t);all.forEach(function(r){var show=!q||r.textContent.toLowerCase().indexOf(q)>=0;r.out=!show;if(show)n++});var box=t.closest(".tbl"),c=box&&box.querySelector(".count");if(c)c.textContent=q?n+" of "+all.length+" rows match":all.length+" rows";paint(t)}
 var state=new URLSearchParams(location.hash.slice(1));
 function save(){var h=state.toString();history.replaceState(null,"",h?"#"+h:location.pathname)}
 function put(key,name,v){var keep=state.getAll(key).filter(function(x){return x.split(",")[0]!==name});state.delete(key);keep.forEach(function(x){state.append(key,x)});if(v!==null)state.append(key,name+","+v);save()}
-document.querySelectorAll("table.sortable").forEach(function(t){var name=t.getAttribute("data-table")||"";
-Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){th.addEventListener("click",function(){var asc=!th.classList.contains("asc");sortBy(t,i,asc);put("sort",name,i+","+(asc?"asc":"desc"))})});
-var box=t.closest(".tbl"),inp=box&&box.querySelector("input.filter");if(inp){inp.addEventListener("input",function(){filter(t,inp.value);put("q",name,inp.value?inp.value:null)})}
+function button(text){var b=document.createElement("button");b.type="button";b.textContent=text;return b}
+document.querySelectorAll("table.sortable").forEach(function(t){var name=t.getAttribute("data-table")||"",box=t.closest(".tbl"),tools=box&&box.querySelector(".tools");
+if(tools&&rows(t).length>PAGE){var pg=document.createElement("span");pg.className="pager";pg.prev=button("‹ previous");pg.at=document.createElement("span");pg.at.className="at";pg.next=button("next ›");pg.append(pg.prev," ",pg.at," ",pg.next);tools.append(" ",pg);t.pager=pg;
+function go(d){t.page=(t.page||0)+d;paint(t);put("p",name,t.page?t.page:null)}pg.prev.addEventListener("click",function(){go(-1)});pg.next.addEventListener("click",function(){go(1)})}
+Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){th.addEventListener("click",function(){var asc=!th.classList.contains("asc");t.page=0;sortBy(t,i,asc);put("sort",name,i+","+(asc?"asc":"desc"));put("p",name,null)})});
+var inp=box&&box.querySelector("input.filter");if(inp){inp.addEventListener("input",function(){t.page=0;filter(t,inp.value);put("q",name,inp.value?inp.value:null);put("p",name,null)})}
 state.getAll("sort").forEach(function(x){var p=x.split(",");if(p[0]===name)sortBy(t,Number(p[1]),p[2]!=="desc")});
-state.getAll("q").forEach(function(x){var k=x.indexOf(",");if(x.slice(0,k)===name&&inp){inp.value=x.slice(k+1);filter(t,inp.value)}})});
+state.getAll("q").forEach(function(x){var k=x.indexOf(",");if(x.slice(0,k)===name&&inp){inp.value=x.slice(k+1);filter(t,inp.value)}});
+state.getAll("p").forEach(function(x){var p=x.split(",");if(p[0]===name)t.page=Number(p[1])||0});paint(t)});
 var tip=document.createElement("div");tip.className="charttip";tip.hidden=true;tip.setAttribute("role","tooltip");document.body.appendChild(tip);
 document.querySelectorAll("svg .tips > *").forEach(function(e){var t=e.querySelector("title");if(t){e.setAttribute("data-tip",t.textContent);e.removeChild(t)}});
 function place(ev){tip.style.left=Math.max(4,Math.min(ev.clientX+14,innerWidth-tip.offsetWidth-8))+"px";tip.style.top=(ev.clientY+16)+"px"}
