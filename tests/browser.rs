@@ -122,11 +122,8 @@ fn screenshots_of_the_sample_reports_are_not_blank() {
     }
 }
 
-/// Every page (each sample's report and the batch index) loads offline with no console
-/// message at all: no script error, no CSP violation, nothing blocked. Chromium logs each
-/// console message as `:CONSOLE:` on standard error.
-#[test]
-fn pages_load_without_a_console_message_or_csp_violation() {
+/// The batch index and every sample's report page.
+fn pages() -> Vec<PathBuf> {
     let mut pages: Vec<PathBuf> = vec![batch().join("index.html")];
     for e in std::fs::read_dir(batch()).unwrap() {
         let p = e.unwrap().path().join("report.html");
@@ -136,7 +133,15 @@ fn pages_load_without_a_console_message_or_csp_violation() {
     }
     pages.sort();
     assert_eq!(pages.len(), 13, "{pages:?}");
-    for page in pages {
+    pages
+}
+
+/// Every page (each sample's report and the batch index) loads offline with no console
+/// message at all: no script error, no CSP violation, nothing blocked. Chromium logs each
+/// console message as `:CONSOLE:` on standard error.
+#[test]
+fn pages_load_without_a_console_message_or_csp_violation() {
+    for page in pages() {
         let Some(o) = chromium(
             &format!("file://{}", page.display()),
             &["--enable-logging=stderr", "--v=0", "--dump-dom"],
@@ -196,7 +201,7 @@ fn probe_at(page: &Path, fragment: &str, probe: &str, width: u32) -> Option<serd
     Some(serde_json::from_str(&text).unwrap())
 }
 
-/// At 1280 px no sample's page scrolls sideways: the page is no wider than the window, and
+/// At 1280 px no page (the index, each sample's report) scrolls sideways: the page is no wider than the window, and
 /// no table, chart or ladder reaches past it.
 #[test]
 fn pages_fit_1280_px_without_sideways_scrolling() {
@@ -217,11 +222,7 @@ fn pages_fit_1280_px_without_sideways_scrolling() {
         wide[0].as_str().unwrap().starts_with("TABLE.sortable "),
         "{v}"
     );
-    for e in std::fs::read_dir(batch()).unwrap() {
-        let page = e.unwrap().path().join("report.html");
-        if !page.is_file() {
-            continue;
-        }
+    for page in pages() {
         let Some(v) = probe(&page, step, 1280) else {
             return;
         };
