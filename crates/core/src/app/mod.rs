@@ -11,6 +11,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod quic;
 pub mod reassembly;
 pub mod tls;
 

@@ -11,8 +11,8 @@
 
 use tls_parser::{
     parse_tls_client_hello_extensions, parse_tls_record_with_header,
-    parse_tls_server_hello_extensions, TlsExtension, TlsMessage, TlsMessageHandshake,
-    TlsRecordHeader, TlsRecordType, TlsVersion,
+    parse_tls_server_hello_extensions, TlsClientHelloContents, TlsExtension, TlsMessage,
+    TlsMessageHandshake, TlsRecordHeader, TlsRecordType, TlsVersion,
 };
 
 use crate::domain::{Nanos, OptNanos, Side};
@@ -131,35 +131,7 @@ impl TlsParser {
             match m {
                 TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)) => {
                     self.facts.hello.set_first(now);
-                    let mut offered = vec![ch.version.0];
-                    if let Some(Ok((_, exts))) = ch.ext.map(parse_tls_client_hello_extensions) {
-                        for e in exts {
-                            match e {
-                                TlsExtension::SNI(names) => {
-                                    self.facts.sni = names
-                                        .first()
-                                        .and_then(|(_, n)| std::str::from_utf8(n).ok())
-                                        .filter(|n| is_hostname(n))
-                                        .map(str::to_ascii_lowercase);
-                                }
-                                TlsExtension::ALPN(list) => {
-                                    self.facts.alpn = list
-                                        .iter()
-                                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                                        .collect();
-                                }
-                                TlsExtension::SupportedVersions(v) => {
-                                    offered = v.iter().map(|x| x.0).collect();
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    self.facts.offered_versions = offered
-                        .into_iter()
-                        .map(version_name)
-                        .filter(|n| *n != "GREASE")
-                        .collect();
+                    read_client_hello(&ch, &mut self.facts);
                 }
                 TlsMessage::Handshake(TlsMessageHandshake::ServerHello(sh)) => {
                     self.server_hello = true;
@@ -202,6 +174,61 @@ impl TlsParser {
             }
             _ => {}
         }
+    }
+}
+
+/// The Encrypted Client Hello extension's type (draft-ietf-tls-esni).
+const ECH: u16 = 0xfe0d;
+
+/// Read a ClientHello's SNI, ALPN and offered versions into `facts`; true when it carries
+/// the Encrypted Client Hello extension.
+fn read_client_hello(ch: &TlsClientHelloContents<'_>, facts: &mut TlsFacts) -> bool {
+    let mut offered = vec![ch.version.0];
+    let mut ech = false;
+    if let Some(Ok((_, exts))) = ch.ext.map(parse_tls_client_hello_extensions) {
+        for e in exts {
+            match e {
+                TlsExtension::SNI(names) => {
+                    facts.sni = names
+                        .first()
+                        .and_then(|(_, n)| std::str::from_utf8(n).ok())
+                        .filter(|n| is_hostname(n))
+                        .map(str::to_ascii_lowercase);
+                }
+                TlsExtension::ALPN(list) => {
+                    facts.alpn = list
+                        .iter()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .collect();
+                }
+                TlsExtension::SupportedVersions(v) => {
+                    offered = v.iter().map(|x| x.0).collect();
+                }
+                TlsExtension::Unknown(t, _) if t.0 == ECH => ech = true,
+                _ => {}
+            }
+        }
+    }
+    facts.offered_versions = offered
+        .into_iter()
+        .map(version_name)
+        .filter(|n| *n != "GREASE")
+        .collect();
+    ech
+}
+
+/// A ClientHello handshake message on its own (its 4-byte header included, no record
+/// layer: as QUIC's CRYPTO frames carry it), sent at `now`: its facts and whether it offers
+/// Encrypted Client Hello. `None` when it does not parse as a ClientHello.
+pub fn client_hello(msg: &[u8], now: Nanos) -> Option<(TlsFacts, bool)> {
+    match tls_parser::parse_tls_message_handshake(msg).ok()?.1 {
+        TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)) => {
+            let mut facts = TlsFacts::default();
+            facts.hello.set_first(now);
+            let ech = read_client_hello(&ch, &mut facts);
+            Some((facts, ech))
+        }
+        _ => None,
     }
 }
 

@@ -158,4 +158,3 @@ impl Race {
                 .any(|x| x.id == id && x.fate == Fate::LateSynackReset)
     }
 }
-
