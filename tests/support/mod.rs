@@ -156,19 +156,36 @@ pub fn program(names: &[&str], why: &str) -> Option<String> {
     None
 }
 
-/// Validate one JSON document against the contract's schema (spec/analysis.schema.json).
+/// Validate one JSON document against the contract's schema (spec/analysis.schema.json),
+/// and against every earlier schema kept in `spec/history/` (the contract is extended, never
+/// broken: a consumer still validating with an older one accepts every report).
 pub fn validate(doc: &str) {
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(spec().join("analysis.schema.json")).unwrap(),
-    )
-    .unwrap();
+    let mut schemas = vec![spec().join("analysis.schema.json")];
+    let mut history: Vec<_> = std::fs::read_dir(spec().join("history"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    history.sort();
+    schemas.extend(history);
+    for path in schemas {
+        validate_with(&path, doc);
+    }
+}
+
+/// Validate one JSON document against the schema at `path`.
+pub fn validate_with(path: &Path, doc: &str) {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let value: serde_json::Value = serde_json::from_str(doc).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&value)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
-    assert!(errors.is_empty(), "schema violations: {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "schema violations of {}: {errors:#?}",
+        path.display()
+    );
 }
 
 /// The report, typed (the fields the tests assert on).

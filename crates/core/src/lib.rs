@@ -119,6 +119,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         evicted,
         dns,
         stats,
+        undecryptable_initials,
     } = sharded.finish();
     // The reader's batches, the decoded runs and the trackers' tables are gone.
     memory::give_back();
@@ -154,6 +155,18 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
                 evicted.total(),
                 evicted.unanswered,
                 evicted.other
+            ),
+        });
+    }
+    if let (n @ 1.., first) = undecryptable_initials {
+        analysis.warnings.push(error::Warning {
+            kind: "quic_initial_undecryptable",
+            packet: first,
+            message: format!(
+                "{}: {n} UDP datagram{} shaped like a QUIC client Initial (a known version, 1200 bytes or more) did not open with the version's Initial keys, the first at record {}: damaged or not QUIC; not counted as connections",
+                inputs.join(", "),
+                if n == 1 { "" } else { "s" },
+                first.unwrap_or(0)
             ),
         });
     }

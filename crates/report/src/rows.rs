@@ -14,6 +14,7 @@
 
 use serde::Serialize;
 
+use racetrace_core::app::quic::{hex, QuicStage};
 use racetrace_core::app::{AppFacts, Protocol};
 use racetrace_core::domain::ser::{opt, opt_ref};
 use racetrace_core::domain::{ms_between, ser_opt_time, ser_time, Family, Nanos, Stage};
@@ -123,6 +124,7 @@ const OTHER: AppFacts = AppFacts {
     status: None,
     h2_preface: false,
     gaps: [0, 0],
+    quic: None,
 };
 
 impl<'a> AppRow<'a> {
@@ -150,6 +152,86 @@ impl<'a> AppRow<'a> {
             h2_preface: app.h2_preface,
             gaps_client: app.gaps[0],
             gaps_server: app.gaps[1],
+        })
+    }
+}
+
+/// Extra `quic` object of a QUIC connection (`null` for TCP): what its Initials and packet
+/// headers showed. Its `stage` is QUIC's own; the connection's `stage` maps it to the nearest
+/// TCP-shaped name (`initial_sent` → `syn`, `server_initial` → `synack`, `handshake` →
+/// `tls`, `data` → `data`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QuicRow<'a> {
+    /// Version: `1`, `2`, `draft-29`, or the number in hex.
+    pub version: String,
+    /// The client's first Destination Connection ID, hex.
+    pub original_dcid: String,
+    /// The client's Source Connection ID, hex.
+    pub client_cid: String,
+    /// The server's Source Connection ID, hex.
+    pub server_cid: String,
+    /// QUIC stage reached.
+    pub stage: QuicStage,
+    /// The server sent a Retry.
+    pub retry: bool,
+    /// Versions a Version Negotiation packet offered (hex).
+    pub negotiated_versions: Vec<String>,
+    /// ALPN the ClientHello offered.
+    #[serde(serialize_with = "opt")]
+    pub alpn: Option<&'a [String]>,
+    /// The ClientHello offered Encrypted Client Hello.
+    pub ech: bool,
+    /// The client sent 0-RTT packets.
+    pub zero_rtt: bool,
+    /// Client Initial packets.
+    pub initials_client: u32,
+    /// Server Initial packets.
+    pub initials_server: u32,
+    /// Handshake complete (the client's first 1-RTT packet).
+    #[serde(serialize_with = "ser_opt_time")]
+    pub handshake_time: Option<Nanos>,
+    /// Application data both ways.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub data_time: Option<Nanos>,
+    /// How it ended: `close_client` (a CONNECTION_CLOSE in a client Initial, in the clear)
+    /// or `idle` (no datagram for the idle timeout, or the capture's end).
+    pub end: &'static str,
+    /// Client Initials that did not open, or whose ClientHello did not parse.
+    pub undecryptable_initials: u32,
+    /// A version racetrace cannot read.
+    pub unknown_version: bool,
+}
+
+impl<'a> QuicRow<'a> {
+    /// The connection's `quic` object, when it is QUIC.
+    pub fn of(c: &'a Connection) -> Option<QuicRow<'a>> {
+        let q = c.rec.quic()?;
+        Some(QuicRow {
+            version: q.version_name(),
+            original_dcid: hex(&q.original_dcid),
+            client_cid: hex(&q.client_cid),
+            server_cid: hex(&q.server_cid),
+            stage: q.stage_at(c.rec.synack_time, Nanos::MAX),
+            retry: q.retry,
+            negotiated_versions: q
+                .negotiated_versions
+                .iter()
+                .map(|v| format!("0x{v:08x}"))
+                .collect(),
+            alpn: c.tls().map(|t| t.alpn.as_slice()),
+            ech: q.ech,
+            zero_rtt: q.zero_rtt,
+            initials_client: q.initials[0],
+            initials_server: q.initials[1],
+            handshake_time: q.handshake.get(),
+            data_time: q.data.get(),
+            end: if c.rec.fin[0].is_some() {
+                "close_client"
+            } else {
+                "idle"
+            },
+            undecryptable_initials: q.undecryptable,
+            unknown_version: q.unknown_version,
         })
     }
 }
@@ -260,6 +342,11 @@ pub struct ConnectionRow<'a> {
     /// Extra: the application layer.
     #[serde(serialize_with = "opt")]
     pub app: Option<AppRow<'a>>,
+    /// `"tcp"` or `"quic"`.
+    pub transport: &'static str,
+    /// Extra: QUIC facts (`null` for TCP).
+    #[serde(serialize_with = "opt")]
+    pub quic: Option<QuicRow<'a>>,
 }
 
 impl<'a> ConnectionRow<'a> {
@@ -314,6 +401,8 @@ impl<'a> ConnectionRow<'a> {
             syn_options: [opts(0), opts(1)],
             last_time: r.last_time,
             app: AppRow::of(c),
+            transport: r.transport(),
+            quic: QuicRow::of(c),
         }
     }
 

@@ -31,6 +31,8 @@ pub enum Protocol {
     Http,
     /// HTTP/2 with prior knowledge (the connection preface in clear text).
     Http2,
+    /// QUIC (over UDP).
+    Quic,
     /// Something else.
     Other,
 }
@@ -40,6 +42,7 @@ crate::domain::enum_names!(Protocol {
     Tls => "tls",
     Http => "http",
     Http2 => "http2",
+    Quic => "quic",
     Other => "other",
 });
 
@@ -58,6 +61,8 @@ pub struct AppFacts {
     pub h2_preface: bool,
     /// Holes in the opening bytes, per direction (client, server).
     pub gaps: [u32; 2],
+    /// QUIC facts, when the connection is QUIC.
+    pub quic: Option<Box<quic::QuicFacts>>,
 }
 
 /// The live application-layer state of one connection.
@@ -126,7 +131,7 @@ impl AppState {
                 self.h2_preface = true;
                 self.side_done = [true, true];
             }
-            Protocol::Other | Protocol::Unknown => self.side_done = [true, true],
+            Protocol::Other | Protocol::Unknown | Protocol::Quic => self.side_done = [true, true],
         }
         for (done, stream) in self.side_done.iter().zip(self.streams.iter_mut()) {
             if *done {
@@ -192,6 +197,7 @@ impl AppState {
             status: self.status,
             h2_preface: self.h2_preface,
             gaps: [self.streams[0].holes(), self.streams[1].holes()],
+            quic: None,
         }
     }
 }

@@ -232,10 +232,11 @@ pub fn client_hello(msg: &[u8], now: Nanos) -> Option<(TlsFacts, bool)> {
     }
 }
 
-/// A plausible DNS name (SNI values are attacker-controlled text).
+/// A plausible DNS name (SNI values are attacker-controlled text); a `:port` suffix, which
+/// some clients send (quic-go's interop runner: `server4:443`), is kept as sent.
 fn is_hostname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 253
         && n.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'_')
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_' | b':'))
 }

@@ -50,7 +50,28 @@ pub fn network<'a>(link: LinkType, data: &'a [u8]) -> Result<NetBytes<'a>, Skip>
             ip: data.get(4..).ok_or(Skip::Malformed)?,
         }),
         LinkType::PKTAP | LinkType::PKTAP_APPLE => pktap(data),
+        LinkType::PPP | LinkType::PPP_HDLC => ppp(data),
         _ => Err(Skip::UnsupportedLink),
+    }
+}
+
+/// PPP (RFC 1661): the HDLC address and control bytes `ff 03` when present, then the
+/// protocol, 2 bytes (or 1 when compressed, RFC 1661 §6.5: an odd first byte).
+fn ppp(data: &[u8]) -> Result<NetBytes<'_>, Skip> {
+    let rest = match data {
+        [0xff, 0x03, rest @ ..] => rest,
+        rest => rest,
+    };
+    let (proto, at) = match rest {
+        [b, ..] if b & 1 == 1 => (u16::from(*b), 1),
+        _ => (be16(rest, 0).ok_or(Skip::Malformed)?, 2),
+    };
+    match proto {
+        0x0021 | 0x0057 => Ok(NetBytes {
+            src_mac: None,
+            ip: rest.get(at..).ok_or(Skip::Malformed)?,
+        }),
+        _ => Err(Skip::NotIp),
     }
 }
 

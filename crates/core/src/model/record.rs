@@ -168,6 +168,16 @@ impl ConnRecord {
 
     /// Furthest stage reached by time `t` (use `Nanos::MAX` for the whole connection).
     pub fn stage_at(&self, t: Nanos) -> Stage {
+        if let Some(q) = self.quic() {
+            // QUIC's stages take the nearest TCP-shaped name (the contract's mapping).
+            use crate::app::quic::QuicStage;
+            return match q.stage_at(self.synack_time, t) {
+                QuicStage::InitialSent => Stage::Syn,
+                QuicStage::ServerInitial => Stage::Synack,
+                QuicStage::Handshake => Stage::Tls,
+                QuicStage::Data => Stage::Data,
+            };
+        }
         let m = &self.milestones;
         if m.ws.by(t) {
             Stage::Ws
@@ -222,6 +232,20 @@ impl ConnRecord {
         (syn <= synack && synack <= ack).then_some((synack - syn, ack - synack))
     }
 
+    /// The QUIC facts, when the connection is QUIC.
+    pub fn quic(&self) -> Option<&crate::app::quic::QuicFacts> {
+        self.app.as_ref()?.quic.as_deref()
+    }
+
+    /// The transport: `"tcp"` or `"quic"`.
+    pub fn transport(&self) -> &'static str {
+        if self.quic().is_some() {
+            "quic"
+        } else {
+            "tcp"
+        }
+    }
+
     /// A Wireshark display filter that selects exactly this connection's packets.
     pub fn wireshark_filter(&self) -> WiresharkFilter<'_> {
         WiresharkFilter(self)
@@ -240,9 +264,14 @@ impl std::fmt::Display for WiresharkFilter<'_> {
             Family::Ipv4 => "ip.addr",
             Family::Ipv6 => "ipv6.addr",
         };
+        let port = if r.quic().is_some() {
+            "udp.port"
+        } else {
+            "tcp.port"
+        };
         write!(
             f,
-            "{ip} == {} && {ip} == {} && tcp.port == {} && tcp.port == {} && frame.number >= {} && frame.number <= {}",
+            "{ip} == {} && {ip} == {} && {port} == {} && {port} == {} && frame.number >= {} && frame.number <= {}",
             r.client.ip, r.server.ip, r.client.port, r.server.port, r.first_record, r.last_record
         )
     }

@@ -28,6 +28,8 @@ impl LinkType {
     pub const NULL: LinkType = LinkType(0);
     /// Ethernet II, with optional 802.1Q/802.1ad tags.
     pub const ETHERNET: LinkType = LinkType(1);
+    /// PPP: optional HDLC address and control bytes, then the PPP protocol number.
+    pub const PPP: LinkType = LinkType(9);
     /// Raw IP on OpenBSD (DLT_RAW = 12).
     pub const RAW_12: LinkType = LinkType(12);
     /// Raw IP on BSD/OS and others (DLT_RAW = 14).
@@ -36,6 +38,8 @@ impl LinkType {
     pub const RAW: LinkType = LinkType(101);
     /// OpenBSD loopback: 4-byte address family in network byte order.
     pub const LOOP: LinkType = LinkType(108);
+    /// PPP in HDLC-like framing (RFC 1662).
+    pub const PPP_HDLC: LinkType = LinkType(50);
     /// Linux cooked capture v1.
     pub const LINUX_SLL: LinkType = LinkType(113);
     /// Apple PKTAP as macOS tcpdump writes it (DLT_USER2).
@@ -54,6 +58,7 @@ impl LinkType {
         let known = match self {
             LinkType::NULL => "null",
             LinkType::ETHERNET => "ethernet",
+            LinkType::PPP | LinkType::PPP_HDLC => "ppp",
             LinkType::RAW | LinkType::RAW_12 | LinkType::RAW_14 => "raw",
             LinkType::LOOP => "loop",
             LinkType::LINUX_SLL => "linux_sll",
@@ -72,6 +77,8 @@ impl LinkType {
             self,
             LinkType::NULL
                 | LinkType::ETHERNET
+                | LinkType::PPP
+                | LinkType::PPP_HDLC
                 | LinkType::RAW
                 | LinkType::RAW_12
                 | LinkType::RAW_14

@@ -10,6 +10,7 @@
 
 pub mod conn;
 pub mod parallel;
+pub mod quic;
 
 use foldhash::HashMap;
 
@@ -17,7 +18,7 @@ pub use crate::app::Milestones;
 pub use crate::model::record::{Vantage, VantageVotes};
 pub use conn::{ConnRecord, ConnState, StaleFacts, StaleFailure, TsSample};
 
-use crate::decode::{Packet, TcpView};
+use crate::decode::{Packet, TcpView, UdpView};
 use crate::domain::{ConnKey, Endpoint, Nanos};
 
 /// Tracker settings.
@@ -33,6 +34,10 @@ pub struct TrackConfig {
     /// SYN; Windows 21 s, Apple's stacks about 75 s), so a SYN flood or a scan leaves the
     /// table in 135 s instead of the idle timeout.
     pub syn_timeout: Nanos,
+    /// A QUIC connection with no datagram for this long has ended (capture time): its close
+    /// is encrypted, so silence is the end an observer sees (30 s is a common
+    /// max_idle_timeout).
+    pub quic_idle: Nanos,
     /// A client send after this much quiet (no payload either way) on a connection that
     /// already served a response is watched as a possible stale reuse.
     pub reuse_idle: Nanos,
@@ -88,6 +93,7 @@ impl Default for TrackConfig {
             // Late retransmissions, a final ACK, a 101 that crosses the client's RST.
             linger: 4 * 1_000_000_000,
             syn_timeout: 135 * 1_000_000_000,
+            quic_idle: 30 * 1_000_000_000,
             reuse_idle: 1_000_000_000,
             record_chunk: SLOT_CHUNK,
             table_cap: usize::MAX,
@@ -273,12 +279,23 @@ struct Open {
     conn: ConnState,
 }
 
+/// A QUIC connection in the table and the slot its record will fill.
+#[derive(Debug)]
+struct QuicOpen {
+    slot: usize,
+    conn: Box<quic::QuicConn>,
+}
+
 /// The connection table. The shards' trackers sit side by side, each in a
 /// [`crate::engine::CachePadded`] so that no two share a cache line.
 #[derive(Debug, Default)]
 pub struct Tracker {
     cfg: TrackConfig,
     table: HashMap<ConnKey, Open>,
+    quic: HashMap<ConnKey, QuicOpen>,
+    /// Datagrams shaped like a client Initial that did not open (see [`quic::First`]), and
+    /// the record of the first.
+    undecryptable: (u64, Option<u64>),
     out: Tracked,
     now: Nanos,
     last_sweep: Nanos,
@@ -327,7 +344,60 @@ impl Tracker {
 
     /// Connections open right now.
     pub fn open(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.quic.len()
+    }
+
+    /// Datagrams shaped like a client Initial of a known QUIC version that did not open,
+    /// and the record of the first.
+    pub fn undecryptable_initials(&self) -> (u64, Option<u64>) {
+        self.undecryptable
+    }
+
+    /// Feed one UDP datagram (not DNS): QUIC when it belongs to a QUIC connection or starts
+    /// one, else ignored.
+    pub fn on_udp(&mut self, p: &Packet<'_>, u: &UdpView<'_>) {
+        self.now = self.now.max(p.time);
+        let src = Endpoint {
+            ip: p.src,
+            port: u.src_port,
+        };
+        let key = ConnKey::new(
+            src,
+            Endpoint {
+                ip: p.dst,
+                port: u.dst_port,
+            },
+        );
+        if let Some(open) = self.quic.get_mut(&key) {
+            let side = open.conn.side_of(src);
+            if side == crate::domain::Side::Client && open.conn.is_new_attempt(u.payload) {
+                if let quic::First::Quic(conn) = quic::QuicConn::start(p, u) {
+                    let fresh = QuicOpen {
+                        slot: self.out.slots.push(p.record),
+                        conn,
+                    };
+                    let old = std::mem::replace(open, fresh);
+                    Self::finish_quic(&mut self.out, old);
+                    self.maybe_sweep();
+                    return;
+                }
+            }
+            open.conn.update(p, u, side, false);
+        } else {
+            match quic::QuicConn::start(p, u) {
+                quic::First::Quic(conn) => {
+                    let slot = self.out.slots.push(p.record);
+                    self.quic.insert(key, QuicOpen { slot, conn });
+                    self.out.table_peak = self.out.table_peak.max(self.open());
+                }
+                quic::First::Undecryptable => {
+                    self.undecryptable.0 += 1;
+                    self.undecryptable.1.get_or_insert(p.record);
+                }
+                quic::First::Other => return,
+            }
+        }
+        self.maybe_sweep();
     }
 
     /// Feed one TCP segment.
@@ -428,12 +498,18 @@ impl Tracker {
     /// and only after as many packets as the table holds: amortised O(1) per packet.
     fn maybe_sweep(&mut self) {
         self.since_sweep += 1;
-        if self.now - self.last_sweep < 1_000_000_000 || self.since_sweep < self.table.len() / 2 {
+        if self.now - self.last_sweep < 1_000_000_000 || self.since_sweep < self.open() / 2 {
             return;
         }
         self.last_sweep = self.now;
         self.since_sweep = 0;
         let (now, cfg) = (self.now, self.cfg);
+        let quiet_quic = self
+            .quic
+            .extract_if(|_, open| now - open.conn.rec.last_time >= cfg.quic_idle);
+        for (_, c) in quiet_quic {
+            Self::finish_quic(&mut self.out, c);
+        }
         let expired = self.table.extract_if(|_, open| {
             let r = &open.conn.rec;
             let quiet = now - r.last_time;
@@ -444,6 +520,12 @@ impl Tracker {
         });
         for (_, c) in expired {
             Self::finish_one(&mut self.out, c);
+        }
+    }
+
+    fn finish_quic(out: &mut Tracked, open: QuicOpen) {
+        if let Some(slot) = out.slots.get_mut(open.slot) {
+            *slot = Slot::Done(open.conn.into_record());
         }
     }
 
@@ -460,6 +542,9 @@ impl Tracker {
     pub fn drain(&mut self) {
         for (_, c) in self.table.drain() {
             Self::finish_one(&mut self.out, c);
+        }
+        for (_, c) in self.quic.drain() {
+            Self::finish_quic(&mut self.out, c);
         }
     }
 

@@ -92,12 +92,16 @@ pub struct Output {
     pub dns: DnsTable,
     /// Decode counts.
     pub stats: DecodeStats,
+    /// Datagrams shaped like a QUIC client Initial that did not open, and the first's record.
+    pub undecryptable_initials: (u64, Option<u64>),
 }
 
-/// The shard of a packet: a direction-symmetric hash of its addresses and ports.
+/// The shard of a packet: a direction-symmetric hash of its addresses and ports (TCP and
+/// UDP alike, so a QUIC flow's datagrams stay on one shard and in order).
 fn shard_of(p: &Packet<'_>, n: usize) -> usize {
-    let L4::Tcp(t) = &p.l4 else {
-        return 0;
+    let ports = match &p.l4 {
+        L4::Tcp(t) => t.src_port ^ t.dst_port,
+        L4::Udp(u) => u.src_port ^ u.dst_port,
     };
     let low = |ip: &std::net::IpAddr| -> u32 {
         match ip {
@@ -106,8 +110,7 @@ fn shard_of(p: &Packet<'_>, n: usize) -> usize {
         }
     };
     // XOR is symmetric in source and destination; the multiply spreads the bits.
-    let h =
-        (low(&p.src) ^ low(&p.dst) ^ u32::from(t.src_port ^ t.dst_port)).wrapping_mul(0x9e37_79b1);
+    let h = (low(&p.src) ^ low(&p.dst) ^ u32::from(ports)).wrapping_mul(0x9e37_79b1);
     (h >> 16) as usize % n.max(1)
 }
 
@@ -135,16 +138,17 @@ fn decode_run(batch: &Batch, range: std::ops::Range<usize>, n: usize, run: &mut 
         run.stats.count(&outcome);
         match outcome {
             Ok(p) => match p.l4 {
-                L4::Tcp(_) => {
+                L4::Udp(u) if is_dns(&u) => run
+                    .dns
+                    .push((Seen::of(&p, &u), DnsMessage::parse(u.payload))),
+                // TCP, and UDP that may be QUIC (the tracker decides: a client Initial that
+                // opens), go to the shard of their flow.
+                _ => {
                     if let Some(shard) = run.tcp.get_mut(shard_of(&p, n)) {
                         let (view, payload) = p.detach();
                         shard.push((view, batch.locate(payload)));
                     }
                 }
-                L4::Udp(u) if is_dns(&u) => run
-                    .dns
-                    .push((Seen::of(&p, &u), DnsMessage::parse(u.payload))),
-                L4::Udp(_) => {}
             },
             Err(_) => continue,
         }
@@ -217,8 +221,9 @@ impl Sharded {
                         let mine = tcp.iter().filter_map(|shards| shards.get(k)).flatten();
                         for (view, payload) in mine {
                             let p = view.attach(batch.bytes_at(payload.clone()));
-                            if let L4::Tcp(t) = &p.l4 {
-                                tracker.on_tcp(&p, t);
+                            match &p.l4 {
+                                L4::Tcp(t) => tracker.on_tcp(&p, t),
+                                L4::Udp(u) => tracker.on_udp(&p, u),
                             }
                         }
                     })
@@ -256,8 +261,12 @@ impl Sharded {
         }
         let table_peak = self.trackers.iter().map(|t| t.table_peak()).max();
         let mut evicted = Evictions::default();
+        let mut undecryptable = (0, None::<u64>);
         for t in &self.trackers {
             evicted.add(&t.evicted());
+            let (n, first) = t.undecryptable_initials();
+            undecryptable.0 += n;
+            undecryptable.1 = undecryptable.1.into_iter().chain(first).min();
         }
         Output {
             evicted,
@@ -267,6 +276,7 @@ impl Sharded {
             table_peak: table_peak.unwrap_or(0).max(self.table_peak),
             dns: self.dns,
             stats: self.stats,
+            undecryptable_initials: undecryptable,
         }
     }
 }

@@ -18,7 +18,7 @@ mod tests;
 
 use obj::{push_wireshark_filter, Obj};
 
-use crate::rows::{AppRow, HttpRow, RaceRow};
+use crate::rows::{AppRow, HttpRow, QuicRow, RaceRow};
 
 fn opt_time(t: Option<Nanos>) -> Option<f64> {
     t.map(epoch_seconds)
@@ -125,6 +125,8 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
             p.close();
         }
     }
+    o.text("transport", r.transport());
+    o.val("quic", &QuicRow::of(c))?;
     o.close();
     Ok(())
 }

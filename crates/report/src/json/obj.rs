@@ -172,9 +172,14 @@ pub(super) fn push_wireshark_filter(
     out.extend_from_slice(ip);
     out.extend_from_slice(b" == ");
     out.extend_from_within(server);
-    out.extend_from_slice(b" && tcp.port == ");
+    let port: &[u8] = if r.quic().is_some() {
+        b" && udp.port == "
+    } else {
+        b" && tcp.port == "
+    };
+    out.extend_from_slice(port);
     out.extend_from_slice(n.format(r.client.port).as_bytes());
-    out.extend_from_slice(b" && tcp.port == ");
+    out.extend_from_slice(port);
     out.extend_from_slice(n.format(r.server.port).as_bytes());
     out.extend_from_slice(b" && frame.number >= ");
     out.extend_from_slice(n.format(r.first_record).as_bytes());

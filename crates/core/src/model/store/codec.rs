@@ -8,6 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::app::http::Request;
+use crate::app::quic::QuicFacts;
 use crate::app::tls::TlsFacts;
 use crate::app::{AppFacts, Milestones, Protocol};
 use crate::domain::{Endpoint, Name, Nanos, OptNanos};
@@ -378,6 +379,54 @@ fn app(p: &mut Put<'_>, a: &AppFacts) {
     p.b(a.h2_preface);
     p.u(u64::from(a.gaps[0]));
     p.u(u64::from(a.gaps[1]));
+    p.opt(a.quic.as_deref(), quic);
+}
+
+fn bytes(p: &mut Put<'_>, b: &[u8]) {
+    p.u(b.len() as u64);
+    p.out.extend_from_slice(b);
+}
+
+fn quic(p: &mut Put<'_>, q: &QuicFacts) {
+    p.u(u64::from(q.version));
+    bytes(p, &q.original_dcid);
+    bytes(p, &q.client_cid);
+    bytes(p, &q.server_cid);
+    p.u(q.negotiated_versions.len() as u64);
+    for &v in &q.negotiated_versions {
+        p.u(u64::from(v));
+    }
+    p.u(u64::from(q.initials[0]));
+    p.u(u64::from(q.initials[1]));
+    for f in [q.retry, q.zero_rtt, q.ech, q.unknown_version] {
+        p.b(f);
+    }
+    p.ot(q.handshake);
+    p.ot(q.data);
+    p.u(u64::from(q.undecryptable));
+}
+
+fn read_bytes(g: &mut Get<'_>) -> Option<Vec<u8>> {
+    let n = g.usize()?;
+    g.take(n).map(<[u8]>::to_vec)
+}
+
+fn read_quic(g: &mut Get<'_>) -> Option<QuicFacts> {
+    Some(QuicFacts {
+        version: g.u32()?,
+        original_dcid: read_bytes(g)?,
+        client_cid: read_bytes(g)?,
+        server_cid: read_bytes(g)?,
+        negotiated_versions: list(g, Get::u32)?,
+        initials: [g.u32()?, g.u32()?],
+        retry: g.b()?,
+        zero_rtt: g.b()?,
+        ech: g.b()?,
+        unknown_version: g.b()?,
+        handshake: g.ot()?,
+        data: g.ot()?,
+        undecryptable: g.u32()?,
+    })
 }
 
 fn list<'b, T>(g: &mut Get<'b>, f: impl Fn(&mut Get<'b>) -> Option<T>) -> Option<Vec<T>> {
@@ -418,6 +467,7 @@ fn read_app(g: &mut Get<'_>) -> Option<AppFacts> {
         status: g.opt(Get::u16)?,
         h2_preface: g.b()?,
         gaps: [g.u32()?, g.u32()?],
+        quic: g.opt(read_quic)?.map(Box::new),
     })
 }
 

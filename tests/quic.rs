@@ -1,0 +1,248 @@
+//! QUIC connections in real captures: the Zeek project's QUIC test traces (Chromium 115,
+//! curl 8.1.2 with HTTP/3, quic-go's interop runner with a Retry and 0-RTT, QUIC v2, DNS over
+//! QUIC, and files that once crashed a decoder), in `../shared/captures/quic` (third-party:
+//! skipped with a message when absent, a failure in CI). Each file's QUIC connections, SNI and
+//! ALPN are checked against the counts tshark gives (that folder's README), and, where tshark
+//! is installed, against tshark's own decryption of every client Initial.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::*;
+
+/// One file's QUIC connections as (client port, SNI, ALPN joined with `,`, version).
+fn quic_connections(path: &Path) -> (Vec<(u64, String, String, String)>, Value) {
+    let (j, _) = analyze_value(path, &[]);
+    let conns = j["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["transport"] == "quic")
+        .map(|c| {
+            let alpn = c["quic"]["alpn"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| x.as_str().unwrap())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            (
+                c["client_port"].as_u64().unwrap(),
+                c["tls_sni"].as_str().unwrap_or("").to_string(),
+                alpn,
+                c["quic"]["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (conns, j)
+}
+
+/// Every file, with what racetrace finds: QUIC connections (count, SNI, ALPN, version) and,
+/// where racetrace differs from tshark's count in the README, why.
+#[test]
+fn real_quic_captures_give_their_connections_with_sni_and_alpn() {
+    let Some(dir) = outside("quic") else {
+        return;
+    };
+    type Want = &'static [(&'static str, &'static str, &'static str)];
+    let cases: [(&str, Want); 12] = [
+        // tshark: 1 (no SNI): a fuzzed file whose "Initials" are 248-byte datagrams that do
+        // not open. Not a QUIC connection here; no panic, every readable packet read.
+        ("383379789-decrypt-crash", &[]),
+        (
+            "chromium-115.0.5790.110-google-de-fragmented",
+            &[("www.google.de", "h3", "1")],
+        ),
+        (
+            "curl-8.1.2-dev-http3-www-google-de",
+            &[("www.google.de", "h3,h3-29,h3-28,h3-27", "1")],
+        ),
+        (
+            "quic-decrypt-fail-google-de-51833",
+            &[("www.google.de", "h3", "1")],
+        ),
+        (
+            "quic-go-interop-handshake",
+            &[("server4:443", "hq-interop", "1")],
+        ),
+        (
+            "quic-go-interop-retry",
+            &[("server4:443", "hq-interop", "1")],
+        ),
+        // tshark: 3. Two ClientHellos; its third "connection" starts at an Initial and
+        // Handshake coalesced (record 79) on the second one's ports, with no ClientHello,
+        // under the server's new connection ID: the same connection.
+        (
+            "quic-go-interop-zerortt",
+            &[
+                ("server4:443", "hq-interop", "1"),
+                ("server4:443", "hq-interop", "1"),
+            ],
+        ),
+        (
+            "quic-multiple-initial-fragmented-crypto",
+            &[("googleads.g.doubleclick.net", "h3", "1")],
+        ),
+        // tshark: 0 (DNS over QUIC on port 853 is not dissected as QUIC by default). QUIC is
+        // recognised here on any port, by its Initial opening.
+        ("quicdoq", &[("", "doq", "1")]),
+        // tshark: 2. The client's later Initials on the same ports carry the server's
+        // connection ID: one connection.
+        (
+            "quicv2-echo-443",
+            &[("localhost", "quic-echo-example", "2")],
+        ),
+        ("quicv2-http3-443", &[("", "h3", "2")]),
+        // tshark: 0 (damaged).
+        ("vector-max-size-crash", &[]),
+    ];
+    for (name, want) in cases {
+        let path = dir.join(format!("{name}.pcap"));
+        let (got, j) = quic_connections(&path);
+        let got: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|(_, s, a, v)| (s.as_str(), a.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, want, "{name}");
+        // Every QUIC connection's filter selects UDP, and its stage maps QUIC's.
+        for c in j["connections"].as_array().unwrap() {
+            if c["transport"] != "quic" {
+                assert!(c["quic"].is_null());
+                continue;
+            }
+            assert!(c["wireshark_filter"]
+                .as_str()
+                .unwrap()
+                .contains("udp.port == "));
+            let mapped = match c["quic"]["stage"].as_str().unwrap() {
+                "initial_sent" => "syn",
+                "server_initial" => "synack",
+                "handshake" => "tls",
+                _ => "data",
+            };
+            assert_eq!(c["stage"], mapped, "{name}");
+            // One client gave up in the clear: a CONNECTION_CLOSE in its last Initial (record
+            // 15, as tshark shows it); every other end is encrypted, so silence.
+            let closed = name == "quic-multiple-initial-fragmented-crypto";
+            let (reason, end) = if closed {
+                ("fin_client", "close_client")
+            } else {
+                ("open", "idle")
+            };
+            assert_eq!(c["end_reason"], reason, "{name}");
+            assert_eq!(c["quic"]["end"], end, "{name}");
+        }
+    }
+}
+
+/// What the real files show beyond names: the Retry, 0-RTT, the stage reached, and the client
+/// Initials counted (Chromium's ClientHello split over two Initial packets).
+#[test]
+fn retry_zero_rtt_and_stages_in_real_captures() {
+    let Some(dir) = outside("quic") else {
+        return;
+    };
+    let conns = |name: &str| -> Vec<Value> {
+        let (j, _) = analyze_value(&dir.join(format!("{name}.pcap")), &[]);
+        j["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["transport"] == "quic")
+            .cloned()
+            .collect()
+    };
+    let retry = conns("quic-go-interop-retry");
+    assert_eq!(retry[0]["quic"]["retry"], true);
+    assert_eq!(retry[0]["quic"]["stage"], "data");
+    // The Initial before the Retry and the one after it, both before the server's Initial.
+    assert_eq!(retry[0]["syn_count"], 2);
+    assert_eq!(retry[0]["quic"]["original_dcid"], "4a8294bf9201d6cf");
+    let zero = conns("quic-go-interop-zerortt");
+    assert_eq!(zero[0]["quic"]["zero_rtt"], false);
+    assert_eq!(zero[1]["quic"]["zero_rtt"], true);
+    let handshake = conns("quic-go-interop-handshake");
+    assert_eq!(handshake[0]["quic"]["retry"], false);
+    assert_eq!(handshake[0]["syn_count"], 1);
+    // A ClientHello whose CRYPTO frames span three Initials, all sent before an answer.
+    let split = conns("quic-multiple-initial-fragmented-crypto");
+    assert_eq!(split[0]["syn_count"], 3);
+    assert_eq!(split[0]["quic"]["stage"], "server_initial");
+    assert_eq!(split[0]["last_record"], 15);
+    let v2 = conns("quicv2-http3-443");
+    assert_eq!(v2[0]["quic"]["version"], "2");
+    assert_eq!(v2[0]["server_port"], 443);
+}
+
+/// tshark decrypts client Initials too: every ClientHello it finds (client port, SNI, ALPN)
+/// is one of racetrace's QUIC connections, file by file, except where the README says why.
+#[test]
+fn client_hellos_match_tsharks() {
+    let Some(dir) = outside("quic") else {
+        return;
+    };
+    let Some(tshark) = program(
+        &["tshark"],
+        "the cross-check with tshark (.ci/run installs it)",
+    ) else {
+        return;
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    files.sort();
+    let mut compared = 0;
+    for path in files {
+        let o = Command::new(&tshark)
+            .args(["-n", "-r"])
+            .arg(&path)
+            .args([
+                "-d",
+                "udp.port==853,quic",
+                "-Y",
+                "quic && tls.handshake.type == 1",
+                "-T",
+                "fields",
+                "-E",
+                "occurrence=f",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "tls.handshake.extensions_server_name",
+                "-e",
+                "tls.handshake.extensions_alpn_str",
+            ])
+            .output()
+            .unwrap();
+        let theirs: BTreeSet<(u64, String, String)> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                Some((
+                    f.first()?.parse().ok()?,
+                    f.get(1)?.to_string(),
+                    f.get(2)?.to_string(),
+                ))
+            })
+            .collect();
+        let (ours, _) = quic_connections(&path);
+        // tshark prints only the first ALPN (occurrence=f); compare that.
+        let ours: BTreeSet<(u64, String, String)> = ours
+            .into_iter()
+            .map(|(port, sni, alpn, _)| {
+                (port, sni, alpn.split(',').next().unwrap_or("").to_string())
+            })
+            .collect();
+        assert_eq!(ours, theirs, "{}", path.display());
+        compared += theirs.len();
+    }
+    assert!(compared >= 10, "{compared} ClientHellos compared");
+}
