@@ -246,3 +246,76 @@ fn client_hellos_match_tsharks() {
     }
     assert!(compared >= 10, "{compared} ClientHellos compared");
 }
+
+/// A scenario written as a pcap and analysed: the JSON document.
+fn analyse(tag: &str, s: &racetrace_synth::Scenario) -> Value {
+    let path = write_temp(tag, "race.pcap", &s.to_pcap());
+    analyze_value(&path, &[]).0
+}
+
+/// Races across transports, built with the test writer and real Initial protection. QUIC to
+/// [fd18::2]:443 at 0 ms, TCP to the same address 10 ms later (a HEv3 client racing the
+/// transports); QUIC's handshake completes first (20.2 ms) and the client closes the TCP
+/// attempt after its handshake (FIN at 40 ms): one race of two endpoints, QUIC the winner, the
+/// TCP also-ran cancelled at the `tcp` stage, a 10 ms attempt delay.
+#[test]
+fn quic_wins_and_tcp_is_cancelled_after_its_handshake() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    let mut q = QuicFlow::new(("fd18::1", 50000), ("fd18::2", 443), 1);
+    s.quic_connect(&mut q, 0.0, 20.0, "www.he.lab");
+    let t = s.tcp("fd18::1", 40000, "fd18::2", 443);
+    s.syn(t, 10.0).synack(t, 30.0).ack(t, Side::Client, 30.2);
+    s.fin(t, Side::Client, 40.0).fin(t, Side::Server, 40.5);
+    let j = analyse("quic-wins", &s);
+    let conns = j["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2);
+    assert_eq!(conns[0]["transport"], "quic");
+    assert_eq!(conns[0]["tls_sni"], "www.he.lab");
+    assert_eq!(conns[0]["quic"]["stage"], "data");
+    assert_eq!(conns[1]["transport"], "tcp");
+    let races = j["races"].as_array().unwrap();
+    assert_eq!(races.len(), 1, "{races:#?}");
+    let r = &races[0];
+    assert_eq!(r["attempts"], serde_json::json!([0, 1]));
+    assert_eq!(r["winner"], 0);
+    assert_eq!(r["also_rans"], serde_json::json!([1]));
+    assert_eq!(r["attempt_delays_ms"], serde_json::json!([10.0]));
+    assert_eq!(r["also_ran_cancel"][0]["stage"], "tcp");
+    assert_eq!(conns[0]["role"], "winner");
+    assert_eq!(conns[1]["role"], "also_ran");
+}
+
+/// UDP is blocked: the client's QUIC Initials (0, 300 and 900 ms) are never answered, TCP to
+/// the same address from 250 ms wins. The QUIC also-ran never got an answer.
+#[test]
+fn tcp_wins_when_udp_is_blocked() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    let mut q = QuicFlow::new(("198.18.0.1", 50001), ("198.18.0.2", 443), 2);
+    for t in [0.0, 300.0, 900.0] {
+        s.quic_initial(&mut q, t, "www.he.lab", &["h3"], false);
+    }
+    let t = s.tcp("198.18.0.1", 40001, "198.18.0.2", 443);
+    s.syn(t, 250.0).synack(t, 260.0).ack(t, Side::Client, 260.2);
+    s.data(
+        t,
+        Side::Client,
+        261.0,
+        &racetrace_synth::tls::client_hello("www.he.lab", &["h2"]),
+    );
+    let j = analyse("udp-blocked", &s);
+    let conns = j["connections"].as_array().unwrap();
+    assert_eq!(conns[0]["transport"], "quic");
+    assert_eq!(conns[0]["syn_count"], 3);
+    assert_eq!(conns[0]["stage"], "syn");
+    assert_eq!(conns[0]["quic"]["stage"], "initial_sent");
+    let r = &j["races"][0];
+    assert_eq!(r["attempts"], serde_json::json!([0, 1]));
+    assert_eq!(r["winner"], 1);
+    assert_eq!(r["attempt_delays_ms"], serde_json::json!([250.0]));
+    assert_eq!(r["also_ran_cancel"][0]["fate"], "never_answered");
+    assert_eq!(r["also_ran_cancel"][0]["stage"], "syn");
+}

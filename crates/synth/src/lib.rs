@@ -19,6 +19,7 @@
 
 pub mod busy;
 mod file;
+pub mod quic;
 pub mod score;
 pub mod tls;
 

@@ -28,6 +28,14 @@ fn ext(kind: u16, body: &[u8]) -> Vec<u8> {
 
 /// A ClientHello record offering TLS 1.3 and 1.2.
 pub fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+    let mut r = record(22, &client_hello_message(sni, alpn, false));
+    r[2] = 1; // record version 3.1, as browsers send
+    r
+}
+
+/// A ClientHello handshake message (no record layer, as QUIC's CRYPTO frames carry it),
+/// with the Encrypted Client Hello extension when `ech`.
+pub fn client_hello_message(sni: &str, alpn: &[&str], ech: bool) -> Vec<u8> {
     let mut b = vec![3, 3];
     b.extend_from_slice(&[0x11; 32]); // random
     b.push(32);
@@ -50,11 +58,15 @@ pub fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
     al.extend_from_slice(&protos);
     exts.extend(ext(0x0010, &al));
     exts.extend(ext(0x002b, &[4, 0x03, 0x04, 0x03, 0x03]));
+    if ech {
+        exts.extend(ext(
+            0xfe0d,
+            &[0x00, 0x00, 0x01, 0x00, 0x01, 0x07, 0x00, 0x00],
+        ));
+    }
     b.extend_from_slice(&u16be(exts.len()));
     b.extend_from_slice(&exts);
-    let mut r = record(22, &handshake(1, &b));
-    r[2] = 1; // record version 3.1, as browsers send
-    r
+    handshake(1, &b)
 }
 
 /// A ServerHello record choosing TLS 1.3 (`tls13`) or TLS 1.2.

@@ -221,13 +221,15 @@ fn winner(attempts: &[&Connection]) -> Option<usize> {
         .map(|c| c.id)
 }
 
-/// Attempt delays: between first SYNs to each new server address.
+/// Attempt delays: between first SYNs (or QUIC Initials) to each new endpoint (server
+/// address and transport).
 fn attempt_delays(attempts: &[&Connection]) -> PerAttempt<f64> {
-    let mut firsts: Vec<(std::net::IpAddr, Nanos)> = Vec::new();
+    let mut firsts: Vec<((std::net::IpAddr, bool), Nanos)> = Vec::new();
     for c in attempts {
         if let Some(t) = c.rec.syn_time.get() {
-            if !firsts.iter().any(|(ip, _)| *ip == c.rec.server.ip) {
-                firsts.push((c.rec.server.ip, t));
+            let ep = (c.rec.server.ip, c.rec.quic().is_some());
+            if !firsts.iter().any(|(x, _)| *x == ep) {
+                firsts.push((ep, t));
             }
         }
     }

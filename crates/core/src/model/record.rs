@@ -226,6 +226,9 @@ impl ConnRecord {
     /// Handshake legs: (SYN → SYN-ACK, SYN-ACK → ACK) in nanoseconds, when all three were seen
     /// and the SYN was not retransmitted after the SYN-ACK.
     pub fn handshake_legs(&self) -> Option<(Nanos, Nanos)> {
+        if self.quic().is_some() {
+            return None; // QUIC's "established" is the handshake's end, not an ACK's
+        }
         let syn = self.last_syn_time.get()?;
         let synack = self.synack_time.get()?;
         let ack = self.established_time.get()?;

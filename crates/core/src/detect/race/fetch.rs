@@ -57,16 +57,27 @@ pub(super) type Grouped = (Nanos, PerAttempt<usize>, bool);
 /// address's fingerprint).
 type Attempt = (usize, u16, Nanos, usize, u64);
 
-/// A server address as 64 bits: an IPv4 address exactly (below 2^32), an IPv6 address hashed
-/// (at or above 2^32, so the families never meet). Equal fingerprints in a run mean one
-/// address, and a run to one address is never a race: it is skipped before any of its
-/// connections is read (a flood's or a poller's runs, which past `--memory-limit` would each
-/// be read back from the spill).
-fn fingerprint(ip: &IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(a) => u64::from(u32::from(*a)),
-        IpAddr::V6(a) => {
-            let v = u128::from(*a);
+/// Where an attempt went: the server address and the transport (QUIC or TCP). A race reaches
+/// two or more of these, so QUIC and TCP to one address make a race (HEv3).
+type Endpoint = (IpAddr, bool);
+
+/// The endpoint of `c`.
+fn endpoint(c: &Connection) -> Endpoint {
+    (c.rec.server.ip, c.rec.quic().is_some())
+}
+
+/// A server endpoint as 64 bits: an IPv4 address exactly (below 2^32), an IPv6 address hashed
+/// (at or above 2^63, so the families never meet), bit 62 set for QUIC. Equal fingerprints in
+/// a run mean one endpoint, and a run to one endpoint is never a race: it is skipped before
+/// any of its connections is read (a flood's or a poller's runs, which past `--memory-limit`
+/// would each be read back from the spill).
+fn fingerprint((ip, quic): Endpoint) -> u64 {
+    let transport = u64::from(quic) << 62;
+    transport
+        ^ match ip {
+            IpAddr::V4(a) => u64::from(u32::from(a)),
+            IpAddr::V6(a) => {
+                let v = u128::from(a);
             let h = ((v as u64) ^ ((v >> 64) as u64).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             h | (1 << 63)
         }
@@ -101,7 +112,7 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
     // list sorted on every core, then each (host, port) run split on its own.
     let mut attempts: Vec<Attempt> = conns.par_filter_map(|c| {
-        let ip = fingerprint(&c.rec.server.ip);
+        let ip = fingerprint(endpoint(c));
         Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id, ip))
     });
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
@@ -179,6 +190,8 @@ struct Here<'a> {
     i: usize,
     t: Nanos,
     ip: IpAddr,
+    /// Its endpoint (address and transport).
+    ep: Endpoint,
     name: Option<&'a str>,
 }
 
@@ -246,6 +259,7 @@ impl<'a> Run<'a> {
                 i,
                 t,
                 ip: c.rec.server.ip,
+                ep: endpoint(c),
                 name: (c.service_source != NameSource::Address).then_some(&*c.service),
             };
             // Fetches whose last SYN is past the window can take no later attempt: close
@@ -287,9 +301,10 @@ impl<'a> Run<'a> {
             open.into_iter()
                 .map(|g| (g.first_syn, g.members, g.unexplained_repeat)),
         );
-        // A race reaches two or more addresses; a pool of connections to one address is not.
+        // A race reaches two or more endpoints (address, transport); a pool of connections to
+        // one is not.
         groups.retain(|(_, m, _)| {
-            let mut ips = m.iter().filter_map(|&i| self.at(i)).map(|c| c.rec.server.ip);
+            let mut ips = m.iter().filter_map(|&i| self.at(i)).map(endpoint);
             // A single attempt (most fetches) needs no look at its connection.
             m.len() >= 2 && ips.next().is_some_and(|first| ips.any(|ip| ip != first))
         });
@@ -305,7 +320,7 @@ impl<'a> Run<'a> {
         let fresh: Vec<usize> = (0..open.len())
             .filter(|&k| {
                 open.get(k).is_some_and(|g| {
-                    self.fits(g, h, ORDER_SLACK) && self.tried(g, h.ip).next().is_none()
+                    self.fits(g, h, ORDER_SLACK) && self.tried(g, h.ep).next().is_none()
                 })
             })
             .collect();
@@ -340,15 +355,15 @@ impl<'a> Run<'a> {
             .filter(|&k| {
                 open.get(k).is_some_and(|g| {
                     self.fits(g, h, 0)
-                        && self.tried(g, h.ip).next().is_some()
-                        && self.tried(g, h.ip).all(|m| !answered_by(m, h.t - self.leg))
+                        && self.tried(g, h.ep).next().is_some()
+                        && self.tried(g, h.ep).all(|m| !answered_by(m, h.t - self.leg))
                 })
             })
             .collect();
         let syns = |k: usize| {
             open.get(k)
                 .into_iter()
-                .flat_map(|g| self.tried(g, h.ip))
+                .flat_map(|g| self.tried(g, h.ep))
                 .filter_map(|m| m.rec.syn_time.get())
         };
         let parallel = |k: &&usize| syns(**k).any(|s| h.t - s <= PARALLEL_WITHIN);
@@ -373,16 +388,16 @@ impl<'a> Run<'a> {
             && (h.name.is_none() || g.name.is_none() || h.name == g.name)
     }
 
-    /// `g`'s attempts to `ip`.
+    /// `g`'s attempts to endpoint `ep`.
     fn tried<'g>(
         &'g self,
         g: &'g Fetch<'_>,
-        ip: IpAddr,
+        ep: Endpoint,
     ) -> impl Iterator<Item = &'g Connection> + 'g {
         g.members
             .iter()
             .filter_map(|&m| self.at(m))
-            .filter(move |m| m.rec.server.ip == ip)
+            .filter(move |m| endpoint(m) == ep)
     }
 
     /// Of the attempts from `h` on seen within the reaction time of `event` and passing
@@ -414,7 +429,7 @@ impl<'a> Run<'a> {
             .into_iter()
             .rev()
             .filter(|&q| open.iter().all(|g| g.lookup != Some(q)))
-            .find(|&q| !reacting || self.nearest(h, q, &|c2| c2.rec.server.ip == h.ip))
+            .find(|&q| !reacting || self.nearest(h, q, &|c2| endpoint(c2) == h.ep))
     }
 
     /// The attempt is the retry of a request that failed on a reused connection just before.
@@ -438,7 +453,7 @@ impl<'a> Run<'a> {
                     && m.rec.rst[1].get().is_some_and(|r| {
                         r <= h.t
                             && h.t - r <= self.reaction
-                            && self.nearest(h, r, &|c2| c2.rec.server.ip != m.rec.server.ip)
+                            && self.nearest(h, r, &|c2| endpoint(c2) != endpoint(m))
                     })
             })
     }
