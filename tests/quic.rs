@@ -285,6 +285,8 @@ fn quic_wins_and_tcp_is_cancelled_after_its_handshake() {
     assert_eq!(r["also_ran_cancel"][0]["stage"], "tcp");
     assert_eq!(conns[0]["role"], "winner");
     assert_eq!(conns[1]["role"], "also_ran");
+    // A QUIC race is judged by the HEv3 draft too: 10 ms is under its recommended 100 ms.
+    assert_eq!(r["hev3"], serde_json::json!(["attempt_delay_below_100ms"]));
 }
 
 /// UDP is blocked: the client's QUIC Initials (0, 300 and 900 ms) are never answered, TCP to
@@ -318,4 +320,227 @@ fn tcp_wins_when_udp_is_blocked() {
     assert_eq!(r["attempt_delays_ms"], serde_json::json!([250.0]));
     assert_eq!(r["also_ran_cancel"][0]["fate"], "never_answered");
     assert_eq!(r["also_ran_cancel"][0]["stage"], "syn");
+    assert_eq!(r["hev3"], serde_json::json!([]));
+}
+
+/// A dual-stack client's lookup before each HEv3 race: HTTPS, AAAA and A queries back to
+/// back at -30 ms, answered at -20 ms (HTTPS offering `alpn`), -19 and -18 ms.
+fn lookup(s: &mut racetrace_synth::Scenario, alpn: &[&str]) {
+    s.same_host("198.18.0.1", "fd18::1");
+    s.dns_https(
+        "fd18::1",
+        "fd18::53",
+        -30.0,
+        -20.0,
+        "www.he.lab",
+        alpn,
+        false,
+    );
+    s.dns(
+        "fd18::1",
+        "fd18::53",
+        -29.9,
+        -19.0,
+        "www.he.lab",
+        28,
+        &["fd18::2"],
+    );
+    s.dns(
+        "fd18::1",
+        "fd18::53",
+        -29.8,
+        -18.0,
+        "www.he.lab",
+        1,
+        &["198.18.0.2"],
+    );
+}
+
+/// The race's HEv3 findings and its DNS object.
+fn hev3(j: &Value) -> (Vec<String>, Value) {
+    let r = &j["races"][0];
+    let codes = r["hev3"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no race: {j:#}"))
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    (codes, r["dns"].clone())
+}
+
+/// HTTPS advertises `h3` and `h2`, the client races TCP only (IPv6 at 0 ms, IPv4 at 250 ms):
+/// QUIC was not tried. The lookup's HTTPS record and query order are in the race's `dns`.
+#[test]
+fn https_record_with_h3_but_no_quic_attempt() {
+    use racetrace_core::domain::Side;
+    let mut s = racetrace_synth::Scenario::new();
+    lookup(&mut s, &["h3", "h2"]);
+    let v6 = s.tcp("fd18::1", 40010, "fd18::2", 443);
+    s.syn(v6, 0.0);
+    let v4 = s.tcp("198.18.0.1", 40011, "198.18.0.2", 443);
+    s.syn(v4, 250.0)
+        .synack(v4, 260.0)
+        .ack(v4, Side::Client, 260.2);
+    s.data(
+        v4,
+        Side::Client,
+        261.0,
+        &racetrace_synth::tls::client_hello("www.he.lab", &["h2"]),
+    );
+    let j = analyse("h3-untried", &s);
+    let (codes, dns) = hev3(&j);
+    assert_eq!(codes, ["quic_not_tried"]);
+    assert_eq!(
+        dns["query_order"],
+        serde_json::json!(["https", "aaaa", "a"])
+    );
+    assert_eq!(dns["https"][0]["alpn"], serde_json::json!(["h3", "h2"]));
+    assert_eq!(dns["https"][0]["priority"], 1);
+    assert_eq!(dns["https"][0]["target"], ".");
+    assert_eq!(dns["https"][0]["ech"], false);
+    assert!(dns["https_answer_time"].as_f64().is_some());
+}
+
+/// QUIC to [fd18::2]:443 and TCP to the same address 5 ms later: a Connection Attempt Delay
+/// under the draft's 10 ms floor (and under RFC 8305's, which stays in `rfc8305`).
+#[test]
+fn attempt_delay_under_10_ms() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    lookup(&mut s, &["h3", "h2"]);
+    let mut q = QuicFlow::new(("fd18::1", 50020), ("fd18::2", 443), 3);
+    s.quic_connect(&mut q, 0.0, 20.0, "www.he.lab");
+    let t = s.tcp("fd18::1", 40020, "fd18::2", 443);
+    s.syn(t, 5.0).synack(t, 25.0).ack(t, Side::Client, 25.2);
+    s.fin(t, Side::Client, 30.0);
+    let j = analyse("cad-5ms", &s);
+    assert_eq!(j["races"][0]["attempt_delays_ms"], serde_json::json!([5.0]));
+    let (codes, _) = hev3(&j);
+    assert_eq!(codes, ["attempt_delay_below_10ms"]);
+    assert!(j["races"][0]["rfc8305"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("attempt_delay_below_10ms_must")));
+}
+
+/// AAAA was answered, but the client's first attempt is QUIC over IPv4, then QUIC over IPv6
+/// 250 ms later: IPv4 tried first although IPv6 was available.
+#[test]
+fn ipv4_first_although_ipv6_was_available() {
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    lookup(&mut s, &["h3"]);
+    let mut v4 = QuicFlow::new(("198.18.0.1", 50030), ("198.18.0.2", 443), 4);
+    s.quic_initial(&mut v4, 0.0, "www.he.lab", &["h3"], false);
+    let mut v6 = QuicFlow::new(("fd18::1", 50031), ("fd18::2", 443), 5);
+    s.quic_connect(&mut v6, 250.0, 20.0, "www.he.lab");
+    let j = analyse("v4-first", &s);
+    let r = &j["races"][0];
+    assert_eq!(r["families"], serde_json::json!(["ipv4", "ipv6"]));
+    assert_eq!(r["winner"], 1);
+    let (codes, _) = hev3(&j);
+    assert_eq!(codes, ["ipv4_first"]);
+}
+
+/// An A answer at -18 ms and the IPv4 attempt 10 ms later, while the AAAA answer only comes
+/// at +100 ms: the client did not wait the 50 ms Resolution Delay for AAAA.
+#[test]
+fn resolution_delay_not_honoured() {
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    s.same_host("198.18.0.1", "fd18::1");
+    s.dns_https(
+        "fd18::1",
+        "fd18::53",
+        -30.0,
+        -20.0,
+        "www.he.lab",
+        &["h3"],
+        true,
+    );
+    s.dns(
+        "fd18::1",
+        "fd18::53",
+        -29.9,
+        100.0,
+        "www.he.lab",
+        28,
+        &["fd18::2"],
+    );
+    s.dns(
+        "fd18::1",
+        "fd18::53",
+        -29.8,
+        -18.0,
+        "www.he.lab",
+        1,
+        &["198.18.0.2"],
+    );
+    let mut v4 = QuicFlow::new(("198.18.0.1", 50040), ("198.18.0.2", 443), 6);
+    s.quic_initial(&mut v4, -8.0, "www.he.lab", &["h3"], false);
+    let mut v6 = QuicFlow::new(("fd18::1", 50041), ("fd18::2", 443), 7);
+    s.quic_connect(&mut v6, 110.0, 20.0, "www.he.lab");
+    let j = analyse("resolution-delay", &s);
+    let (codes, dns) = hev3(&j);
+    assert_eq!(codes, ["resolution_delay_not_honoured"]);
+    assert_eq!(dns["https"][0]["ech"], true);
+}
+
+/// `check --fail-on hev3-violation`: the race that did not try QUIC although HTTPS offered
+/// h3 fails the gate (exit 1, one line naming the race and the rule); the terminal's race
+/// line says it too.
+#[test]
+fn the_gate_fails_on_a_hev3_violation() {
+    use racetrace_core::domain::Side;
+    let mut s = racetrace_synth::Scenario::new();
+    lookup(&mut s, &["h3", "h2"]);
+    let v6 = s.tcp("fd18::1", 40050, "fd18::2", 443);
+    s.syn(v6, 0.0);
+    let v4 = s.tcp("198.18.0.1", 40051, "198.18.0.2", 443);
+    s.syn(v4, 250.0)
+        .synack(v4, 260.0)
+        .ack(v4, Side::Client, 260.2);
+    let path = write_temp("gate", "race.pcap", &s.to_pcap());
+    let p = path.to_str().unwrap();
+    let o = racetrace(&["check", p, "--fail-on", "hev3-violation"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("hev3-violation:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].ends_with("race 0 (www.he.lab, records 7–10): Happy Eyeballs v3: quic_not_tried"),
+        "{}",
+        lines[0]
+    );
+    let races = String::from_utf8(racetrace(&["races", p]).stdout).unwrap();
+    assert!(races.contains("  [HEv3: quic_not_tried]\n"), "{races}");
+    // The same gate on a race with no HEv3 finding passes.
+    let mut ok = racetrace_synth::Scenario::new();
+    ok.same_host("198.18.0.1", "fd18::1");
+    let mut q = racetrace_synth::quic::QuicFlow::new(("fd18::1", 50060), ("fd18::2", 443), 8);
+    ok.quic_initial(&mut q, 0.0, "www.he.lab", &["h3"], false);
+    let t = ok.tcp("198.18.0.1", 40060, "198.18.0.2", 443);
+    ok.syn(t, 250.0)
+        .synack(t, 260.0)
+        .ack(t, Side::Client, 260.2);
+    let path = write_temp("gate-ok", "race.pcap", &ok.to_pcap());
+    let (j, _) = analyze_value(&path, &[]);
+    assert_eq!(j["races"].as_array().unwrap().len(), 1);
+    assert_eq!(j["races"][0]["hev3"], serde_json::json!([]));
+    let o = racetrace(&[
+        "check",
+        path.to_str().unwrap(),
+        "--fail-on",
+        "hev3-violation",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }

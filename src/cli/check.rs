@@ -18,6 +18,10 @@ pub enum Rule {
     StaleReuse,
     /// Successive kept connections of a client landed on different backends.
     BackendSwitch,
+    /// A race broke a Happy Eyeballs v3 rule (`races[].hev3`: Resolution Delay, attempt
+    /// delay bounds, family order and interleaving, QUIC and the advertised ALPN).
+    #[value(name = "hev3-violation")]
+    Hev3Violation,
 }
 
 impl Rule {
@@ -27,6 +31,7 @@ impl Rule {
             Rule::LateCancel => "late-cancel",
             Rule::StaleReuse => "stale-reuse",
             Rule::BackendSwitch => "backend-switch",
+            Rule::Hev3Violation => "hev3-violation",
         }
     }
 }
@@ -177,6 +182,20 @@ fn violations(a: &Analysis, rule: Rule) -> Vec<String> {
                             .unwrap_or_else(|| "(never)".into())
                     )
                 })
+            })
+            .collect(),
+        Rule::Hev3Violation => a
+            .races
+            .iter()
+            .filter(|r| !r.hev3.is_empty())
+            .map(|r| {
+                format!(
+                    "{file}: race {} ({}, {}): Happy Eyeballs v3: {}",
+                    r.id,
+                    r.service,
+                    records(a, &r.attempts),
+                    r.hev3.join(", ")
+                )
             })
             .collect(),
         Rule::StaleReuse => a

@@ -477,6 +477,8 @@ pub struct RaceRow<'a> {
     pub late_cancels: usize,
     /// Extra: possibly two fetches.
     pub fetches_ambiguous: bool,
+    /// Extra: Happy Eyeballs v3 findings.
+    pub hev3: &'a [String],
 }
 
 impl<'a> RaceRow<'a> {
@@ -503,6 +505,7 @@ impl<'a> RaceRow<'a> {
             cancel_rules_broken: &r.cancel_rules_broken,
             late_cancels: r.late_cancels(),
             fetches_ambiguous: r.fetches_ambiguous,
+            hev3: &r.hev3,
         }
     }
 
@@ -524,10 +527,17 @@ static ONE_CANCEL: [Cancel; 1] = [Cancel {
     late: false,
 }];
 
+/// The probe's DNS object, with one HTTPS record: its members are the table's columns.
+static ONE_HTTPS: std::sync::LazyLock<RaceDns> = std::sync::LazyLock::new(|| RaceDns {
+    https: vec![racetrace_core::app::dns::SvcRecord::default()],
+    ..RaceDns::default()
+});
+
 impl Probe for RaceRow<'static> {
     fn probe() -> Self {
         RaceRow {
             also_ran_cancel: &ONE_CANCEL,
+            dns: Some(&ONE_HTTPS),
             ..RaceRow::of(&NO_RACE, None)
         }
     }

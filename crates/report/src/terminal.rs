@@ -140,7 +140,7 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
             .collect();
         writeln!(
             w,
-            "race {:>3} {} {} → {}  attempts {}  delay {} ms  winner {}  also-rans: {}{}{}",
+            "race {:>3} {} {} → {}  attempts {}  delay {} ms  winner {}  also-rans: {}{}{}{}",
             r.id,
             clock(r.start_time, &d),
             r.client,
@@ -162,6 +162,11 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
                 String::new()
             } else {
                 format!("  [{}]", r.findings.join(", "))
+            },
+            if r.hev3.is_empty() {
+                String::new()
+            } else {
+                format!("  [HEv3: {}]", r.hev3.join(", "))
             }
         )?;
     }

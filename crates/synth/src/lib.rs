@@ -506,6 +506,70 @@ impl Scenario {
         self
     }
 
+    /// A DNS HTTPS (type 65) exchange: query at `t_query_ms`, answer at `t_answer_ms` with one
+    /// ServiceMode record (priority 1, target `.`) offering `alpn`, with an `ech` parameter
+    /// when `ech`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dns_https(
+        &mut self,
+        client: &str,
+        resolver: &str,
+        t_query_ms: f64,
+        t_answer_ms: f64,
+        name: &str,
+        alpn: &[&str],
+        ech: bool,
+    ) -> &mut Self {
+        use simple_dns::rdata::{RData, SVCParam, HTTPS, SVCB};
+        use simple_dns::{
+            CharacterString, Name, Packet as Dns, Question, ResourceRecord, CLASS, QCLASS, QTYPE,
+            TYPE,
+        };
+        let id = (self.pkts.len() as u16)
+            .wrapping_mul(31)
+            .wrapping_add(11)
+            .wrapping_add(self.dns_id_base);
+        let Ok(qname) = Name::new(name) else {
+            return self;
+        };
+        let question = || {
+            Question::new(
+                qname.clone(),
+                QTYPE::TYPE(TYPE::HTTPS),
+                QCLASS::CLASS(CLASS::IN),
+                false,
+            )
+        };
+        let mut q = Dns::new_query(id);
+        q.questions.push(question());
+        let mut r = Dns::new_reply(id);
+        r.questions.push(question());
+        let ids: Vec<CharacterString<'_>> = alpn
+            .iter()
+            .filter_map(|a| CharacterString::new(a.as_bytes()).ok())
+            .collect();
+        let mut svcb = SVCB::new(1, Name::new_unchecked("."));
+        svcb.set_alpn(&ids);
+        if ech {
+            svcb.set_param(SVCParam::Ech(std::borrow::Cow::Borrowed(&[
+                0, 4, 1, 2, 3, 4,
+            ])));
+        }
+        r.answers.push(ResourceRecord::new(
+            qname.clone(),
+            CLASS::IN,
+            60,
+            RData::HTTPS(HTTPS(svcb)),
+        ));
+        let sport = 30000 + (id % 20000);
+        let (c, s) = (ip(client), ip(resolver));
+        if let (Ok(qb), Ok(rb)) = (q.build_bytes_vec(), r.build_bytes_vec()) {
+            self.udp(t_query_ms, c, sport, s, 53, &qb);
+            self.udp(t_answer_ms, s, 53, c, sport, &rb);
+        }
+        self
+    }
+
     /// One UDP datagram.
     pub fn udp(
         &mut self,

@@ -9,9 +9,10 @@
 //! Which attempts are one fetch (concurrent fetches kept apart) is `fetch`'s (`race/fetch.rs`).
 
 mod fetch;
+mod hev3;
 
 use super::Context;
-use crate::app::dns::DnsTable;
+use crate::app::dns::{DnsTable, Exchange};
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
 use crate::model::store::Lookup;
 use crate::model::{
@@ -99,6 +100,8 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
 struct DnsFacts {
     /// Its DNS timing.
     timing: Option<RaceDns>,
+    /// Its Happy Eyeballs v3 findings (they need the lookup's exchanges).
+    hev3: Vec<String>,
     /// An attempt went to a NAT64-synthesised address.
     nat64: bool,
 }
@@ -110,14 +113,39 @@ fn members_of(g: &Grouped, ids: &mut Vec<usize>) {
 
 fn dns_facts(members: &[usize], a: &Analysis, dns: &DnsTable, held: &Lookup<'_>) -> DnsFacts {
     let attempts: Vec<&Connection> = members.iter().filter_map(|&i| held.get(i)).collect();
+    let (service, start) = (best_name(&attempts), start_time(&attempts));
+    let addrs = attempts
+        .first()
+        .and_then(|c| a.hosts.get(c.host))
+        .map_or(&[][..], |h| &h.addrs[..]);
+    let lookup = |qtype| dns.exchange(&service, qtype, addrs, start);
+    let ex = [
+        lookup(DnsTable::AAAA),
+        lookup(DnsTable::A),
+        lookup(crate::app::dns::TYPE_HTTPS),
+    ];
+    // An AAAA answer that came after the race began (the Resolution Delay's case) is found
+    // by the race's last attempt.
+    let last = attempts.iter().filter_map(|c| c.rec.syn_time.get()).max();
+    let aaaa = ex[0].or_else(|| dns.exchange(&service, DnsTable::AAAA, addrs, last?));
+    let hev3 = hev3::findings(
+        &attempts,
+        &attempt_delays(&attempts),
+        &hev3::Lookup {
+            aaaa: aaaa.map(|e| {
+                (
+                    e.query_time.get(),
+                    e.answer_time.get(),
+                    !dns.addrs(e).is_empty(),
+                )
+            }),
+            a_answer: ex[1].and_then(|e| e.answer_time.get()),
+            https: ex[2].and_then(|e| e.svc.as_deref()),
+        },
+    );
     DnsFacts {
-        timing: race_dns(
-            &attempts,
-            &best_name(&attempts),
-            a,
-            dns,
-            start_time(&attempts),
-        ),
+        timing: race_dns(&service, ex, start),
+        hev3,
         nat64: attempts.iter().any(|c| dns.is_nat64(&c.rec.server.ip)),
     }
 }
@@ -202,6 +230,7 @@ fn build(
         cancel_rules_broken,
         findings,
         dns: dns.timing.clone(),
+        hev3: dns.hev3.clone(),
     }
 }
 
@@ -335,6 +364,9 @@ fn fate(c: &Connection) -> Fate {
     match (r.synack_time.get(), r.established_time.get()) {
         (None, _) if close.is_some() => Fate::AbortedBeforeConnect,
         (None, _) => Fate::NeverAnswered,
+        // QUIC: the server answered and the handshake never completed; the client went quiet
+        // (its close, if any, is encrypted) before connecting.
+        (Some(_), None) if r.quic().is_some() => Fate::AbortedBeforeConnect,
         (Some(sa), None) => match close {
             Some(t) if t < sa => Fate::AbortedBeforeConnect,
             _ => Fate::LateSynackReset,
@@ -395,17 +427,11 @@ fn rfc8305_findings(
     out
 }
 
-fn race_dns(
-    attempts: &[&Connection],
-    service: &Name,
-    a: &Analysis,
-    dns: &DnsTable,
-    start: Nanos,
-) -> Option<RaceDns> {
-    let host = a.hosts.get(attempts.first()?.host)?;
-    let aaaa = dns.exchange(service, DnsTable::AAAA, &host.addrs, start);
-    let a4 = dns.exchange(service, DnsTable::A, &host.addrs, start);
-    if aaaa.is_none() && a4.is_none() {
+/// The race's lookup: the AAAA, A and HTTPS exchanges of its name before its first attempt,
+/// when any was seen.
+fn race_dns(service: &Name, ex: [Option<&Exchange>; 3], start: Nanos) -> Option<RaceDns> {
+    let [aaaa, a4, https] = ex;
+    if ex.iter().all(Option::is_none) {
         return None;
     }
     let first_answer = [aaaa, a4]
@@ -413,12 +439,35 @@ fn race_dns(
         .flatten()
         .filter_map(|e| e.answer_time.get())
         .min();
+    let secs = |e: Option<&Exchange>, answer: bool| {
+        e.and_then(|e| {
+            if answer {
+                e.answer_time.get()
+            } else {
+                e.query_time.get()
+            }
+        })
+        .map(epoch_seconds)
+    };
+    // The order the client sent its queries in (`https`, `aaaa`, `a`).
+    let mut order: Vec<(Nanos, &'static str)> = [(https, "https"), (aaaa, "aaaa"), (a4, "a")]
+        .into_iter()
+        .filter_map(|(e, n)| Some((e?.query_time.get()?, n)))
+        .collect();
+    order.sort();
     Some(RaceDns {
         name: service.clone(),
-        aaaa_query_time: aaaa.and_then(|e| e.query_time.get()).map(epoch_seconds),
-        aaaa_answer_time: aaaa.and_then(|e| e.answer_time.get()).map(epoch_seconds),
-        a_query_time: a4.and_then(|e| e.query_time.get()).map(epoch_seconds),
-        a_answer_time: a4.and_then(|e| e.answer_time.get()).map(epoch_seconds),
+        aaaa_query_time: secs(aaaa, false),
+        aaaa_answer_time: secs(aaaa, true),
+        a_query_time: secs(a4, false),
+        a_answer_time: secs(a4, true),
         answer_to_first_syn_ms: first_answer.map(|t| ms_between(t, start)),
+        https_query_time: secs(https, false),
+        https_answer_time: secs(https, true),
+        https: https
+            .and_then(|e| e.svc.as_deref())
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+        query_order: order.into_iter().map(|(_, n)| n).collect(),
     })
 }

@@ -82,6 +82,16 @@ pub struct RaceDns {
     /// First SYN minus the first answer, in ms.
     #[serde(serialize_with = "crate::domain::ser::opt")]
     pub answer_to_first_syn_ms: Option<f64>,
+    /// HTTPS (type 65) query time.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
+    pub https_query_time: Option<f64>,
+    /// HTTPS answer time.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
+    pub https_answer_time: Option<f64>,
+    /// The HTTPS answer's records (ALPN, port, hints, ECH presence, priority).
+    pub https: Vec<crate::app::dns::SvcRecord>,
+    /// The order the client sent its queries in: `https`, `aaaa`, `a`.
+    pub query_order: Vec<&'static str>,
 }
 
 /// A race's per-attempt list: nearly every race has two attempts (one also-ran, one delay),
@@ -129,6 +139,9 @@ pub struct Race {
     pub findings: Vec<String>,
     /// Extra: DNS timing.
     pub dns: Option<RaceDns>,
+    /// Extra: Happy Eyeballs v3 findings, as short codes (races with a QUIC attempt or an
+    /// HTTPS lookup; see `detect/race/hev3.rs`).
+    pub hev3: Vec<String>,
 }
 
 impl Race {

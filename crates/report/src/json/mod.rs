@@ -170,6 +170,10 @@ fn write_race(buf: &mut Vec<u8>, r: &Race) -> std::io::Result<()> {
             p.val("a_query_time", &d.a_query_time)?;
             p.val("a_answer_time", &d.a_answer_time)?;
             p.val("answer_to_first_syn_ms", &d.answer_to_first_syn_ms)?;
+            p.val("https_query_time", &d.https_query_time)?;
+            p.val("https_answer_time", &d.https_answer_time)?;
+            p.val("https", &d.https)?;
+            p.val("query_order", &d.query_order)?;
             p.close();
         }
     }
@@ -178,6 +182,7 @@ fn write_race(buf: &mut Vec<u8>, r: &Race) -> std::io::Result<()> {
     o.val("cancel_rules_broken", j.cancel_rules_broken)?;
     o.uint("late_cancels", j.late_cancels);
     o.bool("fetches_ambiguous", j.fetches_ambiguous);
+    o.val("hev3", j.hev3)?;
     o.close();
     Ok(())
 }

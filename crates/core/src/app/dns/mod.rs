@@ -2,7 +2,9 @@
 //! and answer times of each exchange (RFC 8305 §3, Resolution Delay between AAAA and A).
 //!
 //! A/AAAA answers (after any CNAME chain) are mapped to the name the client asked for, valid
-//! from the answer's capture time. AAAA answers in 64:ff9b::/96, or whose low 32 bits equal an
+//! from the answer's capture time. HTTPS (type 65) and SVCB (type 64) answers keep their
+//! service parameters (ALPN, port, address hints, ECH presence, priority): what a Happy
+//! Eyeballs v3 client builds its candidates from. AAAA answers in 64:ff9b::/96, or whose low 32 bits equal an
 //! A answer for the same name, reveal a NAT64 prefix (RFC 6052, RFC 7050).
 
 use foldhash::{HashMap, HashSet};
@@ -23,6 +25,10 @@ const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
 /// How far back `exchange` looks through one client's exchanges for a name and type.
 const LOOKBACK: usize = 4096;
+/// HTTPS and SVCB record types (RFC 9460).
+pub const TYPE_HTTPS: u16 = 65;
+/// SVCB record type.
+pub const TYPE_SVCB: u16 = 64;
 /// Bound on kept exchanges (DNS is small, but a capture can be full of it).
 const MAX_EXCHANGES: usize = 1_000_000;
 
@@ -43,6 +49,68 @@ pub struct Exchange {
     /// one flat list, not a small allocation per exchange, which cost a `free` each when the
     /// table was dropped.
     addrs: std::ops::Range<u32>,
+    /// An HTTPS or SVCB answer's records.
+    pub svc: Option<Box<[SvcRecord]>>,
+}
+
+/// One HTTPS or SVCB record (RFC 9460): a service endpoint and its parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SvcRecord {
+    /// SvcPriority: 0 is AliasMode, lower values preferred.
+    pub priority: u16,
+    /// TargetName (`.` for the owner name).
+    pub target: String,
+    /// `alpn`: the protocols offered (`h3`, `h2`, …).
+    pub alpn: Vec<String>,
+    /// `no-default-alpn`.
+    pub no_default_alpn: bool,
+    /// `port`.
+    #[serde(serialize_with = "crate::domain::ser::opt")]
+    pub port: Option<u16>,
+    /// `ipv4hint`.
+    pub ipv4hint: Vec<Ipv4Addr>,
+    /// `ipv6hint`.
+    pub ipv6hint: Vec<Ipv6Addr>,
+    /// An `ech` configuration is present (its value is not kept).
+    pub ech: bool,
+}
+
+impl SvcRecord {
+    /// The record of a parsed SVCB/HTTPS rdata.
+    fn of(r: &simple_dns::rdata::SVCB<'_>) -> SvcRecord {
+        use simple_dns::rdata::SVCParam;
+        let mut out = SvcRecord {
+            priority: r.priority,
+            target: match r.target.to_string() {
+                t if t.is_empty() => ".".to_string(),
+                t => t,
+            },
+            ..SvcRecord::default()
+        };
+        for p in r.iter_params() {
+            match p {
+                SVCParam::Alpn(list) => {
+                    out.alpn = list.iter().map(|c| c.to_string()).collect();
+                }
+                SVCParam::NoDefaultAlpn => out.no_default_alpn = true,
+                SVCParam::Port(n) => out.port = Some(*n),
+                SVCParam::Ipv4Hint(v) => {
+                    out.ipv4hint = v.iter().map(|&a| Ipv4Addr::from(a)).collect()
+                }
+                SVCParam::Ipv6Hint(v) => {
+                    out.ipv6hint = v.iter().map(|&a| Ipv6Addr::from(a)).collect()
+                }
+                SVCParam::Ech(_) => out.ech = true,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The record offers HTTP/3 (`h3` in its ALPN).
+    pub fn offers_h3(&self) -> bool {
+        self.alpn.iter().any(|a| a == "h3")
+    }
 }
 
 /// What DNS traffic in the capture says.
@@ -95,6 +163,8 @@ pub struct DnsMessage {
     qtype: u16,
     /// A and AAAA answers (after any CNAME chain); two inline.
     addrs: Answers,
+    /// HTTPS or SVCB answers' records.
+    svc: Option<Box<[SvcRecord]>>,
 }
 
 /// A message's A and AAAA answers: the common one or two (an A, or an AAAA and an A after a
@@ -130,12 +200,25 @@ impl DnsMessage {
         } else {
             Answers::new()
         };
+        let svc: Vec<SvcRecord> = if response {
+            msg.answers
+                .iter()
+                .filter_map(|rr| match &rr.rdata {
+                    RData::HTTPS(r) => Some(SvcRecord::of(&r.0)),
+                    RData::SVCB(r) => Some(SvcRecord::of(r)),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Some(DnsMessage {
             id: msg.id(),
             response,
             name: normalize(&q.qname.to_string()).into(),
             qtype: u16::from(q.qtype),
             addrs,
+            svc: (!svc.is_empty()).then(|| svc.into_boxed_slice()),
         }))
     }
 }
@@ -194,6 +277,7 @@ impl DnsTable {
             name,
             qtype,
             addrs,
+            svc,
         } = msg;
         let (client, client_port) = if response {
             (seen.dst, seen.dst_port)
@@ -232,6 +316,9 @@ impl DnsTable {
             return;
         };
         ex.answer_time = OptNanos::some(seen.time);
+        if svc.is_some() {
+            ex.svc = svc;
+        }
         // Ranges are u32: an answer that would take the list past 2^32 addresses (thousands
         // of addresses in each of the MAX_EXCHANGES answers) keeps none.
         let start = self.answer_addrs.len();
@@ -265,6 +352,7 @@ impl DnsTable {
             query_time,
             answer_time: OptNanos::NONE,
             addrs: 0..0,
+            svc: None,
         });
         Some(idx)
     }

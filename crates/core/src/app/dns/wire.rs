@@ -92,6 +92,7 @@ pub(super) fn parse(p: &[u8]) -> Option<DnsMessage> {
         name,
         qtype,
         addrs,
+        svc: None,
     })
 }
 
