@@ -544,3 +544,45 @@ fn the_gate_fails_on_a_hev3_violation() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// The report page draws a QUIC-vs-TCP race: the QUIC Initial with its SNI, the server's
+/// Initial and the handshake done on the QUIC attempt, SYN to ACK and the cancel on the TCP
+/// one, the HTTPS query and answer (with its ALPN) on the DNS lane, and the HEv3 verdict in
+/// words.
+#[test]
+fn the_race_card_draws_quic_and_tcp_attempts() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    lookup(&mut s, &["h2"]);
+    let mut q = QuicFlow::new(("fd18::1", 50070), ("fd18::2", 443), 9);
+    s.quic_connect(&mut q, 0.0, 30.0, "www.he.lab");
+    let t = s.tcp("fd18::1", 40070, "fd18::2", 443);
+    s.syn(t, 10.0).synack(t, 40.0).ack(t, Side::Client, 40.2);
+    s.fin(t, Side::Client, 45.0);
+    let path = write_temp("card", "race.pcap", &s.to_pcap());
+    let out = path.with_file_name("out");
+    let o = racetrace(&[
+        "analyze",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let page = std::fs::read_to_string(out.join("race/report.html")).unwrap();
+    let card = &page[page.find("data-race=\"0\"").expect("a card for race 0")..];
+    let card = &card[..card.find("</details>").unwrap()];
+    for label in [
+        "HTTPS? www.he.lab",
+        "HTTPS (h2) answer",
+        "QUIC Initial #0, SNI www.he.lab",
+        "server Initial",
+        "handshake done (1-RTT)",
+        "SYN #1",
+        "SYN-ACK",
+        "FIN (cancel)",
+        "Tried QUIC though the HTTPS record&#x27;s ALPN did not offer h3",
+    ] {
+        assert!(card.contains(label), "no {label:?} in the card");
+    }
+}

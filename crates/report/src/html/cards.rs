@@ -36,7 +36,24 @@ fn telling(r: &Race) -> u32 {
         + u32::from(creds) * 8
         + u32::from(r.late_cancels() > 0) * 4
         + u32::from(!r.cancel_rules_broken.is_empty()) * 2
-        + u32::from(!r.findings.is_empty())
+        + u32::from(!r.findings.is_empty() || !r.hev3.is_empty())
+}
+
+/// One Happy Eyeballs v3 finding in a sentence, with why it matters.
+fn hev3_sentence(code: &str) -> String {
+    let text = match code {
+        "resolution_delay_not_honoured" => "Did not wait the 50 ms Resolution Delay for the AAAA answer before trying IPv4 (HEv3 draft): IPv6 lost before it could start.",
+        "attempt_delay_below_10ms" => "A Connection Attempt Delay under 10 ms (HEv3 draft: never under 10 ms): the attempts are a burst, not a race.",
+        "attempt_delay_below_100ms" => "A Connection Attempt Delay under the recommended 100 ms (HEv3 draft): more connections than the path needs.",
+        "attempt_delay_above_2s" => "A Connection Attempt Delay over 2 s (HEv3 draft: at most 2 s): a dead path held the fetch up.",
+        "ipv4_first" => "Tried IPv4 first although the AAAA answer had come (HEv3 draft: IPv6 first).",
+        "families_not_interleaved" => "Tried two addresses of one family before the other (HEv3 draft: families interleaved).",
+        "quic_not_tried" => "The HTTPS record offered h3 but no QUIC attempt was made (HEv3 draft: QUIC first when advertised).",
+        "quic_not_advertised" => "Tried QUIC though the HTTPS record's ALPN did not offer h3 (HEv3 draft: attempts follow the advertised protocols).",
+        "tcp_before_quic" => "Started TCP before QUIC although the HTTPS record offered h3 (HEv3 draft: QUIC preferred).",
+        other => return format!("Happy Eyeballs v3: {}.", other.replace('_', " ")),
+    };
+    text.to_string()
 }
 
 /// The race cards: up to [`MAX_CARDS`], the most telling first, then in time order.
@@ -196,6 +213,9 @@ fn race_card(r: &Race, attempts: &[&Connection], cancel_by: Stage) -> RaceCard {
                 r.findings.join(", ").replace('_', " ")
             ),
         );
+    }
+    for code in &r.hev3 {
+        say(true, hev3_sentence(code));
     }
     if let Some(d) = &r.dns {
         if let Some(ms) = d.answer_to_first_syn_ms {

@@ -70,6 +70,29 @@ fn harms(a: &Analysis, cancel_by: Stage) -> Vec<Finding> {
             first(&|r| r.late_cancels() > 0),
         );
     }
+    let hev3: Vec<&Race> = a.races.iter().filter(|r| !r.hev3.is_empty()).collect();
+    if !hev3.is_empty() {
+        let mut codes: Vec<(&str, usize)> = Vec::new();
+        for code in hev3.iter().flat_map(|r| r.hev3.iter()) {
+            match codes.iter_mut().find(|c| c.0 == code.as_str()) {
+                Some(c) => c.1 += 1,
+                None => codes.push((code.as_str(), 1)),
+            }
+        }
+        let list: Vec<String> = codes
+            .iter()
+            .map(|(c, n)| format!("{} ({n})", c.replace('_', " ")))
+            .collect();
+        say(
+            format!(
+                "{} of {} races broke a Happy Eyeballs v3 rule (draft-ietf-happy-happyeyeballs-v3: QUIC and IPv6 first, a 50 ms Resolution Delay, attempt delays of 10 ms to 2 s): {}.",
+                hev3.len(),
+                s.races,
+                list.join(", ")
+            ),
+            hev3.first().map(|r| format!("#race-{}", r.id)),
+        );
+    }
     if s.stale_reuses > 0 {
         let retried = s.stale_reuses_retried;
         let mut causes: Vec<(&str, usize)> = Vec::new();

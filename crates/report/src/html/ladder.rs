@@ -99,7 +99,19 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
     let mut events: Vec<Event> = Vec::new();
     if let Some(d) = &r.dns {
         let to_ns = |s: f64| (s * 1e9).round() as Nanos;
+        // The HTTPS answer's ALPN, when it offered any (`HTTPS answer: h3,h2`).
+        let alpn: Vec<&str> = d
+            .https
+            .iter()
+            .flat_map(|r| r.alpn.iter().map(String::as_str))
+            .collect();
+        let https = if alpn.is_empty() {
+            "HTTPS".to_string()
+        } else {
+            format!("HTTPS ({})", alpn.join(","))
+        };
         for (q, a, kind) in [
+            (d.https_query_time, d.https_answer_time, https.as_str()),
             (d.aaaa_query_time, d.aaaa_answer_time, "AAAA"),
             (d.a_query_time, d.a_answer_time, "A"),
         ] {
@@ -108,7 +120,7 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
                     t: to_ns(q),
                     from: Lane::Client,
                     to: Lane::Dns,
-                    label: format!("{kind}? {}", d.name),
+                    label: format!("{}? {}", kind.split(' ').next().unwrap_or(kind), d.name),
                     class: "dns",
                     cancel: false,
                 });
@@ -147,32 +159,63 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
                 });
             }
         };
-        let syns = if rec.syn_count > 1 {
-            format!("SYN #{} (×{})", c.id, rec.syn_count)
+        if let Some(q) = rec.quic() {
+            // QUIC: the Initials (the ClientHello rides in them), the server's Initial, the
+            // handshake done (the client's first 1-RTT packet), application data both ways.
+            let sni = c.tls().and_then(|t| t.sni.as_deref()).unwrap_or("");
+            let n = if rec.syn_count > 1 {
+                format!(" (×{})", rec.syn_count)
+            } else {
+                String::new()
+            };
+            let what = if sni.is_empty() {
+                format!("QUIC Initial #{}{n}", c.id)
+            } else {
+                format!("QUIC Initial #{}{n}, SNI {sni}", c.id)
+            };
+            add(rec.syn_time.get(), true, what, false);
+            let retry = if q.retry { " (after a Retry)" } else { "" };
+            add(
+                rec.synack_time.get(),
+                false,
+                format!("server Initial{retry}"),
+                false,
+            );
+            add(
+                q.handshake.get(),
+                true,
+                "handshake done (1-RTT)".into(),
+                false,
+            );
+            add(q.data.get(), false, "1-RTT data both ways".into(), false);
         } else {
-            format!("SYN #{}", c.id)
-        };
-        add(rec.syn_time.get(), true, syns, false);
-        add(
-            rec.milestones.refused.get(),
-            false,
-            "RST (refused)".into(),
-            false,
-        );
-        add(rec.synack_time.get(), false, "SYN-ACK".into(), false);
-        add(rec.established_time.get(), true, "ACK".into(), false);
-        add(
-            rec.milestones.tls_hello.get(),
-            true,
-            "ClientHello".into(),
-            false,
-        );
-        add(
-            rec.milestones.tls.get(),
-            true,
-            "TLS done, app data".into(),
-            false,
-        );
+            let syns = if rec.syn_count > 1 {
+                format!("SYN #{} (×{})", c.id, rec.syn_count)
+            } else {
+                format!("SYN #{}", c.id)
+            };
+            add(rec.syn_time.get(), true, syns, false);
+            add(
+                rec.milestones.refused.get(),
+                false,
+                "RST (refused)".into(),
+                false,
+            );
+            add(rec.synack_time.get(), false, "SYN-ACK".into(), false);
+            add(rec.established_time.get(), true, "ACK".into(), false);
+            add(
+                rec.milestones.tls_hello.get(),
+                true,
+                "ClientHello".into(),
+                false,
+            );
+            add(
+                rec.milestones.tls.get(),
+                true,
+                "TLS done, app data".into(),
+                false,
+            );
+        }
         add(
             rec.milestones.http.get(),
             true,
@@ -185,11 +228,17 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
             "101 Switching Protocols".into(),
             false,
         );
-        // The client's first FIN or RST: an also-ran's is the cancel.
+        // The client's first FIN or RST (QUIC: a CONNECTION_CLOSE in the clear): an
+        // also-ran's is the cancel.
         let (fin, rst) = (rec.fin[0].get(), rec.rst[0].get());
+        let fin_word = if rec.quic().is_some() {
+            "CONNECTION_CLOSE"
+        } else {
+            "FIN"
+        };
         let close = match (fin, rst) {
             (Some(f), Some(x)) if x < f => Some((x, "RST")),
-            (Some(f), _) => Some((f, "FIN")),
+            (Some(f), _) => Some((f, fin_word)),
             (None, Some(x)) => Some((x, "RST")),
             (None, None) => None,
         };
@@ -210,7 +259,7 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
             add(Some(x), true, "RST".into(), false);
         }
         if let Some(f) = fin.filter(|&f| Some(f) != later) {
-            add(Some(f), true, "FIN".into(), false);
+            add(Some(f), true, fin_word.into(), false);
         }
         add(rec.fin[1].get(), false, "FIN".into(), false);
         if rec.rst[1] != rec.milestones.refused {
