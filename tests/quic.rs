@@ -586,3 +586,51 @@ fn the_race_card_draws_quic_and_tcp_attempts() {
         assert!(card.contains(label), "no {label:?} in the card");
     }
 }
+
+/// Bad input around a good connection: a datagram to UDP 443 that is not QUIC, a long header
+/// of an unknown version, and an Initial-shaped datagram whose length field runs past it (a
+/// damaged payload is the RFC vectors' test in `app::quic::keys`). Each kind is one warning naming the file and the first record;
+/// the good connection beside them is found whole.
+#[test]
+fn bad_quic_input_is_a_warning_and_nothing_around_it_is_lost() {
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    let (c, sv) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+    s.udp(0.0, c, 51000, sv, 443, &[0x00, 0x01, 0x02, 0x03]); // garbage to 443
+    let mut unknown = vec![0xc0, 0x0a, 0x0a, 0x0a, 0x0a, 4, 1, 2, 3, 4, 0];
+    unknown.extend([0u8; 40]);
+    s.udp(1.0, c, 51001, sv, 443, &unknown); // a version nobody reads
+    let mut bogus = vec![
+        0xc0, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x7f, 0xff,
+    ];
+    bogus.resize(1200, 0); // Initial whose length runs past the datagram
+    s.udp(2.0, c, 51002, sv, 443, &bogus);
+    let mut good = QuicFlow::new(("198.18.0.1", 51003), ("198.18.0.2", 443), 10);
+    s.quic_connect(&mut good, 3.0, 10.0, "www.he.lab");
+    let j = analyse("bad-quic", &s);
+    let kinds: Vec<(&str, u64)> = j["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["kind"].as_str().unwrap(), w["packet"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("quic_initial_undecryptable", 3),
+            ("quic_unknown_version", 2),
+            ("udp_443_not_quic", 1)
+        ]
+    );
+    for w in j["warnings"].as_array().unwrap() {
+        assert!(w["message"]
+            .as_str()
+            .unwrap()
+            .contains("race.pcap: 1 UDP datagram "));
+    }
+    let conns = j["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0]["client_port"], 51003);
+    assert_eq!(conns[0]["quic"]["stage"], "data");
+    assert_eq!(conns[0]["first_record"], 4);
+}

@@ -119,7 +119,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
         evicted,
         dns,
         stats,
-        undecryptable_initials,
+        bad_quic,
     } = sharded.finish();
     // The reader's batches, the decoded runs and the trackers' tables are gone.
     memory::give_back();
@@ -158,12 +158,20 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
             ),
         });
     }
-    if let (n @ 1.., first) = undecryptable_initials {
+    for (kind, (n, first)) in track::quic::BadQuic::ALL.into_iter().zip(bad_quic) {
+        if n == 0 {
+            continue;
+        }
+        let (code, what) = match kind {
+            track::quic::BadQuic::Undecryptable => ("quic_initial_undecryptable", "shaped like a QUIC client Initial (a known version, 1200 bytes or more) did not open with the version's Initial keys, or had a damaged header"),
+            track::quic::BadQuic::UnknownVersion => ("quic_unknown_version", "to UDP port 443 carried a QUIC long header of a version racetrace cannot read"),
+            track::quic::BadQuic::Garbage443 => ("udp_443_not_quic", "to UDP port 443 were neither a QUIC connection's start nor part of one seen starting"),
+        };
         analysis.warnings.push(error::Warning {
-            kind: "quic_initial_undecryptable",
+            kind: code,
             packet: first,
             message: format!(
-                "{}: {n} UDP datagram{} shaped like a QUIC client Initial (a known version, 1200 bytes or more) did not open with the version's Initial keys, the first at record {}: damaged or not QUIC; not counted as connections",
+                "{}: {n} UDP datagram{} {what}, the first at record {}; not counted as connections",
                 inputs.join(", "),
                 if n == 1 { "" } else { "s" },
                 first.unwrap_or(0)

@@ -293,9 +293,9 @@ pub struct Tracker {
     cfg: TrackConfig,
     table: HashMap<ConnKey, Open>,
     quic: HashMap<ConnKey, QuicOpen>,
-    /// Datagrams shaped like a client Initial that did not open (see [`quic::First`]), and
-    /// the record of the first.
-    undecryptable: (u64, Option<u64>),
+    /// Datagrams that looked like QUIC but were not readable as a connection's start, per
+    /// [`quic::BadQuic`] kind: how many, and the record of the first.
+    bad_quic: [(u64, Option<u64>); 3],
     out: Tracked,
     now: Nanos,
     last_sweep: Nanos,
@@ -347,10 +347,10 @@ impl Tracker {
         self.table.len() + self.quic.len()
     }
 
-    /// Datagrams shaped like a client Initial of a known QUIC version that did not open,
-    /// and the record of the first.
-    pub fn undecryptable_initials(&self) -> (u64, Option<u64>) {
-        self.undecryptable
+    /// Datagrams that looked like QUIC but were not readable as a connection's start, per
+    /// [`quic::BadQuic`] kind: how many, and the record of the first.
+    pub fn bad_quic(&self) -> [(u64, Option<u64>); 3] {
+        self.bad_quic
     }
 
     /// Feed one UDP datagram (not DNS): QUIC when it belongs to a QUIC connection or starts
@@ -390,9 +390,10 @@ impl Tracker {
                     self.quic.insert(key, QuicOpen { slot, conn });
                     self.out.table_peak = self.out.table_peak.max(self.open());
                 }
-                quic::First::Undecryptable => {
-                    self.undecryptable.0 += 1;
-                    self.undecryptable.1.get_or_insert(p.record);
+                quic::First::Bad(kind) => {
+                    let slot = &mut self.bad_quic[kind.index()];
+                    slot.0 += 1;
+                    slot.1.get_or_insert(p.record);
                 }
                 quic::First::Other => return,
             }

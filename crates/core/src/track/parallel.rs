@@ -92,8 +92,9 @@ pub struct Output {
     pub dns: DnsTable,
     /// Decode counts.
     pub stats: DecodeStats,
-    /// Datagrams shaped like a QUIC client Initial that did not open, and the first's record.
-    pub undecryptable_initials: (u64, Option<u64>),
+    /// Datagrams that looked like QUIC but were not readable as a connection's start, per
+    /// [`super::quic::BadQuic`] kind: how many, and the first's record.
+    pub bad_quic: [(u64, Option<u64>); 3],
 }
 
 /// The shard of a packet: a direction-symmetric hash of its addresses and ports (TCP and
@@ -261,12 +262,13 @@ impl Sharded {
         }
         let table_peak = self.trackers.iter().map(|t| t.table_peak()).max();
         let mut evicted = Evictions::default();
-        let mut undecryptable = (0, None::<u64>);
+        let mut bad_quic = [(0, None::<u64>); 3];
         for t in &self.trackers {
             evicted.add(&t.evicted());
-            let (n, first) = t.undecryptable_initials();
-            undecryptable.0 += n;
-            undecryptable.1 = undecryptable.1.into_iter().chain(first).min();
+            for (sum, (n, first)) in bad_quic.iter_mut().zip(t.bad_quic()) {
+                sum.0 += n;
+                sum.1 = sum.1.into_iter().chain(first).min();
+            }
         }
         Output {
             evicted,
@@ -276,7 +278,7 @@ impl Sharded {
             table_peak: table_peak.unwrap_or(0).max(self.table_peak),
             dns: self.dns,
             stats: self.stats,
-            undecryptable_initials: undecryptable,
+            bad_quic,
         }
     }
 }

@@ -38,11 +38,36 @@ pub struct QuicConn {
 pub enum First {
     /// A client Initial that opened: a new connection.
     Quic(Box<QuicConn>),
-    /// A datagram shaped like a client Initial of a known version (long header, Initial,
-    /// padded to 1200 bytes) that did not open: counted, not tracked.
-    Undecryptable,
+    /// Not the start of a QUIC connection, but worth a warning (counted, not tracked).
+    Bad(BadQuic),
     /// Anything else (not QUIC, or not the start of a connection).
     Other,
+}
+
+/// A datagram that looked like QUIC and was not readable as the start of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadQuic {
+    /// Shaped like a client Initial of a known version (long header, Initial, padded to 1200
+    /// bytes) that did not open, or whose header was damaged (bogus lengths, truncated).
+    Undecryptable,
+    /// A long header with a version racetrace cannot read, to or from UDP port 443.
+    UnknownVersion,
+    /// Neither a long header nor a known flow's, to UDP port 443 (where QUIC is expected).
+    Garbage443,
+}
+
+impl BadQuic {
+    /// All kinds, in the order the warnings list them.
+    pub const ALL: [BadQuic; 3] = [
+        BadQuic::Undecryptable,
+        BadQuic::UnknownVersion,
+        BadQuic::Garbage443,
+    ];
+
+    /// Index in [`BadQuic::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl QuicConn {
@@ -56,14 +81,24 @@ impl QuicConn {
             && d.get(1..5)
                 .and_then(|v| wire::Version::of(u32::from_be_bytes([v[0], v[1], v[2], v[3]])))
                 .is_some_and(|v| v.kind(d[0]) == Kind::Initial);
+        let to_443 = u.dst_port == 443;
         let not_opened = if shaped {
-            First::Undecryptable
+            First::Bad(BadQuic::Undecryptable)
         } else {
             First::Other
         };
-        let Ok(first) = wire::long(d) else {
-            return not_opened;
+        let first = match wire::long(d) {
+            Ok(first) => first,
+            // A short header to 443 on a flow never seen starting: a connection whose
+            // Initials the capture missed, or garbage; either way nothing to track.
+            Err(wire::Bad::Short) if to_443 && d.first().is_some_and(|b| b & 0x40 == 0) => {
+                return First::Bad(BadQuic::Garbage443)
+            }
+            Err(_) => return not_opened,
         };
+        if first.kind == Kind::Unknown && to_443 {
+            return First::Bad(BadQuic::UnknownVersion);
+        }
         if first.kind != Kind::Initial {
             return First::Other;
         }
