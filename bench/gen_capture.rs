@@ -20,6 +20,11 @@
 //! `gen_capture OUT.pcap --short N`: N short connections (handshake, one small exchange,
 //! teardown), about 64 open at any time: the stream for the tracker's flat-memory check.
 //!
+//! `gen_capture OUT.pcap --quic N`: N QUIC connections of 100 datagrams each (Initials sealed
+//! with real keys, then 1,200-byte 1-RTT packets, mostly from the server); `--tcp-like-quic N`
+//! the same number of TCP connections of 100 packets each (the QUIC throughput benchmark,
+//! `bench/quic.sh`, compares the two).
+//!
 //! `gen_capture OUT.pcap --flood N`: a SYN flood of N SYNs, none answered, from distinct
 //! sources (16.7 M addresses of 10.0.0.0/8, then new source ports) to one server port, at
 //! 100,000 SYNs a second (the 5 M SYNs in 50 s), beside one race every 2 s of a
@@ -118,6 +123,66 @@ fn short(base: i64, first: usize, n: usize) -> Scenario {
     s
 }
 
+/// Packets per connection of `--quic` and `--tcp-like-quic`.
+const BULK_PACKETS: usize = 100;
+
+/// One chunk of QUIC connections carrying data: each a client Initial, the server's Initial,
+/// the client's first 1-RTT packet, then 1-RTT packets of 1,200 bytes from the server (a
+/// client one every tenth): [`BULK_PACKETS`] datagrams.
+fn quic_bulk(base: i64, first: usize, n: usize) -> Scenario {
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = Scenario::new().starting_at(base);
+    for k in 0..n {
+        let g = first + k;
+        let (c4, _) = client(g);
+        let (s4, _) = server(g);
+        let t = CHUNK_MS * 0.8 * k as f64 / n as f64;
+        let mut f = QuicFlow::new(
+            (c4.as_str(), 10_000 + (g % 50_000) as u16),
+            (s4.as_str(), 443),
+            g as u8,
+        );
+        s.quic_initial(&mut f, t, "bulk.example", &["h3"], false);
+        s.quic_server_initial(&mut f, t + 1.0);
+        s.quic_short(&mut f, Side::Client, t + 1.2, 60);
+        for j in 3..BULK_PACKETS {
+            let side = if j % 10 == 0 {
+                Side::Client
+            } else {
+                Side::Server
+            };
+            s.quic_short(&mut f, side, t + 1.3 + 0.01 * j as f64, 1200);
+        }
+    }
+    s
+}
+
+/// The TCP counterpart of [`quic_bulk`]: each connection a handshake, 1,200-byte segments
+/// from the server (a client ACK every tenth) and the close: [`BULK_PACKETS`] packets.
+fn tcp_bulk(base: i64, first: usize, n: usize) -> Scenario {
+    let mut s = Scenario::new().starting_at(base);
+    let segment = vec![0x5au8; 1200];
+    for k in 0..n {
+        let g = first + k;
+        let (c4, _) = client(g);
+        let (s4, _) = server(g);
+        let t = CHUNK_MS * 0.8 * k as f64 / n as f64;
+        let c = s.tcp(&c4, 10_000 + (g % 50_000) as u16, &s4, 443);
+        s.handshake(c, t, 1.0);
+        for j in 3..BULK_PACKETS - 3 {
+            if j % 10 == 0 {
+                s.ack(c, Side::Client, t + 1.3 + 0.01 * j as f64);
+            } else {
+                s.data(c, Side::Server, t + 1.3 + 0.01 * j as f64, &segment);
+            }
+        }
+        s.fin(c, Side::Client, t + 3.0)
+            .fin(c, Side::Server, t + 3.1)
+            .ack(c, Side::Client, t + 3.2);
+    }
+    s
+}
+
 /// SYNs per 2 s chunk of `--flood`: 100,000 a second.
 const FLOOD_CHUNK: usize = 200_000;
 
@@ -195,7 +260,7 @@ fn main() -> std::io::Result<()> {
     if let (Some(out), Some("--busy")) = (args.get(1), args.get(2).map(String::as_str)) {
         return busy(out, args.get(3..).unwrap_or(&[]));
     }
-    let usage = "usage: gen_capture OUT.pcap (--bytes N [--segment B] | --short N | --flood N)";
+    let usage = "usage: gen_capture OUT.pcap (--bytes N [--segment B] | --short N | --flood N | --quic N | --tcp-like-quic N)";
     let (Some(out), Some(mode), Some(n)) = (args.get(1), args.get(2), args.get(3)) else {
         eprintln!("{usage}");
         std::process::exit(2);
@@ -209,7 +274,10 @@ fn main() -> std::io::Result<()> {
     let mut written = 0u64;
     let mut first = 0usize;
     let mut chunk = 0i64;
-    let counted = mode == "--short" || mode == "--flood";
+    let counted = matches!(
+        mode.as_str(),
+        "--short" | "--flood" | "--quic" | "--tcp-like-quic"
+    );
     let per_chunk = match mode.as_str() {
         "--short" => 64_000,
         "--flood" => FLOOD_CHUNK,
@@ -232,6 +300,8 @@ fn main() -> std::io::Result<()> {
         let s = match mode.as_str() {
             "--short" => short(base, first, take),
             "--flood" => flood(base, first, take),
+            "--quic" => quic_bulk(base, first, take),
+            "--tcp-like-quic" => tcp_bulk(base, first, take),
             _ => fetches(base, first, take, segment),
         };
         let bytes = write_pcap(&s.frames(Link::Ethernet), Link::Ethernet, false, 262_144);
