@@ -144,7 +144,26 @@ fn cell(name: &str, v: AnyValue<'_>, start: Option<f64>) -> Cell {
             title: Some(iso8601((t * 1e9).round() as i64)),
         },
         (AnyValue::Float64(ms), _) if name.ends_with("_ms") => text(format!("{ms:.1} ms")),
+        // Other measurements (a fitted clock rate, a skew, a confidence): six significant
+        // digits, the whole value for sorting and in the tooltip.
+        (AnyValue::Float64(x), _) if x.is_finite() && x != x.trunc() => Cell {
+            text: significant(x, 6),
+            v: Some(format!("{x}")),
+            title: Some(format!("{x}")),
+        },
         (other, _) => text(plain(other)),
+    }
+}
+
+/// `x` to `digits` significant digits, without trailing zeros (`1000`, `0.000222045`).
+fn significant(x: f64, digits: i32) -> String {
+    let magnitude = x.abs().log10().floor() as i32;
+    let decimals = (digits - 1 - magnitude).clamp(0, 15) as usize;
+    let t = format!("{x:.decimals$}");
+    if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
     }
 }
 
@@ -498,5 +517,19 @@ mod base64_engine {
                 assert_eq!(super::encode(i.as_bytes()), o);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::significant;
+
+    #[test]
+    fn measurements_read_to_six_significant_digits() {
+        assert_eq!(significant(1000.000000000001, 6), "1000");
+        assert_eq!(significant(100.0000000000003, 6), "100");
+        assert_eq!(significant(0.00000000022204460492503, 6), "0.000000000222045");
+        assert_eq!(significant(0.9999, 6), "0.9999");
+        assert_eq!(significant(-12.3456789, 6), "-12.3457");
     }
 }
