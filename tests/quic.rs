@@ -279,6 +279,7 @@ fn quic_wins_and_tcp_is_cancelled_after_its_handshake() {
     assert_eq!(races.len(), 1, "{races:#?}");
     let r = &races[0];
     assert_eq!(r["attempts"], serde_json::json!([0, 1]));
+    assert_eq!(r["transports"], serde_json::json!(["quic", "tcp"]));
     assert_eq!(r["winner"], 0);
     assert_eq!(r["also_rans"], serde_json::json!([1]));
     assert_eq!(r["attempt_delays_ms"], serde_json::json!([10.0]));

@@ -444,6 +444,8 @@ pub struct RaceRow<'a> {
     pub attempts: &'a [usize],
     /// Their families.
     pub families: &'a [Family],
+    /// Extra: their transports (`tcp`, `quic`).
+    pub transports: &'a [&'static str],
     /// Extra: the first attempt's family.
     #[serde(serialize_with = "opt")]
     pub first_family: Option<Family>,
@@ -491,6 +493,7 @@ impl<'a> RaceRow<'a> {
             start_time: r.start_time,
             attempts: &r.attempts,
             families: &r.families,
+            transports: &r.transports,
             first_family: r.families.first().copied(),
             winner: r.winner,
             winner_family,

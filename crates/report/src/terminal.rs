@@ -115,7 +115,11 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
             .attempts
             .iter()
             .zip(&r.families)
-            .map(|(id, f)| format!("#{id} {}", f.as_str()))
+            .zip(r.transports.iter().chain(std::iter::repeat(&"tcp")))
+            .map(|((id, f), t)| {
+                let quic = if *t == "quic" { "/quic" } else { "" };
+                format!("#{id} {}{quic}", f.as_str())
+            })
             .collect();
         let delays: Vec<String> = r
             .attempt_delays_ms

@@ -219,6 +219,7 @@ fn build(
         start_time,
         attempts: attempts.iter().map(|c| c.id).collect(),
         families,
+        transports: attempts.iter().map(|c| c.rec.transport()).collect(),
         winner,
         also_rans,
         attempt_delays_ms,

@@ -113,6 +113,8 @@ pub struct Race {
     pub attempts: PerAttempt<usize>,
     /// Family of each attempt.
     pub families: PerAttempt<Family>,
+    /// Transport of each attempt: `"tcp"` or `"quic"`.
+    pub transports: PerAttempt<&'static str>,
     /// The winner, when one attempt was kept.
     pub winner: Option<usize>,
     /// Also-ran ids.

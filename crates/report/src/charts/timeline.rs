@@ -159,12 +159,18 @@ fn span(
     Some((ms(r.start_time, s), ms(r.start_time, end)))
 }
 
-/// A row's label: `race 3 #7 v6 also-ran`.
+/// A row's label: `race 3 #7 v6 also-ran`, `race 4 #9 v6 QUIC winner`.
 fn row_label(r: &racetrace_core::model::Race, c: &racetrace_core::model::Connection) -> String {
     let role = if c.role == Role::Winner {
         "winner"
     } else {
         "also-ran"
     };
-    format!("race {} #{} v{} {role}", r.id, c.id, c.rec.family().digit())
+    let quic = if c.rec.quic().is_some() { " QUIC" } else { "" };
+    format!(
+        "race {} #{} v{}{quic} {role}",
+        r.id,
+        c.id,
+        c.rec.family().digit()
+    )
 }

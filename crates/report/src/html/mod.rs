@@ -528,7 +528,10 @@ mod tests {
     fn measurements_read_to_six_significant_digits() {
         assert_eq!(significant(1000.000000000001, 6), "1000");
         assert_eq!(significant(100.0000000000003, 6), "100");
-        assert_eq!(significant(0.00000000022204460492503, 6), "0.000000000222045");
+        assert_eq!(
+            significant(0.00000000022204460492503, 6),
+            "0.000000000222045"
+        );
         assert_eq!(significant(0.9999, 6), "0.9999");
         assert_eq!(significant(-12.3456789, 6), "-12.3457");
     }

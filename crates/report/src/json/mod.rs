@@ -142,6 +142,7 @@ fn write_race(buf: &mut Vec<u8>, r: &Race) -> std::io::Result<()> {
     o.time("start_time", Some(j.start_time))?;
     o.uints("attempts", j.attempts)?;
     o.families("families", j.families)?;
+    o.val("transports", j.transports)?;
     o.opt_text("first_family", j.first_family.map(Family::as_str));
     o.opt_uint("winner", j.winner);
     o.opt_text("winner_family", j.winner_family.map(Family::as_str));
