@@ -635,3 +635,56 @@ fn bad_quic_input_is_a_warning_and_nothing_around_it_is_lost() {
     assert_eq!(conns[0]["quic"]["stage"], "data");
     assert_eq!(conns[0]["first_record"], 4);
 }
+
+/// The tables carry QUIC too: the connections CSV has `transport` and the `quic.*` columns
+/// (one row `quic`, one `tcp`), the races CSV the attempts' transports and HEv3 findings.
+#[test]
+fn tables_carry_transport_quic_and_hev3() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    let mut q = QuicFlow::new(("fd18::1", 50080), ("fd18::2", 443), 11);
+    s.quic_connect(&mut q, 0.0, 20.0, "www.he.lab");
+    let t = s.tcp("fd18::1", 40080, "fd18::2", 443);
+    s.syn(t, 10.0).synack(t, 30.0).ack(t, Side::Client, 30.2);
+    s.fin(t, Side::Client, 40.0);
+    let path = write_temp("tables", "race.pcap", &s.to_pcap());
+    let out = path.with_file_name("out");
+    let o = racetrace(&[
+        "analyze",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let read = |name: &str| -> Vec<std::collections::HashMap<String, String>> {
+        let text = std::fs::read_to_string(out.join("race").join(name)).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<String> = lines
+            .next()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        lines
+            .map(|l| {
+                header
+                    .iter()
+                    .cloned()
+                    .zip(l.split(',').map(str::to_string))
+                    .collect()
+            })
+            .collect()
+    };
+    let conns = read("connections.csv");
+    assert_eq!(conns.len(), 2);
+    assert_eq!(conns[0]["transport"], "quic");
+    assert_eq!(conns[0]["quic.stage"], "data");
+    // The writer's DCID for seed 11: bytes 11 × 31 mod 256 = 0x55, then counting up.
+    assert_eq!(conns[0]["quic.original_dcid"], "55565758595a5b5c");
+    assert_eq!(conns[1]["transport"], "tcp");
+    assert_eq!(conns[1]["quic.stage"], "");
+    let races = read("races.csv");
+    assert_eq!(races[0]["transports"], "quic;tcp");
+    assert_eq!(races[0]["hev3"], "attempt_delay_below_100ms");
+}
