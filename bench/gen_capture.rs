@@ -128,7 +128,7 @@ const BULK_PACKETS: usize = 100;
 
 /// One chunk of QUIC connections carrying data: each a client Initial, the server's Initial,
 /// the client's first 1-RTT packet, then 1-RTT packets of 1,200 bytes from the server (a
-/// client one every tenth): [`BULK_PACKETS`] datagrams.
+/// small client one every tenth, as TCP's ACKs): [`BULK_PACKETS`] datagrams.
 fn quic_bulk(base: i64, first: usize, n: usize) -> Scenario {
     use racetrace_synth::quic::QuicFlow;
     let mut s = Scenario::new().starting_at(base);
@@ -145,13 +145,14 @@ fn quic_bulk(base: i64, first: usize, n: usize) -> Scenario {
         s.quic_initial(&mut f, t, "bulk.example", &["h3"], false);
         s.quic_server_initial(&mut f, t + 1.0);
         s.quic_short(&mut f, Side::Client, t + 1.2, 60);
+        // Every tenth a small client packet (its ACKs), as the TCP counterpart's ACKs.
         for j in 3..BULK_PACKETS {
-            let side = if j % 10 == 0 {
-                Side::Client
+            let (side, len) = if j % 10 == 0 {
+                (Side::Client, 20)
             } else {
-                Side::Server
+                (Side::Server, 1200)
             };
-            s.quic_short(&mut f, side, t + 1.3 + 0.01 * j as f64, 1200);
+            s.quic_short(&mut f, side, t + 1.3 + 0.01 * j as f64, len);
         }
     }
     s

@@ -688,3 +688,22 @@ fn tables_carry_transport_quic_and_hev3() {
     assert_eq!(races[0]["transports"], "quic;tcp");
     assert_eq!(races[0]["hev3"], "attempt_delay_below_100ms");
 }
+
+/// QUIC is recognised by its Initial opening, on any port: a connection to UDP 4433 (a common
+/// test server's) is QUIC, with its SNI, and its filter selects UDP 4433.
+#[test]
+fn quic_on_any_port() {
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    let mut q = QuicFlow::new(("198.18.0.1", 50090), ("198.18.0.2", 4433), 12);
+    s.quic_connect(&mut q, 0.0, 5.0, "test.he.lab");
+    let j = analyse("port-4433", &s);
+    let c = &j["connections"][0];
+    assert_eq!(c["transport"], "quic");
+    assert_eq!(c["server_port"], 4433);
+    assert_eq!(c["tls_sni"], "test.he.lab");
+    assert!(c["wireshark_filter"]
+        .as_str()
+        .unwrap()
+        .contains("udp.port == 50090 && udp.port == 4433"));
+}
