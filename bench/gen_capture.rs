@@ -158,11 +158,13 @@ fn quic_bulk(base: i64, first: usize, n: usize) -> Scenario {
     s
 }
 
-/// The TCP counterpart of [`quic_bulk`]: each connection a handshake, 1,200-byte segments
-/// from the server (a client ACK every tenth) and the close: [`BULK_PACKETS`] packets.
+/// The TCP counterpart of [`quic_bulk`]: each connection a handshake, the client's
+/// ClientHello, 1,200-byte segments from the server (a client ACK every tenth) and the close:
+/// [`BULK_PACKETS`] packets.
 fn tcp_bulk(base: i64, first: usize, n: usize) -> Scenario {
     let mut s = Scenario::new().starting_at(base);
     let segment = vec![0x5au8; 1200];
+    let hello = racetrace_synth::tls::client_hello("bulk.example", &["h2"]);
     for k in 0..n {
         let g = first + k;
         let (c4, _) = client(g);
@@ -170,7 +172,9 @@ fn tcp_bulk(base: i64, first: usize, n: usize) -> Scenario {
         let t = CHUNK_MS * 0.8 * k as f64 / n as f64;
         let c = s.tcp(&c4, 10_000 + (g % 50_000) as u16, &s4, 443);
         s.handshake(c, t, 1.0);
-        for j in 3..BULK_PACKETS - 3 {
+        // The client's ClientHello first, as the QUIC connections' Initial carries one.
+        s.data(c, Side::Client, t + 1.2, &hello);
+        for j in 4..BULK_PACKETS - 3 {
             if j % 10 == 0 {
                 s.ack(c, Side::Client, t + 1.3 + 0.01 * j as f64);
             } else {

@@ -79,7 +79,10 @@ impl CryptoStream {
         while let Some((kind, l)) = varint(f) {
             f = &f[l..];
             match kind {
-                0x00 | 0x01 => {} // PADDING, PING
+                // PADDING runs to the packet's end in a client Initial (~1,000 bytes): skip
+                // the run at once, not a byte per frame.
+                0x00 => f = &f[f.iter().take_while(|&&b| b == 0).count()..],
+                0x01 => {} // PING
                 0x02 | 0x03 => {
                     // ACK: largest, delay, range count, first range, then (gap, length) pairs.
                     let mut n = 0;
