@@ -1,7 +1,7 @@
 //! QUIC connections in real captures: the Zeek project's QUIC test traces (Chromium 115,
 //! curl 8.1.2 with HTTP/3, quic-go's interop runner with a Retry and 0-RTT, QUIC v2, DNS over
-//! QUIC, and files that once crashed a decoder), in the shared QUIC folder beside the clone (`support::outside("quic")`; third-party:
-//! skipped with a message when absent, a failure in CI). Each file's QUIC connections, SNI and
+//! QUIC, and files that once crashed a decoder), found by `support::outside("quic")`
+//! (third-party: skipped with a message when absent, a failure in CI). Each file's QUIC connections, SNI and
 //! ALPN are checked against the counts tshark gives (that folder's README), and, where tshark
 //! is installed, against tshark's own decryption of every client Initial.
 
