@@ -707,3 +707,30 @@ fn quic_on_any_port() {
         .unwrap()
         .contains("udp.port == 50090 && udp.port == 4433"));
 }
+
+/// QUIC attempts feed the client's attempt-delay profile: three races of one host, each a
+/// QUIC attempt to IPv6 left unanswered and TCP to IPv4 250 ms later, give a fixed 250 ms
+/// delay (Node's and RFC 8305's default) over three races.
+#[test]
+fn quic_attempts_feed_the_delay_profile() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    s.same_host("198.18.0.1", "fd18::1");
+    for k in 0..3u16 {
+        let t0 = 5_000.0 * f64::from(k);
+        let mut q = QuicFlow::new(("fd18::1", 50100 + k), ("fd18::2", 443), 20 + k as u8);
+        s.quic_initial(&mut q, t0, "www.he.lab", &["h3"], false);
+        let t = s.tcp("198.18.0.1", 40100 + k, "198.18.0.2", 443);
+        s.syn(t, t0 + 250.0)
+            .synack(t, t0 + 260.0)
+            .ack(t, Side::Client, t0 + 260.2);
+    }
+    let j = analyse("profile", &s);
+    assert_eq!(j["races"].as_array().unwrap().len(), 3);
+    let profile = &j["clients"][0]["attempt_delay"];
+    assert_eq!(profile["class"], "fixed", "{profile}");
+    assert_eq!(profile["races"], 3);
+    assert_eq!(profile["median_ms"], 250.0);
+    assert_eq!(profile["near_default_ms"], 250);
+}
