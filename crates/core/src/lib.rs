@@ -150,7 +150,7 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
             kind: "table_full",
             packet: None,
             message: format!(
-                "{}: the connection table was full (--memory-limit): {} connections left it early ({} unanswered SYNs, {} others, the quietest); each is still reported, and a late packet of one starts a new record",
+                "{}: the connection table was full (--memory-limit): {} connections left it early ({} unanswered attempts: SYNs or QUIC Initials; {} others; the quietest); each is still reported, and a late packet of one starts a new record",
                 inputs.join(", "),
                 evicted.total(),
                 evicted.unanswered,

@@ -389,6 +389,9 @@ impl Tracker {
                     let slot = self.out.slots.push(p.record);
                     self.quic.insert(key, QuicOpen { slot, conn });
                     self.out.table_peak = self.out.table_peak.max(self.open());
+                    if self.open() > self.cfg.table_cap {
+                        self.evict_quic();
+                    }
                 }
                 quic::First::Bad(kind) => {
                     let slot = &mut self.bad_quic[kind.index()];
@@ -492,6 +495,29 @@ impl Tracker {
                 excess = excess.saturating_sub(1);
                 Self::finish_one(&mut self.out, c);
             }
+        }
+    }
+
+    /// The tables are over their cap on a new QUIC connection: the quietest quarter of the
+    /// QUIC table leaves, as finished records counted in [`Evictions`] (an Initial flood's
+    /// unanswered ones first, as they are the quietest), so QUIC cannot grow past the cap
+    /// that bounds TCP. Amortised O(1) per new connection.
+    fn evict_quic(&mut self) {
+        let excess = (self.quic.len() / 4).max(1);
+        let mut quiet: Vec<Nanos> = self.quic.values().map(|o| o.conn.rec.last_time).collect();
+        let k = excess.min(quiet.len()).saturating_sub(1);
+        let Some((_, &mut cut, _)) = (!quiet.is_empty()).then(|| quiet.select_nth_unstable(k))
+        else {
+            return;
+        };
+        let gone = self.quic.extract_if(|_, o| o.conn.rec.last_time <= cut);
+        for (_, c) in gone {
+            if c.conn.rec.synack_time.is_some() {
+                self.out.evicted.other += 1;
+            } else {
+                self.out.evicted.unanswered += 1;
+            }
+            Self::finish_quic(&mut self.out, c);
         }
     }
 
