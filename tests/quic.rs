@@ -770,3 +770,26 @@ fn a_quic_initial_flood_past_the_table_cap_is_evicted_and_still_reported() {
     );
     assert!(a.warnings.iter().any(|w| w.kind == "table_full"));
 }
+
+/// A server that refuses QUIC in the clear (a CONNECTION_CLOSE in its Initial): the attempt
+/// ends `fin_server`, `quic.end` says `close_server`, and in the race it lost as `refused`
+/// while TCP to the same address won.
+#[test]
+fn a_server_refusing_quic_in_the_clear() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    let mut q = QuicFlow::new(("fd18::1", 50200), ("fd18::2", 443), 30);
+    s.quic_initial(&mut q, 0.0, "www.he.lab", &["h3"], false);
+    s.quic_server_close(&mut q, 10.0);
+    let t = s.tcp("fd18::1", 40200, "fd18::2", 443);
+    s.syn(t, 12.0).synack(t, 22.0).ack(t, Side::Client, 22.2);
+    let j = analyse("server-close", &s);
+    let c = &j["connections"][0];
+    assert_eq!(c["end_reason"], "fin_server");
+    assert_eq!(c["quic"]["end"], "close_server");
+    assert_eq!(c["quic"]["stage"], "server_initial");
+    let r = &j["races"][0];
+    assert_eq!(r["winner"], 1);
+    assert_eq!(r["also_ran_cancel"][0]["fate"], "refused");
+}

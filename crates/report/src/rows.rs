@@ -193,8 +193,8 @@ pub struct QuicRow<'a> {
     /// Application data both ways.
     #[serde(serialize_with = "ser_opt_time")]
     pub data_time: Option<Nanos>,
-    /// How it ended: `close_client` (a CONNECTION_CLOSE in a client Initial, in the clear)
-    /// or `idle` (no datagram for the idle timeout, or the capture's end).
+    /// How it ended: `close_client` or `close_server` (a CONNECTION_CLOSE in an Initial, in
+    /// the clear) or `idle` (no datagram for the idle timeout, or the capture's end).
     pub end: &'static str,
     /// Client Initials that did not open, or whose ClientHello did not parse.
     pub undecryptable_initials: u32,
@@ -225,10 +225,10 @@ impl<'a> QuicRow<'a> {
             initials_server: q.initials[1],
             handshake_time: q.handshake.get(),
             data_time: q.data.get(),
-            end: if c.rec.fin[0].is_some() {
-                "close_client"
-            } else {
-                "idle"
+            end: match c.rec.end() {
+                Some((_, racetrace_core::domain::Side::Client, _)) => "close_client",
+                Some((_, racetrace_core::domain::Side::Server, _)) => "close_server",
+                None => "idle",
             },
             undecryptable_initials: q.undecryptable,
             unknown_version: q.unknown_version,

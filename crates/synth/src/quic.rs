@@ -202,6 +202,15 @@ impl Scenario {
         self
     }
 
+    /// The server's Initial carrying CONNECTION_CLOSE (error 0x0a, PROTOCOL_VIOLATION): it
+    /// refuses the connection in the clear.
+    pub fn quic_server_close(&mut self, f: &mut QuicFlow, t_ms: f64) -> &mut Self {
+        let pn = f.next_pn(Side::Server);
+        let d = initial(f, Side::Server, pn, &[0x1c, 0x0a, 0x00, 0x00], 0);
+        self.quic_datagram(f, Side::Server, t_ms, &d);
+        self
+    }
+
     /// A whole QUIC connection that completes: Initial at `t_ms`, the server's answer one
     /// `rtt_ms` later, the handshake done and data both ways after it.
     pub fn quic_connect(

@@ -11,7 +11,7 @@
 //! connection (the key is the client address, client port and original DCID).
 
 use crate::app::quic::wire::{self, Kind};
-use crate::app::quic::{ClientInitials, QuicFacts};
+use crate::app::quic::{ClientInitials, QuicFacts, ServerInitials};
 use crate::app::{AppFacts, Protocol};
 use crate::decode::{Packet, UdpView};
 use crate::domain::{Endpoint, Nanos, OptNanos, Side};
@@ -27,6 +27,8 @@ pub struct QuicConn {
     pub rec: ConnRecord,
     facts: QuicFacts,
     initials: Option<ClientInitials>,
+    /// The server's Initial keys, derived at its first Initial (for a close in the clear).
+    server_initials: Option<ServerInitials>,
     /// The connection's DCIDs in client Initials: the original one, then a Retry's SCID.
     dcids: Vec<Vec<u8>>,
     /// Client short-header packets, and the server's first after the handshake.
@@ -132,6 +134,7 @@ impl QuicConn {
                 ..QuicFacts::default()
             },
             initials: None,
+            server_initials: None,
             dcids: vec![first.dcid.to_vec()],
             client_shorts: 0,
             server_after: OptNanos::NONE,
@@ -216,6 +219,20 @@ impl QuicConn {
                     self.facts.initials[1] += 1;
                     self.answered(&pkt, now);
                     initial = true;
+                    if self.server_initials.is_none() {
+                        let dcid = self.dcids.last().map_or(&[][..], |d| &d[..]);
+                        self.server_initials = ServerInitials::new(self.facts.version, dcid);
+                    }
+                    if self.client_shorts == 0
+                        && self
+                            .server_initials
+                            .as_mut()
+                            .is_some_and(|k| k.closes(&pkt))
+                    {
+                        // The server refused the connection in the clear.
+                        self.rec.fin[1].set_first(now);
+                        self.rec.milestones.refused.set_first(now);
+                    }
                 }
                 (Kind::Handshake, Side::Server) => self.answered(&pkt, now),
                 (Kind::ZeroRtt, Side::Client) => self.facts.zero_rtt = true,

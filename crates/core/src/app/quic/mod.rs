@@ -185,6 +185,35 @@ impl ClientInitials {
     }
 }
 
+/// The server's Initials of one connection, opened only to see a CONNECTION_CLOSE sent in
+/// the clear (a server refusing the connection: a version, ALPN or address-validation error).
+#[derive(Debug)]
+pub struct ServerInitials {
+    keys: Keys,
+    largest: Option<u64>,
+}
+
+impl ServerInitials {
+    /// The server's Initial keys in version `version` for the client's DCID `dcid` (after a
+    /// Retry, the Retry's SCID).
+    pub fn new(version: u32, dcid: &[u8]) -> Option<ServerInitials> {
+        let keys = Keys::initial(&Version::of(version)?, dcid, Sender::Server)?;
+        Some(ServerInitials {
+            keys,
+            largest: None,
+        })
+    }
+
+    /// Whether server Initial `p` opens and carries a CONNECTION_CLOSE.
+    pub fn closes(&mut self, p: &Long<'_>) -> bool {
+        let Some((pn, frames)) = self.keys.open(p, self.largest) else {
+            return false;
+        };
+        self.largest = Some(self.largest.map_or(pn, |l| l.max(pn)));
+        CryptoStream::default().walk(&frames).close
+    }
+}
+
 /// Which side sent a datagram of a QUIC connection, by its source.
 pub fn side_of(client: &crate::domain::Endpoint, src: &crate::domain::Endpoint) -> Side {
     if client == src {
