@@ -261,7 +261,7 @@ pub fn svg(r: &Race, attempts: &[&Connection]) -> Option<String> {
         if let Some(f) = fin.filter(|&f| Some(f) != later) {
             add(Some(f), true, fin_word.into(), false);
         }
-        add(rec.fin[1].get(), false, "FIN".into(), false);
+        add(rec.fin[1].get(), false, fin_word.into(), false);
         if rec.rst[1] != rec.milestones.refused {
             add(rec.rst[1].get(), false, "RST".into(), false);
         }
