@@ -793,3 +793,37 @@ fn a_server_refusing_quic_in_the_clear() {
     assert_eq!(r["winner"], 1);
     assert_eq!(r["also_ran_cancel"][0]["fate"], "refused");
 }
+
+/// An HTTPS answer's address hints name the servers: a QUIC attempt to an `ipv6hint` address,
+/// with no AAAA exchange in the capture, takes the HTTPS lookup's name (from DNS), and the
+/// record's hints are in the race's `dns`.
+#[test]
+fn https_hints_name_the_servers() {
+    use racetrace_synth::quic::QuicFlow;
+    let mut s = racetrace_synth::Scenario::new();
+    s.same_host("198.18.0.1", "fd18::1");
+    s.dns_https_hints(
+        "fd18::1",
+        "fd18::53",
+        -30.0,
+        -20.0,
+        "hinted.he.lab",
+        &["h3"],
+        false,
+        &["198.18.0.9", "fd18::9"],
+    );
+    let mut v6 = QuicFlow::new(("fd18::1", 50300), ("fd18::9", 443), 40);
+    s.quic_initial(&mut v6, 0.0, "", &["h3"], false);
+    let mut v4 = QuicFlow::new(("198.18.0.1", 50301), ("198.18.0.9", 443), 41);
+    s.quic_connect(&mut v4, 250.0, 10.0, "");
+    let j = analyse("hints", &s);
+    let c = &j["connections"][0];
+    assert_eq!(c["service"], "hinted.he.lab");
+    assert_eq!(c["service_source"], "dns");
+    let dns = &j["races"][0]["dns"];
+    assert_eq!(
+        dns["https"][0]["ipv4hint"],
+        serde_json::json!(["198.18.0.9"])
+    );
+    assert_eq!(dns["https"][0]["ipv6hint"], serde_json::json!(["fd18::9"]));
+}

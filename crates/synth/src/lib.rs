@@ -508,7 +508,7 @@ impl Scenario {
 
     /// A DNS HTTPS (type 65) exchange: query at `t_query_ms`, answer at `t_answer_ms` with one
     /// ServiceMode record (priority 1, target `.`) offering `alpn`, with an `ech` parameter
-    /// when `ech`.
+    /// when `ech`; see [`Scenario::dns_https_hints`] for address hints.
     #[allow(clippy::too_many_arguments)]
     pub fn dns_https(
         &mut self,
@@ -519,6 +519,31 @@ impl Scenario {
         name: &str,
         alpn: &[&str],
         ech: bool,
+    ) -> &mut Self {
+        self.dns_https_hints(
+            client,
+            resolver,
+            t_query_ms,
+            t_answer_ms,
+            name,
+            alpn,
+            ech,
+            &[],
+        )
+    }
+
+    /// [`Scenario::dns_https`] with `ipv4hint`/`ipv6hint` addresses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dns_https_hints(
+        &mut self,
+        client: &str,
+        resolver: &str,
+        t_query_ms: f64,
+        t_answer_ms: f64,
+        name: &str,
+        alpn: &[&str],
+        ech: bool,
+        hints: &[&str],
     ) -> &mut Self {
         use simple_dns::rdata::{RData, SVCParam, HTTPS, SVCB};
         use simple_dns::{
@@ -550,6 +575,28 @@ impl Scenario {
             .collect();
         let mut svcb = SVCB::new(1, Name::new_unchecked("."));
         svcb.set_alpn(&ids);
+        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
+            hints.iter().map(|h| ip(h)).partition(IpAddr::is_ipv4);
+        let v4: Vec<u32> = v4
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(u32::from(*a)),
+                _ => None,
+            })
+            .collect();
+        let v6: Vec<u128> = v6
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(a) => Some(u128::from(*a)),
+                _ => None,
+            })
+            .collect();
+        if !v4.is_empty() {
+            svcb.set_ipv4hint(&v4);
+        }
+        if !v6.is_empty() {
+            svcb.set_ipv6hint(&v6);
+        }
         if ech {
             svcb.set_param(SVCParam::Ech(std::borrow::Cow::Borrowed(&[
                 0, 4, 1, 2, 3, 4,

@@ -299,6 +299,13 @@ impl DnsTable {
                 None => return,
             },
         };
+        // An HTTPS/SVCB answer's address hints name the servers as A and AAAA answers do
+        // (HEv3 clients may connect to them before those answers come).
+        let mut addrs = addrs;
+        for r in svc.iter().flat_map(|s| s.iter()) {
+            addrs.extend(r.ipv4hint.iter().map(|&a| IpAddr::V4(a)));
+            addrs.extend(r.ipv6hint.iter().map(|&a| IpAddr::V6(a)));
+        }
         for a in &addrs {
             self.by_addr.entry(*a).or_default().push((seen.time, idx));
             self.by_addr_client
