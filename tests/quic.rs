@@ -586,6 +586,10 @@ fn the_race_card_draws_quic_and_tcp_attempts() {
     ] {
         assert!(card.contains(label), "no {label:?} in the card");
     }
+    // The timeline outlines the QUIC attempt and names it in its row and legend.
+    let timeline = std::fs::read_to_string(out.join("race/race_timeline.svg")).unwrap();
+    assert!(timeline.contains("QUIC attempt (outlined)"));
+    assert!(timeline.contains("race 0 #0 v6 QUIC winner"));
 }
 
 /// Bad input around a good connection: a datagram to UDP 443 that is not QUIC, a long header

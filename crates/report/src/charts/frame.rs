@@ -12,6 +12,8 @@ use super::*;
 pub(super) enum Swatch {
     /// A filled box (bars, backends).
     Box(RGBColor),
+    /// A filled box with a black border (QUIC attempts).
+    Outlined(RGBColor),
     /// A filled dot (points, milestones).
     Dot(RGBColor),
     /// An outlined dot (a shape whose fill says something else).
@@ -68,6 +70,11 @@ pub(super) fn frame<DB: DrawingBackend>(
         match *swatch {
             Swatch::Box(c) => {
                 strip.draw(&Rectangle::new([(x0, y - 5), (x0 + 14, y + 5)], c.filled()))?
+            }
+            Swatch::Outlined(c) => {
+                let corners = [(x0, y - 5), (x0 + 14, y + 5)];
+                strip.draw(&Rectangle::new(corners, c.filled()))?;
+                strip.draw(&Rectangle::new(corners, BLACK.stroke_width(2)))?
             }
             Swatch::Dot(c) => strip.draw(&Circle::new((cx, y), 5, c.filled()))?,
             Swatch::Ring => strip.draw(&Circle::new((cx, y), 6, BLACK.stroke_width(1)))?,

@@ -36,8 +36,10 @@ pub(super) fn timeline_rows(a: &Analysis) -> Vec<(usize, usize)> {
 
 /// The milestones marked on each attempt: legend name, colour, and its time.
 const MARKS: [Mark; 4] = [
-    ("SYN-ACK", RGBColor(0, 0, 0), |c| c.rec.synack_time.get()),
-    ("TLS done", RGBColor(44, 160, 44), |c| {
+    ("SYN-ACK / server Initial", RGBColor(0, 0, 0), |c| {
+        c.rec.synack_time.get()
+    }),
+    ("TLS / QUIC handshake done", RGBColor(44, 160, 44), |c| {
         c.rec.milestones.tls.get()
     }),
     ("HTTP request", RGBColor(148, 103, 189), |c| {
@@ -64,6 +66,13 @@ pub(super) fn timeline<DB: DrawingBackend>(
         (Swatch::Box(V6), "IPv6 attempt (pale: also-ran)".into()),
         (Swatch::Box(V4), "IPv4 attempt".into()),
     ];
+    if rows.iter().any(|&(ri, _)| {
+        a.races
+            .get(ri)
+            .is_some_and(|r| r.transports.contains(&"quic"))
+    }) {
+        entries.push((Swatch::Outlined(GREY), "QUIC attempt (outlined)".into()));
+    }
     entries.extend(MARKS.iter().map(|m| (Swatch::Dot(m.1), m.0.to_string())));
     entries.push((Swatch::Cross(CANCEL), "client cancel (FIN/RST)".into()));
     let area = frame(root, title, &entries)?;
@@ -121,7 +130,13 @@ pub(super) fn timeline<DB: DrawingBackend>(
             (x1.max(x0 + xmax / 400.0), SegmentValue::Exact(i + 1)),
         );
         let (p0, p1) = (chart.backend_coord(&c0), chart.backend_coord(&c1));
-        chart.draw_series([Rectangle::new([c0, c1], style)])?;
+        if c.rec.quic().is_some() {
+            let border = [c0.clone(), c1.clone()];
+            chart.draw_series([Rectangle::new([c0, c1], style)])?;
+            chart.draw_series([Rectangle::new(border, BLACK.stroke_width(2))])?;
+        } else {
+            chart.draw_series([Rectangle::new([c0, c1], style)])?;
+        }
         let mut text = format!("{}: {} → {}", labels[i], c.rec.client, c.rec.server);
         let at = |t: Nanos| rel_ms(ms(r.start_time, t));
         for (name, color, time) in MARKS {
