@@ -831,3 +831,66 @@ fn https_hints_name_the_servers() {
     );
     assert_eq!(dns["https"][0]["ipv6hint"], serde_json::json!(["fd18::9"]));
 }
+
+/// HTTPS records in priority order: the priority-1 record offers only h2 (TCP), the
+/// priority-2 one h3. A client that tries QUIC first did not follow the records' order; one
+/// that tries TCP first did, and is not told it put TCP before QUIC.
+#[test]
+fn svcb_priority_order() {
+    use racetrace_core::domain::Side;
+    use racetrace_synth::quic::QuicFlow;
+    use racetrace_synth::HttpsRecord;
+    let records = [
+        HttpsRecord {
+            priority: 1,
+            alpn: &["h2"],
+            ech: false,
+            hints: &[],
+        },
+        HttpsRecord {
+            priority: 2,
+            alpn: &["h3"],
+            ech: false,
+            hints: &[],
+        },
+    ];
+    let race = |quic_first: bool| {
+        let mut s = racetrace_synth::Scenario::new();
+        s.same_host("198.18.0.1", "fd18::1");
+        s.dns_https_records("fd18::1", "fd18::53", -30.0, -20.0, "www.he.lab", &records);
+        s.dns(
+            "fd18::1",
+            "fd18::53",
+            -29.9,
+            -19.0,
+            "www.he.lab",
+            28,
+            &["fd18::2"],
+        );
+        let (tq, tt) = if quic_first {
+            (0.0, 250.0)
+        } else {
+            (250.0, 0.0)
+        };
+        let mut q = QuicFlow::new(("fd18::1", 50400), ("fd18::2", 443), 50);
+        s.quic_initial(&mut q, tq, "www.he.lab", &["h3"], false);
+        let t = s.tcp("fd18::1", 40400, "fd18::2", 443);
+        s.syn(t, tt)
+            .synack(t, tt + 300.0)
+            .ack(t, Side::Client, tt + 300.2);
+        analyse(if quic_first { "svcb-quic" } else { "svcb-tcp" }, &s)
+    };
+    let j = race(true);
+    assert_eq!(
+        j["races"][0]["transports"],
+        serde_json::json!(["quic", "tcp"])
+    );
+    assert_eq!(hev3(&j).0, ["svcb_priority_not_followed"]);
+    let j = race(false);
+    assert_eq!(
+        j["races"][0]["transports"],
+        serde_json::json!(["tcp", "quic"])
+    );
+    assert_eq!(hev3(&j).0, Vec::<String>::new());
+    assert_eq!(j["races"][0]["dns"]["https"][1]["priority"], 2);
+}

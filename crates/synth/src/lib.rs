@@ -108,6 +108,20 @@ impl Link {
     }
 }
 
+/// One HTTPS record of [`Scenario::dns_https_records`]: its SvcPriority, `alpn`, whether it
+/// has an `ech` parameter, and its address hints.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpsRecord<'a> {
+    /// SvcPriority (1 is the most preferred ServiceMode record).
+    pub priority: u16,
+    /// The `alpn` protocols.
+    pub alpn: &'a [&'a str],
+    /// An `ech` parameter is present.
+    pub ech: bool,
+    /// `ipv4hint` and `ipv6hint` addresses.
+    pub hints: &'a [&'a str],
+}
+
 /// A scenario: hosts, connections and packets, written as a capture.
 pub struct Scenario {
     base: Nanos,
@@ -545,6 +559,25 @@ impl Scenario {
         ech: bool,
         hints: &[&str],
     ) -> &mut Self {
+        let record = HttpsRecord {
+            priority: 1,
+            alpn,
+            ech,
+            hints,
+        };
+        self.dns_https_records(client, resolver, t_query_ms, t_answer_ms, name, &[record])
+    }
+
+    /// A DNS HTTPS exchange whose answer holds `records` (ServiceMode, target `.`).
+    pub fn dns_https_records(
+        &mut self,
+        client: &str,
+        resolver: &str,
+        t_query_ms: f64,
+        t_answer_ms: f64,
+        name: &str,
+        records: &[HttpsRecord<'_>],
+    ) -> &mut Self {
         use simple_dns::rdata::{RData, SVCParam, HTTPS, SVCB};
         use simple_dns::{
             CharacterString, Name, Packet as Dns, Question, ResourceRecord, CLASS, QCLASS, QTYPE,
@@ -569,45 +602,47 @@ impl Scenario {
         q.questions.push(question());
         let mut r = Dns::new_reply(id);
         r.questions.push(question());
-        let ids: Vec<CharacterString<'_>> = alpn
-            .iter()
-            .filter_map(|a| CharacterString::new(a.as_bytes()).ok())
-            .collect();
-        let mut svcb = SVCB::new(1, Name::new_unchecked("."));
-        svcb.set_alpn(&ids);
-        let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
-            hints.iter().map(|h| ip(h)).partition(IpAddr::is_ipv4);
-        let v4: Vec<u32> = v4
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(a) => Some(u32::from(*a)),
-                _ => None,
-            })
-            .collect();
-        let v6: Vec<u128> = v6
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V6(a) => Some(u128::from(*a)),
-                _ => None,
-            })
-            .collect();
-        if !v4.is_empty() {
-            svcb.set_ipv4hint(&v4);
+        for rec in records {
+            let ids: Vec<CharacterString<'_>> = rec
+                .alpn
+                .iter()
+                .filter_map(|a| CharacterString::new(a.as_bytes()).ok())
+                .collect();
+            let mut svcb = SVCB::new(rec.priority, Name::new_unchecked("."));
+            svcb.set_alpn(&ids);
+            let hints: Vec<IpAddr> = rec.hints.iter().map(|h| ip(h)).collect();
+            let v4: Vec<u32> = hints
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(a) => Some(u32::from(*a)),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            let v6: Vec<u128> = hints
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(a) => Some(u128::from(*a)),
+                    IpAddr::V4(_) => None,
+                })
+                .collect();
+            if !v4.is_empty() {
+                svcb.set_ipv4hint(&v4);
+            }
+            if !v6.is_empty() {
+                svcb.set_ipv6hint(&v6);
+            }
+            if rec.ech {
+                svcb.set_param(SVCParam::Ech(std::borrow::Cow::Borrowed(&[
+                    0, 4, 1, 2, 3, 4,
+                ])));
+            }
+            r.answers.push(ResourceRecord::new(
+                qname.clone(),
+                CLASS::IN,
+                60,
+                RData::HTTPS(HTTPS(svcb)),
+            ));
         }
-        if !v6.is_empty() {
-            svcb.set_ipv6hint(&v6);
-        }
-        if ech {
-            svcb.set_param(SVCParam::Ech(std::borrow::Cow::Borrowed(&[
-                0, 4, 1, 2, 3, 4,
-            ])));
-        }
-        r.answers.push(ResourceRecord::new(
-            qname.clone(),
-            CLASS::IN,
-            60,
-            RData::HTTPS(HTTPS(svcb)),
-        ));
         let sport = 30000 + (id % 20000);
         let (c, s) = (ip(client), ip(resolver));
         if let (Ok(qb), Ok(rb)) = (q.build_bytes_vec(), r.build_bytes_vec()) {

@@ -51,6 +51,7 @@ fn hev3_sentence(code: &str) -> String {
         "quic_not_tried" => "The HTTPS record offered h3 but no QUIC attempt was made (HEv3 draft: QUIC first when advertised).",
         "quic_not_advertised" => "Tried QUIC though the HTTPS record's ALPN did not offer h3 (HEv3 draft: attempts follow the advertised protocols).",
         "tcp_before_quic" => "Started TCP before QUIC although the HTTPS record offered h3 (HEv3 draft: QUIC preferred).",
+        "svcb_priority_not_followed" => "The first attempt used a protocol the highest-priority HTTPS record did not offer (HEv3 draft, RFC 9460: candidates in SvcPriority order).",
         other => return format!("Happy Eyeballs v3: {}.", other.replace('_', " ")),
     };
     text.to_string()

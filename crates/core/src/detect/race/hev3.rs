@@ -3,10 +3,10 @@
 //! with no HTTPS lookup keeps RFC 8305's checks alone.
 //!
 //! The draft: HTTPS/SVCB, AAAA and A queries sent together; once an A answer arrives first,
-//! wait up to the Resolution Delay (50 ms) for AAAA; candidates grouped by ALPN (QUIC first
-//! when HTTPS advertises `h3`), then sorted with families interleaved, IPv6 first; a
-//! Connection Attempt Delay of 250 ms by default, 100 ms recommended minimum, never under
-//! 10 ms, at most 2 s.
+//! wait up to the Resolution Delay (50 ms) for AAAA; candidates grouped by ALPN in the
+//! records' SvcPriority order (QUIC first when they advertise `h3`), then sorted with families
+//! interleaved, IPv6 first; a Connection Attempt Delay of 250 ms by default, 100 ms
+//! recommended minimum, never under 10 ms, at most 2 s.
 
 use crate::app::dns::SvcRecord;
 use crate::domain::{Family, Nanos};
@@ -93,7 +93,8 @@ pub(in crate::detect) fn findings(attempts: &[&Connection], delays: &[f64], dns:
     {
         out.push("families_not_interleaved");
     }
-    // QUIC and the advertised ALPN.
+    // QUIC and the advertised ALPN, in the records' priority order (ServiceMode records,
+    // priority above 0, lowest first: the candidates' first group).
     if let Some(records) = dns.https {
         let h3 = records.iter().any(SvcRecord::offers_h3);
         let advertised = records.iter().any(|r| !r.alpn.is_empty());
@@ -103,12 +104,27 @@ pub(in crate::detect) fn findings(attempts: &[&Connection], delays: &[f64], dns:
         if any_quic && advertised && !h3 {
             out.push("quic_not_advertised");
         }
-        if h3 && any_quic {
-            let tcp = first_of(&|c| c.rec.quic().is_none());
-            let q = first_of(&|c| c.rec.quic().is_some());
-            if tcp.zip(q).is_some_and(|(t, q)| t < q) {
-                out.push("tcp_before_quic");
-            }
+        let mut service: Vec<&SvcRecord> = records.iter().filter(|r| r.priority > 0).collect();
+        service.sort_by_key(|r| r.priority);
+        let best = service.first().map(|r| r.priority);
+        let top: Vec<&&SvcRecord> = service.iter().filter(|r| Some(r.priority) == best).collect();
+        let top_h3 = top.iter().any(|r| r.offers_h3());
+        // TCP serves the top group when one of its records offers a TCP protocol, or does not
+        // forbid the default (http/1.1).
+        let top_tcp = top
+            .iter()
+            .any(|r| !r.no_default_alpn || r.alpn.iter().any(|a| a != "h3" && !a.starts_with("h3-")));
+        let tcp = first_of(&|c| c.rec.quic().is_none());
+        let q = first_of(&|c| c.rec.quic().is_some());
+        if top_h3 && tcp.zip(q).is_some_and(|(t, q)| t < q) {
+            out.push("tcp_before_quic");
+        }
+        // The first attempt's transport is not one the highest-priority records offer.
+        let first_quic = attempts.first().map(|c| c.rec.quic().is_some());
+        if !top.is_empty()
+            && first_quic.is_some_and(|fq| if fq { !top_h3 } else { !top_tcp })
+        {
+            out.push("svcb_priority_not_followed");
         }
     }
     out.into_iter().map(str::to_string).collect()
