@@ -253,4 +253,66 @@ mod tests {
         v2[1..5].copy_from_slice(&wire::V2.number.to_be_bytes());
         assert!(ClientInitials::first(&wire::long(&v2).unwrap(), 7).is_none());
     }
+
+    /// A fixed-seed generator for the damage tests (xorshift).
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Damaged Initials, frames and ClientHellos never panic: the RFC's packet with bytes
+    /// changed, cut or cut short (the header parse, header protection and the AEAD see them),
+    /// random frame lists (the frame walk), and the RFC's ClientHello damaged after it opened
+    /// (the CRYPTO gathering and the TLS parser: what an AEAD would never let through, but a
+    /// forged packet could carry).
+    #[test]
+    fn damaged_initials_frames_and_hellos_never_panic() {
+        let text: String = include_str!("testdata/rfc9001-a2-client-initial.hex")
+            .split_whitespace()
+            .collect();
+        let packet: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect();
+        let p = wire::long(&packet).unwrap();
+        let keys = Keys::initial(&wire::V1, p.dcid, Sender::Client).unwrap();
+        let frames = keys.open(&p, None).unwrap().1;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..3000 {
+            let mut d = packet.clone();
+            for _ in 0..1 + next(&mut state) % 8 {
+                let at = (next(&mut state) as usize) % d.len();
+                match next(&mut state) % 3 {
+                    0 => d[at] = next(&mut state) as u8,
+                    1 => {
+                        d.truncate(at.max(1));
+                    }
+                    _ => {
+                        d.drain(at..(at + 1 + (next(&mut state) as usize) % 32).min(d.len()));
+                    }
+                }
+                if d.is_empty() {
+                    break;
+                }
+            }
+            if let Ok(p) = wire::long(&d) {
+                let _ = ClientInitials::first(&p, 0);
+            }
+            // The opened frames, damaged: the walk and the ClientHello parser.
+            let mut f = frames.clone();
+            let at = (next(&mut state) as usize) % 260;
+            f[at] = next(&mut state) as u8;
+            let mut crypto = CryptoStream::default();
+            let _ = crypto.walk(&f);
+            if let Some((1, msg)) = crypto.first_message() {
+                let _ = crate::app::tls::client_hello(msg, 0);
+            }
+            let random: Vec<u8> = (0..next(&mut state) % 64)
+                .map(|_| next(&mut state) as u8)
+                .collect();
+            let _ = CryptoStream::default().walk(&random);
+        }
+    }
 }
