@@ -115,7 +115,7 @@ pub fn races_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
             .attempts
             .iter()
             .zip(&r.families)
-            .zip(r.transports.iter().chain(std::iter::repeat(&"tcp")))
+            .zip(&r.transports)
             .map(|((id, f), t)| {
                 let quic = if *t == "quic" { "/quic" } else { "" };
                 format!("#{id} {}{quic}", f.as_str())

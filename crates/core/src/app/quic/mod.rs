@@ -17,7 +17,7 @@ pub mod keys;
 pub mod wire;
 
 use crate::app::tls::TlsFacts;
-use crate::domain::{Nanos, OptNanos, Side};
+use crate::domain::{Nanos, OptNanos};
 use frames::CryptoStream;
 use keys::{Keys, Sender};
 use wire::{Kind, Long, Version};
@@ -211,15 +211,6 @@ impl ServerInitials {
         };
         self.largest = Some(self.largest.map_or(pn, |l| l.max(pn)));
         CryptoStream::default().walk(&frames).close
-    }
-}
-
-/// Which side sent a datagram of a QUIC connection, by its source.
-pub fn side_of(client: &crate::domain::Endpoint, src: &crate::domain::Endpoint) -> Side {
-    if client == src {
-        Side::Client
-    } else {
-        Side::Server
     }
 }
 

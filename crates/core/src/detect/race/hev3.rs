@@ -29,8 +29,7 @@ pub(in crate::detect) struct Lookup<'a> {
 /// The race's HEv3 findings as short codes, in a fixed order; empty when the race is not one
 /// the draft governs (no QUIC attempt and no HTTPS answer).
 pub(in crate::detect) fn findings(attempts: &[&Connection], delays: &[f64], dns: &Lookup<'_>) -> Vec<String> {
-    let quic = |c: &&&Connection| c.rec.quic().is_some();
-    let any_quic = attempts.iter().any(|c| quic(&c));
+    let any_quic = attempts.iter().any(|c| c.rec.quic().is_some());
     if !any_quic && dns.https.is_none() {
         return Vec::new();
     }
