@@ -119,6 +119,123 @@ fn a_spill_that_cannot_be_written_fails_without_a_report() {
         "{err}"
     );
     assert!(err.contains("--temp-dir"), "{err}");
-    // Batch mode: the other captures' reports (none here) are still written, this one's is not.
-    assert!(std::fs::read(&json).unwrap_or_default().is_empty());
+    // Batch mode: the other captures' reports (none here) are still written, this one's is
+    // not; with no capture's report to hold, the JSON file is not left at all.
+    assert!(!json.exists());
+}
+
+/// A capture of `n` unanswered SYNs from distinct sources (a flood), enough connections to
+/// fill several spill blocks at a tiny memory limit.
+fn flood_capture(n: usize) -> PathBuf {
+    let mut s = racetrace_synth::Scenario::new();
+    for i in 0..n {
+        let client = format!("10.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256);
+        let c = s.tcp(&client, 40000, "192.0.2.80", 80);
+        s.syn(c, i as f64 * 0.1);
+    }
+    support::write_temp("spill-full", "flood.pcap", &s.to_pcap())
+}
+
+/// Runs `racetrace analyze` on `capture` through `sh -c PREFIX exec racetrace …`, spilling
+/// every connection (`--memory-limit 1`) into `spill`, with `--json` and `--out` in `out`.
+/// Asserts the run fails (exit 2) with a message naming the spill folder and `reason`, and
+/// leaves no JSON report and no report folder for the capture: only the batch index, which
+/// lists the capture as failed.
+fn assert_spill_fails(
+    shell: &[&str],
+    prefix: &str,
+    capture: &Path,
+    spill: &Path,
+    out: &Path,
+    reason: &str,
+) {
+    let bin = env!("CARGO_BIN_EXE_racetrace");
+    let json = out.join("report.json");
+    let folder = out.join("reports");
+    let script = format!(
+        "{prefix} exec '{bin}' analyze '{}' --memory-limit 1 --temp-dir '{}' --json '{}' --out '{}'",
+        capture.display(),
+        spill.display(),
+        json.display(),
+        folder.display()
+    );
+    let run = std::process::Command::new(shell[0])
+        .args(&shell[1..])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{script}: {err}");
+    assert!(
+        err.contains(&format!(
+            "spill to {} failed (writing): {reason}",
+            spill.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--temp-dir"), "{err}");
+    assert!(!json.exists(), "no JSON report is left: {err}");
+    let mut left: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["index.html", "summary.csv"], "only the batch index");
+    let index = std::fs::read_to_string(folder.join("index.html")).unwrap();
+    assert!(index.contains("No space left") || index.contains("File too large"));
+    // No temporary is left beside the outputs, and the spill file is gone.
+    let stray: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}
+
+/// The disk fills while spilling: a 64 KiB tmpfs as the spill folder, mounted in a mount
+/// namespace of the test's own (`unshare`, user and mount namespaces, removed with the
+/// process). Where user namespaces are not allowed, this says `skipped` (the file-size limit
+/// below fails the same writes on any machine).
+#[test]
+fn a_full_disk_fails_the_spill_without_a_report() {
+    let capture = flood_capture(40_000);
+    let dir = tempdir("spill-tmpfs");
+    let (mnt, out) = (dir.join("mnt"), dir.join("out"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    let probe = std::process::Command::new("unshare")
+        .args(["-rm", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: unshare -rm (user and mount namespaces) is not allowed here");
+        return;
+    }
+    let mount = format!("mount -t tmpfs -o size=64k tmpfs '{}' &&", mnt.display());
+    assert_spill_fails(
+        &["unshare", "-rm", "sh", "-c"],
+        &mount,
+        &capture,
+        &mnt,
+        &out,
+        "No space left on device",
+    );
+}
+
+/// The same with the file-size limit (`ulimit -f`, SIGXFSZ ignored so the write fails with
+/// EFBIG instead of killing the process): needs no privilege at all.
+#[test]
+fn a_spill_past_the_file_size_limit_fails_without_a_report() {
+    let capture = flood_capture(40_000);
+    let dir = tempdir("spill-fsize");
+    let (spill, out) = (dir.join("spill"), dir.join("out"));
+    std::fs::create_dir_all(&spill).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    assert_spill_fails(
+        &["sh", "-c"],
+        "ulimit -f 64; trap '' XFSZ;",
+        &capture,
+        &spill,
+        &out,
+        "File too large",
+    );
 }

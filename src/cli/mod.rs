@@ -401,6 +401,7 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
     let mut json_out = JsonOut::open(args.json.as_deref())?;
     let mut index: Vec<IndexEntry> = Vec::new();
     let mut failed: Vec<String> = Vec::new();
+    let mut written = 0usize;
     let bars = Bars::new(&captures);
     let done = std::sync::atomic::AtomicU64::new(0);
     // As many captures at a time as there are threads, each on its own rayon task (a capture
@@ -434,6 +435,7 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
                             path: args.json.clone().unwrap_or_default().into(),
                             source,
                         })?;
+                        written += 1;
                     }
                     if args.stats {
                         // The CPU time is the process's: with several captures analysed at
@@ -456,7 +458,9 @@ fn analyze(args: &AnalyzeArgs, quiet: bool, outcome: &mut Outcome) -> Result<(),
     if let Some(dir) = &args.out {
         render::output::write_index(dir, &index, &failed)?;
     }
-    if let Some(w) = json_out {
+    // A file with no capture's report in it would pass for an empty report: when every
+    // capture failed, none is left (its temporary is removed).
+    if let Some(w) = json_out.filter(|w| written > 0 || matches!(w, JsonOut::Stdout(_))) {
         w.finish().map_err(|source| Error::Write {
             path: args.json.clone().unwrap_or_default().into(),
             source,
