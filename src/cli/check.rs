@@ -222,10 +222,10 @@ fn violations(a: &Analysis, rule: Rule) -> Vec<String> {
                     "{file}: client {} → {} ({}): {} backend switches over {} connections: {}",
                     s.client,
                     s.service,
-                    records(a, &s.connections),
+                    records(a, &s.connections().collect::<Vec<_>>()),
                     s.backend_switches,
-                    s.connections.len(),
-                    s.strip
+                    s.kept.len(),
+                    s.strip()
                 )
             })
             .collect(),

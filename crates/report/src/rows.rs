@@ -568,10 +568,11 @@ default_probe!(
 );
 
 impl Probe for racetrace_core::model::Sequence {
-    /// With one switch, so that the probe shows the switch list's member columns.
+    /// With two connections (one switch), so that the probe shows the switch list's member
+    /// columns.
     fn probe() -> Self {
         racetrace_core::model::Sequence {
-            switches: vec![racetrace_core::model::Switch::default()],
+            kept: vec![racetrace_core::model::Kept::default(); 2],
             ..Default::default()
         }
     }

@@ -315,7 +315,7 @@ pub fn backends_table<W: Write>(a: &Analysis, mut w: W) -> io::Result<()> {
             "sequence {} → {}: {}  ({} family switches, {} backend switches, {} both)",
             q.client,
             q.service,
-            q.strip,
+            q.strip(),
             q.family_switches,
             q.backend_switches,
             q.family_and_backend_switches

@@ -96,7 +96,7 @@ fn cited(a: &Analysis) -> Vec<bool> {
         r.attempts.iter().copied().for_each(&mut cite);
     }
     for s in &a.sequences {
-        s.connections.iter().copied().for_each(&mut cite);
+        s.connections().for_each(&mut cite);
     }
     for b in &a.backends {
         b.connections.iter().copied().for_each(&mut cite);

@@ -3,10 +3,10 @@
 //! neighbours. A family switch that also switches backend is what breaks load-balancer
 //! stickiness ("random logouts").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::domain::{ms_between, Stage};
-use crate::model::{Analysis, Name, Role, Sequence, Switch};
+use crate::domain::Stage;
+use crate::model::{Analysis, Kept, Name, Role, Sequence};
 
 use super::{Context, Detector, Part};
 
@@ -28,17 +28,20 @@ impl Detector for Sequences {
     }
 }
 
-/// What a sequence needs of one kept connection (read once, in the one pass over the
-/// connections: looking each up again would read the spill a block per connection).
-struct Kept {
-    id: usize,
-    start: crate::domain::Nanos,
-    family: crate::domain::Family,
-    backend: Option<Name>,
-}
-
 /// Build the sequences (one per client and service with two or more kept connections).
+/// What grows with the capture is one [`Kept`] (24 bytes) per kept connection: the lists the
+/// contract shows per connection are derived from it when written.
 pub fn detect(a: &mut Analysis) {
+    // The backend's number in `backends` (`Bn` is `backends[n - 1]`).
+    let number: HashMap<&str, u32> = a
+        .backends
+        .iter()
+        .zip(1u32..)
+        .map(|(b, n)| {
+            debug_assert_eq!(b.id, format!("B{n}"));
+            (b.id.as_str(), n)
+        })
+        .collect();
     let mut by: BTreeMap<(usize, Name), Vec<Kept>> = BTreeMap::new();
     // Kept connections: not an also-ran, and connected (an attempt never answered, a refusal
     // or a handshake never completed is nothing the client kept).
@@ -48,63 +51,18 @@ pub fn detect(a: &mut Analysis) {
                 id: c.id,
                 start: c.rec.syn_time.get().unwrap_or(c.rec.first_time),
                 family: c.rec.family(),
-                backend: c.backend.clone(),
+                backend: c.backend.as_deref().and_then(|b| number.get(b)).copied().unwrap_or(0),
             });
         }
     }
     let mut out = Vec::new();
-    for ((host, service), mut conns) in by {
-        if conns.len() < 2 {
+    for ((host, service), mut kept) in by {
+        if kept.len() < 2 {
             continue;
         }
-        conns.sort_by_key(|k| (k.start, k.id));
-        let ids: Vec<usize> = conns.iter().map(|k| k.id).collect();
-        let families: Vec<_> = conns.iter().map(|k| k.family).collect();
-        let backends: Vec<Option<Name>> = conns.iter().map(|k| k.backend.clone()).collect();
-        let switches: Vec<Switch> = conns
-            .windows(2)
-            .filter_map(|w| match w {
-                [x, y] => Some(Switch {
-                    from: x.id,
-                    to: y.id,
-                    gap_ms: ms_between(x.start, y.start),
-                    family_switch: x.family != y.family,
-                    backend_switch: x
-                        .backend
-                        .as_ref()
-                        .zip(y.backend.as_ref())
-                        .map(|(p, q)| p != q),
-                }),
-                _ => None,
-            })
-            .collect();
-        // Backend switches: adjacent pairs among the connections with a known backend.
-        let known: Vec<&Name> = backends.iter().flatten().collect();
-        let backend_switches = known.windows(2).filter(|w| w[0] != w[1]).count();
-        // "6B1 4B2 4?": family digit and backend id (or ?) per connection.
-        let mut strip = String::with_capacity(4 * families.len());
-        for (i, (f, b)) in families.iter().zip(&backends).enumerate() {
-            if i > 0 {
-                strip.push(' ');
-            }
-            strip.push(f.digit());
-            strip.push_str(b.as_deref().unwrap_or("?"));
-        }
-        out.push(Sequence {
-            client: a.host_label(host),
-            service,
-            connections: ids,
-            families,
-            family_switches: switches.iter().filter(|s| s.family_switch).count(),
-            backend_switches,
-            family_and_backend_switches: switches
-                .iter()
-                .filter(|s| s.family_switch && s.backend_switch == Some(true))
-                .count(),
-            backends,
-            switches,
-            strip,
-        });
+        kept.sort_by_key(|k| (k.start, k.id));
+        kept.shrink_to_fit();
+        out.push(Sequence::new(a.host_label(host), service, kept));
     }
     a.sequences = out;
 }

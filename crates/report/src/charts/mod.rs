@@ -345,7 +345,7 @@ fn sequence_rows(a: &Analysis) -> Vec<&racetrace_core::model::Sequence> {
             let switches = s.family_switches + s.backend_switches;
             (
                 std::cmp::Reverse(switches),
-                std::cmp::Reverse(s.connections.len()),
+                std::cmp::Reverse(s.kept.len()),
                 *i,
             )
         });
@@ -382,10 +382,7 @@ fn sequences<DB: DrawingBackend>(
     let epoch = a.epoch();
     // Each drawn connection's start, read in one pass in id order (a spilled list would
     // decode a block per lookup).
-    let mut ids: Vec<usize> = rows
-        .iter()
-        .flat_map(|s| s.connections.iter().copied())
-        .collect();
+    let mut ids: Vec<usize> = rows.iter().flat_map(|s| s.connections()).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut starts: Vec<f64> = vec![f64::NAN; ids.len()];
@@ -400,7 +397,7 @@ fn sequences<DB: DrawingBackend>(
     };
     let xmax = rows
         .iter()
-        .flat_map(|s| s.connections.iter().filter_map(|&c| start(c)))
+        .flat_map(|s| s.connections().filter_map(start))
         .fold(1.0f64, f64::max)
         * 1.03;
     let n = rows.len();
@@ -430,27 +427,24 @@ fn sequences<DB: DrawingBackend>(
         .y_labels(n)
         .y_label_formatter(&label)
         .draw()?;
-    let color_of = |b: &Option<racetrace_core::model::Name>| match b {
-        Some(id) => a
-            .backends
-            .iter()
-            .position(|x| *x.id == **id)
-            .map_or(GREY, |i| PALETTE[i % PALETTE.len()]),
-        None => GREY,
+    // Backend `Bn` is `backends[n - 1]`, drawn in the palette's colour n - 1.
+    let color_of = |n: u32| match n {
+        0 => GREY,
+        n => PALETTE[(n as usize - 1) % PALETTE.len()],
     };
     for (i, seq) in rows.iter().enumerate() {
-        let conns = seq.connections.iter().zip(&seq.families).zip(&seq.backends);
-        for ((&c, &fam), b) in conns {
+        for k in &seq.kept {
+            let (c, fam) = (k.id, k.family);
             let Some(x) = start(c) else { continue };
             let p = (x, SegmentValue::CenterOf(i));
             let px = chart.backend_coord(&p);
-            let color = color_of(b).filled();
+            let color = color_of(k.backend).filled();
             match fam {
                 Family::Ipv6 => chart.draw_series([Circle::new(p, 6, color)])?,
                 Family::Ipv4 => chart.draw_series([TriangleMarker::new(p, 7, color)])?,
             };
-            let backend = b
-                .as_ref()
+            let backend = k
+                .backend_name()
                 .map_or("backend unknown".into(), |b| format!("backend {b}"));
             tips.push(point_tip(
                 px,

@@ -140,13 +140,13 @@ fn write_race(buf: &mut Vec<u8>, r: &Race) -> std::io::Result<()> {
     o.val("service", j.service)?;
     o.text("client", j.client);
     o.time("start_time", Some(j.start_time))?;
-    o.uints("attempts", j.attempts)?;
-    o.families("families", j.families)?;
+    o.uints("attempts", j.attempts.iter().copied())?;
+    o.families("families", j.families.iter().copied())?;
     o.val("transports", j.transports)?;
     o.opt_text("first_family", j.first_family.map(Family::as_str));
     o.opt_uint("winner", j.winner);
     o.opt_text("winner_family", j.winner_family.map(Family::as_str));
-    o.uints("also_rans", j.also_rans)?;
+    o.uints("also_rans", j.also_rans.iter().copied())?;
     o.val("attempt_delays_ms", j.attempt_delays_ms)?;
     o.list("also_ran_cancel", j.also_ran_cancel, |buf, c| {
         let mut p = Obj::open(buf);
@@ -322,14 +322,22 @@ fn write_sequence(buf: &mut Vec<u8>, s: &Sequence) -> std::io::Result<()> {
     let mut o = Obj::open(buf);
     o.val("client", &*s.client)?;
     o.val("service", &*s.service)?;
-    o.uints("connections", &s.connections)?;
-    o.families("families", &s.families)?;
+    o.uints("connections", s.connections())?;
+    o.families("families", s.families())?;
     o.uint("family_switches", s.family_switches);
     o.uint("backend_switches", s.backend_switches);
-    o.list("backends", &s.backends, |buf, b| {
-        serde_item(&b.as_deref(), buf)
+    o.list("backends", &s.kept, |buf, k| {
+        match k.backend {
+            0 => buf.extend_from_slice(b"null"),
+            n => {
+                buf.extend_from_slice(b"\"B");
+                buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+                buf.push(b'"');
+            }
+        }
+        Ok(())
     })?;
-    o.list("switches", &s.switches, |buf, w| {
+    o.list("switches", s.switches(), |buf, w| {
         let mut p = Obj::open(buf);
         p.uint("from", w.from);
         p.uint("to", w.to);
@@ -340,7 +348,7 @@ fn write_sequence(buf: &mut Vec<u8>, s: &Sequence) -> std::io::Result<()> {
         Ok(())
     })?;
     o.uint("family_and_backend_switches", s.family_and_backend_switches);
-    o.val("strip", &s.strip)?;
+    o.val("strip", &s.strip())?;
     o.close();
     Ok(())
 }

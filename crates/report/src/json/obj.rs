@@ -107,16 +107,24 @@ impl<'b> Obj<'b> {
     }
 
     /// An array of ids.
-    pub(super) fn uints(&mut self, k: &str, v: &[usize]) -> std::io::Result<()> {
+    pub(super) fn uints(
+        &mut self,
+        k: &str,
+        v: impl IntoIterator<Item = usize>,
+    ) -> std::io::Result<()> {
         let mut n = itoa::Buffer::new();
         self.list(k, v, |buf, x| {
-            buf.extend_from_slice(n.format(*x).as_bytes());
+            buf.extend_from_slice(n.format(x).as_bytes());
             Ok(())
         })
     }
 
     /// An array of address families.
-    pub(super) fn families(&mut self, k: &str, v: &[Family]) -> std::io::Result<()> {
+    pub(super) fn families(
+        &mut self,
+        k: &str,
+        v: impl IntoIterator<Item = Family>,
+    ) -> std::io::Result<()> {
         self.list(k, v, |buf, f| {
             push_text(buf, f.as_str());
             Ok(())
