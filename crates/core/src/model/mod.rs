@@ -284,7 +284,7 @@ impl Sequence {
                 to: y.id,
                 gap_ms: crate::domain::ms_between(x.start, y.start),
                 family_switch: x.family != y.family,
-                backend_switch: (x.backend > 0 && y.backend > 0).then(|| x.backend != y.backend),
+                backend_switch: (x.backend > 0 && y.backend > 0).then_some(x.backend != y.backend),
             }),
             _ => None,
         })
