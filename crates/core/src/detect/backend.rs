@@ -83,7 +83,7 @@ const JITTER_S: f64 = 0.010;
 const MAX_SKEW_PPM: f64 = 100.0;
 const WRAP: f64 = 4_294_967_296.0;
 
-/// One connection's clock evidence (40 bytes; one per connection with timestamps).
+/// One connection's clock evidence (32 bytes; one per connection with timestamps).
 #[derive(Clone, Copy, Debug)]
 struct Evidence {
     /// When the server stamped the first sample, seconds since the analysis epoch: its
@@ -91,10 +91,11 @@ struct Evidence {
     t: f64,
     /// That one-way delay, seconds (subtracted from every sample of the connection).
     delay: f64,
-    /// Lifetime covered by samples, seconds.
-    span: f64,
-    /// The connection.
-    id: usize,
+    /// Lifetime covered by samples, seconds (single precision: it only weighs the fit's
+    /// span and the skew's 10 s threshold).
+    span: f32,
+    /// The connection (ids past `u32::MAX`, 4 billion connections, give no evidence).
+    id: u32,
     /// First sample's TSval.
     tsval: u32,
     /// Snapped rate, when measured: an index into [`COMMON_RATES`].
@@ -187,20 +188,35 @@ fn snap_index(fitted: f64) -> Option<u8> {
     u8::try_from(i).ok()
 }
 
-/// Find the backends and set `backend` on their connections.
+/// Find the backends and set `backend` on their connections. What grows with the
+/// connections: the evidence (32 bytes per connection with timestamps) and the clusters'
+/// member lists while clustering, both freed before the members are listed (16 + 8 bytes per
+/// member, once) for the backends' descriptions and the connections' `backend`.
 pub fn detect(a: &mut Analysis) {
     let epoch = a.epoch();
-    let evidence = evidence(a, epoch);
-    let mut candidates: Vec<f64> = evidence.iter().filter_map(Evidence::rate).collect();
-    candidates.sort_by(|x, y| y.total_cmp(x));
-    candidates.dedup();
-    if candidates.is_empty() {
-        candidates = COMMON_RATES.to_vec();
-    }
-    let clusters = cluster(&evidence, &candidates);
-    let mut backends = found(&evidence, &clusters);
+    let mut backends = {
+        let evidence = evidence(a, epoch);
+        let mut candidates: Vec<f64> = evidence.iter().filter_map(Evidence::rate).collect();
+        candidates.sort_by(|x, y| y.total_cmp(x));
+        candidates.dedup();
+        if candidates.is_empty() {
+            candidates = COMMON_RATES.to_vec();
+        }
+        let clusters = cluster(&evidence, &candidates);
+        found(&evidence, &clusters)
+    };
     backends.sort_by_key(|b| b.ids.first().copied());
-    let seen = members_seen(a, epoch, &backends);
+    // Each connection is a member of one backend at most (the largest cluster holding it):
+    // (connection, backend index) in connection order, and the ids alone for the passes.
+    let mut member: Vec<(usize, u32)> = backends
+        .iter()
+        .zip(0u32..)
+        .flat_map(|(f, k)| f.ids.iter().map(move |&id| (id, k)))
+        .collect();
+    member.sort_unstable();
+    member.dedup_by_key(|m| m.0);
+    let ids: Vec<usize> = member.iter().map(|m| m.0).collect();
+    let seen = members_seen(a, epoch, &backends, &member, &ids);
     a.backends = backends
         .into_iter()
         .zip(seen)
@@ -208,21 +224,10 @@ pub fn detect(a: &mut Analysis) {
         .map(|(i, (f, seen))| describe(format!("B{}", i + 1), f, seen))
         .collect();
     let names: Vec<crate::model::Name> = a.backends.iter().map(|b| b.id.as_str().into()).collect();
-    let mut member: Vec<(usize, usize)> = a
-        .backends
-        .iter()
-        .enumerate()
-        .flat_map(|(k, b)| b.connections.iter().map(move |&cid| (cid, k)))
-        .collect();
-    // A connection in two backends keeps the later one's name, as it always did.
-    member.sort_by_key(|m| m.0);
-    let ids: Vec<usize> = member.iter().map(|m| m.0).collect();
     a.connections.update_ids(&ids, |c| {
-        let end = member.partition_point(|m| m.0 <= c.id);
-        if let Some(&(cid, k)) = end.checked_sub(1).and_then(|i| member.get(i)) {
-            if cid == c.id {
-                c.backend = names.get(k).cloned();
-            }
+        if let Ok(i) = member.binary_search_by_key(&c.id, |m| m.0) {
+            let k = member.get(i).map_or(usize::MAX, |m| m.1 as usize);
+            c.backend = names.get(k).cloned();
         }
     });
 }
@@ -250,8 +255,8 @@ fn evidence(a: &Analysis, epoch: Nanos) -> Vec<Evidence> {
             Some(Evidence {
                 t,
                 delay,
-                span,
-                id: c.id,
+                span: span as f32,
+                id: u32::try_from(c.id).ok()?,
                 tsval: first.tsval,
                 rate,
             })
@@ -264,15 +269,18 @@ fn evidence(a: &Analysis, epoch: Nanos) -> Vec<Evidence> {
 /// The backends the clusters make: each connection goes to the largest cluster holding it
 /// (by evidence index), and a cluster left with two or more members is a backend.
 fn found(ev: &[Evidence], clusters: &[Cluster]) -> Vec<Found> {
-    let mut best: Vec<Option<usize>> = vec![None; ev.len()];
+    // The best cluster of each evidence, by index (`NONE`: none yet): 4 bytes each.
+    const NONE: u32 = u32::MAX;
+    let mut best: Vec<u32> = vec![NONE; ev.len()];
     for (ci, cl) in clusters.iter().enumerate() {
+        let Ok(ci) = u32::try_from(ci) else { break };
         for &m in &cl.members {
             if let Some(slot) = best.get_mut(m) {
-                let larger = slot
-                    .and_then(|b| clusters.get(b))
+                let larger = clusters
+                    .get(*slot as usize)
                     .is_none_or(|b| b.members.len() < cl.members.len());
                 if larger {
-                    *slot = Some(ci);
+                    *slot = ci;
                 }
             }
         }
@@ -283,7 +291,7 @@ fn found(ev: &[Evidence], clusters: &[Cluster]) -> Vec<Found> {
             .members
             .iter()
             .copied()
-            .filter(|&m| best.get(m).copied().flatten() == Some(ci))
+            .filter(|&m| best.get(m).is_some_and(|&b| b as usize == ci))
             .filter_map(|m| ev.get(m))
             .collect();
         if evs.len() < 2 {
@@ -292,10 +300,17 @@ fn found(ev: &[Evidence], clusters: &[Cluster]) -> Vec<Found> {
         // The fit needs samples spread over the backend's life, not all of them: at most
         // FIT_CONNECTIONS members, evenly spaced, the first always included.
         let step = evs.len().div_ceil(FIT_CONNECTIONS).max(1);
-        let fit: Vec<(usize, f64)> = evs.iter().step_by(step).map(|e| (e.id, e.delay)).collect();
+        let fit: Vec<(usize, f64)> = evs
+            .iter()
+            .step_by(step)
+            .map(|e| (e.id as usize, e.delay))
+            .collect();
         let first_seen = evs.iter().map(|e| e.t).fold(f64::NAN, f64::min);
-        let last_seen = evs.iter().map(|e| e.t + e.span).fold(f64::NAN, f64::max);
-        let mut ids: Vec<usize> = evs.iter().map(|e| e.id).collect();
+        let last_seen = evs
+            .iter()
+            .map(|e| e.t + f64::from(e.span))
+            .fold(f64::NAN, f64::max);
+        let mut ids: Vec<usize> = evs.iter().map(|e| e.id as usize).collect();
         ids.sort_unstable();
         backends.push(Found {
             ids,

@@ -17,24 +17,23 @@ pub(super) struct Seen {
 
 /// [`Seen`] for every backend, in one pass over their members in id order: on a spilled
 /// capture each block is read once, not once per member.
-pub(super) fn members_seen(a: &Analysis, epoch: Nanos, backends: &[Found]) -> Vec<Seen> {
+/// `member` is each member connection with its backend's index, in connection order; `ids`
+/// the same connections alone.
+pub(super) fn members_seen(
+    a: &Analysis,
+    epoch: Nanos,
+    backends: &[Found],
+    member: &[(usize, u32)],
+    ids: &[usize],
+) -> Vec<Seen> {
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;
-    // Each connection is a member of one backend at most (the largest cluster holding it).
-    let mut member: Vec<(usize, usize)> = backends
-        .iter()
-        .enumerate()
-        .flat_map(|(k, f)| f.ids.iter().map(move |&id| (id, k)))
-        .collect();
-    member.sort_unstable();
-    member.dedup_by_key(|m| m.0);
     let mut fit: Vec<(usize, f64)> = backends.iter().flat_map(|f| f.fit.iter().copied()).collect();
     fit.sort_unstable_by_key(|f| f.0);
     let mut samples: std::collections::HashMap<usize, Vec<(f64, u32)>> =
         std::collections::HashMap::with_capacity(fit.len());
     let mut seen: Vec<Seen> = backends.iter().map(|_| Seen::default()).collect();
-    let ids: Vec<usize> = member.iter().map(|m| m.0).collect();
-    a.connections.for_ids(&ids, |i, c| {
-        let Some(s) = member.get(i).and_then(|&(_, k)| seen.get_mut(k)) else {
+    a.connections.for_ids(ids, |i, c| {
+        let Some(s) = member.get(i).and_then(|&(_, k)| seen.get_mut(k as usize)) else {
             return;
         };
         if !s.services.contains(&c.service) {
