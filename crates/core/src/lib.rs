@@ -127,11 +127,11 @@ pub fn analyze(inputs: &[String], opts: &Options) -> Result<Analysis> {
     let finish = finish_started.elapsed().as_secs_f64();
     let detecting = cpu::Started::now();
     let rss_track = memory::peak_rss_bytes();
-    let peak_open = track::concurrent(
-        connections
-            .iter()
-            .map(|c| (c.rec.first_record, c.rec.last_record)),
-    );
+    let peak_open = track::concurrent(connections.blocks().flat_map(|b| {
+        b.iter()
+            .map(|c| (c.rec.first_record, c.rec.last_record))
+            .collect::<Vec<_>>()
+    }));
     // What the detectors fill starts empty.
     let mut analysis = Analysis {
         capture,

@@ -48,12 +48,12 @@ pub fn apply(a: &mut Analysis, f: &Filter) {
             && f.since.is_none_or(|s| t >= s)
             && f.until.is_none_or(|u| t <= u)
     };
-    let mut kept: HashSet<usize> = a
-        .connections
-        .iter()
-        .filter(|c| keep_conn(c))
-        .map(|c| c.id)
-        .collect();
+    let mut kept: HashSet<usize> = HashSet::default();
+    a.connections.for_each(|c| {
+        if keep_conn(c) {
+            kept.insert(c.id);
+        }
+    });
     a.races
         .retain(|r| r.attempts.first().is_some_and(|i| kept.contains(i)));
     for r in &a.races {

@@ -32,9 +32,7 @@ pub fn apply(a: &mut Analysis, keep: Keep) {
     let cited = cited(a);
     let swamped = a
         .connections
-        .iter()
-        .filter(|c| matches!(c.reason, Some(Reason::Flood | Reason::Scan)))
-        .count();
+        .count(|c| matches!(c.reason, Some(Reason::Flood | Reason::Scan)));
     let auto_summarises = swamped >= AUTO_MIN && 2 * swamped >= a.connections.len();
     let omitted = std::sync::atomic::AtomicUsize::new(0);
     a.connections.update(|c| {

@@ -45,7 +45,7 @@ pub fn detect(a: &mut Analysis) {
     let mut by: BTreeMap<(usize, Name), Vec<Kept>> = BTreeMap::new();
     // Kept connections: not an also-ran, and connected (an attempt never answered, a refusal
     // or a handshake never completed is nothing the client kept).
-    for c in a.connections.iter() {
+    a.connections.for_each(|c| {
         if c.role != Role::AlsoRan && c.rec.stage() >= Stage::Tcp {
             by.entry((c.host, c.service.clone())).or_default().push(Kept {
                 id: c.id,
@@ -54,7 +54,7 @@ pub fn detect(a: &mut Analysis) {
                 backend: c.backend.as_deref().and_then(|b| number.get(b)).copied().unwrap_or(0),
             });
         }
-    }
+    });
     let mut out = Vec::new();
     for ((host, service), mut kept) in by {
         if kept.len() < 2 {

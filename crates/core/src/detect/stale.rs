@@ -40,7 +40,7 @@ impl Detector for Stale {
 /// Find every stale reuse: O(n log n) in connections and in stale reuses (each retry is found
 /// through an index of the connections that could be one, built once).
 pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
-    if !a.connections.iter().any(|c| c.rec.stale.is_some()) {
+    if !a.connections.any(|c| c.rec.stale.is_some()) {
         a.stale_reuses = Vec::new();
         return;
     }
@@ -49,9 +49,9 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
     // once, and only when one needs it.
     let typical = std::cell::OnceCell::new();
     let mut out = Vec::new();
-    for c in a.connections.iter() {
+    a.connections.for_each(|c| {
         let Some(s) = c.rec.stale.as_deref() else {
-            continue;
+            return;
         };
         let legs = c
             .rec
@@ -69,7 +69,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             (Some(_), _, _) => StaleCause::Crossed,
         };
         let failed_at = s.failure_time.unwrap_or(s.request);
-        let found = retries.find(a, &c, s.request, failed_at, cfg.retry_window);
+        let found = retries.find(a, c, s.request, failed_at, cfg.retry_window);
         let retry = found.as_deref();
         let request = s.request_line.as_ref();
         let retry_same_request = retry.and_then(|r| {
@@ -97,7 +97,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
                 .map(|t| ms_between(failed_at, t)),
             retry_same_request,
         });
-    }
+    });
     a.stale_reuses = out;
 }
 
@@ -111,14 +111,14 @@ impl RetryIndex {
     fn new(a: &Analysis) -> RetryIndex {
         let mut by_key: foldhash::HashMap<(usize, Name), Vec<(Nanos, usize)>> =
             foldhash::HashMap::default();
-        for r in a.connections.iter().filter(|r| r.rec.bytes[0] > 0) {
-            if let Some(t) = r.rec.syn_time.get() {
+        a.connections.for_each(|r| {
+            if let Some(t) = r.rec.syn_time.get().filter(|_| r.rec.bytes[0] > 0) {
                 by_key
                     .entry((r.host, r.service.clone()))
                     .or_default()
                     .push((t, r.id));
             }
-        }
+        });
         for list in by_key.values_mut() {
             list.sort_unstable();
         }
@@ -150,9 +150,7 @@ impl RetryIndex {
 fn typical_legs(a: &Analysis) -> Option<(Nanos, Nanos)> {
     let mut legs: Vec<(Nanos, Nanos)> = a
         .connections
-        .iter()
-        .filter_map(|c| c.rec.handshake_legs())
-        .collect();
+        .par_filter_map(|c| c.rec.handshake_legs());
     legs.sort_by_key(|(x, y)| x + y);
     legs.get(legs.len() / 2).copied()
 }

@@ -30,14 +30,17 @@ pub fn summarize(a: &mut Analysis) {
         .filter_map(|r| r.attempt_delays_ms.first().copied())
         .collect();
     first_delays.sort_by(f64::total_cmp);
+    // One pass over the connections for both of their counts.
+    let (mut also_rans, mut timestamped_without_backend) = (0, 0);
+    a.connections.for_each(|c| {
+        also_rans += usize::from(c.role == Role::AlsoRan);
+        timestamped_without_backend +=
+            usize::from(c.backend.is_none() && !c.rec.ts_samples.is_empty());
+    });
     a.summary = Summary {
         connections: a.connections.len(),
         races: a.races.len(),
-        also_rans: a
-            .connections
-            .iter()
-            .filter(|c| c.role == Role::AlsoRan)
-            .count(),
+        also_rans,
         duplicate_upgrades: a.races.iter().filter(|r| r.duplicate_upgrade).count(),
         family_switches: a.sequences.iter().map(|s| s.family_switches).sum(),
         backend_switches: a.sequences.iter().map(|s| s.backend_switches).sum(),
@@ -67,11 +70,7 @@ pub fn summarize(a: &mut Analysis) {
             .iter()
             .filter(|r| r.winner_family() == Some(Family::Ipv4))
             .count(),
-        timestamped_without_backend: a
-            .connections
-            .iter()
-            .filter(|c| c.backend.is_none() && !c.rec.ts_samples.is_empty())
-            .count(),
+        timestamped_without_backend,
         // Set by `omit`, after the detectors.
         connections_omitted: 0,
         evicted_early: 0,
