@@ -34,54 +34,57 @@ impl Detector for Hosts {
     }
 }
 
-/// Union-find over addresses.
+/// Union-find over addresses (positions in [`AddrIndex`] order, 4 bytes each: a flood from
+/// millions of sources has millions of them).
 struct Union {
-    parent: Vec<usize>,
+    parent: Vec<u32>,
 }
 
 impl Union {
-    fn find(&mut self, mut x: usize) -> usize {
-        while let Some(&p) = self.parent.get(x) {
+    fn find(&mut self, x: usize) -> usize {
+        let mut x = x as u32;
+        while let Some(&p) = self.parent.get(x as usize) {
             if p == x {
                 break;
             }
-            let gp = self.parent.get(p).copied().unwrap_or(p);
-            if let Some(slot) = self.parent.get_mut(x) {
+            let gp = self.parent.get(p as usize).copied().unwrap_or(p);
+            if let Some(slot) = self.parent.get_mut(x as usize) {
                 *slot = gp;
             }
             x = p;
         }
-        x
+        x as usize
     }
     fn union(&mut self, a: usize, b: usize) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
             if let Some(slot) = self.parent.get_mut(ra.max(rb)) {
-                *slot = ra.min(rb);
+                *slot = ra.min(rb) as u32;
             }
         }
     }
 }
 
-/// Every client address and its position in sorted order, IPv4 addresses in 4 bytes (a
-/// flood from millions of sources has millions of them).
+/// A set of addresses in sorted order (IPv4 before IPv6, each numeric: the order of
+/// `IpAddr`), found by binary search: 4 bytes per IPv4 address and no hash index (a flood
+/// from millions of sources has millions of them; an index by hash cost 16 bytes more each,
+/// and the list of `IpAddr`s 17).
 #[derive(Default)]
 struct AddrIndex {
-    v4: HashMap<u32, usize>,
-    v6: HashMap<u128, usize>,
+    v4: Vec<u32>,
+    v6: Vec<u128>,
 }
 
 impl AddrIndex {
-    /// The client addresses of `conns`, gathered on every core a block at a time, and the
-    /// sorted list of them.
-    fn of(conns: &Connections) -> (AddrIndex, Vec<IpAddr>) {
+    /// The client addresses and the server addresses of `conns`, gathered on every core a
+    /// block at a time.
+    fn of(conns: &Connections) -> (AddrIndex, AddrIndex) {
         type Sets = (HashSet<u32>, HashSet<u128>);
-        let add = |mut sets: Sets, ip: IpAddr| {
+        let add = |sets: &mut Sets, ip: IpAddr| {
             match ip {
                 IpAddr::V4(a) => sets.0.insert(u32::from(a)),
                 IpAddr::V6(a) => sets.1.insert(u128::from(a)),
             };
-            sets
         };
         // The smaller set into the larger.
         let join = |a: Sets, b: Sets| {
@@ -94,40 +97,59 @@ impl AddrIndex {
             big.1.extend(small.1);
             big
         };
-        let mut all: Sets = Default::default();
+        let both = |x: (Sets, Sets), y: (Sets, Sets)| (join(x.0, y.0), join(x.1, y.1));
+        let mut all: (Sets, Sets) = Default::default();
         for block in conns.blocks() {
             let sets = block
                 .par_iter()
-                .fold(Sets::default, |sets, c| add(sets, c.rec.client.ip))
-                .reduce(Sets::default, join);
-            all = join(all, sets);
+                .fold(<(Sets, Sets)>::default, |mut sets, c| {
+                    add(&mut sets.0, c.rec.client.ip);
+                    add(&mut sets.1, c.rec.server.ip);
+                    sets
+                })
+                .reduce(<(Sets, Sets)>::default, both);
+            all = both(all, sets);
         }
-        // IPv4 before IPv6, each in numeric order: the order of `IpAddr`.
-        let mut v4: Vec<u32> = all.0.into_iter().collect();
-        let mut v6: Vec<u128> = all.1.into_iter().collect();
-        v4.par_sort_unstable();
-        v6.par_sort_unstable();
-        let addrs: Vec<IpAddr> = v4
-            .iter()
-            .map(|&a| IpAddr::from(std::net::Ipv4Addr::from(a)))
-            .chain(v6.iter().map(|&a| IpAddr::from(std::net::Ipv6Addr::from(a))))
-            .collect();
-        let index = AddrIndex {
-            v4: v4.iter().enumerate().map(|(i, &a)| (a, i)).collect(),
-            v6: v6
-                .iter()
-                .enumerate()
-                .map(|(i, &a)| (a, v4.len() + i))
-                .collect(),
+        let sorted = |sets: Sets| {
+            let mut v4: Vec<u32> = sets.0.into_iter().collect();
+            let mut v6: Vec<u128> = sets.1.into_iter().collect();
+            v4.par_sort_unstable();
+            v6.par_sort_unstable();
+            AddrIndex { v4, v6 }
         };
-        (index, addrs)
+        (sorted(all.0), sorted(all.1))
+    }
+
+    /// How many addresses.
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
     }
 
     /// The address's position in sorted order.
-    fn get(&self, ip: &IpAddr) -> Option<&usize> {
+    fn get(&self, ip: &IpAddr) -> Option<usize> {
         match ip {
-            IpAddr::V4(a) => self.v4.get(&u32::from(*a)),
-            IpAddr::V6(a) => self.v6.get(&u128::from(*a)),
+            IpAddr::V4(a) => self.v4.binary_search(&u32::from(*a)).ok(),
+            IpAddr::V6(a) => {
+                let k = self.v6.binary_search(&u128::from(*a)).ok()?;
+                Some(self.v4.len() + k)
+            }
+        }
+    }
+
+    /// The address at position `i`.
+    fn addr(&self, i: usize) -> Option<IpAddr> {
+        match i.checked_sub(self.v4.len()) {
+            None => self.v4.get(i).map(|&a| IpAddr::from(std::net::Ipv4Addr::from(a))),
+            Some(k) => self.v6.get(k).map(|&a| IpAddr::from(std::net::Ipv6Addr::from(a))),
+        }
+    }
+
+    /// The family of the address at position `i`.
+    fn family(&self, i: usize) -> Family {
+        if i < self.v4.len() {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
         }
     }
 }
@@ -174,10 +196,10 @@ pub fn assign(conns: &mut Connections, dns: &DnsTable, window: Nanos) -> Vec<Hos
 
 /// The client addresses and the ties found between them so far.
 struct Ties {
-    /// Every client address, sorted.
-    addrs: Vec<IpAddr>,
-    /// Address → index in `addrs`.
+    /// Every client address, sorted: an address is named by its position.
     index: AddrIndex,
+    /// Every server address, sorted (the SYN list names servers by position).
+    servers: AddrIndex,
     /// Addresses tied into one host.
     uf: Union,
     /// What tied each address.
@@ -187,14 +209,14 @@ struct Ties {
 impl Ties {
     fn of(conns: &Connections) -> Ties {
         // Every client address, in a stable order.
-        let (index, addrs) = AddrIndex::of(conns);
+        let (index, servers) = AddrIndex::of(conns);
         let uf = Union {
-            parent: (0..addrs.len()).collect(),
+            parent: (0..index.len() as u32).collect(),
         };
         let ties = BTreeMap::new();
         Ties {
-            addrs,
             index,
+            servers,
             uf,
             ties,
         }
@@ -233,7 +255,7 @@ impl Ties {
         // is the smaller index).
         for [v4, v6] in by_mac.values() {
             if let (Senders::One(a), Senders::One(b)) = (v4, v6) {
-                if let (Some(&ia), Some(&ib)) = (index.get(a), index.get(b)) {
+                if let (Some(ia), Some(ib)) = (index.get(a), index.get(b)) {
                     uf.union(ia, ib);
                     ties.entry(ia).or_default().insert("mac");
                     ties.entry(ib).or_default().insert("mac");
@@ -246,8 +268,8 @@ impl Ties {
     /// and an IPv6 address whose SYNs to one server port (or whose DNS answer and SYN) fall
     /// within the window, each the other's only partner.
     fn by_timing(&mut self, conns: &Connections, dns: &DnsTable, window: Nanos) {
-        let (addrs, index, uf, ties) = (&self.addrs, &self.index, &mut self.uf, &mut self.ties);
-        let mut tied = vec![false; addrs.len()];
+        let (index, servers, uf, ties) = (&self.index, &self.servers, &mut self.uf, &mut self.ties);
+        let mut tied = vec![false; index.len()];
         for &k in ties.keys() {
             if let Some(t) = tied.get_mut(k) {
                 *t = true;
@@ -260,33 +282,32 @@ impl Ties {
         // last, so that the order is that of the first four, and the scan below compares
         // families without looking the address up (a flood's SYNs are millions of one
         // family, each with 64 neighbours to look at).
-        let mut syns: Vec<(Nanos, u16, IpAddr, usize, bool)> = conns.par_filter_map(|c| {
+        // Addresses by position (server and client), 24 bytes a SYN: the order of positions is
+        // that of the addresses.
+        let mut syns: Vec<(Nanos, u16, u32, u32, bool)> = conns.par_filter_map(|c| {
             let ip = c.rec.client.ip;
             Some((
                 c.rec.syn_time.get()?,
                 c.rec.server.port,
-                c.rec.server.ip,
-                *index.get(&ip)?,
+                u32::try_from(servers.get(&c.rec.server.ip)?).ok()?,
+                u32::try_from(index.get(&ip)?).ok()?,
                 ip.is_ipv6(),
             ))
         });
         // Equal tuples are indistinguishable: an unstable sort on every core gives the same order.
         syns.par_sort_unstable();
         let mut note = |a: usize, b: usize, why: &'static str| {
-            if a != b && !is_tied(a) && !is_tied(b) {
-                let (fa, fb) = (addrs.get(a).map(Family::of), addrs.get(b).map(Family::of));
-                if fa != fb {
-                    partners.entry(a).or_default().insert(b);
-                    partners.entry(b).or_default().insert(a);
-                    how.entry((a.min(b), a.max(b))).or_insert(why);
-                }
+            if a != b && !is_tied(a) && !is_tied(b) && index.family(a) != index.family(b) {
+                partners.entry(a).or_default().insert(b);
+                partners.entry(b).or_default().insert(a);
+                how.entry((a.min(b), a.max(b))).or_insert(why);
             }
         };
         // Look at most this many SYNs ahead: with more clients than that in one window, pairing
         // is ambiguous anyway (and the scan stays linear on large captures).
         const LOOKAHEAD: usize = 64;
         for (i, &(t, port, _, a, v6)) in syns.iter().enumerate() {
-            if is_tied(a) {
+            if is_tied(a as usize) {
                 continue;
             }
             for &(t2, port2, _, b, v6b) in syns.iter().skip(i + 1).take(LOOKAHEAD) {
@@ -294,12 +315,12 @@ impl Ties {
                     break;
                 }
                 if port2 == port && v6b != v6 {
-                    note(a, b, "race");
+                    note(a as usize, b as usize, "race");
                 }
             }
         }
         for ex in dns.clients() {
-            let (Some(at), Some(&a)) = (ex.answer_time.get(), index.get(&ex.client)) else {
+            let (Some(at), Some(a)) = (ex.answer_time.get(), index.get(&ex.client)) else {
                 continue;
             };
             if is_tied(a) {
@@ -310,8 +331,9 @@ impl Ties {
                 if t - at > window {
                     break;
                 }
-                if dns.addrs(ex).contains(&server) {
-                    note(a, b, "dns");
+                let server = servers.addr(server as usize);
+                if server.is_some_and(|ip| dns.addrs(ex).contains(&ip)) {
+                    note(a, b as usize, "dns");
                 }
             }
         }
@@ -330,10 +352,12 @@ impl Ties {
 
     /// Hosts in order of their smallest address; each connection points at its host.
     fn hosts(mut self, conns: &mut Connections) -> Vec<Host> {
-        let (addrs, index, uf, ties) = (&self.addrs, &self.index, &mut self.uf, &self.ties);
+        let (index, uf, ties) = (&self.index, &mut self.uf, &self.ties);
         let mut hosts: Vec<Host> = Vec::new();
-        let mut host_of_addr = vec![0usize; addrs.len()];
-        for (i, addr) in addrs.iter().enumerate() {
+        // Each address's host, 4 bytes an address.
+        let mut host_of_addr = vec![0u32; index.len()];
+        for i in 0..index.len() {
+            let Some(addr) = index.addr(i) else { continue };
             // A union's root is the smaller of the two: each host's root is its smallest
             // address, met first in this walk.
             let root = uf.find(i);
@@ -341,10 +365,10 @@ impl Ties {
                 hosts.push(Host::default());
                 hosts.len() - 1
             } else {
-                host_of_addr.get(root).copied().unwrap_or(0)
+                host_of_addr.get(root).map_or(0, |&h| h as usize)
             };
             if let Some(host) = hosts.get_mut(h) {
-                host.addrs.push(*addr);
+                host.addrs.push(addr);
                 for t in ties.get(&i).into_iter().flatten() {
                     if !host.ties.contains(t) {
                         host.ties.push(t);
@@ -352,14 +376,14 @@ impl Ties {
                 }
             }
             if let Some(slot) = host_of_addr.get_mut(i) {
-                *slot = h;
+                *slot = u32::try_from(h).unwrap_or(u32::MAX);
             }
         }
         conns.update(|c| {
             c.host = index
                 .get(&c.rec.client.ip)
-                .and_then(|&i| host_of_addr.get(i).copied())
-                .unwrap_or(0);
+                .and_then(|i| host_of_addr.get(i).copied())
+                .map_or(0, |h| h as usize);
         });
         hosts
     }
