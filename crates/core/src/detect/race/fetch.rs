@@ -54,8 +54,9 @@ const ORDER_SLACK: Nanos = 5_000_000;
 pub(super) type Grouped = (Nanos, PerAttempt<usize>, bool);
 
 /// An attempt to group: (client host, server port, first SYN, connection id, the server
-/// address's fingerprint).
-type Attempt = (usize, u16, Nanos, usize, u64);
+/// address's fingerprint), 32 bytes (one per SYN of the capture: a flood's millions; ids and
+/// hosts past `u32::MAX` are not grouped).
+type Attempt = (u32, u16, Nanos, u32, u64);
 
 /// Where an attempt went: the server address and the transport (QUIC or TCP). A race reaches
 /// two or more of these, so QUIC and TCP to one address make a race (HEv3).
@@ -113,7 +114,13 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     // list sorted on every core, then each (host, port) run split on its own.
     let mut attempts: Vec<Attempt> = conns.par_filter_map(|c| {
         let ip = fingerprint(endpoint(c));
-        Some((c.host, c.rec.server.port, c.rec.syn_time.get()?, c.id, ip))
+        Some((
+            u32::try_from(c.host).ok()?,
+            c.rec.server.port,
+            c.rec.syn_time.get()?,
+            u32::try_from(c.id).ok()?,
+            ip,
+        ))
     });
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
     attempts.par_sort_unstable();
@@ -127,7 +134,7 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     let mut groups: Vec<Grouped> = conns
         .map_batched(
             &runs,
-            |run, ids| ids.extend(run.iter().map(|x| x.3)),
+            |run, ids| ids.extend(run.iter().map(|x| x.3 as usize)),
             |run, held| {
                 let get = |id: usize| held.get(id).map(Cow::Borrowed);
                 split_run(run, &get, a, dns, cfg)
@@ -154,7 +161,7 @@ fn split_run<'a>(
 ) -> Vec<Grouped> {
     let addrs = run
         .first()
-        .and_then(|f| a.hosts.get(f.0))
+        .and_then(|f| a.hosts.get(f.0 as usize))
         .map_or(&[][..], |h| &h.addrs[..]);
     Run::new(run, get, addrs, dns, cfg).split()
 }
@@ -205,7 +212,7 @@ impl<'a> Run<'a> {
     ) -> Run<'a> {
         let conns: Vec<_> = run
             .iter()
-            .filter_map(|&(_, _, _, id, _)| all(id))
+            .filter_map(|&(_, _, _, id, _)| all(id as usize))
             .collect();
         let mut legs: Vec<Nanos> = conns
             .iter()
@@ -243,7 +250,7 @@ impl<'a> Run<'a> {
     fn ids(&self, members: PerAttempt<usize>) -> PerAttempt<usize> {
         members
             .iter()
-            .filter_map(|&i| self.run.get(i).map(|a| a.3))
+            .filter_map(|&i| self.run.get(i).map(|a| a.3 as usize))
             .collect()
     }
 
