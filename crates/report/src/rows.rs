@@ -314,7 +314,7 @@ pub struct ConnectionRow<'a> {
     #[serde(serialize_with = "opt")]
     pub backend: Option<&'a str>,
     /// Extra: client host.
-    pub client: &'a str,
+    pub client: std::borrow::Cow<'a, str>,
     /// Extra: where the service name came from.
     pub service_source: NameSource,
     /// Extra: NAT64 server address.
@@ -351,7 +351,7 @@ pub struct ConnectionRow<'a> {
 
 impl<'a> ConnectionRow<'a> {
     /// The row of connection `c` (`client`: its host's label).
-    pub fn of(c: &'a Connection, client: &'a str) -> ConnectionRow<'a> {
+    pub fn of(c: &'a Connection, client: std::borrow::Cow<'a, str>) -> ConnectionRow<'a> {
         let r = &c.rec;
         let opts = |i: usize| {
             let o = r.syn_options.get(i).copied().unwrap_or_default();
@@ -411,10 +411,12 @@ impl<'a> ConnectionRow<'a> {
         a: &'a Analysis,
         block: &'a [Connection],
     ) -> impl Iterator<Item = ConnectionRow<'a>> + 'a {
-        block
-            .iter()
-            .filter(|c| !c.omitted)
-            .map(move |c| ConnectionRow::of(c, a.hosts.get(c.host).map_or("", |h| h.label())))
+        block.iter().filter(|c| !c.omitted).map(move |c| {
+            ConnectionRow::of(
+                c,
+                a.hosts.get(c.host).map(|h| h.label()).unwrap_or_default(),
+            )
+        })
     }
 }
 
@@ -424,7 +426,7 @@ static EMPTY: std::sync::LazyLock<Connection> =
 
 impl Probe for ConnectionRow<'static> {
     fn probe() -> Self {
-        ConnectionRow::of(&EMPTY, "")
+        ConnectionRow::of(&EMPTY, "".into())
     }
 }
 

@@ -69,14 +69,14 @@ pub fn delay_profiles(a: &mut Analysis) {
             .into_iter()
             .find(|&k| (median - f64::from(k)).abs() <= 0.05 * f64::from(k));
         if let Some(host) = a.hosts.get_mut(h) {
-            host.delays = Some(Box::new(crate::model::DelayProfile {
+            host.set_delays(crate::model::DelayProfile {
                 class,
                 races: v.len(),
                 min_ms: min,
                 median_ms: median,
                 max_ms: max,
                 near_default_ms: near,
-            }));
+            });
         }
     }
 }

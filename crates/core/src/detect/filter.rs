@@ -42,7 +42,7 @@ pub fn apply(a: &mut Analysis, f: &Filter) {
     let keep_conn = |c: &crate::model::Connection| {
         let t = c.rec.syn_time.get().unwrap_or(c.rec.first_time);
         f.client
-            .is_none_or(|ip| a.hosts.get(c.host).is_some_and(|h| h.addrs.contains(&ip)))
+            .is_none_or(|ip| a.hosts.get(c.host).is_some_and(|h| h.addrs().contains(&ip)))
             && f.service.as_ref().is_none_or(|s| *c.service == **s)
             && f.port.is_none_or(|p| c.rec.server.port == p)
             && f.since.is_none_or(|s| t >= s)

@@ -368,11 +368,9 @@ impl Ties {
                 host_of_addr.get(root).map_or(0, |&h| h as usize)
             };
             if let Some(host) = hosts.get_mut(h) {
-                host.addrs.push(addr);
+                host.push_addr(addr);
                 for t in ties.get(&i).into_iter().flatten() {
-                    if !host.ties.contains(t) {
-                        host.ties.push(t);
-                    }
+                    host.add_tie(t);
                 }
             }
             if let Some(slot) = host_of_addr.get_mut(i) {

@@ -77,7 +77,7 @@ fn name_block(
             }
             let clients = hosts
                 .get(c.host)
-                .map(|h| h.addrs.as_slice())
+                .map(|h| h.addrs())
                 .unwrap_or_default();
             let at = c.rec.syn_time.get().unwrap_or(c.rec.first_time);
             match dns.name_for(&server, clients, at) {

@@ -117,7 +117,7 @@ fn dns_facts(members: &[usize], a: &Analysis, dns: &DnsTable, held: &Lookup<'_>)
     let addrs = attempts
         .first()
         .and_then(|c| a.hosts.get(c.host))
-        .map_or(&[][..], |h| &h.addrs[..]);
+        .map_or(&[][..], |h| h.addrs());
     let lookup = |qtype| dns.exchange(&service, qtype, addrs, start);
     let ex = [
         lookup(DnsTable::AAAA),

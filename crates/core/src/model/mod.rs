@@ -450,32 +450,117 @@ pub struct DelayProfile {
 }
 
 /// A client host: its addresses (one per family or more) and how they were tied together.
-/// One per distinct client address that nothing tied to another (a flood's millions of
-/// sources each have one), so it is kept small: addresses inline, the rare delay profile
-/// boxed, the label made when first asked for (~100 bytes, nothing on the heap).
+/// There is one per distinct client address that nothing tied to another (a flood's millions
+/// of sources each have one), so such a host is its address alone: 24 bytes, nothing on the
+/// heap. A host with more (two addresses, ties, a delay profile) keeps them boxed.
 #[derive(Clone, Debug, Default)]
 pub struct Host {
-    /// Addresses, sorted.
-    pub addrs: smallvec::SmallVec<[IpAddr; 2]>,
-    /// How the addresses were tied (`mac`, `dns`, `race`).
-    pub ties: Vec<&'static str>,
-    /// Its attempt-delay class, when it raced.
-    pub delays: Option<Box<DelayProfile>>,
+    /// Its addresses and the rest.
+    inner: HostInner,
     /// Every connection of the host is left out of the report's list (`--connections`): the
     /// host is left out of `clients[]` too.
     pub omitted: bool,
-    /// The label, made from the addresses when first asked for.
+}
+
+#[derive(Clone, Debug, Default)]
+enum HostInner {
+    /// Not yet given an address.
+    #[default]
+    None,
+    /// One address, nothing else.
+    One(IpAddr),
+    /// Anything more.
+    More(Box<HostMore>),
+}
+
+/// A host's addresses, ties and delay profile, once it has more than one address.
+#[derive(Clone, Debug, Default)]
+struct HostMore {
+    addrs: Vec<IpAddr>,
+    ties: Vec<&'static str>,
+    delays: Option<DelayProfile>,
+    /// The label, made when first asked for.
     label: std::sync::OnceLock<Name>,
 }
 
 impl Host {
+    /// Its addresses, in the order they were added (sorted).
+    pub fn addrs(&self) -> &[IpAddr] {
+        match &self.inner {
+            HostInner::None => &[],
+            HostInner::One(a) => std::slice::from_ref(a),
+            HostInner::More(m) => &m.addrs,
+        }
+    }
+
+    /// How its addresses were tied (`mac`, `dns`, `race`), in the order first found.
+    pub fn ties(&self) -> &[&'static str] {
+        match &self.inner {
+            HostInner::More(m) => &m.ties,
+            _ => &[],
+        }
+    }
+
+    /// Its attempt-delay class, when it raced.
+    pub fn delays(&self) -> Option<&DelayProfile> {
+        match &self.inner {
+            HostInner::More(m) => m.delays.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The boxed form, made on first need (always `Some`).
+    fn more(&mut self) -> Option<&mut HostMore> {
+        if !matches!(self.inner, HostInner::More(_)) {
+            let addrs = self.addrs().to_vec();
+            self.inner = HostInner::More(Box::new(HostMore {
+                addrs,
+                ..HostMore::default()
+            }));
+        }
+        match &mut self.inner {
+            HostInner::More(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Add an address.
+    pub fn push_addr(&mut self, addr: IpAddr) {
+        if matches!(self.inner, HostInner::None) {
+            self.inner = HostInner::One(addr);
+        } else if let Some(m) = self.more() {
+            m.addrs.push(addr);
+            m.label = std::sync::OnceLock::new();
+        }
+    }
+
+    /// Add what tied an address (once each).
+    pub fn add_tie(&mut self, tie: &'static str) {
+        if let Some(m) = self.more() {
+            if !m.ties.contains(&tie) {
+                m.ties.push(tie);
+            }
+        }
+    }
+
+    /// Set its attempt-delay class.
+    pub fn set_delays(&mut self, d: DelayProfile) {
+        if let Some(m) = self.more() {
+            m.delays = Some(d);
+        }
+    }
+
     /// The contract's `client` text: addresses sorted as text, joined with `,`.
-    pub fn label(&self) -> &Name {
-        self.label.get_or_init(|| {
-            let mut v: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
-            v.sort();
-            v.join(",").into()
-        })
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        match &self.inner {
+            HostInner::None => std::borrow::Cow::Borrowed(""),
+            HostInner::One(a) => std::borrow::Cow::Owned(a.to_string()),
+            HostInner::More(m) => std::borrow::Cow::Borrowed(m.label.get_or_init(|| {
+                let mut v: Vec<String> = m.addrs.iter().map(|a| a.to_string()).collect();
+                v.sort();
+                v.join(",").into()
+            })),
+        }
     }
 }
 
@@ -527,7 +612,7 @@ impl Analysis {
     pub fn host_label(&self, host: usize) -> Name {
         self.hosts
             .get(host)
-            .map_or_else(Name::default, |h| h.label().clone())
+            .map_or_else(Name::default, |h| h.label().as_ref().into())
     }
 
     /// The first packet's time among the connections (charts and clocks count from it).

@@ -213,7 +213,7 @@ fn facts(a: &Analysis) -> Vec<Finding> {
         );
     }
     for h in &a.hosts {
-        if let Some(d) = &h.delays {
+        if let Some(d) = h.delays() {
             let near = d
                 .near_default_ms
                 .map(|n| format!(" near {n} ms"))

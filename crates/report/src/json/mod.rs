@@ -77,7 +77,10 @@ fn write_connection(buf: &mut Vec<u8>, c: &Connection, a: &Analysis) -> std::io:
     o.opt_uint("race", c.race);
     o.text("role", c.role.as_str());
     o.val("backend", &c.backend.as_deref())?;
-    o.text("client", a.hosts.get(c.host).map_or("", |h| h.label()));
+    o.text(
+        "client",
+        &a.hosts.get(c.host).map(|h| h.label()).unwrap_or_default(),
+    );
     o.text("service_source", c.service_source.as_str());
     o.bool("nat64", c.nat64);
     o.text("history", r.history.as_str());
@@ -190,7 +193,7 @@ fn write_race(buf: &mut Vec<u8>, r: &Race) -> std::io::Result<()> {
 
 #[derive(Serialize)]
 struct HostJson<'a> {
-    client: &'a str,
+    client: std::borrow::Cow<'a, str>,
     addresses: Vec<String>,
     tied_by: Vec<&'static str>,
     attempt_delay: Option<&'a racetrace_core::model::DelayProfile>,
@@ -278,9 +281,9 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     array(w, &listed, |h, buf| {
         let client = HostJson {
             client: h.label(),
-            addresses: h.addrs.iter().map(|x| x.to_string()).collect(),
-            tied_by: h.ties.clone(),
-            attempt_delay: h.delays.as_deref(),
+            addresses: h.addrs().iter().map(|x| x.to_string()).collect(),
+            tied_by: h.ties().to_vec(),
+            attempt_delay: h.delays(),
         };
         serde_item(&client, buf)
     })?;

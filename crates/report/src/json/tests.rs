@@ -43,7 +43,7 @@ fn hand_written_objects_match_the_serde_oracle() {
             let fast = write_connection(&mut fast, c, &a).map(|()| fast);
             let oracle = serde_json::to_vec(&ConnectionRow::of(
                 c,
-                a.hosts.get(c.host).map_or("", |h| h.label()),
+                a.hosts.get(c.host).map(|h| h.label()).unwrap_or_default(),
             ));
             same(fast, oracle, &format!("{f}: connection {}", c.id));
             compared += 1;

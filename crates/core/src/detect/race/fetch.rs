@@ -162,7 +162,7 @@ fn split_run<'a>(
     let addrs = run
         .first()
         .and_then(|f| a.hosts.get(f.0 as usize))
-        .map_or(&[][..], |h| &h.addrs[..]);
+        .map_or(&[][..], |h| h.addrs());
     Run::new(run, get, addrs, dns, cfg).split()
 }
 
