@@ -2,21 +2,23 @@
 //! report contract (`spec/REPORT.md`); the JSON renderer maps each type to its
 //! contract object, adding documented extra fields beside the contract's.
 
-use std::net::IpAddr;
-
 use crate::decode::DecodeStats;
-use crate::domain::{Family, Nanos};
+use crate::domain::Nanos;
 use crate::error::Warning;
 use crate::read::CaptureInfo;
 pub mod history;
+mod host;
 pub mod listener;
 pub mod race;
 pub mod record;
+mod sequence;
 pub mod store;
 
+pub use host::{DelayProfile, Host};
 pub use listener::{Flood, HealthCheck, Listener, Reason, Scan};
 pub use race::{Cancel, DuplicateRequest, Fate, PerAttempt, Race, RaceDns};
 pub use record::{ConnRecord, Vantage, VantageVotes};
+pub use sequence::{Kept, Sequence, Switch};
 pub use store::Connections;
 
 pub use crate::domain::{Interner, Name};
@@ -179,167 +181,6 @@ pub struct Backend {
     pub regime: ClockRegime,
 }
 
-/// One step between successive kept connections of a sequence.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Switch {
-    /// Earlier connection.
-    pub from: usize,
-    /// Later connection.
-    pub to: usize,
-    /// Time between their first packets, ms.
-    pub gap_ms: f64,
-    /// The family changed.
-    pub family_switch: bool,
-    /// The backend changed (null when either is unknown).
-    #[serde(serialize_with = "crate::domain::ser::opt")]
-    pub backend_switch: Option<bool>,
-}
-
-/// One kept connection of a [`Sequence`]: 24 bytes, since a sequence holds every connection
-/// its client kept, so this is what grows with a long capture. Its family digit, backend name,
-/// switches and strip entry are derived from it when written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Kept {
-    /// The connection.
-    pub id: usize,
-    /// Its first SYN (or first packet).
-    pub start: Nanos,
-    /// Its backend's number `n` (the backend `Bn`, `backends[n - 1]`), 0 when unknown.
-    pub backend: u32,
-    /// Its family.
-    pub family: Family,
-}
-
-impl Kept {
-    /// The backend's name (`B1`, `B2`, …), `None` when unknown.
-    pub fn backend_name(&self) -> Option<String> {
-        (self.backend > 0).then(|| format!("B{}", self.backend))
-    }
-}
-
-/// Successive kept connections of one client to one service. The contract's per-connection
-/// lists (`connections`, `families`, `backends`, `switches`, `strip`) are derived from
-/// [`Sequence::kept`] by the methods of the same names, and serialised in the contract's order.
-#[derive(Clone, Debug, Default)]
-pub struct Sequence {
-    /// Client host.
-    pub client: Name,
-    /// Service.
-    pub service: Name,
-    /// Kept connections in time order.
-    pub kept: Vec<Kept>,
-    /// Adjacent pairs whose family differs.
-    pub family_switches: usize,
-    /// Adjacent pairs with known, different backends.
-    pub backend_switches: usize,
-    /// Extra: family switches that also switched backend.
-    pub family_and_backend_switches: usize,
-}
-
-impl Sequence {
-    /// A sequence of `kept` (in time order), with its switch counts.
-    pub fn new(client: Name, service: Name, kept: Vec<Kept>) -> Sequence {
-        let mut s = Sequence {
-            client,
-            service,
-            kept,
-            ..Sequence::default()
-        };
-        s.family_switches = s.switches().filter(|w| w.family_switch).count();
-        // Backend switches: adjacent pairs among the connections with a known backend.
-        let known: Vec<u32> = s
-            .kept
-            .iter()
-            .map(|k| k.backend)
-            .filter(|&b| b > 0)
-            .collect();
-        s.backend_switches = known.windows(2).filter(|w| w[0] != w[1]).count();
-        s.family_and_backend_switches = s
-            .switches()
-            .filter(|w| w.family_switch && w.backend_switch == Some(true))
-            .count();
-        s
-    }
-
-    /// Kept connection ids in time order.
-    pub fn connections(&self) -> impl ExactSizeIterator<Item = usize> + '_ {
-        self.kept.iter().map(|k| k.id)
-    }
-
-    /// Their families.
-    pub fn families(&self) -> impl ExactSizeIterator<Item = Family> + '_ {
-        self.kept.iter().map(|k| k.family)
-    }
-
-    /// Extra: backend of each connection (`None` when unknown).
-    pub fn backends(&self) -> impl ExactSizeIterator<Item = Option<String>> + '_ {
-        self.kept.iter().map(Kept::backend_name)
-    }
-
-    /// Extra: each adjacent pair.
-    pub fn switches(&self) -> impl Iterator<Item = Switch> + '_ {
-        self.kept.windows(2).filter_map(|w| match w {
-            [x, y] => Some(Switch {
-                from: x.id,
-                to: y.id,
-                gap_ms: crate::domain::ms_between(x.start, y.start),
-                family_switch: x.family != y.family,
-                backend_switch: (x.backend > 0 && y.backend > 0).then_some(x.backend != y.backend),
-            }),
-            _ => None,
-        })
-    }
-
-    /// Extra: the strip, one entry per connection: the family's digit and the backend's id,
-    /// or `?` when unknown, e.g. `6B1 6B1 4B2 6B1 4?`.
-    pub fn strip(&self) -> String {
-        use std::fmt::Write;
-        let mut strip = String::with_capacity(4 * self.kept.len());
-        for (i, k) in self.kept.iter().enumerate() {
-            if i > 0 {
-                strip.push(' ');
-            }
-            strip.push(k.family.digit());
-            match k.backend {
-                0 => strip.push('?'),
-                n => {
-                    let _ = write!(strip, "B{n}");
-                }
-            }
-        }
-        strip
-    }
-}
-
-/// The contract's `sequences[]` object: the members in the order they always had.
-impl serde::Serialize for Sequence {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        /// A list derived on the fly.
-        struct Seq<F>(F);
-        impl<I: Iterator<Item = T>, T: serde::Serialize, F: Fn() -> I> serde::Serialize for Seq<F> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq((self.0)())
-            }
-        }
-        let mut o = s.serialize_struct("Sequence", 10)?;
-        o.serialize_field("client", &self.client)?;
-        o.serialize_field("service", &self.service)?;
-        o.serialize_field("connections", &Seq(|| self.connections()))?;
-        o.serialize_field("families", &Seq(|| self.families()))?;
-        o.serialize_field("family_switches", &self.family_switches)?;
-        o.serialize_field("backend_switches", &self.backend_switches)?;
-        o.serialize_field("backends", &Seq(|| self.backends()))?;
-        o.serialize_field("switches", &Seq(|| self.switches()))?;
-        o.serialize_field(
-            "family_and_backend_switches",
-            &self.family_and_backend_switches,
-        )?;
-        o.serialize_field("strip", &self.strip())?;
-        o.end()
-    }
-}
-
 /// Why a stale reuse happened, as far as the capture can tell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum StaleCause {
@@ -427,141 +268,6 @@ pub struct Service {
     pub backend_identified_share: Option<f64>,
     /// Extra: clock regimes seen among its connections.
     pub clock_regimes: Vec<ClockRegime>,
-}
-
-/// A client's Connection Attempt Delay behaviour over its races (RFC 8305 §5).
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct DelayProfile {
-    /// `fixed` (every race's first delay near one value, as curl's 200 ms, Node's 250 ms,
-    /// Chromium's and Go's 300 ms), `dynamic` (varies, as Safari's 50 ms–2 s derived from
-    /// RTT history), or `single_sample` (one race: the class cannot be told).
-    pub class: &'static str,
-    /// Races measured (first attempt delay of each).
-    pub races: usize,
-    /// Smallest, median and largest first delay, ms.
-    pub min_ms: f64,
-    /// Median.
-    pub median_ms: f64,
-    /// Largest.
-    pub max_ms: f64,
-    /// The common default the median sits on (within 5 %), when there is one.
-    #[serde(serialize_with = "crate::domain::ser::opt")]
-    pub near_default_ms: Option<u32>,
-}
-
-/// A client host: its addresses (one per family or more) and how they were tied together.
-/// There is one per distinct client address that nothing tied to another (a flood's millions
-/// of sources each have one), so such a host is its address alone: 24 bytes, nothing on the
-/// heap. A host with more (two addresses, ties, a delay profile) keeps them boxed.
-#[derive(Clone, Debug, Default)]
-pub struct Host {
-    /// Its addresses and the rest.
-    inner: HostInner,
-    /// Every connection of the host is left out of the report's list (`--connections`): the
-    /// host is left out of `clients[]` too.
-    pub omitted: bool,
-}
-
-#[derive(Clone, Debug, Default)]
-enum HostInner {
-    /// Not yet given an address.
-    #[default]
-    None,
-    /// One address, nothing else.
-    One(IpAddr),
-    /// Anything more.
-    More(Box<HostMore>),
-}
-
-/// A host's addresses, ties and delay profile, once it has more than one address.
-#[derive(Clone, Debug, Default)]
-struct HostMore {
-    addrs: Vec<IpAddr>,
-    ties: Vec<&'static str>,
-    delays: Option<DelayProfile>,
-    /// The label, made when first asked for.
-    label: std::sync::OnceLock<Name>,
-}
-
-impl Host {
-    /// Its addresses, in the order they were added (sorted).
-    pub fn addrs(&self) -> &[IpAddr] {
-        match &self.inner {
-            HostInner::None => &[],
-            HostInner::One(a) => std::slice::from_ref(a),
-            HostInner::More(m) => &m.addrs,
-        }
-    }
-
-    /// How its addresses were tied (`mac`, `dns`, `race`), in the order first found.
-    pub fn ties(&self) -> &[&'static str] {
-        match &self.inner {
-            HostInner::More(m) => &m.ties,
-            _ => &[],
-        }
-    }
-
-    /// Its attempt-delay class, when it raced.
-    pub fn delays(&self) -> Option<&DelayProfile> {
-        match &self.inner {
-            HostInner::More(m) => m.delays.as_ref(),
-            _ => None,
-        }
-    }
-
-    /// The boxed form, made on first need (always `Some`).
-    fn more(&mut self) -> Option<&mut HostMore> {
-        if !matches!(self.inner, HostInner::More(_)) {
-            let addrs = self.addrs().to_vec();
-            self.inner = HostInner::More(Box::new(HostMore {
-                addrs,
-                ..HostMore::default()
-            }));
-        }
-        match &mut self.inner {
-            HostInner::More(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// Add an address.
-    pub fn push_addr(&mut self, addr: IpAddr) {
-        if matches!(self.inner, HostInner::None) {
-            self.inner = HostInner::One(addr);
-        } else if let Some(m) = self.more() {
-            m.addrs.push(addr);
-            m.label = std::sync::OnceLock::new();
-        }
-    }
-
-    /// Add what tied an address (once each).
-    pub fn add_tie(&mut self, tie: &'static str) {
-        if let Some(m) = self.more() {
-            if !m.ties.contains(&tie) {
-                m.ties.push(tie);
-            }
-        }
-    }
-
-    /// Set its attempt-delay class.
-    pub fn set_delays(&mut self, d: DelayProfile) {
-        if let Some(m) = self.more() {
-            m.delays = Some(d);
-        }
-    }
-
-    /// The contract's `client` text: addresses sorted as text, joined with `,`.
-    pub fn label(&self) -> std::borrow::Cow<'_, str> {
-        match &self.inner {
-            HostInner::None => std::borrow::Cow::Borrowed(""),
-            HostInner::One(a) => std::borrow::Cow::Owned(a.to_string()),
-            HostInner::More(m) => std::borrow::Cow::Borrowed(m.label.get_or_init(|| {
-                let mut v: Vec<String> = m.addrs.iter().map(|a| a.to_string()).collect();
-                v.sort();
-                v.join(",").into()
-            })),
-        }
-    }
 }
 
 /// Headline counts.
