@@ -225,14 +225,34 @@ impl Ties {
     /// By MAC: a MAC that sends SYNs from one address per family is one host. Per MAC and
     /// family only whether it sent from one address or more is kept (a router's MAC in a
     /// server-side capture sends from millions).
+    ///
+    /// Only a MAC that sent from both families can tie anything: the MACs of the family with
+    /// fewer client addresses are listed first, and only those are followed (a flood's
+    /// millions of sources are of one family, each with a MAC of its own: following every MAC
+    /// held ~70 bytes per source).
     fn by_mac(&mut self, conns: &Connections) {
         let (index, uf, ties) = (&self.index, &mut self.uf, &mut self.ties);
+        let fewer_v6 = index.v6.len() <= index.v4.len();
+        let mut candidates: HashSet<[u8; 6]> = HashSet::default();
+        for block in conns.blocks() {
+            for c in block.iter() {
+                if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
+                    if c.rec.client.ip.is_ipv6() == fewer_v6 {
+                        candidates.insert(mac);
+                    }
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return;
+        }
         let mut by_mac: HashMap<[u8; 6], [Senders; 2]> = HashMap::default();
         for block in conns.blocks() {
             let part = block
                 .par_iter()
                 .fold(HashMap::default, |mut m, c| {
-                    if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
+                    let mac = c.rec.client_mac.filter(|_| c.rec.handshake_seen);
+                    if let Some(mac) = mac.filter(|m| candidates.contains(m)) {
                         let ip = c.rec.client.ip;
                         let fam = usize::from(Family::of(&ip) == Family::Ipv6);
                         add_sender(&mut m, mac, fam, Senders::One(ip));
