@@ -110,9 +110,31 @@ struct Fetch<'a> {
 pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -> Vec<Grouped> {
     use rayon::prelude::*;
     let conns = &a.connections;
+    // Hosts whose attempts reach two or more endpoints: only theirs can race. One pass, 8
+    // bytes a host, so that a flood's millions of sources, each at one endpoint, are left out
+    // before their attempts are listed (32 bytes a SYN).
+    const NONE: u64 = 1 << 61; // never a fingerprint: IPv4 is below 2^32 (or 2^62 with QUIC),
+    const MANY: u64 = NONE | 1; // IPv6 at or above 2^63.
+    let mut reach = vec![NONE; a.hosts.len()];
+    conns.for_each(|c| {
+        if c.rec.syn_time.get().is_none() {
+            return;
+        }
+        if let Some(slot) = reach.get_mut(c.host) {
+            let fp = fingerprint(endpoint(c));
+            *slot = match *slot {
+                NONE => fp,
+                x if x == fp => x,
+                _ => MANY,
+            };
+        }
+    });
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
     // list sorted on every core, then each (host, port) run split on its own.
     let mut attempts: Vec<Attempt> = conns.par_filter_map(|c| {
+        if reach.get(c.host) != Some(&MANY) {
+            return None;
+        }
         let ip = fingerprint(endpoint(c));
         Some((
             u32::try_from(c.host).ok()?,
