@@ -52,11 +52,7 @@ fn unanswered_syns_leave_the_table_after_the_retransmissions() {
 fn a_flood_past_the_table_cap_is_evicted_and_still_reported() {
     let mut s = Scenario::new();
     let n = 20_000usize;
-    for i in 0..n {
-        let client = format!("10.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256);
-        let c = s.tcp(&client, 40000, "192.0.2.80", 80);
-        s.syn(c, i as f64 * 0.1);
-    }
+    support::syn_flood(&mut s, n, 0.1);
     let (c4, c6) = ("198.51.100.7", "2001:db8:7::7");
     s.same_host(c4, c6);
     let v6 = s.tcp(c6, 50000, "2001:db8::80", 443);

@@ -128,11 +128,7 @@ fn a_spill_that_cannot_be_written_fails_without_a_report() {
 /// fill several spill blocks at a tiny memory limit.
 fn flood_capture(n: usize) -> PathBuf {
     let mut s = racetrace_synth::Scenario::new();
-    for i in 0..n {
-        let client = format!("10.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256);
-        let c = s.tcp(&client, 40000, "192.0.2.80", 80);
-        s.syn(c, i as f64 * 0.1);
-    }
+    support::syn_flood(&mut s, n, 0.1);
     support::write_temp("spill-full", "flood.pcap", &s.to_pcap())
 }
 

@@ -340,3 +340,13 @@ fn skip_line(msg: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{msg}");
 }
+
+/// A SYN flood into `s`: `n` unanswered SYNs to 192.0.2.80:80, one every `every_ms`, each
+/// from its own source address in 10.0.0.0/8 (distinct up to 16.7 M).
+pub fn syn_flood(s: &mut racetrace_synth::Scenario, n: usize, every_ms: f64) {
+    for i in 0..n {
+        let client = format!("10.{}.{}.{}", 1 + i / 65536, (i / 256) % 256, i % 256);
+        let c = s.tcp(&client, 40000, "192.0.2.80", 80);
+        s.syn(c, i as f64 * every_ms);
+    }
+}
