@@ -2,11 +2,9 @@
 //! at a time ([`Connections::map_batched`], [`Connections::get_sorted`],
 //! [`Connections::for_ids`]), reading only the blocks that hold a wanted id.
 
-use std::borrow::Cow;
-
 use rayon::prelude::*;
 
-use super::Connections;
+use super::{Block, Connections};
 use crate::model::Connection;
 
 /// Finds connections by id inside [`Connections::map_batched`].
@@ -77,12 +75,12 @@ impl Connections {
     pub fn get_sorted(&self, ids: &[usize]) -> Vec<Connection> {
         let mut out = Vec::with_capacity(ids.len());
         self.blocks_of(ids, |wanted, base, block| match block {
-            Cow::Borrowed(held) => {
+            Block::Mem(held) => {
                 out.extend(wanted.iter().filter_map(|&i| held.get(i - base)).cloned());
             }
-            Cow::Owned(held) => {
+            Block::Read(mut held) => {
                 let mut want = wanted.iter().peekable();
-                for (at, c) in held.into_iter().enumerate() {
+                for (at, c) in held.drain().enumerate() {
                     if want.next_if(|&&i| i - base == at).is_some() {
                         out.push(c);
                     }
@@ -109,12 +107,12 @@ impl Connections {
     /// `f(wanted, base, block)` for each block (or the in-memory rest, as one) that holds
     /// some of `ids` (sorted, no repeats): the ids it holds, its first id, its connections.
     /// Only those blocks are read.
-    fn blocks_of(&self, ids: &[usize], mut f: impl FnMut(&[usize], usize, Cow<'_, [Connection]>)) {
+    fn blocks_of(&self, ids: &[usize], mut f: impl FnMut(&[usize], usize, Block<'_>)) {
         let block = self.cfg.block.max(1);
         let mut rest = ids;
         while let Some(&first) = rest.first() {
             if first >= self.on_disk {
-                f(rest, self.on_disk, Cow::Borrowed(&self.mem));
+                f(rest, self.on_disk, Block::Mem(&self.mem));
                 return;
             }
             let b = first / block;
@@ -126,7 +124,7 @@ impl Connections {
                 .as_ref()
                 .and_then(|s| Some(s.read(*s.blocks.get(b)?)))
             {
-                Some(Ok(held)) => f(wanted, base, Cow::Owned(held)),
+                Some(Ok(held)) => f(wanted, base, Block::Read(held)),
                 Some(Err(e)) => self.fail("reading", &e),
                 None => {}
             }

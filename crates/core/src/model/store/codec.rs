@@ -24,6 +24,7 @@ struct Put<'a> {
 }
 
 impl Put<'_> {
+    #[inline]
     fn u(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.out.push((v as u8) | 0x80);
@@ -31,15 +32,19 @@ impl Put<'_> {
         }
         self.out.push(v as u8);
     }
+    #[inline]
     fn i(&mut self, v: i64) {
         self.u(((v << 1) ^ (v >> 63)) as u64);
     }
+    #[inline]
     fn b(&mut self, v: bool) {
         self.out.push(u8::from(v));
     }
+    #[inline]
     fn t(&mut self, t: Nanos) {
         self.i(t.wrapping_sub(self.base));
     }
+    #[inline]
     fn ot(&mut self, t: OptNanos) {
         match t.get() {
             Some(t) => {
@@ -49,16 +54,19 @@ impl Put<'_> {
             None => self.b(false),
         }
     }
+    #[inline]
     fn opt<T>(&mut self, v: Option<T>, f: impl FnOnce(&mut Self, T)) {
         self.b(v.is_some());
         if let Some(v) = v {
             f(self, v);
         }
     }
+    #[inline]
     fn s(&mut self, s: &str) {
         self.u(s.len() as u64);
         self.out.extend_from_slice(s.as_bytes());
     }
+    #[inline]
     fn ip(&mut self, ip: &IpAddr) {
         match ip {
             IpAddr::V4(a) => {
@@ -71,11 +79,13 @@ impl Put<'_> {
             }
         }
     }
+    #[inline]
     fn ep(&mut self, e: &Endpoint) {
         self.ip(&e.ip);
         self.u(u64::from(e.port));
     }
     /// A variant of an enum, as its index in `all`.
+    #[inline]
     fn e<T: PartialEq>(&mut self, v: &T, all: &[T]) {
         let i = all.iter().position(|x| x == v).unwrap_or(0);
         self.out.push(i as u8);
@@ -88,13 +98,15 @@ struct Get<'a> {
     base: Nanos,
 }
 
-impl Get<'_> {
+impl<'a> Get<'a> {
+    #[inline]
     fn byte(&mut self) -> Option<u8> {
         let (&first, rest) = self.b.split_first()?;
         self.b = rest;
         Some(first)
     }
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
+    #[inline]
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.b.len() {
             return None;
         }
@@ -102,6 +114,7 @@ impl Get<'_> {
         self.b = rest;
         Some(head)
     }
+    #[inline]
     fn u(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -113,19 +126,24 @@ impl Get<'_> {
         }
         None
     }
+    #[inline]
     fn i(&mut self) -> Option<i64> {
         let z = self.u()?;
         Some(((z >> 1) as i64) ^ -((z & 1) as i64))
     }
+    #[inline]
     fn u32(&mut self) -> Option<u32> {
         u32::try_from(self.u()?).ok()
     }
+    #[inline]
     fn u16(&mut self) -> Option<u16> {
         u16::try_from(self.u()?).ok()
     }
+    #[inline]
     fn usize(&mut self) -> Option<usize> {
         usize::try_from(self.u()?).ok()
     }
+    #[inline]
     fn b(&mut self) -> Option<bool> {
         match self.byte()? {
             0 => Some(false),
@@ -133,9 +151,11 @@ impl Get<'_> {
             _ => None,
         }
     }
+    #[inline]
     fn t(&mut self) -> Option<Nanos> {
         Some(self.base.wrapping_add(self.i()?))
     }
+    #[inline]
     fn ot(&mut self) -> Option<OptNanos> {
         Some(if self.b()? {
             OptNanos::some(self.t()?)
@@ -143,13 +163,44 @@ impl Get<'_> {
             OptNanos::NONE
         })
     }
+    #[inline]
     fn opt<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
         Some(if self.b()? { Some(f(self)?) } else { None })
     }
+    #[inline]
     fn s(&mut self) -> Option<String> {
-        let n = self.usize()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        self.str().map(str::to_owned)
     }
+    /// A string, borrowed from the bytes.
+    #[inline]
+    fn str(&mut self) -> Option<&'a str> {
+        let n = self.usize()?;
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+    /// A name, shared with the names decoded before it on this thread (a service or backend
+    /// name repeats over thousands of connections: one allocation each, not one per
+    /// connection).
+    #[inline]
+    fn name(&mut self) -> Option<Name> {
+        thread_local! {
+            static NAMES: std::cell::RefCell<foldhash::HashSet<Name>> = std::cell::RefCell::default();
+        }
+        /// Distinct names kept (a scan can make millions of services).
+        const KEPT: usize = 4_096;
+        let s = self.str()?;
+        Some(NAMES.with_borrow_mut(|names| {
+            if let Some(n) = names.get(s) {
+                return n.clone();
+            }
+            if names.len() >= KEPT {
+                names.clear();
+            }
+            let n: Name = s.into();
+            names.insert(n.clone());
+            n
+        }))
+    }
+    #[inline]
     fn ip(&mut self) -> Option<IpAddr> {
         Some(match self.byte()? {
             4 => {
@@ -163,12 +214,14 @@ impl Get<'_> {
             _ => return None,
         })
     }
+    #[inline]
     fn ep(&mut self) -> Option<Endpoint> {
         Some(Endpoint {
             ip: self.ip()?,
             port: self.u16()?,
         })
     }
+    #[inline]
     fn e<T: Copy>(&mut self, all: &[T]) -> Option<T> {
         all.get(usize::from(self.byte()?)).copied()
     }
@@ -227,7 +280,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Connection, &[u8])> {
     g.base = first;
     let id = g.usize()?;
     let rec = read_record(&mut g, first)?;
-    let service: Name = g.s()?.into();
+    let service = g.name()?;
     let c = Connection {
         id,
         rec,
@@ -236,7 +289,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Connection, &[u8])> {
         nat64: g.b()?,
         race: g.opt(Get::usize)?,
         role: g.e(Role::ALL)?,
-        backend: g.opt(|g| g.s().map(Name::from))?,
+        backend: g.opt(Get::name)?,
         host: g.usize()?,
         reason: g.opt(|g| g.e(Reason::ALL))?,
         omitted: g.b()?,
@@ -342,7 +395,7 @@ fn read_record(g: &mut Get<'_>, first_time: Nanos) -> Option<ConnRecord> {
             timestamps: g.b()?,
         };
     }
-    r.history = History::from_letters(&g.s()?);
+    r.history = History::from_letters(g.str()?);
     r.app = g.opt(read_app)?.map(Box::new);
     r.stale = g.opt(read_stale)?.map(Box::new);
     r.server_fin_idle = g.ot()?;

@@ -17,9 +17,12 @@
 //! with that error instead of a report that lacks connections.
 
 mod batch;
+mod block;
 pub mod codec;
+mod prefetch;
 
 pub use batch::Lookup;
+pub use block::{Block, Decoded};
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -113,57 +116,64 @@ impl Spill {
     }
 
     fn append(&mut self, conns: &[Connection]) -> std::io::Result<Extent> {
-        let bytes = encode_block(conns);
-        (&self.file).write_all(&bytes)?;
+        let mut len = 0;
+        for part in encode_block(conns) {
+            (&self.file).write_all(&part)?;
+            len += part.len();
+        }
         let e = Extent {
             offset: self.end,
-            len: bytes.len(),
+            len,
             count: conns.len(),
         };
-        self.end += bytes.len() as u64;
+        self.end += len as u64;
         Ok(e)
     }
 
-    fn read(&self, e: Extent) -> std::io::Result<Vec<Connection>> {
-        thread_local! {
-            /// The last block's bytes: a block is megabytes, and a fresh zeroed buffer per
-            /// read is a fresh mapping to fault in (each pass reads every block).
-            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BYTES.with_borrow_mut(|bytes| {
-            bytes.resize(e.len, 0);
-            self.file.read_exact_at(bytes, e.offset)?;
-            Self::decode(bytes, e.count)
-        })
+    fn read(&self, e: Extent) -> std::io::Result<Decoded> {
+        read_at(&self.file, e)
     }
 
-    /// The connections of one block's bytes.
-    fn decode(bytes: &[u8], count: usize) -> std::io::Result<Vec<Connection>> {
-        let mut out = Vec::with_capacity(count);
-        // A block is megabytes, mapped afresh by every read and faulted in a page at a time
-        // as it fills (on a 5 M-SYN flood a quarter of the run): huge pages fault 512 at once.
-        crate::engine::memory::prefer_huge_pages(&mut out);
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let Some((c, after)) = codec::decode(rest) else {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "a spilled block does not read back",
-                ));
-            };
-            out.push(c);
-            rest = after;
+    /// Every block in order: decoded one ahead on a thread of its own when there are several.
+    fn read_all(&self) -> Box<dyn Iterator<Item = std::io::Result<Decoded>> + '_> {
+        if self.blocks.len() > 1 {
+            if let Some(p) = prefetch::Prefetch::start(self) {
+                return Box::new(p);
+            }
         }
-        Ok(out)
+        Box::new(self.blocks.iter().map(|&e| self.read(e)))
     }
 }
 
-fn encode_block(conns: &[Connection]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(conns.len() * 96);
-    for c in conns {
-        codec::encode(c, &mut bytes);
+/// The block `e` of the spill `file`, decoded.
+fn read_at(file: &File, e: Extent) -> std::io::Result<Decoded> {
+    thread_local! {
+        /// The last block's bytes: a block is megabytes, and a fresh zeroed buffer per
+        /// read is a fresh mapping to fault in (each pass reads every block).
+        static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    bytes
+    BYTES.with_borrow_mut(|bytes| {
+        bytes.resize(e.len, 0);
+        file.read_exact_at(bytes, e.offset)?;
+        block::decode(bytes, e.count)
+    })
+}
+
+/// Connections encoded by one core at a time when a block is written.
+const ENCODED_TOGETHER: usize = 2_048;
+
+/// The bytes of a block, in parts encoded on every core (written one after the other).
+fn encode_block(conns: &[Connection]) -> Vec<Vec<u8>> {
+    conns
+        .par_chunks(ENCODED_TOGETHER)
+        .map(|chunk| {
+            let mut bytes = Vec::with_capacity(chunk.len() * 128);
+            for c in chunk {
+                codec::encode(c, &mut bytes);
+            }
+            bytes
+        })
+        .collect()
 }
 
 /// Estimated bytes a connection holds in memory: its struct and what it owns.
@@ -357,16 +367,14 @@ impl Connections {
     }
 
     /// The blocks in id order: borrowed from memory, or decoded from the spill.
-    pub fn blocks(&self) -> impl Iterator<Item = Cow<'_, [Connection]>> + '_ {
-        let disk = self.spill.iter().flat_map(move |s| {
-            s.blocks.iter().map(move |&e| {
-                Cow::Owned(s.read(e).unwrap_or_else(|err| {
-                    self.fail("reading", &err);
-                    Vec::new()
-                }))
-            })
+    pub fn blocks(&self) -> impl Iterator<Item = Block<'_>> + '_ {
+        let disk = self.spill.iter().flat_map(Spill::read_all).map(move |r| {
+            Block::Read(r.unwrap_or_else(|err| {
+                self.fail("reading", &err);
+                Decoded::default()
+            }))
         });
-        disk.chain(self.mem.chunks(self.cfg.block.max(1)).map(Cow::Borrowed))
+        disk.chain(self.mem.chunks(self.cfg.block.max(1)).map(Block::Mem))
     }
 
     /// `f` of every connection by reference, in id order: a spilled block is decoded once and
@@ -397,8 +405,8 @@ impl Connections {
         self.blocks()
             .flat_map(|b| -> Box<dyn Iterator<Item = Cow<'_, Connection>>> {
                 match b {
-                    Cow::Borrowed(s) => Box::new(s.iter().map(Cow::Borrowed)),
-                    Cow::Owned(v) => Box::new(v.into_iter().map(Cow::Owned)),
+                    Block::Mem(s) => Box::new(s.iter().map(Cow::Borrowed)),
+                    Block::Read(v) => Box::new(v.into_vec().into_iter().map(Cow::Owned)),
                 }
             })
     }
@@ -414,8 +422,8 @@ impl Connections {
         // back at the end.
         let mut out = Vec::with_capacity(self.len());
         if let Some(s) = &self.spill {
-            for &e in &s.blocks {
-                match s.read(e) {
+            for block in s.read_all() {
+                match block {
                     Ok(block) => out.par_extend(block.par_iter().filter_map(&f)),
                     Err(err) => self.fail("reading", &err),
                 }
@@ -440,7 +448,7 @@ impl Connections {
             None => {
                 let spill = self.spill.as_ref()?;
                 match spill.read(*spill.blocks.get(b)?) {
-                    Ok(v) => Arc::new(v),
+                    Ok(v) => Arc::new(v.into_vec()),
                     Err(e) => {
                         self.fail("reading", &e);
                         return None;
@@ -569,7 +577,7 @@ impl Connections {
         let result = Spill::create(&self.cfg.dir).and_then(|mut new| {
             for &e in &old.blocks {
                 let mut block = old.read(e)?;
-                f(&mut block);
+                f(&mut block[..]);
                 let extent = new.append(&block)?;
                 new.blocks.push(extent);
             }
