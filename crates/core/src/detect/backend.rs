@@ -208,15 +208,20 @@ pub fn detect(a: &mut Analysis) {
     backends.sort_by_key(|b| b.ids.first().copied());
     // Each connection is a member of one backend at most (the largest cluster holding it):
     // (connection, backend index) in connection order, and the ids alone for the passes.
-    let mut member: Vec<(usize, u32)> = backends
+    let mut member: Vec<(u32, u32)> = backends
         .iter()
         .zip(0u32..)
-        .flat_map(|(f, k)| f.ids.iter().map(move |&id| (id, k)))
+        .flat_map(|(f, k)| {
+            f.ids
+                .iter()
+                .map(move |&id| (u32::try_from(id).unwrap_or(u32::MAX), k))
+        })
         .collect();
     member.sort_unstable();
     member.dedup_by_key(|m| m.0);
-    let ids: Vec<usize> = member.iter().map(|m| m.0).collect();
+    let ids: Vec<usize> = member.iter().map(|m| m.0 as usize).collect();
     let seen = members_seen(a, epoch, &backends, &member, &ids);
+    drop(ids);
     a.backends = backends
         .into_iter()
         .zip(seen)
@@ -224,12 +229,33 @@ pub fn detect(a: &mut Analysis) {
         .map(|(i, (f, seen))| describe(format!("B{}", i + 1), f, seen))
         .collect();
     let names: Vec<crate::model::Name> = a.backends.iter().map(|b| b.id.as_str().into()).collect();
-    a.connections.update_ids(&ids, |c| {
-        if let Ok(i) = member.binary_search_by_key(&c.id, |m| m.0) {
-            let k = member.get(i).map_or(usize::MAX, |m| m.1 as usize);
-            c.backend = names.get(k).cloned();
+    // Kept beside the spill rather than written into it: as a backend number per connection
+    // (2 bytes each) when most connections are members, else as the members' list (8 bytes
+    // each, searched).
+    let n = a.connections.len();
+    match u16::try_from(names.len()) {
+        Ok(_) if 4 * member.len() >= n => {
+            let mut of = vec![0u16; n];
+            for &(id, k) in &member {
+                if let Some(slot) = of.get_mut(id as usize) {
+                    *slot = k as u16 + 1;
+                }
+            }
+            drop(member);
+            a.connections.update_deferred(move |c| {
+                if let Some(&k) = of.get(c.id).filter(|&&k| k > 0) {
+                    c.backend = names.get(usize::from(k) - 1).cloned();
+                }
+            });
         }
-    });
+        _ => a.connections.update_deferred(move |c| {
+            let id = u32::try_from(c.id).unwrap_or(u32::MAX);
+            if let Ok(i) = member.binary_search_by_key(&id, |m| m.0) {
+                let k = member.get(i).map_or(usize::MAX, |m| m.1 as usize);
+                c.backend = names.get(k).cloned();
+            }
+        }),
+    }
 }
 
 /// Each connection's evidence, in order of its server's first stamp (one list: a clock

@@ -180,7 +180,8 @@ pub fn detect(a: &mut Analysis) {
     }
     drop(short);
     a.listeners = listeners(counts);
-    a.connections.update(|c| {
+    // Kept beside the spill (a byte a connection) rather than written into it.
+    a.connections.update_deferred(move |c| {
         let r = reasons.get(c.id).copied().flatten();
         c.reason = r.or(short_lived(c).then_some(Reason::Unexplained));
     });

@@ -5,7 +5,7 @@
 //! those of the whole analysis, and `summary.connections_omitted` says how many were left out.
 
 use crate::error::Warning;
-use crate::model::{Analysis, Reason};
+use crate::model::{Analysis, Connection, Reason};
 
 /// Which connections the report lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,10 +34,9 @@ pub fn apply(a: &mut Analysis, keep: Keep) {
         .connections
         .count(|c| matches!(c.reason, Some(Reason::Flood | Reason::Scan)));
     let auto_summarises = swamped >= AUTO_MIN && 2 * swamped >= a.connections.len();
-    let omitted = std::sync::atomic::AtomicUsize::new(0);
-    a.connections.update(|c| {
+    let leaves = move |c: &Connection| {
         let cited = cited.get(c.id).copied().unwrap_or(true);
-        let leave = !cited
+        !cited
             && match keep {
                 Keep::All => false,
                 Keep::Auto => {
@@ -47,25 +46,31 @@ pub fn apply(a: &mut Analysis, keep: Keep) {
                     !matches!(c.reason, Some(Reason::Unexplained | Reason::HealthCheck))
                 }
                 Keep::None => true,
-            };
-        c.omitted = leave;
-        if leave {
-            omitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    });
-    let omitted = omitted.into_inner();
-    a.summary.connections_omitted = omitted;
-    // A host is left out of `clients[]` when none of its connections is listed.
-    let mut listed = vec![omitted == 0; a.hosts.len()];
-    if omitted > 0 {
-        for block in a.connections.blocks() {
-            for c in block.iter().filter(|c| !c.omitted) {
-                if let Some(l) = listed.get_mut(c.host) {
-                    *l = true;
-                }
             }
+    };
+    // Nothing leaves: every connection is listed already (`omitted` starts false).
+    let none_leave = keep == Keep::All || (keep == Keep::Auto && !auto_summarises);
+    let mut listed = vec![true; a.hosts.len()];
+    let mut omitted = 0;
+    if !none_leave {
+        // Kept beside the spill (a byte a connection) rather than written into it; one pass
+        // counts what it leaves out, and which hosts keep a listed connection.
+        a.connections
+            .update_deferred(move |c: &mut Connection| c.omitted = leaves(c));
+        listed.fill(false);
+        a.connections.for_each(|c| {
+            if c.omitted {
+                omitted += 1;
+            } else if let Some(l) = listed.get_mut(c.host) {
+                *l = true;
+            }
+        });
+        if omitted == 0 {
+            listed.fill(true);
         }
     }
+    a.summary.connections_omitted = omitted;
+    // A host is left out of `clients[]` when none of its connections is listed.
     for (h, listed) in a.hosts.iter_mut().zip(listed) {
         h.omitted = !listed;
     }

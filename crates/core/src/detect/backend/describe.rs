@@ -23,7 +23,7 @@ pub(super) fn members_seen(
     a: &Analysis,
     epoch: Nanos,
     backends: &[Found],
-    member: &[(usize, u32)],
+    member: &[(u32, u32)],
     ids: &[usize],
 ) -> Vec<Seen> {
     let secs = |t: Nanos| (t - epoch) as f64 / 1e9;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::codec;
+use super::{codec, Deferred};
 use crate::model::{ConnRecord, Connection};
 
 /// Emptied block buffers kept for the next reads: a sequential pass holds one block and the
@@ -98,8 +98,9 @@ fn buffer(count: usize) -> Vec<Connection> {
     v
 }
 
-/// The connections of one block's bytes, `count` of them, decoded on every core.
-pub fn decode(bytes: &[u8], count: usize) -> std::io::Result<Decoded> {
+/// The connections of one block's bytes, `count` of them, decoded on every core, each with
+/// the `pending` changes applied.
+pub fn decode(bytes: &[u8], count: usize, pending: &[Deferred]) -> std::io::Result<Decoded> {
     let damaged = || {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -127,7 +128,12 @@ pub fn decode(bytes: &[u8], count: usize) -> std::io::Result<Decoded> {
         starts
             .par_iter()
             .map(|&s| match bytes.get(s..).and_then(codec::decode) {
-                Some((c, _)) => c,
+                Some((mut c, _)) => {
+                    for f in pending {
+                        f(&mut c);
+                    }
+                    c
+                }
                 None => {
                     bad.store(true, Ordering::Relaxed);
                     Connection::new(0, ConnRecord::default())
@@ -160,8 +166,8 @@ mod tests {
     #[test]
     fn a_block_reads_back_in_order_and_reuses_its_buffer() {
         let all = conns(5_000);
-        let bytes = super::super::encode_block(&all).concat();
-        let first = decode(&bytes, all.len()).expect("reads back");
+        let bytes = super::super::spill::encode_block(&all).concat();
+        let first = decode(&bytes, all.len(), &[]).expect("reads back");
         assert_eq!(first.len(), 5_000);
         for (a, b) in first.iter().zip(&all) {
             assert_eq!(
@@ -171,11 +177,11 @@ mod tests {
         }
         drop(first);
         // The second read fills a pooled buffer: what the first left in it is gone.
-        let again = decode(bytes.get(..bytes.len() / 2).unwrap_or_default(), 2_500);
-        let half = super::super::encode_block(all.get(..2_500).unwrap_or_default()).concat();
+        let again = decode(bytes.get(..bytes.len() / 2).unwrap_or_default(), 2_500, &[]);
+        let half = super::super::spill::encode_block(all.get(..2_500).unwrap_or_default()).concat();
         let again = match again {
             Ok(d) => d,
-            Err(_) => decode(&half, 2_500).expect("reads back"),
+            Err(_) => decode(&half, 2_500, &[]).expect("reads back"),
         };
         assert_eq!(again.len(), 2_500);
         assert_eq!(again.last().map(|c| c.id), Some(2_499));
@@ -184,10 +190,10 @@ mod tests {
     #[test]
     fn damaged_bytes_are_an_error_not_a_panic() {
         let all = conns(300);
-        let bytes = super::super::encode_block(&all).concat();
+        let bytes = super::super::spill::encode_block(&all).concat();
         for cut in [1, 3, 4, 50, bytes.len() / 2, bytes.len() - 1] {
             assert!(
-                decode(bytes.get(..cut).unwrap_or_default(), 300).is_err(),
+                decode(bytes.get(..cut).unwrap_or_default(), 300, &[]).is_err(),
                 "cut {cut}"
             );
         }
@@ -196,6 +202,6 @@ mod tests {
             *b ^= 0xff;
         }
         // A flipped byte either fails to decode or decodes to something else; never a panic.
-        let _ = decode(&flipped, 300);
+        let _ = decode(&flipped, 300, &[]);
     }
 }

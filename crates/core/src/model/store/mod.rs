@@ -20,14 +20,20 @@ mod batch;
 mod block;
 pub mod codec;
 mod prefetch;
+mod spill;
+#[cfg(test)]
+mod tests;
 
 pub use batch::Lookup;
 pub use block::{Block, Decoded};
 
+use spill::Spill;
+
+/// A change every connection read from the spill gets as it is decoded
+/// ([`Connections::update_deferred`]).
+pub type Deferred = Arc<dyn Fn(&mut Connection) + Send + Sync>;
+
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -73,107 +79,6 @@ impl SpillConfig {
             block: BLOCK,
         }
     }
-}
-
-/// One block on disk.
-#[derive(Clone, Copy, Debug)]
-struct Extent {
-    offset: u64,
-    len: usize,
-    count: usize,
-}
-
-/// The spill file and its blocks, in id order.
-#[derive(Debug)]
-struct Spill {
-    file: File,
-    /// Bytes written so far (the next block's offset).
-    end: u64,
-    blocks: Vec<Extent>,
-    /// Where it is, for messages.
-    path: PathBuf,
-}
-
-impl Spill {
-    fn create(dir: &std::path::Path) -> std::io::Result<Spill> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".racetrace-spill-{}-{n}", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        // Unlinked at once: the space goes back when the process ends, however it ends.
-        std::fs::remove_file(&path)?;
-        Ok(Spill {
-            file,
-            end: 0,
-            blocks: Vec::new(),
-            path,
-        })
-    }
-
-    fn append(&mut self, conns: &[Connection]) -> std::io::Result<Extent> {
-        let mut len = 0;
-        for part in encode_block(conns) {
-            (&self.file).write_all(&part)?;
-            len += part.len();
-        }
-        let e = Extent {
-            offset: self.end,
-            len,
-            count: conns.len(),
-        };
-        self.end += len as u64;
-        Ok(e)
-    }
-
-    fn read(&self, e: Extent) -> std::io::Result<Decoded> {
-        read_at(&self.file, e)
-    }
-
-    /// Every block in order: decoded one ahead on a thread of its own when there are several.
-    fn read_all(&self) -> Box<dyn Iterator<Item = std::io::Result<Decoded>> + '_> {
-        if self.blocks.len() > 1 {
-            if let Some(p) = prefetch::Prefetch::start(self) {
-                return Box::new(p);
-            }
-        }
-        Box::new(self.blocks.iter().map(|&e| self.read(e)))
-    }
-}
-
-/// The block `e` of the spill `file`, decoded.
-fn read_at(file: &File, e: Extent) -> std::io::Result<Decoded> {
-    thread_local! {
-        /// The last block's bytes: a block is megabytes, and a fresh zeroed buffer per
-        /// read is a fresh mapping to fault in (each pass reads every block).
-        static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    BYTES.with_borrow_mut(|bytes| {
-        bytes.resize(e.len, 0);
-        file.read_exact_at(bytes, e.offset)?;
-        block::decode(bytes, e.count)
-    })
-}
-
-/// Connections encoded by one core at a time when a block is written.
-const ENCODED_TOGETHER: usize = 2_048;
-
-/// The bytes of a block, in parts encoded on every core (written one after the other).
-fn encode_block(conns: &[Connection]) -> Vec<Vec<u8>> {
-    conns
-        .par_chunks(ENCODED_TOGETHER)
-        .map(|chunk| {
-            let mut bytes = Vec::with_capacity(chunk.len() * 128);
-            for c in chunk {
-                codec::encode(c, &mut bytes);
-            }
-            bytes
-        })
-        .collect()
 }
 
 /// Estimated bytes a connection holds in memory: its struct and what it owns.
@@ -305,7 +210,10 @@ impl Connections {
 
     /// Add the next connection (its id is its position).
     pub fn push(&mut self, rec: ConnRecord) {
-        let c = Connection::new(self.len, rec);
+        let mut c = Connection::new(self.len, rec);
+        for f in self.spill.iter().flat_map(|s| &s.pending) {
+            f(&mut c);
+        }
         self.len += 1;
         if self.mem.len() == self.mem.capacity() {
             // Doubling: above the allocator's mmap threshold a reallocation moves the
@@ -474,6 +382,19 @@ impl Connections {
         self.update_blocks(|block| block.par_iter_mut().for_each(&f));
     }
 
+    /// Change every connection with `f` without rewriting the spill: `f` is kept and applied
+    /// to each spilled connection whenever it is read (on every core), until a rewrite
+    /// writes it in. `f` must give the same result applied twice (it sets fields from
+    /// others it does not change), and what it owns stays in memory: keep it to a few bytes
+    /// a connection.
+    pub fn update_deferred(&mut self, f: impl Fn(&mut Connection) + Send + Sync + 'static) {
+        self.mem.par_iter_mut().for_each(&f);
+        self.invalidate();
+        if let Some(s) = self.spill.as_mut() {
+            s.pending.push(Arc::new(f));
+        }
+    }
+
     /// Change the connections a block at a time, in id order (in memory: all of them at
     /// once), with `f`.
     pub fn update_blocks(&mut self, mut f: impl FnMut(&mut [Connection])) {
@@ -575,8 +496,8 @@ impl Connections {
             return;
         }
         let result = Spill::create(&self.cfg.dir).and_then(|mut new| {
-            for &e in &old.blocks {
-                let mut block = old.read(e)?;
+            for block in old.read_all() {
+                let mut block = block?;
                 f(&mut block[..]);
                 let extent = new.append(&block)?;
                 new.blocks.push(extent);

@@ -9,7 +9,8 @@ use std::fs::File;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
-use super::{Decoded, Extent, Spill};
+use super::spill::{read_at, Extent, Spill};
+use super::{Decoded, Deferred};
 
 /// The blocks of a spill in order, decoded one ahead.
 pub struct Prefetch {
@@ -23,12 +24,13 @@ impl Prefetch {
     pub fn start(spill: &Spill) -> Option<Prefetch> {
         let file: File = spill.file.try_clone().ok()?;
         let extents: Vec<Extent> = spill.blocks.clone();
+        let pending: Vec<Deferred> = spill.pending.clone();
         let (tx, rx) = sync_channel(1);
         let worker = std::thread::Builder::new()
             .name("racetrace-spill-read".into())
             .spawn(move || {
                 for e in extents {
-                    let block = super::read_at(&file, e);
+                    let block = read_at(&file, e, &pending);
                     let failed = block.is_err();
                     // The pass stopped early (it found what it wanted): nothing more to read.
                     if tx.send(block).is_err() || failed {
