@@ -75,10 +75,40 @@ struct AddrIndex {
     v6: Vec<u128>,
 }
 
+/// The MACs that sent SYNs, per family (IPv4, IPv6), gathered in the address pass; a
+/// family's set is given up past [`MacSets::MOST`] (a flood's sources, each with a MAC of its
+/// own), and its MACs are read in a pass of their own if they are needed.
+#[derive(Default)]
+struct MacSets {
+    sets: [HashSet<[u8; 6]>; 2],
+    given_up: [bool; 2],
+}
+
+impl MacSets {
+    const MOST: usize = 1 << 18;
+
+    fn add(&mut self, block: &[crate::model::Connection]) {
+        for c in block {
+            if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
+                let fam = usize::from(c.rec.client.ip.is_ipv6());
+                if let (Some(set), Some(false)) = (self.sets.get_mut(fam), self.given_up.get(fam)) {
+                    set.insert(mac);
+                    if set.len() > Self::MOST {
+                        *set = HashSet::default();
+                        if let Some(g) = self.given_up.get_mut(fam) {
+                            *g = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl AddrIndex {
     /// The client addresses and the server addresses of `conns`, gathered on every core a
     /// block at a time.
-    fn of(conns: &Connections) -> (AddrIndex, AddrIndex) {
+    fn of(conns: &Connections, macs: &mut MacSets) -> (AddrIndex, AddrIndex) {
         type Sets = (HashSet<u32>, HashSet<u128>);
         let add = |sets: &mut Sets, ip: IpAddr| {
             match ip {
@@ -109,6 +139,7 @@ impl AddrIndex {
                 })
                 .reduce(<(Sets, Sets)>::default, both);
             all = both(all, sets);
+            macs.add(&block);
         }
         let sorted = |sets: Sets| {
             let mut v4: Vec<u32> = sets.0.into_iter().collect();
@@ -188,8 +219,9 @@ fn add_sender(m: &mut HashMap<[u8; 6], [Senders; 2]>, mac: [u8; 6], fam: usize, 
 
 /// Assign every connection its client host; returns the hosts.
 pub fn assign(conns: &mut Connections, dns: &DnsTable, window: Nanos) -> Vec<Host> {
-    let mut t = Ties::of(conns);
-    t.by_mac(conns);
+    let mut macs = MacSets::default();
+    let mut t = Ties::of(conns, &mut macs);
+    t.by_mac(conns, macs);
     t.by_timing(conns, dns, window);
     t.hosts(conns)
 }
@@ -207,9 +239,9 @@ struct Ties {
 }
 
 impl Ties {
-    fn of(conns: &Connections) -> Ties {
+    fn of(conns: &Connections, macs: &mut MacSets) -> Ties {
         // Every client address, in a stable order.
-        let (index, servers) = AddrIndex::of(conns);
+        let (index, servers) = AddrIndex::of(conns, macs);
         let uf = Union {
             parent: (0..index.len() as u32).collect(),
         };
@@ -230,15 +262,19 @@ impl Ties {
     /// fewer client addresses are listed first, and only those are followed (a flood's
     /// millions of sources are of one family, each with a MAC of its own: following every MAC
     /// held ~70 bytes per source).
-    fn by_mac(&mut self, conns: &Connections) {
+    fn by_mac(&mut self, conns: &Connections, macs: MacSets) {
         let (index, uf, ties) = (&self.index, &mut self.uf, &mut self.ties);
         let fewer_v6 = index.v6.len() <= index.v4.len();
-        let mut candidates: HashSet<[u8; 6]> = HashSet::default();
-        for block in conns.blocks() {
-            for c in block.iter() {
-                if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
-                    if c.rec.client.ip.is_ipv6() == fewer_v6 {
-                        candidates.insert(mac);
+        let fam = usize::from(fewer_v6);
+        let MacSets { sets, given_up } = macs;
+        let mut candidates: HashSet<[u8; 6]> = sets.into_iter().nth(fam).unwrap_or_default();
+        if given_up.get(fam).copied().unwrap_or(true) {
+            for block in conns.blocks() {
+                for c in block.iter() {
+                    if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
+                        if c.rec.client.ip.is_ipv6() == fewer_v6 {
+                            candidates.insert(mac);
+                        }
                     }
                 }
             }
@@ -397,12 +433,25 @@ impl Ties {
                 *slot = u32::try_from(h).unwrap_or(u32::MAX);
             }
         }
-        conns.update(|c| {
-            c.host = index
+        let Ties { index, uf, ties, .. } = self;
+        drop((uf, ties));
+        let by_addr = index.v4.len() * 8 + index.v6.len() * 20;
+        let host_of = move |c: &crate::model::Connection| {
+            index
                 .get(&c.rec.client.ip)
                 .and_then(|i| host_of_addr.get(i).copied())
-                .map_or(0, |h| h as usize);
-        });
+                .unwrap_or(0)
+        };
+        // Kept beside the spill rather than written into it: by address (its place in the
+        // index and its host, 8 or 20 bytes) or, when there are nearly as many addresses as
+        // connections (a flood), as each connection's host (4 bytes, one pass to list them).
+        if by_addr <= conns.len() * 4 || !conns.spilled() {
+            conns.update_deferred(move |c| c.host = host_of(c) as usize);
+        } else {
+            let of: Vec<u32> = conns.par_filter_map(|c| Some(host_of(c)));
+            drop(host_of);
+            conns.update_deferred(move |c| c.host = of.get(c.id).map_or(0, |&h| h as usize));
+        }
         hosts
     }
 }
