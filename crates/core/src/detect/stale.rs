@@ -49,6 +49,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
     // once, and only when one needs it.
     let typical = std::cell::OnceCell::new();
     let mut out = Vec::new();
+    let mut compare: Vec<(usize, usize, (String, String))> = Vec::new();
     a.connections.for_each(|c| {
         let Some(s) = c.rec.stale.as_deref() else {
             return;
@@ -69,21 +70,20 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             (Some(_), _, _) => StaleCause::Crossed,
         };
         let failed_at = s.failure_time.unwrap_or(s.request);
-        let found = retries.find(a, c, s.request, failed_at, cfg.retry_window);
-        let retry = found.as_deref();
+        let retry = retries.find(c, s.request, failed_at, cfg.retry_window);
         let request = s.request_line.as_ref();
-        let retry_same_request = retry.and_then(|r| {
-            let q = r.request()?;
-            let (m, t) = request?;
-            Some(q.method == *m && q.target == *t)
-        });
+        // Whether the retry repeated the request is read below, all retries in one pass in
+        // id order (one by one, a spilled capture decoded a block per retry).
+        if let (Some((_, id)), Some(line)) = (retry, request) {
+            compare.push((id, out.len(), line.clone()));
+        }
         out.push(StaleReuse {
             connection: c.id,
             request_time: s.request,
             idle_ms: ms_between(0, s.idle),
             peer_closed: s.peer_fin.is_some(),
             failure: s.failure,
-            retry: retry.map(|r| r.id),
+            retry: retry.map(|(_, id)| id),
             client: a.host_label(c.host),
             service: c.service.clone(),
             cause,
@@ -92,11 +92,21 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             time_to_failure_ms: s.failure_time.map(|f| ms_between(s.request, f)),
             retransmissions: s.retransmissions,
             request: request.map(|(m, t)| format!("{m} {t}")),
-            retry_delay_ms: retry
-                .and_then(|r| r.rec.syn_time.get())
-                .map(|t| ms_between(failed_at, t)),
-            retry_same_request,
+            retry_delay_ms: retry.map(|(syn, _)| ms_between(failed_at, syn)),
+            retry_same_request: None,
         });
+    });
+    compare.sort_unstable_by_key(|x| x.0);
+    let mut ids: Vec<usize> = compare.iter().map(|x| x.0).collect();
+    ids.dedup();
+    let mut next = compare.iter().peekable();
+    a.connections.for_ids(&ids, |_, r| {
+        while next.next_if(|x| x.0 < r.id).is_some() {}
+        while let Some((_, k, (m, t))) = next.next_if(|x| x.0 == r.id) {
+            if let (Some(q), Some(reuse)) = (r.request(), out.get_mut(*k)) {
+                reuse.retry_same_request = Some(q.method == *m && q.target == *t);
+            }
+        }
     });
     a.stale_reuses = out;
 }
@@ -126,22 +136,22 @@ impl RetryIndex {
     }
 
     /// The next connection from the same host to the same service, opened after the request
-    /// and within `window` after the failure, that carried a request: O(log n).
-    fn find<'a>(
+    /// and within `window` after the failure, that carried a request: its first SYN and id,
+    /// O(log n).
+    fn find(
         &self,
-        a: &'a Analysis,
         c: &Connection,
         request: Nanos,
         failed_at: Nanos,
         window: Nanos,
-    ) -> Option<std::borrow::Cow<'a, Connection>> {
+    ) -> Option<(Nanos, usize)> {
         let list = self.by_key.get(&(c.host, c.service.clone()))?;
         let from = list.partition_point(|&(t, _)| t < request);
         list.get(from..)?
             .iter()
             .take_while(|&&(t, _)| t - failed_at <= window)
             .find(|&&(_, id)| id != c.id)
-            .and_then(|&(_, id)| a.connections.get(id))
+            .copied()
     }
 }
 
