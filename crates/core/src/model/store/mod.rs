@@ -3,15 +3,16 @@
 //!
 //! The tracker hands each connection over in order of its first record ([`Connections::push`]);
 //! ids are positions in that order. While the connections' estimated size stays under
-//! [`SpillConfig::budget`] they stay in memory. Past it, every full block of
-//! [`BLOCK`] connections is written to an unlinked file in [`SpillConfig::dir`] in the spill's
-//! own record format (`codec`) and leaves
-//! memory; readers decode one block at a time, and the few writes a detector makes go back
-//! block by block. The file disappears with the process, whatever happens to it.
+//! [`SpillConfig::budget`] they stay in memory. Past it, every full block of [`BLOCK`]
+//! connections is written to an unlinked file in [`SpillConfig::dir`] in the spill's own
+//! record format (`codec`) and leaves memory (`spill`). Readers get a block at a time,
+//! decoded on every core into a pooled buffer (`block`) while a reader thread decodes the
+//! next (`prefetch`). The file disappears with the process, whatever happens to it.
 //!
 //! Readers see the same connections either way: [`Connections::iter`] and
 //! [`Connections::blocks`] in id order, [`Connections::get`] by id; writers change them
-//! through [`Connections::update`] (every connection, on every core) and
+//! through [`Connections::update_deferred`] (every connection, applied as each is read: the
+//! spill is not rewritten), [`Connections::update`] (every connection, rewritten) and
 //! [`Connections::update_ids`] (a few). A spill that fails (disk full, a folder that cannot
 //! be written) stops spilling and is reported by [`Connections::failure`]: the analysis ends
 //! with that error instead of a report that lacks connections.
