@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use crate::app::dns::DnsTable;
 use crate::domain::{Family, Nanos};
-use crate::model::{Analysis, Connections, Host};
+use crate::model::{Analysis, Connection, Connections, Host};
 
 use super::{Context, Detector, Part};
 
@@ -75,30 +75,42 @@ struct AddrIndex {
     v6: Vec<u128>,
 }
 
+/// The MAC of a connection whose SYN is in the capture.
+fn syn_mac(c: &Connection) -> Option<[u8; 6]> {
+    c.rec.client_mac.filter(|_| c.rec.handshake_seen)
+}
+
 /// The MACs that sent SYNs, per family (IPv4, IPv6), gathered in the address pass; a
-/// family's set is given up past [`MacSets::MOST`] (a flood's sources, each with a MAC of its
-/// own), and its MACs are read in a pass of their own if they are needed.
-#[derive(Default)]
+/// family's set is given up past `most` MACs ([`MacSets::MOST`]: a flood's sources, each
+/// with a MAC of its own), and its MACs are read in a pass of their own if they are needed.
 struct MacSets {
     sets: [HashSet<[u8; 6]>; 2],
     given_up: [bool; 2],
+    most: usize,
 }
 
 impl MacSets {
     const MOST: usize = 1 << 18;
 
-    fn add(&mut self, block: &[crate::model::Connection]) {
+    fn new(most: usize) -> MacSets {
+        MacSets {
+            sets: Default::default(),
+            given_up: [false; 2],
+            most,
+        }
+    }
+
+    fn add(&mut self, block: &[Connection]) {
         for c in block {
-            if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
-                let fam = usize::from(c.rec.client.ip.is_ipv6());
-                if let (Some(set), Some(false)) = (self.sets.get_mut(fam), self.given_up.get(fam)) {
-                    set.insert(mac);
-                    if set.len() > Self::MOST {
-                        *set = HashSet::default();
-                        if let Some(g) = self.given_up.get_mut(fam) {
-                            *g = true;
-                        }
-                    }
+            let Some(mac) = syn_mac(c) else { continue };
+            let fam = usize::from(c.rec.client.ip.is_ipv6());
+            if let (Some(set), Some(given_up @ false)) =
+                (self.sets.get_mut(fam), self.given_up.get_mut(fam))
+            {
+                set.insert(mac);
+                if set.len() > self.most {
+                    *set = HashSet::default();
+                    *given_up = true;
                 }
             }
         }
@@ -219,7 +231,12 @@ fn add_sender(m: &mut HashMap<[u8; 6], [Senders; 2]>, mac: [u8; 6], fam: usize, 
 
 /// Assign every connection its client host; returns the hosts.
 pub fn assign(conns: &mut Connections, dns: &DnsTable, window: Nanos) -> Vec<Host> {
-    let mut macs = MacSets::default();
+    assign_with(conns, dns, window, MacSets::MOST)
+}
+
+/// [`assign`], the MAC sets given up past `most`.
+fn assign_with(conns: &mut Connections, dns: &DnsTable, window: Nanos, most: usize) -> Vec<Host> {
+    let mut macs = MacSets::new(most);
     let mut t = Ties::of(conns, &mut macs);
     t.by_mac(conns, macs);
     t.by_timing(conns, dns, window);
@@ -266,17 +283,12 @@ impl Ties {
         let (index, uf, ties) = (&self.index, &mut self.uf, &mut self.ties);
         let fewer_v6 = index.v6.len() <= index.v4.len();
         let fam = usize::from(fewer_v6);
-        let MacSets { sets, given_up } = macs;
+        let MacSets { sets, given_up, .. } = macs;
         let mut candidates: HashSet<[u8; 6]> = sets.into_iter().nth(fam).unwrap_or_default();
         if given_up.get(fam).copied().unwrap_or(true) {
             for block in conns.blocks() {
-                for c in block.iter() {
-                    if let Some(mac) = c.rec.client_mac.filter(|_| c.rec.handshake_seen) {
-                        if c.rec.client.ip.is_ipv6() == fewer_v6 {
-                            candidates.insert(mac);
-                        }
-                    }
-                }
+                let of_fam = block.iter().filter(|c| c.rec.client.ip.is_ipv6() == fewer_v6);
+                candidates.extend(of_fam.filter_map(syn_mac));
             }
         }
         if candidates.is_empty() {
@@ -287,8 +299,7 @@ impl Ties {
             let part = block
                 .par_iter()
                 .fold(HashMap::default, |mut m, c| {
-                    let mac = c.rec.client_mac.filter(|_| c.rec.handshake_seen);
-                    if let Some(mac) = mac.filter(|m| candidates.contains(m)) {
+                    if let Some(mac) = syn_mac(c).filter(|m| candidates.contains(m)) {
                         let ip = c.rec.client.ip;
                         let fam = usize::from(Family::of(&ip) == Family::Ipv6);
                         add_sender(&mut m, mac, fam, Senders::One(ip));
@@ -436,7 +447,7 @@ impl Ties {
         let Ties { index, uf, ties, .. } = self;
         drop((uf, ties));
         let by_addr = index.v4.len() * 8 + index.v6.len() * 20;
-        let host_of = move |c: &crate::model::Connection| {
+        let host_of = move |c: &Connection| {
             index
                 .get(&c.rec.client.ip)
                 .and_then(|i| host_of_addr.get(i).copied())
@@ -453,5 +464,67 @@ impl Ties {
             conns.update_deferred(move |c| c.host = of.get(c.id).map_or(0, |&h| h as usize));
         }
         hosts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+    use crate::domain::Endpoint;
+    use crate::model::store::SpillConfig;
+    use crate::model::ConnRecord;
+
+    /// A connection with its SYN seen, from `ip` with `mac`, `ms` milliseconds in.
+    fn syn(ip: IpAddr, mac: u8, ms: i64) -> ConnRecord {
+        let t = ms * 1_000_000;
+        ConnRecord {
+            client: Endpoint { ip, port: 40_000 },
+            server: Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                port: 443,
+            },
+            client_mac: Some([2, 0, 0, 0, 0, mac]),
+            handshake_seen: true,
+            first_time: t,
+            syn_time: crate::domain::OptNanos::some(t),
+            ..ConnRecord::default()
+        }
+    }
+
+    /// Five IPv4 sources, two IPv6 ones, and one host with MAC 1 in both families, spilled
+    /// in blocks of 3.
+    fn store() -> Connections {
+        let mut s = Connections::new(SpillConfig {
+            budget: 1,
+            dir: std::env::temp_dir(),
+            block: 3,
+        });
+        s.push(syn(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 1, 0));
+        s.push(syn(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), 1, 100_000));
+        s.push(syn(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)), 9, 200_000));
+        for i in 2..6u8 {
+            s.push(syn(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)), 10 + i, 300_000 * i64::from(i)));
+        }
+        s
+    }
+
+    #[test]
+    fn a_mac_in_both_families_ties_its_addresses_whether_or_not_its_set_was_given_up() {
+        for most in [MacSets::MOST, 1] {
+            let mut conns = store();
+            assert!(conns.spilled());
+            let hosts = assign_with(&mut conns, &DnsTable::default(), 1_000_000, most);
+            // Seven addresses, two of them one host.
+            assert_eq!(hosts.len(), 6, "most {most}");
+            let tied: Vec<&Host> = hosts.iter().filter(|h| h.addrs().len() == 2).collect();
+            assert_eq!(tied.len(), 1, "most {most}");
+            assert!(tied.iter().all(|h| h.ties().contains(&"mac")), "most {most}");
+            let mut of = Vec::new();
+            conns.for_each(|c| of.push(c.host));
+            assert_eq!(of.first(), of.get(1), "most {most}");
+            assert_eq!(of.iter().collect::<BTreeSet<_>>().len(), 6, "most {most}");
+        }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! A pass is a loop over blocks: decode a block (on every core), then hand it to the
 //! detector, which often works on one core. Decoding the next block on a thread of its own
-//! meanwhile keeps both cores busy through the detector's part too. At most two blocks wait
-//! decoded (the channel's one and the detector's), a few megabytes each.
+//! meanwhile keeps both cores busy through the detector's part too. At most three blocks are
+//! decoded at once (the detector's, the channel's one and the one the reader holds until the
+//! channel has room), a few megabytes each; the buffer pool keeps three.
 
 use std::fs::File;
 use std::sync::mpsc::{sync_channel, Receiver};
