@@ -11,6 +11,8 @@
 mod fetch;
 mod hev3;
 
+use rayon::prelude::*;
+
 use super::Context;
 use crate::app::dns::{DnsTable, Exchange};
 use crate::domain::{epoch_seconds, ms_between, Family, Nanos, Stage};
@@ -70,27 +72,32 @@ pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
         .flatten()
         .collect()
     };
-    let mut part: Vec<(usize, usize)> = races
+    // Each attempt's race, role and name, kept in 16 bytes an attempt (and a name a race)
+    // and applied as each connection is read: on a spilled capture the races' attempts are
+    // in nearly every block, and rewriting them all cost a whole pass of encoding.
+    let mut marks: Vec<(usize, u32, bool)> = races
         .iter()
         .enumerate()
-        .flat_map(|(race_id, r)| r.attempts.iter().map(move |&id| (id, race_id)))
+        .flat_map(|(k, r)| {
+            let (k, winner) = (u32::try_from(k).unwrap_or(u32::MAX), r.winner);
+            r.attempts.iter().map(move |&id| (id, k, Some(id) == winner))
+        })
         .collect();
-    part.sort_unstable();
-    let ids: Vec<usize> = part.iter().map(|p| p.0).collect();
-    a.connections.update_ids(&ids, |c| {
-        let Ok(k) = part.binary_search_by_key(&c.id, |p| p.0) else {
+    marks.par_sort_unstable();
+    let names: Vec<(usize, Name)> = races.iter().map(|r| (r.id, r.service.clone())).collect();
+    a.connections.update_deferred(move |c| {
+        let Ok(k) = marks.binary_search_by_key(&c.id, |m| m.0) else {
             return;
         };
-        let Some(race) = part.get(k).and_then(|&(_, r)| races.get(r)) else {
+        let Some(&(_, race, winner)) = marks.get(k) else {
             return;
         };
-        c.race = Some(race.id);
-        c.role = if Some(c.id) == race.winner {
-            Role::Winner
-        } else {
-            Role::AlsoRan
+        let Some((id, service)) = names.get(race as usize) else {
+            return;
         };
-        c.service = race.service.clone();
+        c.race = Some(*id);
+        c.role = if winner { Role::Winner } else { Role::AlsoRan };
+        c.service = service.clone();
     });
     // Moved, not pushed one by one: the races are a large part of the report's memory.
     a.races = races;

@@ -23,12 +23,11 @@
 //! between them later (the SYN-ACK → ACK leg, median over the host's handshakes), give or take
 //! [`REACTION`]; of several attempts in that window, the one nearest that time is the reaction.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::super::DetectConfig;
 use crate::app::dns::DnsTable;
-use crate::domain::Nanos;
+use crate::domain::{Name, Nanos, OptNanos};
 use crate::model::{Analysis, Connection, NameSource, PerAttempt};
 
 /// How soon after an event at the capture point (a DNS answer, a refusal) the client's
@@ -154,13 +153,11 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     // On a spilled capture the runs' connections are read a batch of runs at a time, in id
     // order.
     let mut groups: Vec<Grouped> = conns
-        .map_batched(
+        .map_projected(
             &runs,
             |run, ids| ids.extend(run.iter().map(|x| x.3 as usize)),
-            |run, held| {
-                let get = |id: usize| held.get(id).map(Cow::Borrowed);
-                split_run(run, &get, a, dns, cfg)
-            },
+            Seen::of,
+            |run, get| split_run(run, get, a, dns, cfg),
         )
         .into_iter()
         .flatten()
@@ -170,8 +167,50 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
     groups
 }
 
-/// Looks a connection up by id.
-type Getter<'a> = dyn Fn(usize) -> Option<Cow<'a, Connection>> + Sync + 'a;
+/// Looks an attempt up by connection id.
+type Getter<'a> = dyn Fn(usize) -> Option<Seen> + Sync + 'a;
+
+/// What splitting a run reads of an attempt's connection. On a spilled capture a batch of
+/// runs' attempts is held at once: at this size (about 100 bytes, a whole connection is some
+/// 700 with what it owns) a busy capture's runs fit in one batch, and the spill is read
+/// once for them instead of once per batch.
+#[derive(Clone, Debug)]
+struct Seen {
+    /// Address and transport.
+    ep: Endpoint,
+    /// Its name, when one better than the address is known.
+    name: Option<Name>,
+    syn: OptNanos,
+    synack: OptNanos,
+    /// The server's RST.
+    server_rst: OptNanos,
+    established: OptNanos,
+    refused: bool,
+    /// Its SYN-ACK → ACK leg.
+    leg: Option<Nanos>,
+    /// When its request on a reused connection failed (stale reuse).
+    failure: Option<Nanos>,
+}
+
+impl Seen {
+    fn of(c: &Connection) -> Seen {
+        Seen {
+            ep: endpoint(c),
+            name: (c.service_source != NameSource::Address).then(|| c.service.clone()),
+            syn: c.rec.syn_time,
+            synack: c.rec.synack_time,
+            server_rst: c.rec.rst[1],
+            established: c.rec.established_time,
+            refused: c.rec.milestones.refused.is_some(),
+            leg: c.rec.handshake_legs().map(|l| l.1),
+            failure: c
+                .rec
+                .stale
+                .as_deref()
+                .map(|s| s.failure_time.unwrap_or(s.request)),
+        }
+    }
+}
 
 /// One run split into its fetches.
 fn split_run<'a>(
@@ -189,16 +228,16 @@ fn split_run<'a>(
 }
 
 /// The server answered `c` (SYN-ACK or RST) at or before `t`.
-fn answered_by(c: &Connection, t: Nanos) -> bool {
-    let by = |x: crate::domain::OptNanos| x.get().is_some_and(|x| x <= t);
-    by(c.rec.synack_time) || by(c.rec.rst[1])
+fn answered_by(c: &Seen, t: Nanos) -> bool {
+    let by = |x: OptNanos| x.get().is_some_and(|x| x <= t);
+    by(c.synack) || by(c.server_rst)
 }
 
 /// One client host's attempts to one server port, being split into fetches.
 struct Run<'a> {
     run: &'a [Attempt],
     /// The run's connections, in its order.
-    conns: Vec<Cow<'a, Connection>>,
+    conns: Vec<Seen>,
     host_addrs: &'a [IpAddr],
     dns: &'a DnsTable,
     cfg: &'a DetectConfig,
@@ -236,19 +275,10 @@ impl<'a> Run<'a> {
             .iter()
             .filter_map(|&(_, _, _, id, _)| all(id as usize))
             .collect();
-        let mut legs: Vec<Nanos> = conns
-            .iter()
-            .filter_map(|c| Some(c.rec.handshake_legs()?.1))
-            .collect();
+        let mut legs: Vec<Nanos> = conns.iter().filter_map(|c| c.leg).collect();
         legs.sort_unstable();
         let leg = legs.get(legs.len() / 2).copied().unwrap_or(0);
-        let mut failures: Vec<Nanos> = conns
-            .iter()
-            .filter_map(|c| {
-                let s = c.rec.stale.as_deref()?;
-                Some(s.failure_time.unwrap_or(s.request))
-            })
-            .collect();
+        let mut failures: Vec<Nanos> = conns.iter().filter_map(|c| c.failure).collect();
         failures.sort_unstable();
         Run {
             run,
@@ -264,8 +294,8 @@ impl<'a> Run<'a> {
     }
 
     /// The run's `i`th connection.
-    fn at(&self, i: usize) -> Option<&Connection> {
-        self.conns.get(i).map(|c| c.as_ref())
+    fn at(&self, i: usize) -> Option<&Seen> {
+        self.conns.get(i)
     }
 
     /// A fetch's members as connection ids.
@@ -287,9 +317,9 @@ impl<'a> Run<'a> {
             let here = Here {
                 i,
                 t,
-                ip: c.rec.server.ip,
-                ep: endpoint(c),
-                name: (c.service_source != NameSource::Address).then_some(&*c.service),
+                ip: c.ep.0,
+                ep: c.ep,
+                name: c.name.as_deref(),
             };
             // Fetches whose last SYN is past the window can take no later attempt: close
             // them, so the search stays over the few still open.
@@ -298,7 +328,7 @@ impl<'a> Run<'a> {
                     .map(|g| (g.first_syn, g.members, g.unexplained_repeat)),
             );
             let (at, unexplained) = self.place(&here, &open);
-            let est = c.rec.established_time.get();
+            let est = c.established.get();
             match at.and_then(|k| open.get_mut(k)) {
                 Some(g) => {
                     g.members.push(i);
@@ -333,7 +363,7 @@ impl<'a> Run<'a> {
         // A race reaches two or more endpoints (address, transport); a pool of connections to
         // one is not.
         groups.retain(|(_, m, _)| {
-            let mut ips = m.iter().filter_map(|&i| self.at(i)).map(endpoint);
+            let mut ips = m.iter().filter_map(|&i| self.at(i)).map(|c| c.ep);
             // A single attempt (most fetches) needs no look at its connection.
             m.len() >= 2 && ips.next().is_some_and(|first| ips.any(|ip| ip != first))
         });
@@ -393,7 +423,7 @@ impl<'a> Run<'a> {
             open.get(k)
                 .into_iter()
                 .flat_map(|g| self.tried(g, h.ep))
-                .filter_map(|m| m.rec.syn_time.get())
+                .filter_map(|m| m.syn.get())
         };
         let parallel = |k: &&usize| syns(**k).any(|s| h.t - s <= PARALLEL_WITHIN);
         let no_backup_yet = |k: &&usize| {
@@ -422,18 +452,18 @@ impl<'a> Run<'a> {
         &'g self,
         g: &'g Fetch<'_>,
         ep: Endpoint,
-    ) -> impl Iterator<Item = &'g Connection> + 'g {
+    ) -> impl Iterator<Item = &'g Seen> + 'g {
         g.members
             .iter()
             .filter_map(|&m| self.at(m))
-            .filter(move |m| endpoint(m) == ep)
+            .filter(move |m| m.ep == ep)
     }
 
     /// Of the attempts from `h` on seen within the reaction time of `event` and passing
     /// `also`, is `h` the one nearest the client's reaction (the event plus its leg)? Two
     /// fetches' attempts can fall close together; the one that answers the event comes one
     /// leg after it.
-    fn nearest(&self, h: &Here<'_>, event: Nanos, also: &dyn Fn(&Connection) -> bool) -> bool {
+    fn nearest(&self, h: &Here<'_>, event: Nanos, also: &dyn Fn(&Seen) -> bool) -> bool {
         let off = |t: Nanos| (t - event - self.leg).abs();
         self.run
             .get(h.i + 1..)
@@ -458,7 +488,7 @@ impl<'a> Run<'a> {
             .into_iter()
             .rev()
             .filter(|&q| open.iter().all(|g| g.lookup != Some(q)))
-            .find(|&q| !reacting || self.nearest(h, q, &|c2| endpoint(c2) == h.ep))
+            .find(|&q| !reacting || self.nearest(h, q, &|c2| c2.ep == h.ep))
     }
 
     /// The attempt is the retry of a request that failed on a reused connection just before.
@@ -478,11 +508,11 @@ impl<'a> Run<'a> {
             .iter()
             .filter_map(|&m| self.at(m))
             .any(|m| {
-                m.rec.milestones.refused.is_some()
-                    && m.rec.rst[1].get().is_some_and(|r| {
+                m.refused
+                    && m.server_rst.get().is_some_and(|r| {
                         r <= h.t
                             && h.t - r <= self.reaction
-                            && self.nearest(h, r, &|c2| endpoint(c2) != endpoint(m))
+                            && self.nearest(h, r, &|c2| c2.ep != m.ep)
                     })
             })
     }

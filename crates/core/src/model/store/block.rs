@@ -72,12 +72,13 @@ impl DerefMut for Decoded {
 }
 
 impl Drop for Decoded {
+    /// The buffer goes back to the pool with its connections in it: the next block is decoded
+    /// over them, reusing what they own.
     fn drop(&mut self) {
-        let mut v = std::mem::take(&mut self.0);
+        let v = std::mem::take(&mut self.0);
         if v.capacity() == 0 {
             return;
         }
-        v.clear();
         if let Ok(mut pool) = POOL.lock() {
             if pool.len() < POOLED {
                 pool.push(v);
@@ -86,15 +87,18 @@ impl Drop for Decoded {
     }
 }
 
-/// An empty buffer for `count` connections: a pooled one when there is one.
+/// A buffer of `count` connections to decode over: a pooled one when there is one (its
+/// connections, whatever they were, are overwritten).
 fn buffer(count: usize) -> Vec<Connection> {
     let pooled = POOL.lock().ok().and_then(|mut p| p.pop());
     let mut v = pooled.unwrap_or_default();
+    v.truncate(count);
     if v.capacity() < count {
-        v.reserve_exact(count);
+        v.reserve_exact(count - v.len());
         // Faulted 512 pages at once where the system allows (the buffer is megabytes).
         crate::engine::memory::prefer_huge_pages(&mut v);
     }
+    v.resize_with(count, || Connection::new(0, ConnRecord::default()));
     v
 }
 
@@ -123,23 +127,16 @@ pub fn decode(bytes: &[u8], count: usize, pending: &[Deferred]) -> std::io::Resu
     }
     let bad = AtomicBool::new(false);
     let mut out = Decoded(buffer(starts.len()));
-    // An indexed parallel iterator: each record is written straight into its slot.
-    out.0.par_extend(
-        starts
-            .par_iter()
-            .map(|&s| match bytes.get(s..).and_then(codec::decode) {
-                Some((mut c, _)) => {
-                    for f in pending {
-                        f(&mut c);
-                    }
-                    c
-                }
-                None => {
-                    bad.store(true, Ordering::Relaxed);
-                    Connection::new(0, ConnRecord::default())
-                }
-            }),
-    );
+    // Each record decoded over its slot, on every core.
+    out.0
+        .par_iter_mut()
+        .zip(starts.par_iter())
+        .for_each(
+            |(c, &s)| match bytes.get(s..).and_then(|b| codec::decode_into(b, c)) {
+                Some(_) => pending.iter().for_each(|f| f(c)),
+                None => bad.store(true, Ordering::Relaxed),
+            },
+        );
     if bad.load(Ordering::Relaxed) {
         return Err(damaged());
     }

@@ -177,28 +177,55 @@ impl<'a> Get<'a> {
         let n = self.usize()?;
         std::str::from_utf8(self.take(n)?).ok()
     }
-    /// A name, shared with the names decoded before it on this thread (a service or backend
-    /// name repeats over thousands of connections: one allocation each, not one per
-    /// connection).
+    /// A string into `dst`, reusing its allocation.
     #[inline]
-    fn name(&mut self) -> Option<Name> {
-        thread_local! {
-            static NAMES: std::cell::RefCell<foldhash::HashSet<Name>> = std::cell::RefCell::default();
-        }
-        /// Distinct names kept (a scan can make millions of services).
-        const KEPT: usize = 4_096;
+    fn s_into(&mut self, dst: &mut String) -> Option<()> {
         let s = self.str()?;
-        Some(NAMES.with_borrow_mut(|names| {
-            if let Some(n) = names.get(s) {
-                return n.clone();
+        dst.clear();
+        dst.push_str(s);
+        Some(())
+    }
+    /// An optional string into `dst`, reusing its allocation when it holds one.
+    #[inline]
+    fn os_into(&mut self, dst: &mut Option<String>) -> Option<()> {
+        if !self.b()? {
+            *dst = None;
+            return Some(());
+        }
+        match dst {
+            Some(d) => self.s_into(d),
+            None => {
+                *dst = Some(self.s()?);
+                Some(())
             }
-            if names.len() >= KEPT {
-                names.clear();
+        }
+    }
+    /// A name into `dst`: kept when it is the same name (a block's connections mostly
+    /// repeat their predecessor's service), else shared with the names decoded before it on
+    /// this thread (a service or backend name repeats over thousands of connections: one
+    /// allocation each, not one per connection).
+    #[inline]
+    fn name_into(&mut self, dst: &mut Name) -> Option<()> {
+        let s = self.str()?;
+        if **dst != *s {
+            *dst = intern(s);
+        }
+        Some(())
+    }
+    /// An optional name into `dst` (as [`Get::name_into`]).
+    #[inline]
+    fn oname_into(&mut self, dst: &mut Option<Name>) -> Option<()> {
+        if !self.b()? {
+            *dst = None;
+            return Some(());
+        }
+        match dst {
+            Some(d) => self.name_into(d),
+            None => {
+                *dst = Some(intern(self.str()?));
+                Some(())
             }
-            let n: Name = s.into();
-            names.insert(n.clone());
-            n
-        }))
+        }
     }
     #[inline]
     fn ip(&mut self) -> Option<IpAddr> {
@@ -225,6 +252,26 @@ impl<'a> Get<'a> {
     fn e<T: Copy>(&mut self, all: &[T]) -> Option<T> {
         all.get(usize::from(self.byte()?)).copied()
     }
+}
+
+/// `s` as a name shared with the names decoded before it on this thread.
+fn intern(s: &str) -> Name {
+    thread_local! {
+        static NAMES: std::cell::RefCell<foldhash::HashSet<Name>> = std::cell::RefCell::default();
+    }
+    /// Distinct names kept (a scan can make millions of services).
+    const KEPT: usize = 4_096;
+    NAMES.with_borrow_mut(|names| {
+        if let Some(n) = names.get(s) {
+            return n.clone();
+        }
+        if names.len() >= KEPT {
+            names.clear();
+        }
+        let n: Name = s.into();
+        names.insert(n.clone());
+        n
+    })
 }
 
 /// TLS version names the parser gives (`app::tls::version_name`): the spill writes the name
@@ -271,6 +318,17 @@ pub fn encode(c: &Connection, out: &mut Vec<u8>) {
 /// Read one connection from the front of `bytes`; returns it and the bytes after it, or
 /// `None` when the bytes are not a record [`encode`] wrote.
 pub fn decode(bytes: &[u8]) -> Option<(Connection, &[u8])> {
+    let mut c = Connection::new(0, ConnRecord::default());
+    let rest = decode_into(bytes, &mut c)?;
+    Some((c, rest))
+}
+
+/// Read one connection from the front of `bytes` over `c`, whatever it held, reusing what it
+/// owns (its lists, strings and boxes: a spilled pass decodes every connection again, and
+/// allocating each one's parts anew was half of that pass's time); returns the bytes after
+/// it, or `None` (with `c` left part-written) when the bytes are not a record [`encode`]
+/// wrote.
+pub fn decode_into<'b>(bytes: &'b [u8], c: &mut Connection) -> Option<&'b [u8]> {
     let len: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
     let len = u32::from_le_bytes(len) as usize;
     let body = bytes.get(4..4 + len)?;
@@ -278,23 +336,32 @@ pub fn decode(bytes: &[u8]) -> Option<(Connection, &[u8])> {
     let mut g = Get { b: body, base: 0 };
     let first = g.i()?;
     g.base = first;
-    let id = g.usize()?;
-    let rec = read_record(&mut g, first)?;
-    let service = g.name()?;
-    let c = Connection {
+    // Every field named (no `..`): a field added to the struct must be read here too.
+    let Connection {
         id,
         rec,
         service,
-        service_source: g.e(NameSource::ALL)?,
-        nat64: g.b()?,
-        race: g.opt(Get::usize)?,
-        role: g.e(Role::ALL)?,
-        backend: g.opt(Get::name)?,
-        host: g.usize()?,
-        reason: g.opt(|g| g.e(Reason::ALL))?,
-        omitted: g.b()?,
-    };
-    g.b.is_empty().then_some((c, rest))
+        service_source,
+        nat64,
+        race,
+        role,
+        backend,
+        host,
+        reason,
+        omitted,
+    } = c;
+    *id = g.usize()?;
+    read_record(&mut g, first, rec)?;
+    g.name_into(service)?;
+    *service_source = g.e(NameSource::ALL)?;
+    *nat64 = g.b()?;
+    *race = g.opt(Get::usize)?;
+    *role = g.e(Role::ALL)?;
+    g.oname_into(backend)?;
+    *host = g.usize()?;
+    *reason = g.opt(|g| g.e(Reason::ALL))?;
+    *omitted = g.b()?;
+    g.b.is_empty().then_some(rest)
 }
 
 fn record(p: &mut Put<'_>, r: &ConnRecord) {
@@ -339,37 +406,61 @@ fn record(p: &mut Put<'_>, r: &ConnRecord) {
     p.ot(r.server_fin_idle);
 }
 
-fn read_record(g: &mut Get<'_>, first_time: Nanos) -> Option<ConnRecord> {
-    let first_record = g.u()?;
-    let mut r = ConnRecord {
+fn read_record(g: &mut Get<'_>, first: Nanos, r: &mut ConnRecord) -> Option<()> {
+    let ConnRecord {
         first_record,
-        last_record: first_record.wrapping_add(g.u()?),
-        client: g.ep()?,
-        server: g.ep()?,
-        client_mac: g.opt(|g| g.take(6)?.try_into().ok())?,
-        handshake_seen: g.b()?,
+        last_record,
+        client,
+        server,
+        client_mac,
+        handshake_seen,
         first_time,
-        last_time: g.t()?,
-        syn_time: g.ot()?,
-        last_syn_time: g.ot()?,
-        syn_count: g.u32()?,
-        synack_time: g.ot()?,
-        synack_count: g.u32()?,
-        established_time: g.ot()?,
-        ..ConnRecord::default()
-    };
-    for t in r
-        .fin
+        last_time,
+        syn_time,
+        last_syn_time,
+        syn_count,
+        synack_time,
+        synack_count,
+        established_time,
+        fin,
+        rst,
+        bytes,
+        packets,
+        last_payload,
+        milestones,
+        server_tsval,
+        ts_samples,
+        syn_options,
+        history,
+        app,
+        stale,
+        server_fin_idle,
+    } = r;
+    *first_record = g.u()?;
+    *last_record = first_record.wrapping_add(g.u()?);
+    *client = g.ep()?;
+    *server = g.ep()?;
+    *client_mac = g.opt(|g| g.take(6)?.try_into().ok())?;
+    *handshake_seen = g.b()?;
+    *first_time = first;
+    *last_time = g.t()?;
+    *syn_time = g.ot()?;
+    *last_syn_time = g.ot()?;
+    *syn_count = g.u32()?;
+    *synack_time = g.ot()?;
+    *synack_count = g.u32()?;
+    *established_time = g.ot()?;
+    for t in fin
         .iter_mut()
-        .chain(r.rst.iter_mut())
-        .chain(r.last_payload.iter_mut())
+        .chain(rst.iter_mut())
+        .chain(last_payload.iter_mut())
     {
         *t = g.ot()?;
     }
-    for n in r.bytes.iter_mut().chain(r.packets.iter_mut()) {
+    for n in bytes.iter_mut().chain(packets.iter_mut()) {
         *n = g.u()?;
     }
-    r.milestones = Milestones {
+    *milestones = Milestones {
         refused: g.ot()?,
         first_payload: g.ot()?,
         tls_hello: g.ot()?,
@@ -377,17 +468,18 @@ fn read_record(g: &mut Get<'_>, first_time: Nanos) -> Option<ConnRecord> {
         http: g.ot()?,
         ws: g.ot()?,
     };
-    r.server_tsval = g.opt(Get::u32)?;
+    *server_tsval = g.opt(Get::u32)?;
     let n = g.usize()?;
+    ts_samples.clear();
     // A damaged length cannot make it allocate more than the bytes could hold.
-    r.ts_samples = Vec::with_capacity(n.min(g.b.len()));
+    ts_samples.reserve(n.min(g.b.len()));
     for _ in 0..n {
-        r.ts_samples.push(TsSample {
+        ts_samples.push(TsSample {
             time: g.t()?,
             tsval: g.u32()?,
         });
     }
-    for o in r.syn_options.iter_mut() {
+    for o in syn_options.iter_mut() {
         *o = SynOptions {
             mss: g.opt(Get::u16)?,
             wscale: g.opt(|g| u8::try_from(g.u()?).ok())?,
@@ -395,11 +487,15 @@ fn read_record(g: &mut Get<'_>, first_time: Nanos) -> Option<ConnRecord> {
             timestamps: g.b()?,
         };
     }
-    r.history = History::from_letters(g.str()?);
-    r.app = g.opt(read_app)?.map(Box::new);
-    r.stale = g.opt(read_stale)?.map(Box::new);
-    r.server_fin_idle = g.ot()?;
-    Some(r)
+    *history = History::from_letters(g.str()?);
+    if g.b()? {
+        read_app(g, app.get_or_insert_with(Box::default))?;
+    } else {
+        *app = None;
+    }
+    *stale = g.opt(read_stale)?.map(Box::new);
+    *server_fin_idle = g.ot()?;
+    Some(())
 }
 
 fn app(p: &mut Put<'_>, a: &AppFacts) {
@@ -491,37 +587,86 @@ fn list<'b, T>(g: &mut Get<'b>, f: impl Fn(&mut Get<'b>) -> Option<T>) -> Option
     Some(v)
 }
 
-fn read_app(g: &mut Get<'_>) -> Option<AppFacts> {
-    Some(AppFacts {
-        protocol: g.e(Protocol::ALL)?,
-        tls: g.opt(|g| {
-            Some(TlsFacts {
-                sni: g.opt(Get::s)?,
-                alpn: list(g, Get::s)?,
-                offered_versions: list(g, |g| g.s().map(|s| version(&s)))?,
-                version: g.opt(|g| g.s().map(|s| version(&s)))?,
-                hello: g.ot()?,
-                done: g.ot()?,
-                app_data: g.ot()?,
-                malformed: g.b()?,
-            })
-        })?,
-        request: g.opt(|g| {
-            Some(Request {
-                method: g.s()?,
-                target: g.s()?,
-                host: g.opt(Get::s)?,
-                ws_upgrade: g.b()?,
-                authorization: g.b()?,
-                cookie: g.b()?,
-                ws_key: g.b()?,
-            })
-        })?,
-        status: g.opt(Get::u16)?,
-        h2_preface: g.b()?,
-        gaps: [g.u32()?, g.u32()?],
-        quic: g.opt(read_quic)?.map(Box::new),
-    })
+fn read_app(g: &mut Get<'_>, a: &mut AppFacts) -> Option<()> {
+    let AppFacts {
+        protocol,
+        tls,
+        request,
+        status,
+        h2_preface,
+        gaps,
+        quic,
+    } = a;
+    *protocol = g.e(Protocol::ALL)?;
+    if g.b()? {
+        read_tls(g, tls.get_or_insert_with(TlsFacts::default))?;
+    } else {
+        *tls = None;
+    }
+    if g.b()? {
+        read_request(g, request.get_or_insert_with(Request::default))?;
+    } else {
+        *request = None;
+    }
+    *status = g.opt(Get::u16)?;
+    *h2_preface = g.b()?;
+    *gaps = [g.u32()?, g.u32()?];
+    *quic = g.opt(read_quic)?.map(Box::new);
+    Some(())
+}
+
+fn read_tls(g: &mut Get<'_>, t: &mut TlsFacts) -> Option<()> {
+    let TlsFacts {
+        sni,
+        alpn,
+        offered_versions,
+        version: v,
+        hello,
+        done,
+        app_data,
+        malformed,
+    } = t;
+    g.os_into(sni)?;
+    let n = g.usize()?;
+    alpn.truncate(n);
+    for i in 0..n {
+        match alpn.get_mut(i) {
+            Some(s) => g.s_into(s)?,
+            None => alpn.push(g.s()?),
+        }
+    }
+    let n = g.usize()?;
+    offered_versions.clear();
+    offered_versions.reserve(n.min(g.b.len()));
+    for _ in 0..n {
+        offered_versions.push(version(g.str()?));
+    }
+    *v = g.opt(|g| g.str().map(version))?;
+    *hello = g.ot()?;
+    *done = g.ot()?;
+    *app_data = g.ot()?;
+    *malformed = g.b()?;
+    Some(())
+}
+
+fn read_request(g: &mut Get<'_>, r: &mut Request) -> Option<()> {
+    let Request {
+        method,
+        target,
+        host,
+        ws_upgrade,
+        authorization,
+        cookie,
+        ws_key,
+    } = r;
+    g.s_into(method)?;
+    g.s_into(target)?;
+    g.os_into(host)?;
+    *ws_upgrade = g.b()?;
+    *authorization = g.b()?;
+    *cookie = g.b()?;
+    *ws_key = g.b()?;
+    Some(())
 }
 
 fn stale(p: &mut Put<'_>, s: &StaleFacts) {
@@ -554,10 +699,13 @@ mod tests {
     use super::*;
 
     /// Every connection of every sample and real capture reads back as it was written, field
-    /// for field, and every cut of a record is refused rather than misread.
+    /// for field, fresh and over the connection read before it (whatever that one owned:
+    /// TLS, HTTP, QUIC or stale facts, names), and every cut of a record is refused rather
+    /// than misread.
     #[test]
     fn every_connection_reads_back_as_written() {
         let mut checked = 0;
+        let mut reused = Connection::new(0, ConnRecord::default());
         for path in crate::testdata::own_captures() {
             let path = path.to_string_lossy().into_owned();
             let Ok(a) = crate::analyze(std::slice::from_ref(&path), &crate::Options::default())
@@ -570,6 +718,13 @@ mod tests {
                 let (back, rest) = decode(&buf).expect("decodes");
                 assert!(rest.is_empty());
                 assert_eq!(format!("{back:?}"), format!("{:?}", *c), "{path}");
+                let previous = format!("{reused:?}");
+                assert_eq!(decode_into(&buf, &mut reused), Some(&[][..]));
+                assert_eq!(
+                    format!("{reused:?}"),
+                    format!("{:?}", *c),
+                    "{path}: read over {previous}"
+                );
                 for cut in 0..buf.len() {
                     assert!(decode(buf.get(..cut).unwrap_or_default()).is_none());
                 }

@@ -59,6 +59,23 @@ fn deferred_changes_are_seen_by_every_reader_and_survive_every_writer() {
             .map(|c| (c.id, c.reason, c.omitted, c.host))
             .collect();
         assert_eq!(got, vec![expect(5), expect(50), expect(98)]);
+        // Projected in batches (the budget of almost nothing holds one item a batch).
+        let items = [vec![98, 5], vec![50], vec![], vec![99, 0]];
+        let projected = s.map_projected(
+            &items,
+            |ids, out| out.extend_from_slice(ids),
+            |c| (c.id, c.reason, c.omitted),
+            |ids, get| ids.iter().map(|&i| get(i)).collect::<Vec<_>>(),
+        );
+        let want_projected: Vec<Vec<_>> = items
+            .iter()
+            .map(|ids| {
+                ids.iter()
+                    .map(|&i| Some((i, expect(i).1, expect(i).2)))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(projected, want_projected, "spilled: {spill}");
         assert_eq!(s.count(|c| c.omitted), 17);
         // A block rewritten for a few ids keeps the deferred changes (applied again: same).
         s.update_ids(&[3, 4], |c| c.host = 9);
