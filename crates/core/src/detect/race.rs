@@ -46,32 +46,41 @@ impl Detector for Races {
 /// Find the races and set `race`, `role` and `service` on their attempts.
 pub fn detect(a: &mut Analysis, ctx: &mut Context<'_>) {
     let groups = group_attempts(a, ctx.dns(), ctx.cfg);
-    // What DNS says of each race, looked up first so that the DNS table is freed before the
-    // races are built. Each race reads only its own attempts: all built in parallel (on a
-    // spilled capture, a batch of races at a time, their attempts read in id order).
-    let looked_up: Vec<DnsFacts> = {
+    let cancel_by = ctx.cfg.cancel_by;
+    let numbered: Vec<usize> = (0..groups.len()).collect();
+    let ids_of = |&k: &usize, ids: &mut Vec<usize>| {
+        ids.extend(groups.get(k).map_or(&[][..], |g| &g.1[..]));
+    };
+    // Each race reads only its own attempts: all built in parallel (on a spilled capture, a
+    // batch of races at a time, their attempts read in id order).
+    let races: Vec<Race> = if a.connections.spilled() {
+        // One read of the spill for what DNS says of each race and for the race itself: the
+        // DNS table lives until the races are built.
         let (a, dns): (&Analysis, &DnsTable) = (a, ctx.dns());
-        a.connections.map_batched(&groups, members_of, |g, held| {
-            dns_facts(&g.1, a, dns, held)
-        })
+        let races = a.connections.map_batched(&numbered, ids_of, |&k, held| {
+            let g = groups.get(k)?;
+            let facts = dns_facts(&g.1, a, dns, held);
+            Some(build(k, g, a, &facts, cancel_by, held))
+        });
+        races.into_iter().flatten().collect()
+    } else {
+        // In memory, what DNS says of each race is looked up first, so that the DNS table is
+        // freed before the races are built.
+        let looked_up: Vec<DnsFacts> = {
+            let (a, dns): (&Analysis, &DnsTable) = (a, ctx.dns());
+            a.connections.map_batched(&groups, members_of, |g, held| {
+                dns_facts(&g.1, a, dns, held)
+            })
+        };
+        ctx.done_with_dns();
+        let a: &Analysis = a;
+        let races = a.connections.map_batched(&numbered, ids_of, |&k, held| {
+            let (g, facts) = (groups.get(k), looked_up.get(k));
+            Some(build(k, g?, a, facts?, cancel_by, held))
+        });
+        races.into_iter().flatten().collect()
     };
     ctx.done_with_dns();
-    let races: Vec<Race> = {
-        let a: &Analysis = a;
-        let cancel_by = ctx.cfg.cancel_by;
-        let numbered: Vec<usize> = (0..groups.len()).collect();
-        a.connections.map_batched(
-            &numbered,
-            |&k, ids| ids.extend(groups.get(k).map_or(&[][..], |g| &g.1[..])),
-            |&k, held| {
-                let (g, facts) = (groups.get(k), looked_up.get(k));
-                Some(build(k, g?, a, facts?, cancel_by, held))
-            },
-        )
-        .into_iter()
-        .flatten()
-        .collect()
-    };
     // Each attempt's race, role and name, kept in 16 bytes an attempt (and a name a race)
     // and applied as each connection is read: on a spilled capture the races' attempts are
     // in nearly every block, and rewriting them all cost a whole pass of encoding.

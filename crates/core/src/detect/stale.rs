@@ -14,7 +14,8 @@
 
 use super::DetectConfig;
 use crate::domain::{ms_between, Nanos};
-use crate::model::{Analysis, Connection, Name, StaleCause, StaleReuse};
+use crate::model::record::StaleFacts;
+use crate::model::{Analysis, Name, StaleCause, StaleReuse};
 use crate::track::Vantage;
 
 use super::{Context, Detector, Part};
@@ -44,20 +45,17 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
         a.stale_reuses = Vec::new();
         return;
     }
-    let retries = RetryIndex::new(a);
+    // One pass: the retry index, and each stale reuse's own facts (they are findings: held
+    // as the findings are).
+    let (retries, reused) = RetryIndex::new(a);
     // The capture's typical handshake, for connections whose own was not captured: computed
     // once, and only when one needs it.
     let typical = std::cell::OnceCell::new();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(reused.len());
     let mut compare: Vec<(usize, usize, (String, String))> = Vec::new();
-    a.connections.for_each(|c| {
-        let Some(s) = c.rec.stale.as_deref() else {
-            return;
-        };
-        let legs = c
-            .rec
-            .handshake_legs()
-            .or_else(|| *typical.get_or_init(|| typical_legs(a)));
+    for c in reused {
+        let s = &c.facts;
+        let legs = c.legs.or_else(|| *typical.get_or_init(|| typical_legs(a)));
         let rtt = legs.map(|(x, y)| x + y);
         let owd = match a.vantage {
             Vantage::Client => Some(0),
@@ -70,7 +68,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             (Some(_), _, _) => StaleCause::Crossed,
         };
         let failed_at = s.failure_time.unwrap_or(s.request);
-        let retry = retries.find(c, s.request, failed_at, cfg.retry_window);
+        let retry = retries.find(&c, s.request, failed_at, cfg.retry_window);
         let request = s.request_line.as_ref();
         // Whether the retry repeated the request is read below, all retries in one pass in
         // id order (one by one, a spilled capture decoded a block per retry).
@@ -85,7 +83,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             failure: s.failure,
             retry: retry.map(|(_, id)| id),
             client: a.host_label(c.host),
-            service: c.service.clone(),
+            service: c.service,
             cause,
             fin_to_request_ms: delta.map(|d| ms_between(0, d)),
             rtt_ms: rtt.map(|r| ms_between(0, r)),
@@ -95,7 +93,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             retry_delay_ms: retry.map(|(syn, _)| ms_between(failed_at, syn)),
             retry_same_request: None,
         });
-    });
+    }
     compare.sort_unstable_by_key(|x| x.0);
     let mut ids: Vec<usize> = compare.iter().map(|x| x.0).collect();
     ids.dedup();
@@ -117,10 +115,22 @@ struct RetryIndex {
     by_key: foldhash::HashMap<(usize, Name), Vec<(Nanos, usize)>>,
 }
 
+/// A stale reuse's connection, as the index's pass read it.
+struct Reused {
+    id: usize,
+    host: usize,
+    service: Name,
+    /// Its own handshake's legs, when captured.
+    legs: Option<(Nanos, Nanos)>,
+    facts: StaleFacts,
+}
+
 impl RetryIndex {
-    fn new(a: &Analysis) -> RetryIndex {
+    /// The index, and the stale reuses' connections read in the same pass.
+    fn new(a: &Analysis) -> (RetryIndex, Vec<Reused>) {
         let mut by_key: foldhash::HashMap<(usize, Name), Vec<(Nanos, usize)>> =
             foldhash::HashMap::default();
+        let mut reused = Vec::new();
         a.connections.for_each(|r| {
             if let Some(t) = r.rec.syn_time.get().filter(|_| r.rec.bytes[0] > 0) {
                 by_key
@@ -128,11 +138,20 @@ impl RetryIndex {
                     .or_default()
                     .push((t, r.id));
             }
+            if let Some(s) = r.rec.stale.as_deref() {
+                reused.push(Reused {
+                    id: r.id,
+                    host: r.host,
+                    service: r.service.clone(),
+                    legs: r.rec.handshake_legs(),
+                    facts: s.clone(),
+                });
+            }
         });
         for list in by_key.values_mut() {
             list.sort_unstable();
         }
-        RetryIndex { by_key }
+        (RetryIndex { by_key }, reused)
     }
 
     /// The next connection from the same host to the same service, opened after the request
@@ -140,7 +159,7 @@ impl RetryIndex {
     /// O(log n).
     fn find(
         &self,
-        c: &Connection,
+        c: &Reused,
         request: Nanos,
         failed_at: Nanos,
         window: Nanos,
