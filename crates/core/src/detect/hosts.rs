@@ -197,6 +197,10 @@ impl AddrIndex {
     }
 }
 
+/// A SYN for the ties by timing: (first SYN, server port, server, client address, the client
+/// is IPv6), addresses by their positions in the indexes.
+type Syn = (Nanos, u16, u32, u32, bool);
+
 /// The addresses one MAC sent SYNs from, in one family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Senders {
@@ -238,8 +242,12 @@ pub fn assign(conns: &mut Connections, dns: &DnsTable, window: Nanos) -> Vec<Hos
 fn assign_with(conns: &mut Connections, dns: &DnsTable, window: Nanos, most: usize) -> Vec<Host> {
     let mut macs = MacSets::new(most);
     let mut t = Ties::of(conns, &mut macs);
-    t.by_mac(conns, macs);
-    t.by_timing(conns, dns, window);
+    let candidates = t.mac_candidates(conns, macs);
+    // One pass for what both ties read: each candidate MAC's senders and the SYN list.
+    let (senders, syns) = t.senders_and_syns(conns, &candidates);
+    drop(candidates);
+    t.by_mac(senders);
+    t.by_timing(syns, dns, window);
     t.hosts(conns)
 }
 
@@ -271,16 +279,17 @@ impl Ties {
         }
     }
 
-    /// By MAC: a MAC that sends SYNs from one address per family is one host. Per MAC and
-    /// family only whether it sent from one address or more is kept (a router's MAC in a
+    /// The MACs followed by the ties by MAC ([`Ties::by_mac`]): a MAC that sends SYNs from
+    /// one address per family is one host. Per MAC and family only whether it sent from one
+    /// address or more is kept (a router's MAC in a
     /// server-side capture sends from millions).
     ///
     /// Only a MAC that sent from both families can tie anything: the MACs of the family with
     /// fewer client addresses are listed first, and only those are followed (a flood's
     /// millions of sources are of one family, each with a MAC of its own: following every MAC
     /// held ~70 bytes per source).
-    fn by_mac(&mut self, conns: &Connections, macs: MacSets) {
-        let (index, uf, ties) = (&self.index, &mut self.uf, &mut self.ties);
+    fn mac_candidates(&self, conns: &Connections, macs: MacSets) -> HashSet<[u8; 6]> {
+        let index = &self.index;
         let fewer_v6 = index.v6.len() <= index.v4.len();
         let fam = usize::from(fewer_v6);
         let MacSets { sets, given_up, .. } = macs;
@@ -291,11 +300,35 @@ impl Ties {
                 candidates.extend(of_fam.filter_map(syn_mac));
             }
         }
-        if candidates.is_empty() {
-            return;
-        }
+        candidates
+    }
+
+    /// What the ties read of the connections, in one pass: the senders of each MAC of
+    /// `candidates` ([`Ties::by_mac`]) and every SYN ([`Ties::by_timing`]).
+    fn senders_and_syns(
+        &self,
+        conns: &Connections,
+        candidates: &HashSet<[u8; 6]>,
+    ) -> (HashMap<[u8; 6], [Senders; 2]>, Vec<Syn>) {
+        let (index, servers) = (&self.index, &self.servers);
         let mut by_mac: HashMap<[u8; 6], [Senders; 2]> = HashMap::default();
+        // Room for every connection at once (as `Connections::par_filter_map`): a list grown
+        // by doubling held its old and new buffers together at each step.
+        let mut syns: Vec<Syn> = Vec::with_capacity(conns.len());
         for block in conns.blocks() {
+            syns.par_extend(block.par_iter().filter_map(|c| {
+                let ip = c.rec.client.ip;
+                Some((
+                    c.rec.syn_time.get()?,
+                    c.rec.server.port,
+                    u32::try_from(servers.get(&c.rec.server.ip)?).ok()?,
+                    u32::try_from(index.get(&ip)?).ok()?,
+                    ip.is_ipv6(),
+                ))
+            }));
+            if candidates.is_empty() {
+                continue;
+            }
             let part = block
                 .par_iter()
                 .fold(HashMap::default, |mut m, c| {
@@ -318,6 +351,13 @@ impl Ties {
                 add_sender(&mut by_mac, mac, 1, v6);
             }
         }
+        syns.shrink_to_fit();
+        (by_mac, syns)
+    }
+
+    /// Ties by MAC, from each candidate MAC's senders.
+    fn by_mac(&mut self, by_mac: HashMap<[u8; 6], [Senders; 2]>) {
+        let (index, uf, ties) = (&self.index, &mut self.uf, &mut self.ties);
         // Any order: the ties found do not depend on it (`ties` is sorted, and a union's root
         // is the smaller index).
         for [v4, v6] in by_mac.values() {
@@ -334,7 +374,7 @@ impl Ties {
     /// Pairing by timing, for addresses the MAC did not tie to the other family: an IPv4
     /// and an IPv6 address whose SYNs to one server port (or whose DNS answer and SYN) fall
     /// within the window, each the other's only partner.
-    fn by_timing(&mut self, conns: &Connections, dns: &DnsTable, window: Nanos) {
+    fn by_timing(&mut self, mut syns: Vec<Syn>, dns: &DnsTable, window: Nanos) {
         let (index, servers, uf, ties) = (&self.index, &self.servers, &mut self.uf, &mut self.ties);
         let mut tied = vec![false; index.len()];
         for &k in ties.keys() {
@@ -351,16 +391,6 @@ impl Ties {
         // family, each with 64 neighbours to look at).
         // Addresses by position (server and client), 24 bytes a SYN: the order of positions is
         // that of the addresses.
-        let mut syns: Vec<(Nanos, u16, u32, u32, bool)> = conns.par_filter_map(|c| {
-            let ip = c.rec.client.ip;
-            Some((
-                c.rec.syn_time.get()?,
-                c.rec.server.port,
-                u32::try_from(servers.get(&c.rec.server.ip)?).ok()?,
-                u32::try_from(index.get(&ip)?).ok()?,
-                ip.is_ipv6(),
-            ))
-        });
         // Equal tuples are indistinguishable: an unstable sort on every core gives the same order.
         syns.par_sort_unstable();
         let mut note = |a: usize, b: usize, why: &'static str| {
