@@ -489,9 +489,12 @@ fn read_record(g: &mut Get<'_>, first: Nanos, r: &mut ConnRecord) -> Option<()> 
     }
     *history = History::from_letters(g.str()?);
     if g.b()? {
-        read_app(g, app.get_or_insert_with(Box::default))?;
-    } else {
-        *app = None;
+        read_app(
+            g,
+            app.get_or_insert_with(|| spare(|s| &mut s.app).unwrap_or_default()),
+        )?;
+    } else if let Some(old) = app.take() {
+        keep_spare(|s| &mut s.app, old);
     }
     *stale = g.opt(read_stale)?.map(Box::new);
     *server_fin_idle = g.ot()?;
@@ -587,6 +590,39 @@ fn list<'b, T>(g: &mut Get<'b>, f: impl Fn(&mut Get<'b>) -> Option<T>) -> Option
     Some(v)
 }
 
+/// What decoded connections gave up (a connection read over one with TLS facts that has
+/// none, say), kept on each thread for the next one that needs them: in a busy capture
+/// neighbours alternate between TLS, plain HTTP and no payload at all, and dropping and
+/// allocating these parts again was most of a spilled pass's remaining allocator time.
+#[derive(Default)]
+struct Spares {
+    app: Vec<Box<AppFacts>>,
+    tls: Vec<TlsFacts>,
+    request: Vec<Request>,
+}
+
+/// Spares kept per kind and thread.
+const SPARES: usize = 64;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Spares> = std::cell::RefCell::default();
+}
+
+/// A spare of the kind `kind` picks, if this thread has one.
+fn spare<T>(kind: impl FnOnce(&mut Spares) -> &mut Vec<T>) -> Option<T> {
+    SPARE.with_borrow_mut(|s| kind(s).pop())
+}
+
+/// Keep `v` as a spare of the kind `kind` picks (dropped when there are enough).
+fn keep_spare<T>(kind: impl FnOnce(&mut Spares) -> &mut Vec<T>, v: T) {
+    SPARE.with_borrow_mut(|s| {
+        let list = kind(s);
+        if list.len() < SPARES {
+            list.push(v);
+        }
+    });
+}
+
 fn read_app(g: &mut Get<'_>, a: &mut AppFacts) -> Option<()> {
     let AppFacts {
         protocol,
@@ -599,14 +635,18 @@ fn read_app(g: &mut Get<'_>, a: &mut AppFacts) -> Option<()> {
     } = a;
     *protocol = g.e(Protocol::ALL)?;
     if g.b()? {
-        read_tls(g, tls.get_or_insert_with(TlsFacts::default))?;
-    } else {
-        *tls = None;
+        read_tls(
+            g,
+            tls.get_or_insert_with(|| spare(|s| &mut s.tls).unwrap_or_default()),
+        )?;
+    } else if let Some(old) = tls.take() {
+        keep_spare(|s| &mut s.tls, old);
     }
     if g.b()? {
-        read_request(g, request.get_or_insert_with(Request::default))?;
-    } else {
-        *request = None;
+        let r = request.get_or_insert_with(|| spare(|s| &mut s.request).unwrap_or_default());
+        read_request(g, r)?;
+    } else if let Some(old) = request.take() {
+        keep_spare(|s| &mut s.request, old);
     }
     *status = g.opt(Get::u16)?;
     *h2_preface = g.b()?;
