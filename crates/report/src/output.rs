@@ -115,28 +115,24 @@ pub fn write_folder(
             let p = folder.join("connections.parquet");
             tables::write_connections_parquet(a, &p).map_err(|e| write_err(&p, e))?;
         }
-        // The others are small (one row per finding, service or listener).
+        // The findings tables a frame at a time (a busy capture has hundreds of thousands
+        // of races); the services summary (one row per service) whole.
         for name in TABLES.iter().filter(|&&n| n != "connections") {
-            let df = match *name {
-                "races" => tables::races(a),
-                "backends" => tables::backends(a),
-                "sequences" => tables::sequences(a),
-                "stale_reuses" => tables::stale_reuses(a),
-                "listeners" => tables::listeners(a),
-                "floods" => tables::floods(a),
-                "scans" => tables::scans(a),
-                "health_checks" => tables::health_checks(a),
-                _ => tables::service_summary(a),
-            };
             let path = folder.join(name);
-            let mut df = df.map_err(|e| write_err(&path, e))?;
-            if o.csv {
-                let p = path.with_extension("csv");
-                tables::write_csv(&mut df, &p).map_err(|e| write_err(&p, e))?;
+            let csv = o.csv.then(|| path.with_extension("csv"));
+            let parquet = o.parquet.then(|| path.with_extension("parquet"));
+            let shown = csv.as_deref().or(parquet.as_deref()).unwrap_or(&path);
+            let done = tables::write_findings_table(a, name, csv.as_deref(), parquet.as_deref())
+                .map_err(|e| write_err(shown, e))?;
+            if done {
+                continue;
             }
-            if o.parquet {
-                let p = path.with_extension("parquet");
-                tables::write_parquet(&mut df, &p).map_err(|e| write_err(&p, e))?;
+            let mut df = tables::service_summary(a).map_err(|e| write_err(&path, e))?;
+            if let Some(p) = &csv {
+                tables::write_csv(&mut df, p).map_err(|e| write_err(p, e))?;
+            }
+            if let Some(p) = &parquet {
+                tables::write_parquet(&mut df, p).map_err(|e| write_err(p, e))?;
             }
         }
     }
