@@ -420,7 +420,10 @@ mod tests {
                     .finish()
                     .expect("parquet reads")
             };
-            assert!(frame(&pq).equals_missing(&frame(&whole_pq)), "{frame_rows} rows a frame");
+            assert!(
+                frame(&pq).equals_missing(&frame(&whole_pq)),
+                "{frame_rows} rows a frame"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -269,7 +269,7 @@ mod tests {
             }
         };
         // Every connection different from its neighbour.
-        let alternating = |id: usize| -> (usize, usize, bool) { (id % 2, id % 3, id % 5 == 0) };
+        let alternating = |id: usize| -> (usize, usize, bool) { (id % 2, id % 3, id.is_multiple_of(5)) };
         for (pattern, want_runs) in [(&runs as &dyn Fn(usize) -> (usize, usize, bool), true), (&alternating, false)] {
             let mut column = Column::default();
             for id in 0..100 {

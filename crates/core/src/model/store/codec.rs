@@ -596,6 +596,8 @@ fn list<'b, T>(g: &mut Get<'b>, f: impl Fn(&mut Get<'b>) -> Option<T>) -> Option
 /// allocating these parts again was most of a spilled pass's remaining allocator time.
 #[derive(Default)]
 struct Spares {
+    /// Boxed: the box itself is what the next connection's `app` takes back.
+    #[allow(clippy::vec_box)]
     app: Vec<Box<AppFacts>>,
     tls: Vec<TlsFacts>,
     request: Vec<Request>,

@@ -46,7 +46,7 @@ fn deferred_changes_are_seen_by_every_reader_and_survive_every_writer() {
         s.update_deferred(|c| c.omitted = c.reason.is_some() && c.id % 2 == 0);
         let expect = |id: usize| {
             let reason = (id % 3 == 2).then_some(Reason::Scan);
-            (id, reason, reason.is_some() && id % 2 == 0, 0)
+            (id, reason, reason.is_some() && id.is_multiple_of(2), 0)
         };
         let want: Vec<_> = (0..100).map(expect).collect();
         assert_eq!(facts(&s), want, "spilled: {spill}");
