@@ -171,7 +171,7 @@ where
     Ok(())
 }
 
-/// Write findings table `name` (any of [`crate::output::TABLES`] but `connections` and
+/// Write findings table `name` (any of the output tables but `connections` and
 /// `services_summary`) as CSV to `csv` and as Parquet to `parquet`, a frame at a time; `false`
 /// when `name` is not one of them.
 pub fn write_findings_table(

@@ -26,6 +26,32 @@ impl<'c> Lookup<'c> {
     }
 }
 
+/// The end of the batch of `items` that starts at `from`: as many items as name at most
+/// `most` ids between them (at least one item); `ids` is left holding those ids, sorted,
+/// without repeats.
+fn next_batch<G>(
+    items: &[G],
+    from: usize,
+    most: usize,
+    ids_of: &impl Fn(&G, &mut Vec<usize>),
+    ids: &mut Vec<usize>,
+) -> usize {
+    ids.clear();
+    let mut to = from;
+    while let Some(g) = items.get(to) {
+        let before = ids.len();
+        ids_of(g, ids);
+        if to > from && ids.len() > most {
+            ids.truncate(before);
+            break;
+        }
+        to += 1;
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    to
+}
+
 impl Connections {
     /// `f(item, lookup)` for every item, on every core, in the items' order; `lookup` finds
     /// the connections `ids_of(item)` names. In memory that is every connection. Spilled,
@@ -47,19 +73,7 @@ impl Connections {
         let mut from = 0;
         let mut ids = Vec::new();
         while from < items.len() {
-            ids.clear();
-            let mut to = from;
-            while let Some(g) = items.get(to) {
-                let before = ids.len();
-                ids_of(g, &mut ids);
-                if to > from && ids.len() > most {
-                    ids.truncate(before);
-                    break;
-                }
-                to += 1;
-            }
-            ids.sort_unstable();
-            ids.dedup();
+            let to = next_batch(items, from, most, &ids_of, &mut ids);
             let held = self.get_sorted(&ids);
             let batch = Lookup::Batch(&ids, &held);
             let items = items.get(from..to).unwrap_or_default();
@@ -92,19 +106,7 @@ impl Connections {
         let mut ids = Vec::new();
         let mut held: Vec<Option<P>> = Vec::new();
         while from < items.len() {
-            ids.clear();
-            let mut to = from;
-            while let Some(g) = items.get(to) {
-                let before = ids.len();
-                ids_of(g, &mut ids);
-                if to > from && ids.len() > most {
-                    ids.truncate(before);
-                    break;
-                }
-                to += 1;
-            }
-            ids.sort_unstable();
-            ids.dedup();
+            let to = next_batch(items, from, most, &ids_of, &mut ids);
             held.clear();
             // One slot per id, in the ids' order, projected on every core.
             self.blocks_of(&ids, |wanted, base, block| {
