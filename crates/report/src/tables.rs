@@ -97,6 +97,11 @@ pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
 /// peaked past 1 GiB).
 const FRAME_ROWS: usize = 16_384;
 
+/// Text a findings table's frame holds at most (past its first row): a sequence's cells list
+/// every connection of its client and service, so 16,384 sequences of 10 M short connections
+/// held ~1.5 GB of text while they were written.
+const FRAME_TEXT: usize = 8 << 20;
+
 /// Write `rows` (with `P`'s columns) as CSV to `csv` and as Parquet to `parquet`, each a
 /// frame of [`FRAME_ROWS`] rows at a time (whole or not at all).
 fn write_rows<'r, R, P>(
@@ -108,15 +113,16 @@ where
     R: serde::Serialize + 'r,
     P: crate::rows::Probe + serde::Serialize,
 {
-    write_rows_by::<R, P>(rows, csv, parquet, FRAME_ROWS)
+    write_rows_by::<R, P>(rows, csv, parquet, FRAME_ROWS, FRAME_TEXT)
 }
 
-/// [`write_rows`], `frame_rows` rows a frame.
+/// [`write_rows`], a frame written once it has `frame_rows` rows or `frame_text` bytes of text.
 fn write_rows_by<'r, R, P>(
     rows: impl IntoIterator<Item = R>,
     csv: Option<&Path>,
     parquet: Option<&Path>,
     frame_rows: usize,
+    frame_text: usize,
 ) -> PolarsResult<()>
 where
     R: serde::Serialize + 'r,
@@ -147,7 +153,7 @@ where
         let mut written = false;
         for r in rows {
             t.push(&r);
-            if t.len() >= frame_rows {
+            if t.len() >= frame_rows || t.text_bytes() >= frame_text {
                 each(&std::mem::replace(&mut t, Table::of::<P>()).frame()?)?;
                 written = true;
             }
@@ -199,27 +205,27 @@ pub fn write_findings_table(
 /// The first `n` rows of table `name` (`races`, `stale_reuses`, `backends`, `sequences`,
 /// `services_summary`, `connections`) and how many rows the whole table has: the page shows a
 /// head and the files hold everything, so a capture of a million connections never builds
-/// its whole table for the page.
+/// its whole table for the page; a row's lists show their first [`HEAD_ITEMS`] items.
 pub fn head(a: &Analysis, name: &str, n: usize) -> PolarsResult<(DataFrame, usize)> {
     Ok(match name {
         "races" => {
             let rows = a.races.iter().take(n).map(RaceRow::in_analysis);
-            (Table::build::<_, RaceRow>(rows).frame()?, a.races.len())
+            (head_table::<_, RaceRow>(rows).frame()?, a.races.len())
         }
         "stale_reuses" => (
-            Table::build::<_, StaleReuse>(a.stale_reuses.iter().take(n)).frame()?,
+            head_table::<_, StaleReuse>(a.stale_reuses.iter().take(n)).frame()?,
             a.stale_reuses.len(),
         ),
         "backends" => (
-            Table::build::<_, Backend>(a.backends.iter().take(n)).frame()?,
+            head_table::<_, Backend>(a.backends.iter().take(n)).frame()?,
             a.backends.len(),
         ),
         "sequences" => (
-            Table::build::<_, Sequence>(a.sequences.iter().take(n)).frame()?,
+            head_table::<_, Sequence>(a.sequences.iter().take(n)).frame()?,
             a.sequences.len(),
         ),
         "connections" => {
-            let mut t = Table::of::<ConnectionRow>();
+            let mut t = Table::of::<ConnectionRow>().capped(HEAD_ITEMS);
             for block in a.connections.blocks() {
                 for row in ConnectionRow::listed(a, &block).take(n - t.len().min(n)) {
                     t.push(&row);
@@ -237,6 +243,23 @@ pub fn head(a: &Analysis, name: &str, n: usize) -> PolarsResult<(DataFrame, usiz
             (df.head(Some(n)), all)
         }
     })
+}
+
+/// Items of a list a [`head`] row shows (a sequence lists every connection of its client and
+/// service: the page's 2,000 sequences of a 10 M-connection capture held ~1 GB of lists).
+pub const HEAD_ITEMS: usize = 32;
+
+/// A [`head`] table: `rows` with `P`'s columns, each list cut to [`HEAD_ITEMS`].
+fn head_table<'r, R, P>(rows: impl IntoIterator<Item = R>) -> Table
+where
+    R: serde::Serialize + 'r,
+    P: crate::rows::Probe + serde::Serialize,
+{
+    let mut t = Table::of::<P>().capped(HEAD_ITEMS);
+    for r in rows {
+        t.push(&r);
+    }
+    t
 }
 
 /// The races table.
@@ -409,12 +432,23 @@ mod tests {
         let mut df = races(&a).expect("frame");
         write_csv(&mut df, &whole_csv).expect("csv");
         write_parquet(&mut df, &whole_pq).expect("parquet");
-        for frame_rows in [1, 2, FRAME_ROWS] {
+        // By rows, and by text: a byte of text ends every frame at its first row.
+        for (frame_rows, frame_text) in [
+            (1, FRAME_TEXT),
+            (2, FRAME_TEXT),
+            (FRAME_ROWS, FRAME_TEXT),
+            (FRAME_ROWS, 1),
+        ] {
             let (csv, pq) = (dir.join("framed.csv"), dir.join("framed.parquet"));
             let rows = a.races.iter().map(RaceRow::in_analysis);
-            write_rows_by::<_, RaceRow>(rows, Some(&csv), Some(&pq), frame_rows).expect("written");
+            write_rows_by::<_, RaceRow>(rows, Some(&csv), Some(&pq), frame_rows, frame_text)
+                .expect("written");
             let read = |p: &Path| std::fs::read(p).expect("read");
-            assert_eq!(read(&csv), read(&whole_csv), "{frame_rows} rows a frame");
+            assert_eq!(
+                read(&csv),
+                read(&whole_csv),
+                "{frame_rows} rows, {frame_text} B a frame"
+            );
             let frame = |p: &Path| {
                 ParquetReader::new(std::fs::File::open(p).expect("open"))
                     .finish()
@@ -422,7 +456,7 @@ mod tests {
             };
             assert!(
                 frame(&pq).equals_missing(&frame(&whole_pq)),
-                "{frame_rows} rows a frame"
+                "{frame_rows} rows, {frame_text} B a frame"
             );
         }
         let _ = std::fs::remove_dir_all(&dir);

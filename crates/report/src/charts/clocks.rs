@@ -1,14 +1,31 @@
 //! The servers' TCP timestamp clocks: each sample's TSval against a reference clock over
 //! capture time, coloured by backend (at most [`CHART_POINTS`] samples, evenly thinned).
 
+use std::collections::HashMap;
+
 use super::*;
 
 /// One clock sample drawn: seconds since the first packet, residual seconds, backend index.
 type ClockPoint = (f64, f64, Option<usize>);
 
-/// Per connection with timestamps: (seconds since the first packet, residual seconds
-/// against the reference clock, backend index or None).
-fn clock_points(a: &Analysis) -> (Vec<ClockPoint>, usize, usize) {
+/// The samples the chart draws, and what it says of the others.
+struct ClockPoints {
+    /// At most [`CHART_POINTS`], in capture order.
+    points: Vec<ClockPoint>,
+    /// Samples of unidentified connections left out as off scale.
+    hidden: usize,
+    /// Samples on scale (drawn or thinned out).
+    all: usize,
+    /// Connections with server timestamps.
+    with_ts: usize,
+}
+
+/// Per sample of every connection with timestamps: (seconds since the first packet, residual
+/// seconds against the reference clock, backend index or None), read in one pass and thinned
+/// as they come (a capture of 10 M connections has 30 M samples: collected, they held 1.3 GB
+/// while the page was built). A second pass counts the off-scale samples only when the
+/// unidentified ones were too many to keep.
+fn clock_points(a: &Analysis) -> ClockPoints {
     let epoch = a.epoch();
     // Reference: the largest backend's clock, else 1000 Hz from the first sample.
     let reference = a
@@ -25,38 +42,88 @@ fn clock_points(a: &Analysis) -> (Vec<ClockPoint>, usize, usize) {
                 .iter()
                 .find_map(|c| c.rec.ts_samples.first().map(|s| (1000.0, s.time, s.tsval)))
         });
-    let Some((hz, t0, ts0)) = reference else {
-        return (Vec::new(), 0, 0);
+    let mut out = ClockPoints {
+        points: Vec::new(),
+        hidden: 0,
+        all: 0,
+        with_ts: 0,
     };
-    let mut out = Vec::new();
-    let mut hidden = 0;
-    for c in a.connections.iter() {
-        let b = c
-            .backend
-            .as_ref()
-            .and_then(|id| a.backends.iter().position(|x| *x.id == **id));
-        for s in &c.rec.ts_samples {
-            let dt = (s.time - t0) as f64 / 1e9;
-            let resid =
-                racetrace_core::detect::backend::residual(hz, (0.0, ts0), (dt, s.tsval)) / hz;
-            out.push(((s.time - epoch) as f64 / 1e9, resid, b));
+    let Some((hz, t0, ts0)) = reference else {
+        return out;
+    };
+    let index: HashMap<&str, usize> = a
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.id.as_str(), i))
+        .collect();
+    let backend = |c: &racetrace_core::model::Connection| {
+        c.backend.as_deref().and_then(|id| index.get(id).copied())
+    };
+    let point = |s: &racetrace_core::model::record::TsSample, b: Option<usize>| -> ClockPoint {
+        let dt = (s.time - t0) as f64 / 1e9;
+        let resid = racetrace_core::detect::backend::residual(hz, (0.0, ts0), (dt, s.tsval)) / hz;
+        ((s.time - epoch) as f64 / 1e9, resid, b)
+    };
+    // Each kept with its place in the capture's order of samples.
+    let mut known = Sampler::new(CHART_POINTS);
+    let mut unknown = Sampler::new(CHART_POINTS);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut n = 0usize;
+    a.connections.for_each(|c| {
+        if c.rec.ts_samples.is_empty() {
+            return;
         }
-    }
+        out.with_ts += 1;
+        let b = backend(c);
+        for s in &c.rec.ts_samples {
+            let p = point(s, b);
+            if b.is_some() {
+                lo = lo.min(p.1);
+                hi = hi.max(p.1);
+                known.push((n, p));
+            } else {
+                unknown.push((n, p));
+            }
+            n += 1;
+        }
+    });
     // Keep the unidentified points only within the identified clocks' range (random offsets
     // would spread over days and flatten every line).
-    let known: Vec<f64> = out.iter().filter(|p| p.2.is_some()).map(|p| p.1).collect();
-    if let (Some(lo), Some(hi)) = (
-        known.iter().copied().reduce(f64::min),
-        known.iter().copied().reduce(f64::max),
-    ) {
+    let range = (known.seen() > 0).then(|| {
         let pad = ((hi - lo) * 0.5).max(1.0);
-        let before = out.len();
-        out.retain(|p| p.2.is_some() || (p.1 >= lo - pad && p.1 <= hi + pad));
-        hidden = before - out.len();
-    }
-    let all = out.len();
-    thin(&mut out, CHART_POINTS);
-    (out, hidden, all)
+        (lo - pad, hi + pad)
+    });
+    let on_scale = |p: &ClockPoint| range.is_none_or(|(l, h)| p.1 >= l && p.1 <= h);
+    let unknown_seen = unknown.seen();
+    let thinned = unknown.thinned();
+    let mut unknown = unknown.into_vec();
+    let before = unknown.len();
+    unknown.retain(|(_, p)| on_scale(p));
+    out.hidden = if thinned {
+        let mut hidden = 0;
+        a.connections.for_each(|c| {
+            if backend(c).is_none() {
+                let off = c
+                    .rec
+                    .ts_samples
+                    .iter()
+                    .filter(|s| !on_scale(&point(s, None)));
+                hidden += off.count();
+            }
+        });
+        hidden
+    } else {
+        before - unknown.len()
+    };
+    out.all = known.seen() + unknown_seen - out.hidden;
+    // Both in capture order, merged.
+    let mut both = known.into_vec();
+    both.extend(unknown);
+    both.sort_unstable_by_key(|(n, _)| *n);
+    out.points = both.into_iter().map(|(_, p)| p).collect();
+    thin(&mut out.points, CHART_POINTS);
+    out
 }
 
 pub(super) fn clocks<DB: DrawingBackend>(
@@ -65,16 +132,16 @@ pub(super) fn clocks<DB: DrawingBackend>(
     tips: &mut Vec<Tip>,
 ) -> Res<DB> {
     let title = Kind::TsClocks.title();
-    let (points, hidden, all) = clock_points(a);
+    let ClockPoints {
+        points,
+        hidden,
+        all,
+        with_ts,
+    } = clock_points(a);
     if points.is_empty() {
         return nothing(root, title, "no server sent TCP timestamps");
     }
     if a.backends.is_empty() {
-        let with_ts = a
-            .connections
-            .iter()
-            .filter(|c| !c.rec.ts_samples.is_empty())
-            .count();
         return nothing(
             root,
             title,

@@ -14,9 +14,11 @@ use racetrace_core::domain::{Family, Nanos, Stage};
 use racetrace_core::model::{Analysis, Role};
 
 use crate::human::tick;
+use thin::{switch_points, thin, Sampler};
 
 mod clocks;
 mod frame;
+mod thin;
 mod timeline;
 use clocks::clocks;
 use frame::{box_tip, frame, legend_height, point_tip, tips_svg, Entry, Swatch, Tip};
@@ -236,18 +238,6 @@ fn delay_rows(a: &Analysis) -> Vec<(String, Vec<f64>)> {
     rows
 }
 
-/// Keep at most `most` of `v`, evenly spaced (the first always kept).
-fn thin<T>(v: &mut Vec<T>, most: usize) {
-    let step = v.len().div_ceil(most.max(1)).max(1);
-    if step > 1 {
-        let mut k = 0;
-        v.retain(|_| {
-            k += 1;
-            (k - 1) % step == 0
-        });
-    }
-}
-
 /// RFC 8305's Connection Attempt Delay bounds, as drawn on the attempt-delay chart.
 const CAD_LINES: [(f64, &str, RGBColor); 3] = [
     (100.0, "RFC 8305 minimum 100 ms", RGBColor(214, 39, 40)),
@@ -378,11 +368,33 @@ fn sequences<DB: DrawingBackend>(
     } else {
         Kind::Sequences.title().to_string()
     };
+    // A row of a long capture holds tens of thousands of connections: each draws at most its
+    // share of the chart's points, both sides of every switch kept.
+    let drawn: Vec<Vec<racetrace_core::model::Kept>> = rows
+        .iter()
+        .map(|s| {
+            let at = switch_points(&s.kept, CHART_POINTS / CHART_ROWS, |k| {
+                (k.family, k.backend)
+            });
+            at.into_iter()
+                .filter_map(|i| s.kept.get(i).copied())
+                .collect()
+        })
+        .collect();
+    let (shown, kept) = (
+        drawn.iter().map(Vec::len).sum::<usize>(),
+        rows.iter().map(|s| s.kept.len()).sum::<usize>(),
+    );
+    let caption = if shown < kept {
+        format!("{caption}; {shown} of {kept} connections drawn, every switch among them")
+    } else {
+        caption
+    };
     let title = caption.as_str();
     let epoch = a.epoch();
     // Each drawn connection's start, read in one pass in id order (a spilled list would
     // decode a block per lookup).
-    let mut ids: Vec<usize> = rows.iter().flat_map(|s| s.connections()).collect();
+    let mut ids: Vec<usize> = drawn.iter().flatten().map(|k| k.id).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut starts: Vec<f64> = vec![f64::NAN; ids.len()];
@@ -395,9 +407,9 @@ fn sequences<DB: DrawingBackend>(
         let k = ids.binary_search(&id).ok()?;
         starts.get(k).copied().filter(|x| !x.is_nan())
     };
-    let xmax = rows
+    let xmax = drawn
         .iter()
-        .flat_map(|s| s.connections().filter_map(start))
+        .flat_map(|ks| ks.iter().filter_map(|k| start(k.id)))
         .fold(1.0f64, f64::max)
         * 1.03;
     let n = rows.len();
@@ -432,8 +444,8 @@ fn sequences<DB: DrawingBackend>(
         0 => GREY,
         n => PALETTE[(n as usize - 1) % PALETTE.len()],
     };
-    for (i, seq) in rows.iter().enumerate() {
-        for k in &seq.kept {
+    for (i, (seq, ks)) in rows.iter().zip(&drawn).enumerate() {
+        for k in ks {
             let (c, fam) = (k.id, k.family);
             let Some(x) = start(c) else { continue };
             let p = (x, SegmentValue::CenterOf(i));

@@ -23,6 +23,9 @@ use racetrace_core::domain::ser::probing;
 
 use crate::rows::Probe;
 
+/// Bytes of a text a [`Table::capped`] table shows.
+pub const CAPPED_TEXT: usize = 400;
+
 /// One column's values.
 #[derive(Debug)]
 enum Values {
@@ -102,6 +105,7 @@ impl Values {
             (Values::U64(v), Cell::U32(x)) => v.push(Some(u64::from(x))),
             (Values::I64(v), Cell::I64(x)) => v.push(Some(x)),
             (Values::F64(v), Cell::F64(x)) => v.push(Some(x)),
+            (Values::Str(v), Cell::Str(x)) => v.push(Some(x)),
             (Values::Str(v), c) => v.push(Some(c.text())),
             (col, c) => {
                 debug_assert!(false, "a {c:?} in a column of another type");
@@ -125,15 +129,34 @@ impl Values {
 }
 
 /// A table being filled row by row.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Table {
     names: Vec<String>,
     columns: Vec<Values>,
     index: HashMap<String, usize>,
     rows: usize,
+    /// Bytes of text in the cells (a list's cell holds all its items: one sequence of a
+    /// client's thousands of connections is megabytes).
+    text_bytes: usize,
+    /// Items a list's cell shows ([`Table::capped`]; unlimited otherwise).
+    list_cap: usize,
     /// The column after the last one written: rows write their columns in order, so the next
     /// one is nearly always here.
     cursor: usize,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            names: Vec::new(),
+            columns: Vec::new(),
+            index: HashMap::new(),
+            rows: 0,
+            text_bytes: 0,
+            list_cap: usize::MAX,
+            cursor: 0,
+        }
+    }
 }
 
 impl Table {
@@ -160,6 +183,15 @@ impl Table {
         t
     }
 
+    /// This table showing at most `items` items of each list, then `… +N` for the N left
+    /// out, and at most [`CAPPED_TEXT`] bytes of a text, then `…` (the page's tables: a
+    /// sequence lists every connection of its client, tens of thousands on a long capture; the
+    /// files hold the whole lists).
+    pub fn capped(mut self, items: usize) -> Table {
+        self.list_cap = items;
+        self
+    }
+
     /// Add one row.
     pub fn push<R: Serialize>(&mut self, row: &R) {
         self.cursor = 0;
@@ -178,6 +210,11 @@ impl Table {
     /// The rows added.
     pub fn len(&self) -> usize {
         self.rows
+    }
+
+    /// Bytes of text held in the cells so far.
+    pub fn text_bytes(&self) -> usize {
+        self.text_bytes
     }
 
     /// No rows.
@@ -241,6 +278,9 @@ impl Table {
         if let Some(col) = self.columns.get_mut(at) {
             col.pad(self.rows);
             if col.len() == self.rows {
+                if let Cell::Str(s) = &c {
+                    self.text_bytes += s.len();
+                }
                 col.push(c);
             }
         }
@@ -288,14 +328,20 @@ impl Joined {
         }
     }
 
-    fn finish(mut self, sep: char) -> Vec<(String, String)> {
-        let n = self.item;
+    fn finish(mut self, sep: char, cap: usize) -> Vec<(String, String)> {
+        let n = self.item.min(cap);
         for (_, text, count) in &mut self.texts {
             while *count < n {
                 if *count > 0 {
                     text.push(sep);
                 }
                 *count += 1;
+            }
+            if self.item > n {
+                if n > 0 {
+                    text.push(sep);
+                }
+                text.push_str(&format!("… +{}", self.item - n));
             }
         }
         self.texts.into_iter().map(|(p, t, _)| (p, t)).collect()
@@ -338,6 +384,18 @@ impl<'t> Flattener<'t> {
             return;
         }
         let path = std::mem::take(&mut self.path);
+        let c = match c {
+            Cell::Str(mut s) if self.table.list_cap < usize::MAX && s.len() > CAPPED_TEXT => {
+                let mut end = CAPPED_TEXT;
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s.truncate(end);
+                s.push('…');
+                Cell::Str(s)
+            }
+            c => c,
+        };
         match self.mode {
             Mode::Schema => self.table.register(&path, &c),
             Mode::Value => self.table.put(&path, c),
@@ -374,7 +432,7 @@ impl<'t> Flattener<'t> {
     fn close_list(&mut self) {
         let sep = self.sep();
         let Some(list) = self.lists.pop() else { return };
-        let texts = list.finish(sep);
+        let texts = list.finish(sep, self.table.list_cap);
         let path = std::mem::take(&mut self.path);
         if texts.is_empty() {
             match (self.mode, self.lists.is_empty()) {

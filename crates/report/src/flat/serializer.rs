@@ -192,7 +192,16 @@ impl ser::SerializeSeq for &mut Flattener<'_> {
     type Ok = ();
     type Error = FlatError;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Res {
-        let r = v.serialize(&mut **self);
+        // Past the table's cap an item is only counted (`Table::capped`).
+        let over = self
+            .lists
+            .last()
+            .is_some_and(|l| l.item >= self.table.list_cap);
+        let r = if over {
+            Ok(())
+        } else {
+            v.serialize(&mut **self)
+        };
         if let Some(l) = self.lists.last_mut() {
             l.item += 1;
         }

@@ -73,3 +73,50 @@ fn rows_flatten_into_the_probes_columns() {
     assert_eq!(empty.width(), 9);
     assert_eq!(empty.height(), 0);
 }
+
+/// A capped table (the page's) shows a list's first items and how many it left out, a long
+/// text cut at a character, and counts the text its cells hold.
+#[test]
+fn a_capped_table_cuts_lists_and_texts() {
+    let long: &'static str = Box::leak("é".repeat(CAPPED_TEXT).into_boxed_str());
+    let row = Row {
+        id: 1,
+        list: (0..10).collect(),
+        items: (0..5).map(|a| Inner { a, b: None }).collect(),
+        name: long,
+        ..Row::default()
+    };
+    let mut t = Table::of::<Row>().capped(3);
+    t.push(&row);
+    assert_eq!(
+        t.text_bytes(),
+        "0;1;2;… +7".len() + "0;1;2;… +2".len() + ";;;… +2".len() + CAPPED_TEXT + '…'.len_utf8()
+    );
+    let df = t.frame().unwrap();
+    let text = |c: &str| {
+        df.column(c)
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(text("list"), "0;1;2;… +7");
+    assert_eq!(text("items.a"), "0;1;2;… +2");
+    assert_eq!(text("items.b"), ";;;… +2");
+    assert_eq!(text("name"), format!("{}…", "é".repeat(CAPPED_TEXT / 2)));
+    // Uncapped, the same row keeps everything.
+    let mut whole = Table::of::<Row>();
+    whole.push(&row);
+    let df = whole.frame().unwrap();
+    let list = df
+        .column("list")
+        .unwrap()
+        .str()
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_string();
+    assert_eq!(list, "0;1;2;3;4;5;6;7;8;9");
+}
