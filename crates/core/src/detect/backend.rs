@@ -196,6 +196,7 @@ pub fn detect(a: &mut Analysis) {
     let epoch = a.epoch();
     let mut backends = {
         let evidence = evidence(a, epoch);
+        a.timestamped = evidence.len();
         let mut candidates: Vec<f64> = evidence.iter().filter_map(Evidence::rate).collect();
         candidates.sort_by(|x, y| y.total_cmp(x));
         candidates.dedup();

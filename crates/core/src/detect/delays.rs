@@ -31,20 +31,12 @@ const KNOWN_DELAYS_MS: [u32; 4] = [100, 200, 250, 300];
 /// Per client host: is its attempt delay fixed near one value, or dynamic?
 pub fn delay_profiles(a: &mut Analysis) {
     use rayon::prelude::*;
-    // (client host, first attempt delay) of every race, sorted: each host's delays in order.
-    // (On a spilled capture the first attempts are read a batch at a time, in id order.)
+    // (client host, first attempt delay) of every race, sorted: each host's delays in order
+    // (the race keeps its host: no pass over the connections).
     let mut delays: Vec<(usize, f64)> = a
-        .connections
-        .map_batched(
-            &a.races,
-            |r, ids| ids.extend(r.attempts.first()),
-            |r, held| {
-                let host = held.get(*r.attempts.first()?)?.host;
-                Some((host, *r.attempt_delays_ms.first()?))
-            },
-        )
-        .into_iter()
-        .flatten()
+        .races
+        .iter()
+        .filter_map(|r| Some((r.host, *r.attempt_delays_ms.first()?)))
         .collect();
     delays.par_sort_unstable_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
     for run in delays.chunk_by(|x, y| x.0 == y.0) {

@@ -85,6 +85,7 @@ pub fn apply(a: &mut Analysis, f: &Filter) {
         b.connections = b.connections.iter().filter_map(|&i| m(i)).collect();
     }
     a.backends.retain(|b| !b.connections.is_empty());
+    a.timestamped = a.connections.count(|c| !c.rec.ts_samples.is_empty());
     super::sequence::detect(a);
     a.warnings.retain(|w| w.kind != "backends_unidentifiable");
     super::services::services(a);

@@ -63,7 +63,7 @@ pub enum Part {
     Races,
     /// Each host's `delays`.
     DelayProfiles,
-    /// `backends` and each connection's `backend`.
+    /// `backends`, each connection's `backend`, and `timestamped`.
     Backends,
     /// `sequences`.
     Sequences,

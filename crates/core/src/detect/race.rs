@@ -195,7 +195,8 @@ fn build(
     let get = |i: usize| attempts.iter().find(|c| c.id == i).copied();
     let start_time = start_time(&attempts);
     let service = best_name(&attempts);
-    let client = a.host_label(attempts.first().map_or(0, |c| c.host));
+    let host = attempts.first().map_or(0, |c| c.host);
+    let client = a.host_label(host);
 
     let winner = winner(&attempts);
     let winner_est = winner
@@ -232,6 +233,7 @@ fn build(
         id,
         service,
         client,
+        host,
         start_time,
         attempts: attempts.iter().map(|c| c.id).collect(),
         families,

@@ -2,7 +2,7 @@
 
 use super::{Context, Detector, Part};
 use crate::domain::Family;
-use crate::model::{Analysis, Race, Role, Summary};
+use crate::model::{Analysis, Race, Summary};
 
 /// Sets the headline `summary`.
 pub struct Headline;
@@ -30,13 +30,12 @@ pub fn summarize(a: &mut Analysis) {
         .filter_map(|r| r.attempt_delays_ms.first().copied())
         .collect();
     first_delays.sort_by(f64::total_cmp);
-    // One pass over the connections for both of their counts.
-    let (mut also_rans, mut timestamped_without_backend) = (0, 0);
-    a.connections.for_each(|c| {
-        also_rans += usize::from(c.role == Role::AlsoRan);
-        timestamped_without_backend +=
-            usize::from(c.backend.is_none() && !c.rec.ts_samples.is_empty());
-    });
+    // No pass over the connections: an attempt's role is also-ran exactly when its race lists
+    // it among `also_rans`, and a backend's members are connections with timestamps, each in
+    // one backend.
+    let also_rans = a.races.iter().map(|r| r.also_rans.len()).sum();
+    let members: usize = a.backends.iter().map(|b| b.connections.len()).sum();
+    let timestamped_without_backend = a.timestamped.saturating_sub(members);
     a.summary = Summary {
         connections: a.connections.len(),
         races: a.races.len(),

@@ -351,6 +351,10 @@ pub struct Analysis {
     pub races: Vec<Race>,
     /// Backends.
     pub backends: Vec<Backend>,
+    /// Connections that carried server TCP timestamps (counted by the backends detector
+    /// while it reads their clocks; not in the report, the summary counts those left without
+    /// a backend from it).
+    pub timestamped: usize,
     /// Sequences.
     pub sequences: Vec<Sequence>,
     /// Stale reuses.

@@ -107,6 +107,8 @@ pub struct Race {
     pub service: Name,
     /// The client host's addresses, sorted, joined with `,`.
     pub client: Name,
+    /// The client host: its index in `hosts` (not in the report).
+    pub host: usize,
     /// First SYN of the race.
     pub start_time: Nanos,
     /// Attempt ids in order of first SYN.
