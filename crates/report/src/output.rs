@@ -107,14 +107,12 @@ pub fn write_folder(
             .map_err(|e| write_err(&path, e))?;
     }
     if o.csv || o.parquet {
-        if o.csv {
-            let p = folder.join("connections.csv");
-            tables::write_connections_csv(a, &p).map_err(|e| write_err(&p, e))?;
-        }
-        if o.parquet {
-            let p = folder.join("connections.parquet");
-            tables::write_connections_parquet(a, &p).map_err(|e| write_err(&p, e))?;
-        }
+        let path = folder.join("connections");
+        let csv = o.csv.then(|| path.with_extension("csv"));
+        let parquet = o.parquet.then(|| path.with_extension("parquet"));
+        let shown = csv.as_deref().or(parquet.as_deref()).unwrap_or(&path);
+        tables::write_connections(a, csv.as_deref(), parquet.as_deref())
+            .map_err(|e| write_err(shown, e))?;
         // The findings tables a frame at a time (a busy capture has hundreds of thousands
         // of races); the services summary (one row per service) whole.
         for name in TABLES.iter().filter(|&&n| n != "connections") {

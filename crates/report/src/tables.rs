@@ -57,30 +57,53 @@ fn connections_schema() -> PolarsResult<Schema> {
         .clone())
 }
 
-/// Write the connections table as CSV a block at a time (whole or not at all).
-pub fn write_connections_csv(a: &Analysis, path: &Path) -> PolarsResult<()> {
-    let mut f = AtomicFile::create(path)?;
-    let mut w = CsvWriter::new(&mut f)
-        .include_header(true)
-        .batched(&connections_schema()?)?;
-    connection_frames(a, |df| w.write_batch(df))?;
-    w.finish()?;
-    drop(w);
-    Ok(f.commit()?)
-}
-
-/// Write the connections table as Parquet, a row group per block (whole or not at all).
-pub fn write_connections_parquet(a: &Analysis, path: &Path) -> PolarsResult<()> {
-    let mut f = AtomicFile::create(path)?;
-    let mut w = ParquetWriter::new(&mut f).batched(&connections_schema()?)?;
-    connection_frames(a, |df| w.write_batch(df))?;
-    w.finish()?;
-    drop(w);
-    Ok(f.commit()?)
+/// Write the connections table as CSV to `csv` and as Parquet to `parquet` (a row group per
+/// block), each frame built once for both, a block at a time (whole or not at all): on a
+/// spilled capture, one read of the spill.
+pub fn write_connections(
+    a: &Analysis,
+    csv: Option<&Path>,
+    parquet: Option<&Path>,
+) -> PolarsResult<()> {
+    let schema = connections_schema()?;
+    let mut csv_file = csv.map(AtomicFile::create).transpose()?;
+    let mut pq_file = parquet.map(AtomicFile::create).transpose()?;
+    {
+        let mut csv_w = match csv_file.as_mut() {
+            Some(f) => Some(CsvWriter::new(f).include_header(true).batched(&schema)?),
+            None => None,
+        };
+        let mut pq_w = match pq_file.as_mut() {
+            Some(f) => Some(ParquetWriter::new(f).batched(&schema)?),
+            None => None,
+        };
+        connection_frames(a, |df| {
+            if let Some(w) = csv_w.as_mut() {
+                w.write_batch(df)?;
+            }
+            if let Some(w) = pq_w.as_mut() {
+                w.write_batch(df)?;
+            }
+            Ok(())
+        })?;
+        if let Some(w) = csv_w.as_mut() {
+            w.finish()?;
+        }
+        if let Some(w) = pq_w.as_mut() {
+            w.finish()?;
+        }
+    }
+    if let Some(f) = csv_file {
+        f.commit()?;
+    }
+    if let Some(f) = pq_file {
+        f.commit()?;
+    }
+    Ok(())
 }
 
 /// The connections table, whole (tests and small captures; the report's files are written a
-/// block at a time by [`write_connections_csv`] and [`write_connections_parquet`]).
+/// block at a time by [`write_connections`]).
 pub fn connections(a: &Analysis) -> PolarsResult<DataFrame> {
     // A block at a time (decoded from the spill, past `--memory-limit`).
     let mut t = Table::of::<ConnectionRow>();
