@@ -65,19 +65,31 @@ pub fn write_connections(
     csv: Option<&Path>,
     parquet: Option<&Path>,
 ) -> PolarsResult<()> {
-    let schema = connections_schema()?;
+    write_frames(&connections_schema()?, csv, parquet, |each| {
+        connection_frames(a, each)
+    })
+}
+
+/// Write the frames `fill` hands to its writer as one CSV file at `csv` and one Parquet file
+/// at `parquet`, both with `schema`'s columns, each whole or not at all.
+fn write_frames(
+    schema: &Schema,
+    csv: Option<&Path>,
+    parquet: Option<&Path>,
+    fill: impl FnOnce(&mut dyn FnMut(&DataFrame) -> PolarsResult<()>) -> PolarsResult<()>,
+) -> PolarsResult<()> {
     let mut csv_file = csv.map(AtomicFile::create).transpose()?;
     let mut pq_file = parquet.map(AtomicFile::create).transpose()?;
     {
         let mut csv_w = match csv_file.as_mut() {
-            Some(f) => Some(CsvWriter::new(f).include_header(true).batched(&schema)?),
+            Some(f) => Some(CsvWriter::new(f).include_header(true).batched(schema)?),
             None => None,
         };
         let mut pq_w = match pq_file.as_mut() {
-            Some(f) => Some(ParquetWriter::new(f).batched(&schema)?),
+            Some(f) => Some(ParquetWriter::new(f).batched(schema)?),
             None => None,
         };
-        connection_frames(a, |df| {
+        fill(&mut |df: &DataFrame| {
             if let Some(w) = csv_w.as_mut() {
                 w.write_batch(df)?;
             }
@@ -152,26 +164,7 @@ where
     P: crate::rows::Probe + serde::Serialize,
 {
     let schema = Table::of::<P>().frame()?.schema().as_ref().clone();
-    let mut csv_file = csv.map(AtomicFile::create).transpose()?;
-    let mut pq_file = parquet.map(AtomicFile::create).transpose()?;
-    {
-        let mut csv_w = match csv_file.as_mut() {
-            Some(f) => Some(CsvWriter::new(f).include_header(true).batched(&schema)?),
-            None => None,
-        };
-        let mut pq_w = match pq_file.as_mut() {
-            Some(f) => Some(ParquetWriter::new(f).batched(&schema)?),
-            None => None,
-        };
-        let mut each = |df: &DataFrame| -> PolarsResult<()> {
-            if let Some(w) = csv_w.as_mut() {
-                w.write_batch(df)?;
-            }
-            if let Some(w) = pq_w.as_mut() {
-                w.write_batch(df)?;
-            }
-            Ok(())
-        };
+    write_frames(&schema, csv, parquet, |each| {
         let mut t = Table::of::<P>();
         let mut written = false;
         for r in rows {
@@ -184,20 +177,8 @@ where
         if !t.is_empty() || !written {
             each(&t.frame()?)?;
         }
-        if let Some(w) = csv_w.as_mut() {
-            w.finish()?;
-        }
-        if let Some(w) = pq_w.as_mut() {
-            w.finish()?;
-        }
-    }
-    if let Some(f) = csv_file {
-        f.commit()?;
-    }
-    if let Some(f) = pq_file {
-        f.commit()?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Write findings table `name` (any of the output tables but `connections` and
