@@ -3,7 +3,7 @@
 
 /// Every `stride`-th item of a stream of unknown length, the stride doubling each time
 /// `2 × most` are held: what [`thin`] keeps of a list, without holding the list. Until the
-/// first doubling it holds every item, so a stream of up to `2 × most` items thinned
+/// first doubling it holds every item, so a stream of fewer than `2 × most` items thinned
 /// afterwards gives exactly [`thin`]'s choice.
 pub(super) struct Sampler<T> {
     most: usize,
