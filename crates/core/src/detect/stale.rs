@@ -41,7 +41,8 @@ impl Detector for Stale {
 /// Find every stale reuse: O(n log n) in connections and in stale reuses (each retry is found
 /// through an index of the connections that could be one, built once).
 pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
-    if !a.connections.any(|c| c.rec.stale.is_some()) {
+    // Counted as the tracker handed the connections over: no pass when there is none.
+    if a.connections.with_stale() == 0 {
         a.stale_reuses = Vec::new();
         return;
     }

@@ -117,6 +117,9 @@ pub struct Connections {
     first_time: Option<crate::domain::Nanos>,
     /// Connections in the spill file (the first ones).
     on_disk: usize,
+    /// Connections that carry stale-reuse facts (counted as they come: a capture without any
+    /// needs no pass to find that out).
+    with_stale: usize,
     cfg: SpillConfig,
     /// The first I/O error of the spill (nothing spills after it).
     failure: Arc<Mutex<Option<String>>>,
@@ -143,6 +146,7 @@ impl From<Vec<Connection>> for Connections {
         Connections {
             len: mem.len(),
             first_time: mem.iter().map(|c| c.rec.first_time).min(),
+            with_stale: mem.iter().filter(|c| c.rec.stale.is_some()).count(),
             mem,
             ..Connections::default()
         }
@@ -159,6 +163,7 @@ impl Connections {
             len: 0,
             first_time: None,
             on_disk: 0,
+            with_stale: 0,
             cfg,
             failure: Arc::default(),
             cached: Mutex::new(Vec::new()),
@@ -183,6 +188,12 @@ impl Connections {
     fn note_first_time(&mut self, c: &Connection) {
         let t = c.rec.first_time;
         self.first_time = Some(self.first_time.map_or(t, |f| f.min(t)));
+    }
+
+    /// Connections that carry stale-reuse facts (a request on a reused connection, from the
+    /// tracker).
+    pub fn with_stale(&self) -> usize {
+        self.with_stale
     }
 
     /// Some connections live in the spill file.
@@ -225,6 +236,7 @@ impl Connections {
         }
         self.mem_bytes += footprint(&c);
         self.note_first_time(&c);
+        self.with_stale += usize::from(c.rec.stale.is_some());
         self.mem.push(c);
         // Once the connections have not fit, every full block goes (the capture is larger
         // than the budget: keeping its newest ones in memory would only raise the peak).
@@ -471,6 +483,7 @@ impl Connections {
                 kept.len += 1;
                 kept.mem_bytes += footprint(&c);
                 kept.note_first_time(&c);
+                kept.with_stale += usize::from(c.rec.stale.is_some());
                 kept.mem.push(c);
                 if kept.mem_bytes > kept.cfg.budget {
                     kept.spill_full_blocks();
