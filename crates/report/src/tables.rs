@@ -259,11 +259,7 @@ where
     R: serde::Serialize + 'r,
     P: crate::rows::Probe + serde::Serialize,
 {
-    let mut t = Table::of::<P>().capped(HEAD_ITEMS);
-    for r in rows {
-        t.push(&r);
-    }
-    t
+    Table::of::<P>().capped(HEAD_ITEMS).with_rows(rows)
 }
 
 /// The races table.

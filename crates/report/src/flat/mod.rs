@@ -176,11 +176,15 @@ impl Table {
         R: Serialize + 'r,
         P: Probe + Serialize,
     {
-        let mut t = Table::of::<P>();
+        Table::of::<P>().with_rows(rows)
+    }
+
+    /// This table with `rows` added.
+    pub fn with_rows<R: Serialize>(mut self, rows: impl IntoIterator<Item = R>) -> Table {
         for r in rows {
-            t.push(&r);
+            self.push(&r);
         }
-        t
+        self
     }
 
     /// This table showing at most `items` items of each list, then `… +N` for the N left

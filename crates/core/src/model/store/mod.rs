@@ -307,11 +307,6 @@ impl Connections {
         }
     }
 
-    /// Whether `pred` holds for any connection (stops at the first block holding one).
-    pub fn any(&self, pred: impl Fn(&Connection) -> bool) -> bool {
-        self.blocks().any(|b| b.iter().any(&pred))
-    }
-
     /// How many connections `pred` holds for, counted on every core.
     pub fn count(&self, pred: impl Fn(&Connection) -> bool + Sync + Send) -> usize {
         self.blocks()
