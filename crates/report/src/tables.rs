@@ -23,27 +23,29 @@ macro_rules! frame {
     };
 }
 
-/// The connections table, one frame per block of connections (decoded from the spill, past
-/// `--memory-limit`), each handed to `each` and dropped: every frame has the columns and types
-/// of the row type's probe, so the frames make one table, and a table of millions of
-/// connections is never whole in memory. A capture without connections gives one empty frame.
+/// The connections table, a frame of [`FRAME_ROWS`] rows at a time (read a block at a time,
+/// decoded from the spill past `--memory-limit`), each handed to `each` and dropped: every
+/// frame has the columns and types of the row type's probe, so the frames make one table,
+/// and a table of millions of connections is never whole in memory. A capture without
+/// connections gives one empty frame.
 pub fn connection_frames(
     a: &Analysis,
     mut each: impl FnMut(&DataFrame) -> PolarsResult<()>,
 ) -> PolarsResult<()> {
     let mut written = false;
+    let mut t = Table::of::<ConnectionRow>();
     for block in a.connections.blocks() {
-        let mut t = Table::of::<ConnectionRow>();
         for row in ConnectionRow::listed(a, &block) {
             t.push(&row);
-        }
-        if !t.is_empty() {
-            each(&t.frame()?)?;
-            written = true;
+            if t.len() >= FRAME_ROWS {
+                each(&t.frame()?)?;
+                written = true;
+                t = Table::of::<ConnectionRow>();
+            }
         }
     }
-    if !written {
-        each(&Table::of::<ConnectionRow>().frame()?)?;
+    if !t.is_empty() || !written {
+        each(&t.frame()?)?;
     }
     Ok(())
 }
@@ -58,7 +60,7 @@ fn connections_schema() -> PolarsResult<Schema> {
 }
 
 /// Write the connections table as CSV to `csv` and as Parquet to `parquet` (a row group per
-/// block), each frame built once for both, a block at a time (whole or not at all): on a
+/// frame), each frame built once for both, a block at a time (whole or not at all): on a
 /// spilled capture, one read of the spill.
 pub fn write_connections(
     a: &Analysis,

@@ -239,17 +239,16 @@ pub fn write<W: Write>(a: &Analysis, mut out: W) -> std::io::Result<()> {
     // A block at a time (decoded from the spill, past `--memory-limit`). `--connections`
     // may have left some out: the listed ones keep their ids.
     w.write_all(b"[")?;
-    let mut lead = false;
+    let mut m = Members::new();
     for block in a.connections.blocks() {
         if a.summary.connections_omitted == 0 {
-            members(w, &block, &|c, buf| write_connection(buf, c, a), lead)?;
-            lead |= !block.is_empty();
+            m.add(w, &block, &|c, buf| write_connection(buf, c, a))?;
         } else {
             let listed: Vec<&Connection> = block.iter().filter(|c| !c.omitted).collect();
-            members(w, &listed, &|c, buf| write_connection(buf, c, a), lead)?;
-            lead |= !listed.is_empty();
+            m.add(w, &listed, &|c, buf| write_connection(buf, c, a))?;
         }
     }
+    m.finish(w)?;
     w.write_all(b"]")?;
     // The other lists of small items through serde, item by item, in the same parallel chunks.
     w.write_all(b",\"services\":")?;
@@ -359,64 +358,98 @@ fn write_sequence(buf: &mut Vec<u8>, s: &Sequence) -> std::io::Result<()> {
 /// A JSON array of `items`, each written by `f` into a buffer, serialised in parallel chunks
 /// and written in order. Rounds overlap: while one round's buffers are written out on this
 /// thread, the next round is serialised on the rayon pool.
-fn array<'a, W, T, F>(w: &mut W, items: &'a [T], f: F) -> std::io::Result<()>
+fn array<W, T, F>(w: &mut W, items: &[T], f: F) -> std::io::Result<()>
 where
     W: Write,
     T: Sync,
-    F: Fn(&'a T, &mut Vec<u8>) -> std::io::Result<()> + Sync,
+    F: Fn(&T, &mut Vec<u8>) -> std::io::Result<()> + Sync,
 {
     w.write_all(b"[")?;
-    members(w, items, &f, false)?;
+    let mut m = Members::new();
+    m.add(w, items, &f)?;
+    m.finish(w)?;
     w.write_all(b"]")
 }
 
-/// The members of a JSON array (`lead`: members were written before these, so the first
-/// takes a comma), as [`array`] writes them.
-fn members<'a, W, T, F>(w: &mut W, items: &'a [T], f: &F, lead: bool) -> std::io::Result<()>
-where
-    W: Write,
-    T: Sync,
-    F: Fn(&'a T, &mut Vec<u8>) -> std::io::Result<()> + Sync,
-{
-    use rayon::prelude::*;
-    let chunks_per_round = 2 * rayon::current_num_threads().max(1);
-    // Serialise round `r` (`part`) into `bufs`, one buffer per chunk; the buffers a short last
-    // round leaves unused are emptied too.
-    let render = |r: usize, part: &'a [T], bufs: &mut [Vec<u8>]| -> std::io::Result<()> {
-        bufs.iter_mut().for_each(Vec::clear);
-        part.par_chunks(CHUNK)
-            .zip(bufs.par_iter_mut())
-            .enumerate()
-            .try_for_each(|(k, (chunk, slot))| {
-                // Filled through a local handle: the buffers' headers sit side by side in
-                // `bufs`, and a length written per member by two cores into one cache line
-                // would bounce it between them (false sharing; it made two threads slower
-                // than one).
-                let mut buf = std::mem::take(slot);
-                let filled = chunk.iter().enumerate().try_for_each(|(i, item)| {
-                    if lead || r + k + i > 0 {
-                        buf.push(b',');
-                    }
-                    f(item, &mut buf)
-                });
-                *slot = buf;
-                filled
-            })
-    };
-    // Two sets of buffers, reused round after round (fresh buffers would cost a page fault
-    // per 4 KiB of output): one being written, one being filled.
-    let mut ready: Vec<Vec<u8>> = vec![Vec::new(); chunks_per_round];
-    let mut filling: Vec<Vec<u8>> = vec![Vec::new(); chunks_per_round];
-    for (r, part) in items.chunks(CHUNK * chunks_per_round).enumerate() {
-        let mut rendered = Ok(());
-        let mut written = Ok(());
-        rayon::in_place_scope(|s| {
-            s.spawn(|_| rendered = render(r, part, &mut filling));
-            written = ready.iter().try_for_each(|b| w.write_all(b));
-        });
-        written?;
-        rendered?;
-        std::mem::swap(&mut ready, &mut filling);
+/// The members of one JSON array, added a slice at a time (the connections come a block of
+/// the spill at a time), serialised in parallel rounds of chunks, one buffer per chunk. The
+/// last round of a slice is written while the next slice's first round is serialised: with
+/// the spill's small blocks, writing each block's last round before going on took the
+/// overlap away.
+struct Members {
+    /// Buffers serialised and not yet written.
+    ready: Vec<Vec<u8>>,
+    /// Buffers being serialised (two sets, reused round after round: fresh buffers would cost
+    /// a page fault per 4 KiB of output).
+    filling: Vec<Vec<u8>>,
+    /// Members serialised so far (every member but the first takes a comma).
+    count: usize,
+}
+
+impl Members {
+    fn new() -> Members {
+        let chunks_per_round = 2 * rayon::current_num_threads().max(1);
+        Members {
+            ready: vec![Vec::new(); chunks_per_round],
+            filling: vec![Vec::new(); chunks_per_round],
+            count: 0,
+        }
     }
-    ready.iter().try_for_each(|b| w.write_all(b))
+
+    /// Serialise `items` after the members before, writing what is ready as it goes.
+    fn add<W, T, F>(&mut self, w: &mut W, items: &[T], f: &F) -> std::io::Result<()>
+    where
+        W: Write,
+        T: Sync,
+        F: Fn(&T, &mut Vec<u8>) -> std::io::Result<()> + Sync,
+    {
+        use rayon::prelude::*;
+        let per_round = self.filling.len().max(1);
+        // A slice shorter than a round of whole chunks (a block) is shared out all the same.
+        let chunk = CHUNK.min(items.len().div_ceil(per_round)).max(1);
+        for part in items.chunks(chunk * per_round) {
+            let base = self.count;
+            let (ready, filling) = (&mut self.ready, &mut self.filling);
+            let render = |bufs: &mut [Vec<u8>]| -> std::io::Result<()> {
+                bufs.iter_mut().for_each(Vec::clear);
+                part.par_chunks(chunk)
+                    .zip(bufs.par_iter_mut())
+                    .enumerate()
+                    .try_for_each(|(k, (members, slot))| {
+                        // Filled through a local handle: the buffers' headers sit side by
+                        // side, and a length written per member by two cores into one cache
+                        // line would bounce it between them (false sharing; it made two
+                        // threads slower than one).
+                        let mut buf = std::mem::take(slot);
+                        let at = base + k * chunk;
+                        let filled = members.iter().enumerate().try_for_each(|(i, item)| {
+                            if at + i > 0 {
+                                buf.push(b',');
+                            }
+                            f(item, &mut buf)
+                        });
+                        *slot = buf;
+                        filled
+                    })
+            };
+            let mut rendered = Ok(());
+            let mut written = Ok(());
+            rayon::in_place_scope(|s| {
+                s.spawn(|_| rendered = render(filling));
+                written = ready.iter().try_for_each(|b| w.write_all(b));
+            });
+            written?;
+            rendered?;
+            std::mem::swap(ready, filling);
+            self.count += part.len();
+        }
+        Ok(())
+    }
+
+    /// Write what is left.
+    fn finish<W: Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.ready.iter().try_for_each(|b| w.write_all(b))?;
+        self.ready.iter_mut().for_each(Vec::clear);
+        Ok(())
+    }
 }

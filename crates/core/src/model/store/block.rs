@@ -95,7 +95,7 @@ fn buffer(count: usize) -> Vec<Connection> {
     v.truncate(count);
     if v.capacity() < count {
         v.reserve_exact(count - v.len());
-        // Faulted 512 pages at once where the system allows (the buffer is megabytes).
+        // Faulted 512 pages at once where the system allows.
         crate::engine::memory::prefer_huge_pages(&mut v);
     }
     v.resize_with(count, || Connection::new(0, ConnRecord::default()));

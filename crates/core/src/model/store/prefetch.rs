@@ -4,7 +4,7 @@
 //! detector, which often works on one core. Decoding the next block on a thread of its own
 //! meanwhile keeps both cores busy through the detector's part too. At most three blocks are
 //! decoded at once (the detector's, the channel's one and the one the reader holds until the
-//! channel has room), a few megabytes each; the buffer pool keeps three.
+//! channel has room), about a megabyte each; the buffer pool keeps three.
 
 use std::fs::File;
 use std::sync::mpsc::{sync_channel, Receiver};

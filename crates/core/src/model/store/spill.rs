@@ -97,8 +97,8 @@ impl Spill {
 /// The block `e` of the spill `file`, decoded, with the `pending` changes applied.
 pub(super) fn read_at(file: &File, e: Extent, pending: &[Deferred]) -> std::io::Result<Decoded> {
     thread_local! {
-        /// The last block's bytes: a block is megabytes, and a fresh zeroed buffer per
-        /// read is a fresh mapping to fault in (each pass reads every block).
+        /// The last block's bytes, kept for the next read (each pass reads every block: a
+        /// fresh buffer per read was a fresh zeroed allocation each time).
         static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     BYTES.with_borrow_mut(|bytes| {
@@ -108,8 +108,9 @@ pub(super) fn read_at(file: &File, e: Extent, pending: &[Deferred]) -> std::io::
     })
 }
 
-/// Connections encoded by one core at a time when a block is written.
-const ENCODED_TOGETHER: usize = 2_048;
+/// Connections encoded by one core at a time when a block is written (a quarter of a block:
+/// every core gets a share).
+const ENCODED_TOGETHER: usize = 512;
 
 /// The bytes of a block, in parts encoded on every core (written one after the other).
 pub(super) fn encode_block(conns: &[Connection]) -> Vec<Vec<u8>> {
