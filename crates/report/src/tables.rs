@@ -60,7 +60,7 @@ fn connections_schema() -> PolarsResult<Schema> {
 }
 
 /// Write the connections table as CSV to `csv` and as Parquet to `parquet` (a row group per
-/// frame), each frame built once for both, a block at a time (whole or not at all): on a
+/// frame), each frame built once for both, a frame at a time (whole or not at all): on a
 /// spilled capture, one read of the spill.
 pub fn write_connections(
     a: &Analysis,
@@ -462,5 +462,40 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The connections table's frames gather whole frames across the store's blocks (one
+    /// Parquet row group each), whatever the block size; no connections is one empty frame.
+    #[test]
+    fn connection_frames_gather_rows_across_blocks() {
+        use racetrace_core::model::{ConnRecord, Connection, Connections};
+        let n = FRAME_ROWS + 5;
+        let conns: Vec<Connection> = (0..n)
+            .map(|i| {
+                let rec = ConnRecord {
+                    first_time: i as i64 * 1_000,
+                    ..ConnRecord::default()
+                };
+                Connection::new(i, rec)
+            })
+            .collect();
+        let a = Analysis {
+            connections: Connections::from(conns),
+            ..Analysis::default()
+        };
+        let mut heights = Vec::new();
+        connection_frames(&a, |df| {
+            heights.push(df.height());
+            Ok(())
+        })
+        .expect("frames");
+        assert_eq!(heights, [FRAME_ROWS, 5]);
+        let mut heights = Vec::new();
+        connection_frames(&Analysis::default(), |df| {
+            heights.push(df.height());
+            Ok(())
+        })
+        .expect("frames");
+        assert_eq!(heights, [0]);
     }
 }
