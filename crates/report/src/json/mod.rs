@@ -447,9 +447,7 @@ impl Members {
     }
 
     /// Write what is left.
-    fn finish<W: Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.ready.iter().try_for_each(|b| w.write_all(b))?;
-        self.ready.iter_mut().for_each(Vec::clear);
-        Ok(())
+    fn finish<W: Write>(self, w: &mut W) -> std::io::Result<()> {
+        self.ready.iter().try_for_each(|b| w.write_all(b))
     }
 }
