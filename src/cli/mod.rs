@@ -282,12 +282,26 @@ fn print_stats(a: &Analysis, render: Spent, single: bool) {
         a.peak_open,
         t.table_peak
     ));
+    // Passes over the spill: what a detector read back, in spilled connections.
+    let on_disk = a.connections.spilled_count().max(1) as f64;
     let each: Vec<String> = t
         .detectors
         .iter()
-        .map(|d| match d.spent.cores().filter(|_| single) {
-            Some(cores) => format!("{} {:.3} s ({cores:.2} cores)", d.name, d.spent.wall),
-            None => format!("{} {:.3} s", d.name, d.spent.wall),
+        .map(|d| {
+            let passes = match d.read_back {
+                0 => String::new(),
+                n => format!(", {:.1} passes", n as f64 / on_disk),
+            };
+            match d.spent.cores().filter(|_| single) {
+                Some(cores) => {
+                    format!(
+                        "{} {:.3} s ({cores:.2} cores{passes})",
+                        d.name, d.spent.wall
+                    )
+                }
+                None if passes.is_empty() => format!("{} {:.3} s", d.name, d.spent.wall),
+                None => format!("{} {:.3} s ({})", d.name, d.spent.wall, &passes[2..]),
+            }
         })
         .collect();
     note(format_args!(

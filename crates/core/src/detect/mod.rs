@@ -177,6 +177,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
     let mut timings = Vec::with_capacity(detectors.len());
     for (i, d) in detectors.iter().enumerate() {
         let started = crate::engine::cpu::Started::now();
+        let read_before = a.connections.read_back();
         ctx.last_dns_reader = Some(i) == last_reader;
         ctx.reads = d.reads();
         d.run(a, &mut ctx);
@@ -188,6 +189,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
             name: d.name(),
             spent: started.stop(),
             peak_rss: crate::engine::memory::peak_rss_bytes(),
+            read_back: a.connections.read_back() - read_before,
         });
     }
     timings

@@ -412,4 +412,7 @@ pub struct Timed {
     /// The process's peak resident memory once it was done (bytes, where the system tells):
     /// the first detector whose figure rises past the track stage's is the one that set it.
     pub peak_rss: Option<u64>,
+    /// Connections it read back from the spill (a multiple of the connections spilled is the
+    /// number of passes it made over the spill; 0 when nothing spilled).
+    pub read_back: u64,
 }

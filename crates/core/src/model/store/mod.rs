@@ -209,6 +209,18 @@ impl Connections {
         self.cfg.budget
     }
 
+    /// Connections in the spill file.
+    pub fn spilled_count(&self) -> usize {
+        self.on_disk
+    }
+
+    /// Connections decoded from the spill so far (a pass over it reads every spilled one).
+    pub fn read_back(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| {
+            s.read_back.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
     /// Bytes written to the spill file (rewrites included).
     pub fn spill_bytes(&self) -> u64 {
         self.spill.as_ref().map_or(0, |s| s.end)

@@ -26,12 +26,13 @@ impl Prefetch {
         let file: File = spill.file.try_clone().ok()?;
         let extents: Vec<Extent> = spill.blocks.clone();
         let pending: Vec<Deferred> = spill.pending.clone();
+        let read_back = spill.read_back.clone();
         let (tx, rx) = sync_channel(1);
         let worker = std::thread::Builder::new()
             .name("racetrace-spill-read".into())
             .spawn(move || {
                 for e in extents {
-                    let block = read_at(&file, e, &pending);
+                    let block = read_at(&file, e, &pending, &read_back);
                     let failed = block.is_err();
                     // The pass stopped early (it found what it wanted): nothing more to read.
                     if tx.send(block).is_err() || failed {

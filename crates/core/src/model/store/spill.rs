@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -29,6 +31,8 @@ pub(super) struct Spill {
     pub(super) path: PathBuf,
     /// Changes applied to each connection as it is read, in order.
     pub(super) pending: Vec<Deferred>,
+    /// Connections decoded from it so far (for `--stats`: passes made over it).
+    pub(super) read_back: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Spill {
@@ -44,7 +48,7 @@ impl std::fmt::Debug for Spill {
 
 impl Spill {
     pub(super) fn create(dir: &std::path::Path) -> std::io::Result<Spill> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::atomic::AtomicUsize;
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".racetrace-spill-{}-{n}", std::process::id()));
@@ -61,6 +65,7 @@ impl Spill {
             blocks: Vec::new(),
             path,
             pending: Vec::new(),
+            read_back: Arc::default(),
         })
     }
 
@@ -80,7 +85,7 @@ impl Spill {
     }
 
     pub(super) fn read(&self, e: Extent) -> std::io::Result<Decoded> {
-        read_at(&self.file, e, &self.pending)
+        read_at(&self.file, e, &self.pending, &self.read_back)
     }
 
     /// Every block in order: decoded one ahead on a thread of its own when there are several.
@@ -95,7 +100,12 @@ impl Spill {
 }
 
 /// The block `e` of the spill `file`, decoded, with the `pending` changes applied.
-pub(super) fn read_at(file: &File, e: Extent, pending: &[Deferred]) -> std::io::Result<Decoded> {
+pub(super) fn read_at(
+    file: &File,
+    e: Extent,
+    pending: &[Deferred],
+    read_back: &AtomicU64,
+) -> std::io::Result<Decoded> {
     thread_local! {
         /// The last block's bytes, kept for the next read (each pass reads every block: a
         /// fresh buffer per read was a fresh zeroed allocation each time).
@@ -104,6 +114,7 @@ pub(super) fn read_at(file: &File, e: Extent, pending: &[Deferred]) -> std::io::
     BYTES.with_borrow_mut(|bytes| {
         bytes.resize(e.len, 0);
         file.read_exact_at(bytes, e.offset)?;
+        read_back.fetch_add(e.count as u64, Ordering::Relaxed);
         block::decode(bytes, e.count, pending)
     })
 }
