@@ -107,11 +107,21 @@ impl Short {
     }
 }
 
-/// Classify every short-lived connection and count them per listener: three passes over the
-/// connections (a fourth with a flood), each a block at a time; only the short-lived ones
-/// that are neither also-rans nor a flood's are held, as [`Brief`]s, for the scans and health
-/// checks.
+/// Short-lived connections held from the first pass, at most: past it (a flood's millions of
+/// half-open attempts) they are listed by a later pass instead, once the flood's are known.
+const HELD_EARLY: usize = 1 << 18;
+
+/// Classify every short-lived connection and count them per listener, a block at a time.
+/// Without a flood, one pass: also-rans are marked, and the rest of the short-lived ones are
+/// held as [`Brief`]s for the scans and health checks. With one (or past [`HELD_EARLY`]
+/// short-lived connections), a second pass finds each busy episode's sources and a third
+/// marks the flood's attempts and holds the rest.
 pub fn detect(a: &mut Analysis) {
+    detect_with(a, HELD_EARLY);
+}
+
+/// [`detect`], holding at most `held_early` short-lived connections from the first pass.
+fn detect_with(a: &mut Analysis, held_early: usize) {
     let epoch = a.epoch();
     let mut reasons: Reasons = vec![None; a.connections.len()];
     let won = |c: &Connection| {
@@ -121,31 +131,11 @@ pub fn detect(a: &mut Analysis) {
                 .is_some_and(|r| r.winner.is_some())
     };
     let half_open = |c: &Connection| !c.rec.established_time.is_some();
-    // Also-rans; half-open attempts per service and second.
+    // Also-rans; half-open attempts per service and second; every connection counted and the
+    // rest of the short-lived held, while they are few.
     let mut seconds = flood::Seconds::default();
-    for block in a.connections.blocks() {
-        for c in block.iter().filter(|c| short_lived(c)) {
-            if won(c) {
-                mark(&mut reasons, c.id, Reason::AlsoRan);
-            } else if half_open(c) {
-                seconds.add(c, start(c), epoch);
-            }
-        }
-    }
-    // Each busy episode's attempts and sources.
-    let mut episodes = seconds.episodes(epoch);
-    if !episodes.is_empty() {
-        for block in a.connections.blocks() {
-            for c in block.iter().filter(|c| short_lived(c) && half_open(c)) {
-                if reasons.get(c.id).is_some_and(Option::is_none) {
-                    episodes.add(c, start(c));
-                }
-            }
-        }
-    }
-    // Floods marked, the rest held for scans and health checks, every connection counted.
     let mut counts: HashMap<(crate::model::Name, u16), Listener> = HashMap::new();
-    let mut briefs = Vec::new();
+    let mut briefs = Some(Vec::new());
     for block in a.connections.blocks() {
         for c in block.iter() {
             let l = counts.entry((c.service.clone(), c.rec.server.port)).or_default();
@@ -154,16 +144,57 @@ pub fn detect(a: &mut Analysis) {
                 continue;
             }
             l.short_lived += 1;
-            if reasons.get(c.id).copied().flatten() == Some(Reason::AlsoRan) {
+            if won(c) {
+                mark(&mut reasons, c.id, Reason::AlsoRan);
                 l.also_ran += 1;
-            } else if half_open(c) && episodes.is_flood(c, start(c)) {
-                mark(&mut reasons, c.id, Reason::Flood);
-                l.flood += 1;
-            } else {
-                briefs.push(Brief::of(c));
+                continue;
+            }
+            if half_open(c) {
+                seconds.add(c, start(c), epoch);
+            }
+            if briefs.as_ref().is_some_and(|b| b.len() >= held_early) {
+                briefs = None;
+            }
+            if let Some(b) = &mut briefs {
+                b.push(Brief::of(c));
             }
         }
     }
+    // Each busy episode's attempts and sources.
+    let mut episodes = seconds.episodes(epoch);
+    let briefs = match briefs.filter(|_| episodes.is_empty()) {
+        Some(b) => b,
+        None => {
+            if !episodes.is_empty() {
+                for block in a.connections.blocks() {
+                    for c in block.iter().filter(|c| short_lived(c) && half_open(c)) {
+                        if reasons.get(c.id).is_some_and(Option::is_none) {
+                            episodes.add(c, start(c));
+                        }
+                    }
+                }
+            }
+            // Floods marked, the rest held for scans and health checks (the counts of the
+            // first pass stand).
+            let mut briefs = Vec::new();
+            for block in a.connections.blocks() {
+                for c in block.iter().filter(|c| short_lived(c)) {
+                    if reasons.get(c.id).copied().flatten() == Some(Reason::AlsoRan) {
+                        continue;
+                    }
+                    if half_open(c) && episodes.is_flood(c, start(c)) {
+                        mark(&mut reasons, c.id, Reason::Flood);
+                        if let Some(l) = counts.get_mut(&(c.service.clone(), c.rec.server.port)) {
+                            l.flood += 1;
+                        }
+                    } else {
+                        briefs.push(Brief::of(c));
+                    }
+                }
+            }
+            briefs
+        }
+    };
     a.floods = episodes.floods();
     drop(episodes);
     let short = Short { conns: briefs };
@@ -344,4 +375,91 @@ fn listeners(counts: HashMap<(crate::model::Name, u16), Listener>) -> Vec<Listen
             ..l
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::domain::{Endpoint, OptNanos};
+    use crate::model::store::{Connections, SpillConfig};
+    use crate::model::ConnRecord;
+
+    /// A connect-and-close (no payload) from `client` to `server`:`port`, `ms` in; answered
+    /// when `open`.
+    fn closed(client: u8, server: u8, port: u16, ms: i64, open: bool) -> ConnRecord {
+        let t = ms * 1_000_000;
+        ConnRecord {
+            client: Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, client)),
+                port: 40_000,
+            },
+            server: Endpoint {
+                ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, server)),
+                port,
+            },
+            handshake_seen: true,
+            first_time: t,
+            last_time: t + 2_000_000,
+            syn_time: OptNanos::some(t),
+            synack_time: if open { OptNanos::some(t + 1_000_000) } else { OptNanos::NONE },
+            established_time: if open { OptNanos::some(t + 1_500_000) } else { OptNanos::NONE },
+            ..ConnRecord::default()
+        }
+    }
+
+    /// A port scan (12 ports of one server, 3 of them open), a health check (4 connections
+    /// 5 s apart) and two that nothing explains, spilled in blocks of 4.
+    fn analysis() -> Analysis {
+        let mut s = Connections::new(SpillConfig {
+            budget: 1,
+            dir: std::env::temp_dir(),
+            block: 4,
+        });
+        for k in 0..12u16 {
+            s.push(closed(1, 1, 1_000 + k, i64::from(k), k < 3));
+        }
+        for k in 0..4 {
+            s.push(closed(2, 2, 8_080, 100 + 5_000 * k, true));
+        }
+        s.push(closed(3, 3, 443, 30_000, true));
+        s.push(closed(4, 3, 443, 31_000, false));
+        Analysis {
+            connections: s,
+            ..Analysis::default()
+        }
+    }
+
+    /// Each connection's reason.
+    fn reasons(a: &Analysis) -> Vec<Option<Reason>> {
+        let mut v = Vec::new();
+        a.connections.for_each(|c| v.push(c.reason));
+        v
+    }
+
+    #[test]
+    fn short_lived_ones_held_from_the_first_pass_or_listed_again_are_classified_alike() {
+        let mut want = vec![Some(Reason::Scan); 12];
+        want.extend([Some(Reason::HealthCheck); 4]);
+        want.extend([Some(Reason::Unexplained); 2]);
+        // All held in the first pass; none held (listed again by the third).
+        for held in [HELD_EARLY, 0] {
+            let mut a = analysis();
+            detect_with(&mut a, held);
+            assert_eq!(reasons(&a), want, "held early: {held}");
+            assert_eq!(a.scans.len(), 1);
+            assert_eq!(a.health_checks.len(), 1);
+            assert!(a.floods.is_empty());
+            let counts: Vec<_> = a
+                .listeners
+                .iter()
+                .map(|l| (l.connections, l.short_lived, l.scan, l.health_check, l.unexplained))
+                .collect();
+            let total = counts.iter().fold((0, 0, 0, 0, 0), |t, c| {
+                (t.0 + c.0, t.1 + c.1, t.2 + c.2, t.3 + c.3, t.4 + c.4)
+            });
+            assert_eq!(total, (18, 18, 12, 4, 2), "held early: {held}");
+        }
+    }
 }

@@ -107,14 +107,39 @@ struct Fetch<'a> {
 /// The fetches that are races (two or more addresses reached), each in SYN order, in order of
 /// first SYN.
 pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -> Vec<Grouped> {
+    group_attempts_with(a, dns, cfg, LISTED_EARLY)
+}
+
+/// Attempts listed in the pass that finds which hosts can race, at most (32 bytes each).
+const LISTED_EARLY: usize = 1 << 21;
+
+/// [`group_attempts`], listing at most `listed_early` attempts in its first pass.
+fn group_attempts_with(
+    a: &Analysis,
+    dns: &DnsTable,
+    cfg: &DetectConfig,
+    listed_early: usize,
+) -> Vec<Grouped> {
     use rayon::prelude::*;
     let conns = &a.connections;
-    // Hosts whose attempts reach two or more endpoints: only theirs can race. One pass, 8
-    // bytes a host, so that a flood's millions of sources, each at one endpoint, are left out
-    // before their attempts are listed (32 bytes a SYN).
+    // Hosts whose attempts reach two or more endpoints: only theirs can race. 8 bytes a host,
+    // so that a flood's millions of sources, each at one endpoint, are left out before their
+    // attempts are kept (32 bytes a SYN). The attempts are listed in the same pass while they
+    // are few (a busy capture's all are: one pass instead of two over a spill); past
+    // `listed_early` a second pass lists those of the hosts that can race.
     const NONE: u64 = 1 << 61; // never a fingerprint: IPv4 is below 2^32 (or 2^62 with QUIC),
     const MANY: u64 = NONE | 1; // IPv6 at or above 2^63.
+    let attempt = |c: &Connection| -> Option<Attempt> {
+        Some((
+            u32::try_from(c.host).ok()?,
+            c.rec.server.port,
+            c.rec.syn_time.get()?,
+            u32::try_from(c.id).ok()?,
+            fingerprint(endpoint(c)),
+        ))
+    };
     let mut reach = vec![NONE; a.hosts.len()];
+    let mut early = Some(Vec::new());
     conns.for_each(|c| {
         if c.rec.syn_time.get().is_none() {
             return;
@@ -127,22 +152,29 @@ pub(super) fn group_attempts(a: &Analysis, dns: &DnsTable, cfg: &DetectConfig) -
                 _ => MANY,
             };
         }
+        if early.as_ref().is_some_and(|l: &Vec<Attempt>| l.len() >= listed_early) {
+            early = None;
+        }
+        if let (Some(list), Some(x)) = (&mut early, attempt(c)) {
+            list.push(x);
+        }
     });
+    let can_race = |x: &Attempt| reach.get(x.0 as usize) == Some(&MANY);
     // Attempts whose SYN is in the capture, by (host, server port), in SYN order: one flat
     // list sorted on every core, then each (host, port) run split on its own.
-    let mut attempts: Vec<Attempt> = conns.par_filter_map(|c| {
-        if reach.get(c.host) != Some(&MANY) {
-            return None;
+    let mut attempts: Vec<Attempt> = match early {
+        Some(mut list) => {
+            list.retain(can_race);
+            list.shrink_to_fit();
+            list
         }
-        let ip = fingerprint(endpoint(c));
-        Some((
-            u32::try_from(c.host).ok()?,
-            c.rec.server.port,
-            c.rec.syn_time.get()?,
-            u32::try_from(c.id).ok()?,
-            ip,
-        ))
-    });
+        None => conns.par_filter_map(|c| {
+            if reach.get(c.host) != Some(&MANY) {
+                return None;
+            }
+            attempt(c)
+        }),
+    };
     // Connection ids are unique: the order is total, an unstable sort is deterministic.
     attempts.par_sort_unstable();
     // Runs to one address are never races: skipped before any of their connections is read.
@@ -515,5 +547,79 @@ impl<'a> Run<'a> {
                             && self.nearest(h, r, &|c2| c2.ep != m.ep)
                     })
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::domain::Endpoint;
+    use crate::model::store::{Connections, SpillConfig};
+    use crate::model::ConnRecord;
+
+    /// An attempt from `client` to `server`:443 whose SYN is `ms` in, answered and kept
+    /// when `kept`.
+    fn attempt(client: IpAddr, server: IpAddr, ms: i64, kept: bool) -> ConnRecord {
+        let t = ms * 1_000_000;
+        let at = |dt: i64| if kept { OptNanos::some(t + dt) } else { OptNanos::NONE };
+        ConnRecord {
+            client: Endpoint {
+                ip: client,
+                port: 50_000,
+            },
+            server: Endpoint {
+                ip: server,
+                port: 443,
+            },
+            handshake_seen: true,
+            first_time: t,
+            last_time: t + 5_000_000,
+            syn_time: OptNanos::some(t),
+            synack_time: at(1_000_000),
+            established_time: at(1_500_000),
+            ..ConnRecord::default()
+        }
+    }
+
+    /// Two clients that race two addresses of a service (the first unanswered, the second
+    /// 250 ms later kept; a minute apart from each other), and a third whose two attempts go
+    /// to one address (never a race), spilled in blocks of 2.
+    fn analysis() -> Analysis {
+        let v4 = |x: u8| IpAddr::V4(Ipv4Addr::new(192, 0, 2, x));
+        let mut s = Connections::new(SpillConfig {
+            budget: 1,
+            dir: std::env::temp_dir(),
+            block: 2,
+        });
+        s.push(attempt(v4(1), v4(11), 0, false));
+        s.push(attempt(v4(1), v4(10), 250, true));
+        s.push(attempt(v4(3), v4(10), 30_000, false));
+        s.push(attempt(v4(3), v4(10), 30_100, true));
+        s.push(attempt(v4(2), v4(11), 60_000, false));
+        s.push(attempt(v4(2), v4(10), 60_250, true));
+        let hosts = crate::detect::hosts::assign(&mut s, &DnsTable::default(), 2_000_000_000);
+        Analysis {
+            connections: s,
+            hosts,
+            ..Analysis::default()
+        }
+    }
+
+    #[test]
+    fn attempts_listed_in_the_first_pass_or_in_a_second_make_the_same_races() {
+        let (a, dns, cfg) = (analysis(), DnsTable::default(), DetectConfig::default());
+        let members = |g: &[Grouped]| -> Vec<Vec<usize>> {
+            g.iter().map(|(_, m, _)| m.iter().copied().collect()).collect()
+        };
+        let early = group_attempts_with(&a, &dns, &cfg, LISTED_EARLY);
+        assert_eq!(members(&early), vec![vec![0, 1], vec![4, 5]]);
+        assert_eq!(early.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 60_000_000_000]);
+        // Listed by the second pass (the first gives up at once), and past a cap of one.
+        for cap in [0, 1] {
+            let later = group_attempts_with(&a, &dns, &cfg, cap);
+            assert_eq!(members(&later), members(&early), "cap {cap}");
+        }
     }
 }

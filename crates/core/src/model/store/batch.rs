@@ -100,7 +100,11 @@ impl Connections {
             let get = |id: usize| self.mem.get(id).map(&project);
             return items.par_iter().map(|g| f(g, &get)).collect();
         }
-        let most = self.cfg.budget / (2 * std::mem::size_of::<P>().max(1));
+        // A held projection is its id and its slot, nothing beside (the connections'
+        // budget is theirs while the batch is held: the connections themselves are spilled).
+        // Twice that, as for whole connections, made the busy capture's runs two batches and
+        // read the spill twice (10 GB at 1G: 2.0 -> 1.0 passes).
+        let most = self.cfg.budget / (std::mem::size_of::<(usize, Option<P>)>());
         let mut out = Vec::with_capacity(items.len());
         let mut from = 0;
         let mut ids = Vec::new();
