@@ -63,6 +63,40 @@ fn lost_fin_then_request_reset_and_retried() {
     assert_eq!(e["retry_same_request"], true);
 }
 
+/// Whether a retry repeated the failed request: a different request is `false`, a retry that
+/// sent client data but no request (here TLS) is `null`, each beside one that repeated it.
+#[test]
+fn a_retry_with_another_request_or_none_is_not_the_same_request() {
+    let client_hello = tls::client_hello("www.example", &["http/1.1"]);
+    for (other, want) in [
+        (GET_A, Value::Bool(false)),
+        (&client_hello[..], Value::Null),
+    ] {
+        let mut s = Scenario::new();
+        let c = served(&mut s, 40000);
+        s.data(c, Side::Client, 5011.0, GET_B);
+        s.rst(c, Side::Server, 5011.5);
+        let r = s.tcp("198.18.0.1", 41000, "198.18.0.2", 80);
+        s.handshake(r, 5012.0, 1.0);
+        s.data(r, Side::Client, 5013.5, other);
+        // A second stale reuse, later, whose retry repeats its request (ids in order of
+        // first packet: the retries are 2 and 3).
+        let d = served(&mut s, 40001);
+        s.data(d, Side::Client, 9011.0, GET_B);
+        s.rst(d, Side::Server, 9011.5);
+        retry(&mut s, 9012.0);
+        let j = run(&s, "samereq");
+        assert_eq!(j["summary"]["stale_reuses"], 2);
+        let e = &j["stale_reuses"];
+        assert_eq!(
+            (e[0]["retry"].clone(), e[1]["retry"].clone()),
+            (2.into(), 3.into())
+        );
+        assert_eq!(e[0]["retry_same_request"], want);
+        assert_eq!(e[1]["retry_same_request"], true);
+    }
+}
+
 #[test]
 fn fin_seen_long_before_request_is_a_reuse_bug_and_crossing_is_not() {
     let mut s = Scenario::new();

@@ -13,6 +13,8 @@
 //!   first SYN follows the failure within the retry window and that carried a request.
 
 use super::DetectConfig;
+use std::num::NonZeroU64;
+
 use crate::domain::{ms_between, Nanos};
 use crate::model::record::StaleFacts;
 use crate::model::{Analysis, Name, StaleCause, StaleReuse};
@@ -53,7 +55,6 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
     // once, and only when one needs it.
     let typical = std::cell::OnceCell::new();
     let mut out = Vec::with_capacity(reused.len());
-    let mut compare: Vec<(usize, usize, (String, String))> = Vec::new();
     for c in reused {
         let s = &c.facts;
         let legs = c.legs.or_else(|| *typical.get_or_init(|| typical_legs(a)));
@@ -71,11 +72,13 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
         let failed_at = s.failure_time.unwrap_or(s.request);
         let retry = retries.find(&c, s.request, failed_at, cfg.retry_window);
         let request = s.request_line.as_ref();
-        // Whether the retry repeated the request is read below, all retries in one pass in
-        // id order (one by one, a spilled capture decoded a block per retry).
-        if let (Some((_, id)), Some(line)) = (retry, request) {
-            compare.push((id, out.len(), line.clone()));
-        }
+        // Whether the retry repeated the request: by the hash of its request line, kept in
+        // the index (reading the retries' requests back was a second pass over a spill).
+        let retry_same_request = match (retry, request) {
+            (Some(r), Some((m, t))) => r.request.map(|h| h == request_hash(m, t)),
+            _ => None,
+        };
+        let retry = retry.map(|r| (r.syn, r.id));
         out.push(StaleReuse {
             connection: c.id,
             request_time: s.request,
@@ -92,28 +95,35 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             retransmissions: s.retransmissions,
             request: request.map(|(m, t)| format!("{m} {t}")),
             retry_delay_ms: retry.map(|(syn, _)| ms_between(failed_at, syn)),
-            retry_same_request: None,
+            retry_same_request,
         });
     }
-    compare.sort_unstable_by_key(|x| x.0);
-    let mut ids: Vec<usize> = compare.iter().map(|x| x.0).collect();
-    ids.dedup();
-    let mut next = compare.iter().peekable();
-    a.connections.for_ids(&ids, |_, r| {
-        while next.next_if(|x| x.0 < r.id).is_some() {}
-        while let Some((_, k, (m, t))) = next.next_if(|x| x.0 == r.id) {
-            if let (Some(q), Some(reuse)) = (r.request(), out.get_mut(*k)) {
-                reuse.retry_same_request = Some(q.method == *m && q.target == *t);
-            }
-        }
-    });
     a.stale_reuses = out;
+}
+
+/// A request line's hash: two differ when their lines do, but with a chance of 2^-64.
+fn request_hash(method: &str, target: &str) -> NonZeroU64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same line gives the same hash throughout the process.
+    let mut h = std::hash::DefaultHasher::new();
+    (method, target).hash(&mut h);
+    NonZeroU64::new(h.finish()).unwrap_or(NonZeroU64::MIN)
+}
+
+/// A connection that could be a retry.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    /// Its first SYN.
+    syn: Nanos,
+    id: usize,
+    /// Its request line's hash ([`request_hash`]), if it carried a request.
+    request: Option<NonZeroU64>,
 }
 
 /// The connections that could be a retry (they carried client data and their SYN was seen),
 /// per (client host, service), in order of first SYN.
 struct RetryIndex {
-    by_key: foldhash::HashMap<(usize, Name), Vec<(Nanos, usize)>>,
+    by_key: foldhash::HashMap<(usize, Name), Vec<Candidate>>,
 }
 
 /// A stale reuse's connection, as the index's pass read it.
@@ -129,7 +139,7 @@ struct Reused {
 impl RetryIndex {
     /// The index, and the stale reuses' connections read in the same pass.
     fn new(a: &Analysis) -> (RetryIndex, Vec<Reused>) {
-        let mut by_key: foldhash::HashMap<(usize, Name), Vec<(Nanos, usize)>> =
+        let mut by_key: foldhash::HashMap<(usize, Name), Vec<Candidate>> =
             foldhash::HashMap::default();
         let mut reused = Vec::new();
         a.connections.for_each(|r| {
@@ -137,7 +147,11 @@ impl RetryIndex {
                 by_key
                     .entry((r.host, r.service.clone()))
                     .or_default()
-                    .push((t, r.id));
+                    .push(Candidate {
+                        syn: t,
+                        id: r.id,
+                        request: r.request().map(|q| request_hash(&q.method, &q.target)),
+                    });
             }
             if let Some(s) = r.rec.stale.as_deref() {
                 reused.push(Reused {
@@ -150,27 +164,26 @@ impl RetryIndex {
             }
         });
         for list in by_key.values_mut() {
-            list.sort_unstable();
+            list.sort_unstable_by_key(|c| (c.syn, c.id));
         }
         (RetryIndex { by_key }, reused)
     }
 
     /// The next connection from the same host to the same service, opened after the request
-    /// and within `window` after the failure, that carried a request: its first SYN and id,
-    /// O(log n).
+    /// and within `window` after the failure, that carried client data, O(log n).
     fn find(
         &self,
         c: &Reused,
         request: Nanos,
         failed_at: Nanos,
         window: Nanos,
-    ) -> Option<(Nanos, usize)> {
+    ) -> Option<Candidate> {
         let list = self.by_key.get(&(c.host, c.service.clone()))?;
-        let from = list.partition_point(|&(t, _)| t < request);
+        let from = list.partition_point(|x| x.syn < request);
         list.get(from..)?
             .iter()
-            .take_while(|&&(t, _)| t - failed_at <= window)
-            .find(|&&(_, id)| id != c.id)
+            .take_while(|x| x.syn - failed_at <= window)
+            .find(|x| x.id != c.id)
             .copied()
     }
 }
