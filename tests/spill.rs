@@ -235,3 +235,47 @@ fn a_spill_past_the_file_size_limit_fails_without_a_report() {
         "File too large",
     );
 }
+
+/// Sequences, stale reuses, listeners and services read the spill once between them (their
+/// passes are shared: `detect::Visitor`), the pass counted with the first of them; with stale
+/// reuses in the capture and without.
+#[test]
+fn neighbouring_detectors_share_one_pass_over_the_spill() {
+    let dir = tempdir("spill-shared");
+    for (sample, stale) in [
+        ("stale_reuse_curl.pcap", true),
+        ("he_curl_v6slow.pcap", false),
+    ] {
+        let path = root().join("samples").join(sample);
+        let opts = Options {
+            spill: SpillConfig {
+                budget: 0,
+                dir: dir.clone(),
+                block: 1,
+            },
+            ..Options::default()
+        };
+        let a = racetrace_core::analyze(&[path.to_string_lossy().into_owned()], &opts).unwrap();
+        let on_disk = a.connections.spilled_count() as u64;
+        assert!(on_disk > 0);
+        assert_eq!(a.connections.with_stale() > 0, stale, "{sample}");
+        let passes: Vec<(&str, u64)> = a
+            .timings
+            .detectors
+            .iter()
+            .map(|d| (d.name, d.read_back / on_disk))
+            .collect();
+        let shared = [
+            ("sequences", 1),
+            ("stale", 0),
+            ("listeners", 0),
+            ("services", 0),
+        ];
+        for (name, want) in shared {
+            assert!(
+                passes.contains(&(name, want)),
+                "{sample}: {name}: {passes:?}"
+            );
+        }
+    }
+}

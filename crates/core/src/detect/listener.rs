@@ -21,7 +21,7 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 
 mod flood;
 
-use super::{Context, Detector, Part};
+use super::{Context, DetectConfig, Detector, Part, Visitor};
 use crate::domain::{ms_between, Nanos};
 use crate::model::{Analysis, Connection, HealthCheck, Listener, Reason, Role, Scan};
 
@@ -51,8 +51,8 @@ impl Detector for Listeners {
     fn writes(&self) -> &'static [Part] {
         &[Part::Listeners]
     }
-    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
-        detect(a);
+    fn visitor(&self, a: &Analysis, _cfg: &DetectConfig) -> Option<Box<dyn Visitor>> {
+        Some(Box::new(Pass::new(a, HELD_EARLY)))
     }
 }
 
@@ -122,44 +122,107 @@ pub fn detect(a: &mut Analysis) {
 
 /// [`detect`], holding at most `held_early` short-lived connections from the first pass.
 fn detect_with(a: &mut Analysis, held_early: usize) {
-    let epoch = a.epoch();
-    let mut reasons: Reasons = vec![None; a.connections.len()];
-    let won = |c: &Connection| {
-        c.role == Role::AlsoRan
-            && c.race
-                .and_then(|r| a.races.get(r))
-                .is_some_and(|r| r.winner.is_some())
-    };
-    let half_open = |c: &Connection| !c.rec.established_time.is_some();
-    // Also-rans; half-open attempts per service and second; every connection counted and the
-    // rest of the short-lived held, while they are few.
-    let mut seconds = flood::Seconds::default();
-    let mut counts: HashMap<(crate::model::Name, u16), Listener> = HashMap::new();
-    let mut briefs = Some(Vec::new());
+    let mut pass = Pass::new(a, held_early);
     for block in a.connections.blocks() {
-        for c in block.iter() {
-            let l = counts.entry((c.service.clone(), c.rec.server.port)).or_default();
+        pass.add(a, &block);
+    }
+    pass.finish_into(a);
+}
+
+/// No payload either way, and the client never had the handshake completed.
+fn half_open(c: &Connection) -> bool {
+    !c.rec.established_time.is_some()
+}
+
+/// The listeners' first pass over the connections: also-rans; half-open attempts per service
+/// and second; every connection counted and the rest of the short-lived held, while they are
+/// few.
+struct Pass {
+    epoch: Nanos,
+    held_early: usize,
+    reasons: Reasons,
+    seconds: flood::Seconds,
+    counts: HashMap<(crate::model::Name, u16), Listener>,
+    briefs: Option<Vec<Brief>>,
+}
+
+impl Pass {
+    fn new(a: &Analysis, held_early: usize) -> Pass {
+        Pass {
+            epoch: a.epoch(),
+            held_early,
+            reasons: vec![None; a.connections.len()],
+            seconds: flood::Seconds::default(),
+            counts: HashMap::new(),
+            briefs: Some(Vec::new()),
+        }
+    }
+
+    fn add(&mut self, a: &Analysis, block: &[Connection]) {
+        let won = |c: &Connection| {
+            c.role == Role::AlsoRan
+                && c.race
+                    .and_then(|r| a.races.get(r))
+                    .is_some_and(|r| r.winner.is_some())
+        };
+        for c in block {
+            let l = self.counts.entry((c.service.clone(), c.rec.server.port)).or_default();
             l.connections += 1;
             if !short_lived(c) {
                 continue;
             }
             l.short_lived += 1;
             if won(c) {
-                mark(&mut reasons, c.id, Reason::AlsoRan);
+                mark(&mut self.reasons, c.id, Reason::AlsoRan);
                 l.also_ran += 1;
                 continue;
             }
             if half_open(c) {
-                seconds.add(c, start(c), epoch);
+                self.seconds.add(c, start(c), self.epoch);
             }
-            if briefs.as_ref().is_some_and(|b| b.len() >= held_early) {
-                briefs = None;
+            if self.briefs.as_ref().is_some_and(|b| b.len() >= self.held_early) {
+                self.briefs = None;
             }
-            if let Some(b) = &mut briefs {
+            if let Some(b) = &mut self.briefs {
                 b.push(Brief::of(c));
             }
         }
     }
+
+    /// Floods, scans, health checks, each listener's counts and each connection's reason.
+    fn finish_into(self, a: &mut Analysis) {
+        let Pass {
+            epoch,
+            reasons,
+            seconds,
+            counts,
+            briefs,
+            ..
+        } = self;
+        finish(a, epoch, reasons, seconds, counts, briefs);
+    }
+}
+
+impl Visitor for Pass {
+    fn visit(&mut self, a: &Analysis, block: &[Connection]) {
+        self.add(a, block);
+    }
+    fn finish(self: Box<Self>, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        self.finish_into(a);
+    }
+}
+
+/// What follows the first pass: with a flood (or too many short-lived connections to hold
+/// from it) a second pass for each busy episode's sources and a third that marks the flood's
+/// attempts and holds the rest; then scans and health checks among what is held.
+fn finish(
+    a: &mut Analysis,
+    epoch: Nanos,
+    mut reasons: Reasons,
+    seconds: flood::Seconds,
+    mut counts: HashMap<(crate::model::Name, u16), Listener>,
+    briefs: Option<Vec<Brief>>,
+) {
     // Each busy episode's attempts and sources.
     let mut episodes = seconds.episodes(epoch);
     let briefs = match briefs.filter(|_| episodes.is_empty()) {

@@ -8,7 +8,10 @@
 //! reads what earlier detectors wrote only through what it declared (a test holds every
 //! declared read to a write of an earlier detector, each part to one writer; [`Context::dns`]
 //! checks its reader), and it never calls another detector. [`registry!`] lists them in the
-//! order they run, one line each: adding a detector is its file and its line there.
+//! order they run, one line each: adding a detector is its file and its line there. A detector
+//! whose work is one pass over the connections and a finish offers it as a [`Visitor`]:
+//! neighbours that do (sequences, stale reuses, listeners, services) share one read of the
+//! connections, which on a spilled capture is a decode of every one.
 //!
 //! Detectors walk the connections in the order of their first record (the list's order). What
 //! one needs of the whole capture first (a client's delay profile, host ties, backend clusters)
@@ -23,7 +26,7 @@ use std::net::IpAddr;
 pub use crate::app::dns::DnsTable;
 
 use crate::domain::{Nanos, Stage};
-use crate::model::Analysis;
+use crate::model::{Analysis, Connection};
 
 /// The detectors, in the order they run: `module::Type`, one line each. Declares the modules
 /// and builds [`registry`].
@@ -153,9 +156,40 @@ pub trait Detector {
     fn reads(&self) -> &'static [Part];
     /// The parts it writes: its output, written by no other detector.
     fn writes(&self) -> &'static [Part];
-    /// Run over the analysis.
-    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>);
+    /// Run over the analysis. A detector that offers a [`Visitor`] need not write it: by
+    /// default it is its visitor over every block, then its finish.
+    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
+        if let Some(v) = self.visitor(a, ctx.cfg) {
+            visit(a, ctx, v);
+        }
+    }
+    /// Its work as one pass over the connections and a finish, when it is that (`None`: it
+    /// needs [`Detector::run`]). Neighbours that offer one, none reading what an earlier of
+    /// them writes, share one read of the connections: on a spilled capture each pass is a
+    /// decode of every connection.
+    fn visitor(&self, _a: &Analysis, _cfg: &DetectConfig) -> Option<Box<dyn Visitor>> {
+        None
+    }
 }
+
+/// A detector's pass over the connections ([`Detector::visitor`]).
+pub trait Visitor {
+    /// One block of connections, in id order; `a` as the earlier detectors left it.
+    fn visit(&mut self, a: &Analysis, block: &[Connection]);
+    /// After the last block: write what it found (it may read the connections again).
+    fn finish(self: Box<Self>, a: &mut Analysis, ctx: &mut Context<'_>);
+}
+
+/// A visitor's pass over the connections, then its finish.
+pub fn visit(a: &mut Analysis, ctx: &mut Context<'_>, mut v: Box<dyn Visitor>) {
+    for block in a.connections.blocks() {
+        v.visit(a, &block);
+    }
+    v.finish(a, ctx);
+}
+
+/// The parts a detector reads.
+type Reads = &'static [Part];
 
 pub use crate::model::Timed;
 
@@ -175,24 +209,70 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
         cfg,
     };
     let mut timings = Vec::with_capacity(detectors.len());
-    for (i, d) in detectors.iter().enumerate() {
-        let started = crate::engine::cpu::Started::now();
-        let read_before = a.connections.read_back();
-        ctx.last_dns_reader = Some(i) == last_reader;
-        ctx.reads = d.reads();
-        d.run(a, &mut ctx);
-        // The DNS table goes after its last reader, and its pages with it. The detectors' own
-        // working sets are left to the allocator, which reuses them: giving them back too
-        // cost more in trimming and page faults than it saved (bench/HISTORY.md).
-        ctx.done_with_dns();
-        timings.push(Timed {
-            name: d.name(),
-            spent: started.stop(),
-            peak_rss: crate::engine::memory::peak_rss_bytes(),
-            read_back: a.connections.read_back() - read_before,
-        });
+    let mut i = 0;
+    while let Some(d) = detectors.get(i) {
+        let mut started = crate::engine::cpu::Started::now();
+        let mut read_before = a.connections.read_back();
+        // Neighbours that offer a visitor share one pass, up to the first that reads what an
+        // earlier one of them writes.
+        let mut group: Vec<(Box<dyn Visitor>, Reads)> = Vec::new();
+        let mut written: Vec<Part> = Vec::new();
+        for e in detectors.get(i..).unwrap_or_default() {
+            if e.reads().iter().any(|p| written.contains(p)) {
+                break;
+            }
+            let Some(v) = e.visitor(a, cfg) else { break };
+            group.push((v, e.reads()));
+            written.extend_from_slice(e.writes());
+        }
+        if group.is_empty() {
+            ctx.last_dns_reader = Some(i) == last_reader;
+            ctx.reads = d.reads();
+            d.run(a, &mut ctx);
+            group_done(a, &mut ctx, &mut timings, d.name(), started, read_before);
+            i += 1;
+            continue;
+        }
+        for block in a.connections.blocks() {
+            for (v, _) in &mut group {
+                v.visit(a, &block);
+            }
+        }
+        // Each one's finish in order; the shared pass is timed with the first.
+        for (v, reads) in group {
+            let name = detectors.get(i).map_or("?", |d| d.name());
+            ctx.last_dns_reader = Some(i) == last_reader;
+            ctx.reads = reads;
+            v.finish(a, &mut ctx);
+            group_done(a, &mut ctx, &mut timings, name, started, read_before);
+            started = crate::engine::cpu::Started::now();
+            read_before = a.connections.read_back();
+            i += 1;
+        }
     }
     timings
+}
+
+/// A detector is done: the DNS table goes after its last reader, and the detector's time,
+/// the peak memory and the connections it read back are noted.
+fn group_done(
+    a: &Analysis,
+    ctx: &mut Context<'_>,
+    timings: &mut Vec<Timed>,
+    name: &'static str,
+    started: crate::engine::cpu::Started,
+    read_before: u64,
+) {
+    // The DNS table goes after its last reader, and its pages with it. The detectors' own
+    // working sets are left to the allocator, which reuses them: giving them back too cost
+    // more in trimming and page faults than it saved (bench/HISTORY.md).
+    ctx.done_with_dns();
+    timings.push(Timed {
+        name,
+        spent: started.stop(),
+        peak_rss: crate::engine::memory::peak_rss_bytes(),
+        read_back: a.connections.read_back() - read_before,
+    });
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::Stage;
-use crate::model::{Analysis, Kept, Name, Role, Sequence};
+use crate::model::{Analysis, Connection, Kept, Name, Role, Sequence};
 
-use super::{Context, Detector, Part};
+use super::{Context, DetectConfig, Detector, Part, Visitor};
 
 /// Builds `sequences`.
 pub struct Sequences;
@@ -23,8 +23,8 @@ impl Detector for Sequences {
     fn writes(&self) -> &'static [Part] {
         &[Part::Sequences]
     }
-    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
-        detect(a);
+    fn visitor(&self, a: &Analysis, _cfg: &DetectConfig) -> Option<Box<dyn Visitor>> {
+        Some(Box::new(Pass::new(a)))
     }
 }
 
@@ -32,37 +32,73 @@ impl Detector for Sequences {
 /// What grows with the capture is one [`Kept`] (24 bytes) per kept connection: the lists the
 /// contract shows per connection are derived from it when written.
 pub fn detect(a: &mut Analysis) {
-    // The backend's number in `backends` (`Bn` is `backends[n - 1]`).
-    let number: HashMap<&str, u32> = a
-        .backends
-        .iter()
-        .zip(1u32..)
-        .map(|(b, n)| {
-            debug_assert_eq!(b.id, format!("B{n}"));
-            (b.id.as_str(), n)
-        })
-        .collect();
-    let mut by: BTreeMap<(usize, Name), Vec<Kept>> = BTreeMap::new();
-    // Kept connections: not an also-ran, and connected (an attempt never answered, a refusal
-    // or a handshake never completed is nothing the client kept).
-    a.connections.for_each(|c| {
-        if c.role != Role::AlsoRan && c.rec.stage() >= Stage::Tcp {
-            by.entry((c.host, c.service.clone())).or_default().push(Kept {
-                id: c.id,
-                start: c.rec.syn_time.get().unwrap_or(c.rec.first_time),
-                family: c.rec.family(),
-                backend: c.backend.as_deref().and_then(|b| number.get(b)).copied().unwrap_or(0),
-            });
-        }
-    });
-    let mut out = Vec::new();
-    for ((host, service), mut kept) in by {
-        if kept.len() < 2 {
-            continue;
-        }
-        kept.sort_by_key(|k| (k.start, k.id));
-        kept.shrink_to_fit();
-        out.push(Sequence::new(a.host_label(host), service, kept));
+    let mut pass = Pass::new(a);
+    for block in a.connections.blocks() {
+        pass.add(&block);
     }
-    a.sequences = out;
+    pass.finish_into(a);
+}
+
+/// The sequences' pass over the connections.
+struct Pass {
+    /// The backend's number in `backends` (`Bn` is `backends[n - 1]`).
+    number: HashMap<String, u32>,
+    by: BTreeMap<(usize, Name), Vec<Kept>>,
+}
+
+impl Pass {
+    fn new(a: &Analysis) -> Pass {
+        let number = a
+            .backends
+            .iter()
+            .zip(1u32..)
+            .map(|(b, n)| {
+                debug_assert_eq!(b.id, format!("B{n}"));
+                (b.id.clone(), n)
+            })
+            .collect();
+        Pass {
+            number,
+            by: BTreeMap::new(),
+        }
+    }
+
+    /// Kept connections: not an also-ran, and connected (an attempt never answered, a
+    /// refusal or a handshake never completed is nothing the client kept).
+    fn add(&mut self, block: &[Connection]) {
+        for c in block {
+            if c.role != Role::AlsoRan && c.rec.stage() >= Stage::Tcp {
+                let backend = c.backend.as_deref().and_then(|b| self.number.get(b));
+                self.by.entry((c.host, c.service.clone())).or_default().push(Kept {
+                    id: c.id,
+                    start: c.rec.syn_time.get().unwrap_or(c.rec.first_time),
+                    family: c.rec.family(),
+                    backend: backend.copied().unwrap_or(0),
+                });
+            }
+        }
+    }
+
+    /// `sequences`.
+    fn finish_into(self, a: &mut Analysis) {
+        let mut out = Vec::new();
+        for ((host, service), mut kept) in self.by {
+            if kept.len() < 2 {
+                continue;
+            }
+            kept.sort_by_key(|k| (k.start, k.id));
+            kept.shrink_to_fit();
+            out.push(Sequence::new(a.host_label(host), service, kept));
+        }
+        a.sequences = out;
+    }
+}
+
+impl Visitor for Pass {
+    fn visit(&mut self, _a: &Analysis, block: &[Connection]) {
+        self.add(block);
+    }
+    fn finish(self: Box<Self>, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        self.finish_into(a);
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::summary::median;
-use super::{Context, Detector, Part};
+use super::{Context, DetectConfig, Detector, Part, Visitor};
 use crate::domain::{ms_between, Side};
 use crate::error::Warning;
 use crate::model::{Analysis, ClockRegime, Connection, Service};
@@ -23,8 +23,8 @@ impl Detector for Services {
     fn writes(&self) -> &'static [Part] {
         &[Part::Services]
     }
-    fn run(&self, a: &mut Analysis, _ctx: &mut Context<'_>) {
-        services(a);
+    fn visitor(&self, _a: &Analysis, _cfg: &DetectConfig) -> Option<Box<dyn Visitor>> {
+        Some(Box::new(Pass::default()))
     }
 }
 
@@ -118,10 +118,24 @@ impl Acc {
 
 /// One entry per (service, server port), with its addresses and connection count.
 pub fn services(a: &mut Analysis) {
-    use rayon::prelude::*;
-    type ByService<'a> = BTreeMap<(&'a str, u16), Acc>;
-    let mut by: BTreeMap<(String, u16), Acc> = BTreeMap::new();
+    let mut pass = Pass::default();
     for block in a.connections.blocks() {
+        pass.add(&block);
+    }
+    pass.finish_into(a);
+}
+
+/// The services' pass over the connections.
+#[derive(Default)]
+struct Pass {
+    by: BTreeMap<(String, u16), Acc>,
+}
+
+impl Pass {
+    /// Count one block's connections.
+    fn add(&mut self, block: &[Connection]) {
+        use rayon::prelude::*;
+        type ByService<'a> = BTreeMap<(&'a str, u16), Acc>;
         // Folded on every core, keyed by the name's text (no shared count touched per
         // connection).
         let part: ByService<'_> = block
@@ -139,23 +153,36 @@ pub fn services(a: &mut Analysis) {
                 x
             });
         for ((name, port), acc) in part {
-            match by.get_mut(&(name.to_string(), port)) {
+            match self.by.get_mut(&(name.to_string(), port)) {
                 Some(known) => known.merge(acc),
                 None => {
-                    by.insert((name.to_string(), port), acc);
+                    self.by.insert((name.to_string(), port), acc);
                 }
             }
         }
     }
-    let mut warnings = Vec::new();
-    a.services = by
-        .into_iter()
-        .map(|((name, port), acc)| {
-            let (service, warning) = acc.service(&name, port, &a.capture.file);
-            warnings.extend(warning);
-            service
-        })
-        .collect();
-    a.warnings.extend(warnings);
+
+    /// `services` and their warnings.
+    fn finish_into(self, a: &mut Analysis) {
+        let mut warnings = Vec::new();
+        a.services = self
+            .by
+            .into_iter()
+            .map(|((name, port), acc)| {
+                let (service, warning) = acc.service(&name, port, &a.capture.file);
+                warnings.extend(warning);
+                service
+            })
+            .collect();
+        a.warnings.extend(warnings);
+    }
 }
 
+impl Visitor for Pass {
+    fn visit(&mut self, _a: &Analysis, block: &[Connection]) {
+        self.add(block);
+    }
+    fn finish(self: Box<Self>, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        self.finish_into(a);
+    }
+}

@@ -17,10 +17,10 @@ use std::num::NonZeroU64;
 
 use crate::domain::{ms_between, Nanos};
 use crate::model::record::StaleFacts;
-use crate::model::{Analysis, Name, StaleCause, StaleReuse};
+use crate::model::{Analysis, Connection, Name, StaleCause, StaleReuse};
 use crate::track::Vantage;
 
-use super::{Context, Detector, Part};
+use super::{Context, Detector, Part, Visitor};
 
 /// Finds requests sent on connections the peer had given up; sets `stale_reuses`.
 pub struct Stale;
@@ -38,19 +38,92 @@ impl Detector for Stale {
     fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
         detect(a, ctx.cfg);
     }
+    fn visitor(&self, a: &Analysis, cfg: &DetectConfig) -> Option<Box<dyn Visitor>> {
+        // With no stale-reuse facts, nothing to read: a visitor all the same, so that its
+        // neighbours still share their pass.
+        Some(match Pass::new(a, cfg) {
+            Some(p) => Box::new(p),
+            None => Box::new(Nothing),
+        })
+    }
 }
 
 /// Find every stale reuse: O(n log n) in connections and in stale reuses (each retry is found
 /// through an index of the connections that could be one, built once).
 pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
     // Counted as the tracker handed the connections over: no pass when there is none.
-    if a.connections.with_stale() == 0 {
+    let Some(mut pass) = Pass::new(a, cfg) else {
         a.stale_reuses = Vec::new();
         return;
+    };
+    for block in a.connections.blocks() {
+        pass.add(&block);
     }
-    // One pass: the retry index, and each stale reuse's own facts (they are findings: held
-    // as the findings are).
-    let (retries, reused) = RetryIndex::new(a);
+    pass.finish_into(a);
+}
+
+/// The stale reuses' pass over the connections: the retry index, and each stale reuse's own
+/// facts (they are findings: held as the findings are).
+struct Pass {
+    retries: RetryIndex,
+    reused: Vec<Reused>,
+    window: Nanos,
+}
+
+impl Pass {
+    /// `None` when no connection carries stale-reuse facts.
+    fn new(a: &Analysis, cfg: &DetectConfig) -> Option<Pass> {
+        (a.connections.with_stale() > 0).then(|| Pass {
+            retries: RetryIndex::default(),
+            reused: Vec::new(),
+            window: cfg.retry_window,
+        })
+    }
+
+    fn add(&mut self, block: &[Connection]) {
+        for r in block {
+            self.retries.add(r);
+            if let Some(s) = r.rec.stale.as_deref() {
+                self.reused.push(Reused {
+                    id: r.id,
+                    host: r.host,
+                    service: r.service.clone(),
+                    legs: r.rec.handshake_legs(),
+                    facts: s.clone(),
+                });
+            }
+        }
+    }
+
+    fn finish_into(mut self, a: &mut Analysis) {
+        for list in self.retries.by_key.values_mut() {
+            list.sort_unstable_by_key(|c| (c.syn, c.id));
+        }
+        findings(a, &self.retries, self.reused, self.window);
+    }
+}
+
+impl Visitor for Pass {
+    fn visit(&mut self, _a: &Analysis, block: &[Connection]) {
+        self.add(block);
+    }
+    fn finish(self: Box<Self>, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        self.finish_into(a);
+    }
+}
+
+/// The visitor of a capture without stale-reuse facts: no stale reuses.
+struct Nothing;
+
+impl Visitor for Nothing {
+    fn visit(&mut self, _a: &Analysis, _block: &[Connection]) {}
+    fn finish(self: Box<Self>, a: &mut Analysis, _ctx: &mut Context<'_>) {
+        a.stale_reuses = Vec::new();
+    }
+}
+
+/// Each stale reuse's cause and retry.
+fn findings(a: &mut Analysis, retries: &RetryIndex, reused: Vec<Reused>, window: Nanos) {
     // The capture's typical handshake, for connections whose own was not captured: computed
     // once, and only when one needs it.
     let typical = std::cell::OnceCell::new();
@@ -70,7 +143,7 @@ pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
             (Some(_), _, _) => StaleCause::Crossed,
         };
         let failed_at = s.failure_time.unwrap_or(s.request);
-        let retry = retries.find(&c, s.request, failed_at, cfg.retry_window);
+        let retry = retries.find(&c, s.request, failed_at, window);
         let request = s.request_line.as_ref();
         // Whether the retry repeated the request: by the hash of its request line, kept in
         // the index (reading the retries' requests back was a second pass over a spill).
@@ -122,6 +195,7 @@ struct Candidate {
 
 /// The connections that could be a retry (they carried client data and their SYN was seen),
 /// per (client host, service), in order of first SYN.
+#[derive(Default)]
 struct RetryIndex {
     by_key: foldhash::HashMap<(usize, Name), Vec<Candidate>>,
 }
@@ -137,36 +211,18 @@ struct Reused {
 }
 
 impl RetryIndex {
-    /// The index, and the stale reuses' connections read in the same pass.
-    fn new(a: &Analysis) -> (RetryIndex, Vec<Reused>) {
-        let mut by_key: foldhash::HashMap<(usize, Name), Vec<Candidate>> =
-            foldhash::HashMap::default();
-        let mut reused = Vec::new();
-        a.connections.for_each(|r| {
-            if let Some(t) = r.rec.syn_time.get().filter(|_| r.rec.bytes[0] > 0) {
-                by_key
-                    .entry((r.host, r.service.clone()))
-                    .or_default()
-                    .push(Candidate {
-                        syn: t,
-                        id: r.id,
-                        request: r.request().map(|q| request_hash(&q.method, &q.target)),
-                    });
-            }
-            if let Some(s) = r.rec.stale.as_deref() {
-                reused.push(Reused {
+    /// Index `r` if it could be a retry.
+    fn add(&mut self, r: &Connection) {
+        if let Some(t) = r.rec.syn_time.get().filter(|_| r.rec.bytes[0] > 0) {
+            self.by_key
+                .entry((r.host, r.service.clone()))
+                .or_default()
+                .push(Candidate {
+                    syn: t,
                     id: r.id,
-                    host: r.host,
-                    service: r.service.clone(),
-                    legs: r.rec.handshake_legs(),
-                    facts: s.clone(),
+                    request: r.request().map(|q| request_hash(&q.method, &q.target)),
                 });
-            }
-        });
-        for list in by_key.values_mut() {
-            list.sort_unstable_by_key(|c| (c.syn, c.id));
         }
-        (RetryIndex { by_key }, reused)
     }
 
     /// The next connection from the same host to the same service, opened after the request
