@@ -229,7 +229,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
             ctx.last_dns_reader = Some(i) == last_reader;
             ctx.reads = d.reads();
             d.run(a, &mut ctx);
-            group_done(a, &mut ctx, &mut timings, d.name(), started, read_before);
+            detector_done(a, &mut ctx, &mut timings, d.name(), started, read_before);
             i += 1;
             continue;
         }
@@ -244,7 +244,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
             ctx.last_dns_reader = Some(i) == last_reader;
             ctx.reads = reads;
             v.finish(a, &mut ctx);
-            group_done(a, &mut ctx, &mut timings, name, started, read_before);
+            detector_done(a, &mut ctx, &mut timings, name, started, read_before);
             started = crate::engine::cpu::Started::now();
             read_before = a.connections.read_back();
             i += 1;
@@ -255,7 +255,7 @@ pub fn run(a: &mut Analysis, dns: DnsTable, cfg: &DetectConfig) -> Vec<Timed> {
 
 /// A detector is done: the DNS table goes after its last reader, and the detector's time,
 /// the peak memory and the connections it read back are noted.
-fn group_done(
+fn detector_done(
     a: &Analysis,
     ctx: &mut Context<'_>,
     timings: &mut Vec<Timed>,
