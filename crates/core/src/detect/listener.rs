@@ -111,24 +111,6 @@ impl Short {
 /// half-open attempts) they are listed by a later pass instead, once the flood's are known.
 const HELD_EARLY: usize = 1 << 18;
 
-/// Classify every short-lived connection and count them per listener, a block at a time.
-/// Without a flood, one pass: also-rans are marked, and the rest of the short-lived ones are
-/// held as [`Brief`]s for the scans and health checks. With one (or past [`HELD_EARLY`]
-/// short-lived connections), a second pass finds each busy episode's sources and a third
-/// marks the flood's attempts and holds the rest.
-pub fn detect(a: &mut Analysis) {
-    detect_with(a, HELD_EARLY);
-}
-
-/// [`detect`], holding at most `held_early` short-lived connections from the first pass.
-fn detect_with(a: &mut Analysis, held_early: usize) {
-    let mut pass = Pass::new(a, held_early);
-    for block in a.connections.blocks() {
-        pass.add(a, &block);
-    }
-    pass.finish_into(a);
-}
-
 /// No payload either way, and the client never had the handshake completed.
 fn half_open(c: &Connection) -> bool {
     !c.rec.established_time.is_some()
@@ -136,7 +118,10 @@ fn half_open(c: &Connection) -> bool {
 
 /// The listeners' first pass over the connections: also-rans; half-open attempts per service
 /// and second; every connection counted and the rest of the short-lived held, while they are
-/// few.
+/// few. Without a flood that pass is all: the held ones are what the scans and health checks
+/// look at. With one (or past [`HELD_EARLY`] short-lived connections), the finish makes a
+/// second pass for each busy episode's sources and a third that marks the flood's attempts
+/// and holds the rest.
 struct Pass {
     epoch: Nanos,
     held_early: usize,
@@ -492,6 +477,16 @@ mod tests {
             connections: s,
             ..Analysis::default()
         }
+    }
+
+    /// The detector's pass and finish, holding at most `held_early` short-lived connections
+    /// from the first pass.
+    fn detect_with(a: &mut Analysis, held_early: usize) {
+        let mut pass = Pass::new(a, held_early);
+        for block in a.connections.blocks() {
+            pass.add(a, &block);
+        }
+        pass.finish_into(a);
     }
 
     /// Each connection's reason.

@@ -35,9 +35,6 @@ impl Detector for Stale {
     fn writes(&self) -> &'static [Part] {
         &[Part::StaleReuses]
     }
-    fn run(&self, a: &mut Analysis, ctx: &mut Context<'_>) {
-        detect(a, ctx.cfg);
-    }
     fn visitor(&self, a: &Analysis, cfg: &DetectConfig) -> Option<Box<dyn Visitor>> {
         // With no stale-reuse facts, nothing to read: a visitor all the same, so that its
         // neighbours still share their pass.
@@ -48,22 +45,9 @@ impl Detector for Stale {
     }
 }
 
-/// Find every stale reuse: O(n log n) in connections and in stale reuses (each retry is found
-/// through an index of the connections that could be one, built once).
-pub fn detect(a: &mut Analysis, cfg: &DetectConfig) {
-    // Counted as the tracker handed the connections over: no pass when there is none.
-    let Some(mut pass) = Pass::new(a, cfg) else {
-        a.stale_reuses = Vec::new();
-        return;
-    };
-    for block in a.connections.blocks() {
-        pass.add(&block);
-    }
-    pass.finish_into(a);
-}
-
 /// The stale reuses' pass over the connections: the retry index, and each stale reuse's own
-/// facts (they are findings: held as the findings are).
+/// facts (they are findings: held as the findings are). Every stale reuse is found in
+/// O(n log n) in connections and in stale reuses: each retry through the index, built once.
 struct Pass {
     retries: RetryIndex,
     reused: Vec<Reused>,
@@ -71,7 +55,8 @@ struct Pass {
 }
 
 impl Pass {
-    /// `None` when no connection carries stale-reuse facts.
+    /// `None` when no connection carries stale-reuse facts (counted as the tracker handed the
+    /// connections over: no pass when there is none).
     fn new(a: &Analysis, cfg: &DetectConfig) -> Option<Pass> {
         (a.connections.with_stale() > 0).then(|| Pass {
             retries: RetryIndex::default(),
